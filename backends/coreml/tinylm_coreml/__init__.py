@@ -1,0 +1,1 @@
+"""Core ML backend for tinylm (registered through the `tinylm` entry-point group)."""

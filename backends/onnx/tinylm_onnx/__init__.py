@@ -1,0 +1,1 @@
+"""ONNX Runtime backend for tinylm (registered through the `tinylm` entry-point group)."""

@@ -1,0 +1,1 @@
+"""OpenVINO backend for tinylm (registered through the `tinylm` entry-point group)."""

@@ -1,0 +1,129 @@
+"""tinylm: small language models on edge hardware, one API over many backends.
+
+    import tinylm
+    m = tinylm.load("support-assistant")
+    print(m.generate("My parcel never arrived.", max_new_tokens=64).text)
+
+`import tinylm` is light: it imports no ML runtime, writes nothing and starts nothing; the
+public names below load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "load": "model",
+    "Model": "model",
+    "Completion": "generation",
+    "Chunk": "generation",
+    "Usage": "generation",
+    "ModelSpec": "arch.spec",
+    "Availability": "backend",
+    "Capabilities": "backend",
+    "OpenRequest": "backend",
+    "Backend": "backend",
+    "Session": "backend",
+    "hookimpl": "hookspecs",
+    "SamplingParams": "sampling",
+}
+_ERRORS = (
+    "TinyLMError",
+    "BackendError",
+    "UnknownBackend",
+    "BackendUnavailable",
+    "DeviceUnavailable",
+    "PrecisionUnsupported",
+    "CapabilityError",
+    "ModelNotFound",
+    "InvalidModelName",
+    "UnsupportedArchitecture",
+    "ModelFileError",
+    "WeightsError",
+    "TokenizerError",
+    "ChatTemplateError",
+    "GenerationError",
+    "PromptTooLong",
+    "PluginLoadError",
+    "ConfigError",
+)
+_LAZY.update({name: "errors" for name in _ERRORS})
+
+__all__ = [
+    "__version__",
+    "load",
+    "Model",
+    "Completion",
+    "Chunk",
+    "Usage",
+    "ModelSpec",
+    "Availability",
+    "Capabilities",
+    "OpenRequest",
+    "Backend",
+    "Session",
+    "hookimpl",
+    "SamplingParams",
+    "TinyLMError",
+    "BackendError",
+    "UnknownBackend",
+    "BackendUnavailable",
+    "DeviceUnavailable",
+    "PrecisionUnsupported",
+    "CapabilityError",
+    "ModelNotFound",
+    "InvalidModelName",
+    "UnsupportedArchitecture",
+    "ModelFileError",
+    "WeightsError",
+    "TokenizerError",
+    "ChatTemplateError",
+    "GenerationError",
+    "PromptTooLong",
+    "PluginLoadError",
+    "ConfigError",
+]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .arch.spec import ModelSpec
+    from .backend import Availability, Backend, Capabilities, OpenRequest, Session
+    from .errors import (
+        BackendError,
+        BackendUnavailable,
+        CapabilityError,
+        ChatTemplateError,
+        ConfigError,
+        DeviceUnavailable,
+        GenerationError,
+        InvalidModelName,
+        ModelFileError,
+        ModelNotFound,
+        PluginLoadError,
+        PrecisionUnsupported,
+        PromptTooLong,
+        TinyLMError,
+        TokenizerError,
+        UnknownBackend,
+        UnsupportedArchitecture,
+        WeightsError,
+    )
+    from .generation import Chunk, Completion, Usage
+    from .hookspecs import hookimpl
+    from .model import Model, load
+    from .sampling import SamplingParams
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tinylm' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,39 @@
+"""The model families tinylm describes, looked up by `config.json`'s `model_type`.
+
+Adding a family: write a module here with a `Family` (a config reader and a `sanitize` that maps
+the checkpoint to the canonical names of `tinylm.arch.layout`), and list it in `FAMILIES`.
+No backend changes: backends lower `ModelSpec`, not families.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...errors import UnsupportedArchitecture
+from ._base import Family
+from .bert import BERT
+from .gemma import GEMMA
+from .gpt2 import GPT2
+from .llama import LLAMA
+from .phi3 import PHI3
+from .qwen2 import QWEN2
+from .qwen3 import QWEN3
+
+__all__ = ["Family", "FAMILIES", "family_for"]
+
+FAMILIES: tuple[Family, ...] = (LLAMA, QWEN2, QWEN3, PHI3, GEMMA, GPT2, BERT)
+_BY_TYPE: dict[str, Family] = {t: f for f in FAMILIES for t in f.model_types}
+
+
+def family_for(config: dict[str, Any], *, where: str = "config.json") -> Family:
+    """The family that reads this config, or `UnsupportedArchitecture` naming the supported ones."""
+    model_type = config.get("model_type")
+    try:
+        return _BY_TYPE[str(model_type)]
+    except KeyError:
+        supported = ", ".join(sorted(_BY_TYPE))
+        raise UnsupportedArchitecture(
+            f"{where}: model_type {model_type!r} is not a family tinylm supports "
+            f"(supported model_type values: {supported}). Fix: use a model of one of these families, "
+            "or add the family in tinylm/arch/families/ (see docs/plugins.md)."
+        ) from None

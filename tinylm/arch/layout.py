@@ -1,0 +1,96 @@
+"""Canonical weight names and shapes: the one vocabulary every family maps its checkpoint to.
+
+Linear weights are stored (out_features, in_features), as `torch.nn.Linear` holds them.
+
+    embed.weight                      (V, H)
+    pos_embed.weight                  (P, H)      learned positions (GPT-2, BERT)
+    type_embed.weight                 (T, H)      token types (BERT)
+    embed_norm.{weight,bias}          (H,)        BERT
+    layers.{i}.attn_norm.{weight,bias}            before attention (pre) / after its residual (post)
+    layers.{i}.attn.{q,k,v,o}.{weight,bias}       q: (nh*hd, H)  k,v: (nkv*hd, H)  o: (H, nh*hd)
+    layers.{i}.attn.{q_norm,k_norm}.weight (hd,)  Qwen3
+    layers.{i}.mlp_norm.{weight,bias}
+    layers.{i}.mlp.{gate,up}.{weight,bias}        (I, H)   (gate only for gated MLPs)
+    layers.{i}.mlp.down.{weight,bias}             (H, I)
+    final_norm.{weight,bias}          (H,)
+    lm_head.weight                    (V, H)      absent when tied to embed.weight
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from ..errors import WeightsError
+from .spec import ModelSpec, NormSpec
+
+__all__ = ["expected_shapes", "check_weights"]
+
+Shape = tuple[int, ...]
+
+
+def _norm(prefix: str, norm: NormSpec, h: int) -> dict[str, Shape]:
+    out = {f"{prefix}.weight": (h,)}
+    if norm.bias:
+        out[f"{prefix}.bias"] = (h,)
+    return out
+
+
+def _linear(prefix: str, out_f: int, in_f: int, bias: bool) -> dict[str, Shape]:
+    out: dict[str, Shape] = {f"{prefix}.weight": (out_f, in_f)}
+    if bias:
+        out[f"{prefix}.bias"] = (out_f,)
+    return out
+
+
+def expected_shapes(spec: ModelSpec) -> dict[str, Shape]:
+    """Every canonical tensor the spec needs, with its shape."""
+    h, s = spec.hidden_size, spec
+    shapes: dict[str, Shape] = {"embed.weight": (s.vocab_size, h)}
+    if s.learned_positions:
+        shapes["pos_embed.weight"] = (s.max_positions + s.position_offset, h)
+    if s.type_vocab_size:
+        shapes["type_embed.weight"] = (s.type_vocab_size, h)
+    if s.embed_norm:
+        shapes.update(_norm("embed_norm", s.norm, h))
+    for i in range(s.num_layers):
+        p = f"layers.{i}"
+        shapes.update(_norm(f"{p}.attn_norm", s.norm, h))
+        shapes.update(_linear(f"{p}.attn.q", s.q_size, h, s.qkv_bias))
+        shapes.update(_linear(f"{p}.attn.k", s.kv_size, h, s.qkv_bias))
+        shapes.update(_linear(f"{p}.attn.v", s.kv_size, h, s.qkv_bias))
+        shapes.update(_linear(f"{p}.attn.o", h, s.q_size, s.out_bias))
+        if s.qk_norm:
+            shapes[f"{p}.attn.q_norm.weight"] = (s.head_dim,)
+            shapes[f"{p}.attn.k_norm.weight"] = (s.head_dim,)
+        shapes.update(_norm(f"{p}.mlp_norm", s.norm, h))
+        if s.gated_mlp:
+            shapes.update(_linear(f"{p}.mlp.gate", s.intermediate_size, h, s.mlp_bias))
+        shapes.update(_linear(f"{p}.mlp.up", s.intermediate_size, h, s.mlp_bias))
+        shapes.update(_linear(f"{p}.mlp.down", h, s.intermediate_size, s.mlp_bias))
+    if s.final_norm:
+        shapes.update(_norm("final_norm", s.norm, h))
+    if s.kind == "decoder" and not s.tie_embeddings:
+        shapes["lm_head.weight"] = (s.vocab_size, h)
+    return shapes
+
+
+def check_weights(spec: ModelSpec, weights: Mapping[str, np.ndarray], *, where: str) -> None:
+    """Raise `WeightsError` naming each missing or mis-shaped tensor (`where`: the model folder)."""
+    expected = expected_shapes(spec)
+    missing = [name for name in expected if name not in weights]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise WeightsError(
+            f"{where}: the checkpoint lacks {len(missing)} tensor(s) the {spec.family} config needs: {shown}. "
+            "Fix: check that every shard listed in model.safetensors.index.json is present and that "
+            "config.json belongs to these weights."
+        )
+    for name, shape in expected.items():
+        got = tuple(weights[name].shape)
+        if got != shape:
+            raise WeightsError(
+                f"{where}: tensor {name} has shape {got} but config.json implies {shape}. "
+                "Fix: config.json does not match the weights; use the config the checkpoint was saved with."
+            )

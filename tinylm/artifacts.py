@@ -1,0 +1,173 @@
+"""The artifact cache: converted models under `TINYLM_HOME`, content-keyed, written atomically.
+
+Key: sha256 over the weights' and config's digests, the spec, the backend name and version, the
+precision and the options. An entry is a folder `artifacts/<backend>/<key>/` holding what the
+backend's `prepare` wrote plus `tinylm-artifact.json` (metadata, including the parity the backend
+measured). It is built in a temporary folder beside it and renamed into place, under a file lock,
+so concurrent loaders build it once and a killed conversion leaves nothing a later load trusts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from . import settings
+from .backend import Backend, OpenRequest
+from .errors import TinyLMError
+from .weights import weight_files
+
+__all__ = ["ensure_artifact", "list_artifacts", "prune", "Artifact", "MARKER", "folder_digest"]
+
+MARKER = "tinylm-artifact.json"
+_CHUNK = 1 << 22
+
+
+@dataclass(frozen=True, kw_only=True)
+class Artifact:
+    """One cache entry."""
+
+    path: Path
+    backend: str
+    key: str
+    size: int
+    meta: dict[str, Any]
+
+
+def _file_digest(path: Path, memo_dir: Path) -> str:
+    """sha256 of a file, memoised by (device, inode, size, mtime) so warm loads read nothing."""
+    st = path.stat()
+    stat_key = hashlib.sha256(
+        f"{path.resolve()}|{st.st_dev}|{st.st_ino}|{st.st_size}|{st.st_mtime_ns}".encode()
+    ).hexdigest()
+    memo = memo_dir / stat_key
+    with contextlib.suppress(OSError):
+        return memo.read_text().strip()
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(_CHUNK):
+            h.update(block)
+    digest = h.hexdigest()
+    with contextlib.suppress(OSError):
+        memo_dir.mkdir(parents=True, exist_ok=True)
+        tmp = memo.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(digest)
+        os.replace(tmp, memo)
+    return digest
+
+
+def folder_digest(folder: Path) -> str:
+    """Digest of the files that define a model: weights, config and tokenizer files."""
+    memo_dir = settings.home() / "digests"
+    names = [p for p in weight_files(folder)]
+    names += [folder / n for n in ("config.json", "tokenizer.json", "tokenizer_config.json") if (folder / n).is_file()]
+    h = hashlib.sha256()
+    for p in names:
+        h.update(p.name.encode() + b"\0" + _file_digest(p, memo_dir).encode() + b"\n")
+    return h.hexdigest()
+
+
+def _key(backend: Backend, request: OpenRequest) -> str:
+    payload = {
+        "weights": folder_digest(request.folder),
+        "spec": request.spec.to_dict(),
+        "backend": backend.name,
+        "version": backend.version,
+        "precision": request.precision,
+        "options": {k: repr(v) for k, v in sorted(request.options.items())},
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with path.open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def ensure_artifact(backend: Backend, request: OpenRequest) -> OpenRequest:
+    """Return `request` with `artifact` set, building the artifact with `backend.prepare` if needed."""
+    key = _key(backend, request)
+    parent = settings.home() / "artifacts" / backend.name
+    final = parent / key
+    if (final / MARKER).is_file():
+        return replace(request, artifact=final)
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TinyLMError(
+            f"cannot create the cache folder {parent} ({e.strerror}). Fix: set TINYLM_HOME to a writable folder."
+        ) from None
+    with _locked(parent / f"{key}.lock"):
+        if (final / MARKER).is_file():  # another process built it while we waited
+            return replace(request, artifact=final)
+        if final.exists():  # an entry without its marker is never trusted
+            shutil.rmtree(final, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=parent))
+        try:
+            started = time.perf_counter()
+            meta = backend.prepare(replace(request, artifact=tmp), tmp) or {}  # type: ignore[attr-defined]
+            record = {
+                "backend": backend.name,
+                "backend_version": backend.version,
+                "precision": request.precision,
+                "source": str(request.folder),
+                "family": request.spec.family,
+                "created": time.time(),
+                "build_seconds": time.perf_counter() - started,
+                **meta,
+            }
+            (tmp / MARKER).write_text(json.dumps(record, indent=2, default=str))
+            os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return replace(request, artifact=final)
+
+
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def list_artifacts() -> list[Artifact]:
+    """Every complete cache entry."""
+    root = settings.home() / "artifacts"
+    found = []
+    for marker in sorted(root.glob(f"*/*/{MARKER}")):
+        try:
+            meta = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            meta = {}
+        entry = marker.parent
+        found.append(Artifact(path=entry, backend=entry.parent.name, key=entry.name, size=_size(entry), meta=meta))
+    return found
+
+
+def prune(*, backend: str | None = None, older_than_days: float | None = None) -> list[Path]:
+    """Remove cache entries (all, one backend's, or those older than N days) and any partial ones."""
+    root = settings.home() / "artifacts"
+    removed: list[Path] = []
+    now = time.time()
+    for entry in sorted(root.glob("*/*")):
+        if not entry.is_dir() or (backend and entry.parent.name != backend):
+            continue
+        complete = (entry / MARKER).is_file()
+        if complete and older_than_days is not None and now - entry.stat().st_mtime < older_than_days * 86400:
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
+    return removed

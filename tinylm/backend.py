@@ -1,0 +1,186 @@
+"""The backend contract: what a backend plugin provides, and the session it opens.
+
+A backend is small on purpose: it reports whether it can run here (without importing its
+runtime), lowers a `ModelSpec` and its canonical weights to its runtime, and runs forward passes
+while keeping its own KV cache. Everything else — tokenization, sampling, stopping, streaming,
+pooling, choosing a backend — lives in the core, once.
+
+    class MyBackend:
+        name = "mine"
+        version = "1.0"
+        capabilities = Capabilities(precisions=("fp32",), default_precision="fp32")
+        def availability(self) -> Availability: ...
+        def devices(self) -> list[str]: ...
+        def open(self, request: OpenRequest) -> Session: ...
+        # only when capabilities.converts: prepare(request, out_dir) writes an artifact folder
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from .arch.spec import ModelSpec
+
+__all__ = [
+    "Availability",
+    "Capabilities",
+    "OpenRequest",
+    "Backend",
+    "Session",
+    "runtime_available",
+    "requires_runtimes",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Availability:
+    """Whether a backend can run on this machine; when not, why and how to fix it.
+
+    `convert_only` marks a backend that can build artifacts here but not execute them
+    (Core ML on Linux).
+    """
+
+    ok: bool
+    reason: str = ""
+    hint: str = ""
+    convert_only: bool = False
+
+    def explain(self) -> str:
+        """One line for users: the reason and the fix."""
+        if self.ok:
+            return "available"
+        return f"{self.reason}" + (f" Fix: {self.hint}" if self.hint else "")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Capabilities:
+    """What a backend can do, as data (the core derives everything else).
+
+    Attributes:
+        precisions: the precisions `open` accepts ("fp32", "bf16", "fp16", "int8", "int4").
+        default_precision: used when the user names none.
+        kinds: model kinds it runs ("decoder", "encoder").
+        batch: whether `forward` accepts a batch dimension above 1.
+        priority: order for automatic choice; the highest available backend wins.
+        converts: True when `prepare` builds an artifact that the core caches.
+    """
+
+    precisions: tuple[str, ...] = ("fp32",)
+    default_precision: str = "fp32"
+    kinds: tuple[str, ...] = ("decoder", "encoder")
+    batch: bool = True
+    priority: int = 0
+    converts: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class OpenRequest:
+    """Everything `Backend.open`/`prepare` needs to build a session for one model.
+
+    Attributes:
+        spec: the architecture description.
+        folder: the model folder (Hugging Face layout).
+        weights_loader: returns the canonical, validated weights (numpy, memory-mapped where possible).
+        precision: one of the backend's `capabilities.precisions`.
+        device: one of the backend's `devices()`.
+        num_threads: intra-op threads to use.
+        artifact: the cached artifact folder (backends with `converts=True`), else None.
+        options: backend-specific options passed to `tinylm.load(**options)`.
+    """
+
+    spec: ModelSpec
+    folder: Path
+    weights_loader: Any
+    precision: str
+    device: str
+    num_threads: int
+    artifact: Path | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def weights(self) -> Mapping[str, np.ndarray]:
+        """Canonical weights (see `tinylm.arch.layout`), loaded on first access."""
+        return self.weights_loader()
+
+
+@runtime_checkable
+class Session(Protocol):
+    """One model opened on one backend: forward passes with a KV cache the session owns.
+
+    Token ids are int64 arrays of shape (B, T). A session is used by one thread at a time.
+    """
+
+    @property
+    def length(self) -> int:
+        """Tokens currently held in the KV cache."""
+        ...
+
+    def forward(self, token_ids: np.ndarray, *, all_positions: bool = False) -> np.ndarray:
+        """Append `token_ids` (B, T) to the cache and return float32 logits:
+        (B, V) for the last position, or (B, T, V) with `all_positions=True`."""
+        ...
+
+    def reset(self) -> None:
+        """Empty the KV cache."""
+        ...
+
+    def embed(self, token_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray) -> np.ndarray:
+        """Encoders: last hidden states (B, T, H) float32 for a padded batch (no cache)."""
+        ...
+
+    def close(self) -> None:
+        """Release the runtime's resources."""
+        ...
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A backend plugin object, registered through the `register_backends` hook."""
+
+    name: str
+    version: str
+    capabilities: Capabilities
+
+    def availability(self) -> Availability:
+        """Whether it can run here. Must not import the runtime (use `runtime_available`)."""
+        ...
+
+    def devices(self) -> list[str]:
+        """Devices present for this backend (first is the default), e.g. ["cpu"]."""
+        ...
+
+    def open(self, request: OpenRequest) -> Session:
+        """Build or load the runtime model and return a session."""
+        ...
+
+
+def runtime_available(module: str) -> bool:
+    """True when `module` can be imported — found with `importlib.util.find_spec`, not imported."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def requires_runtimes(packages: dict[str, str], *, extra: str) -> Availability | None:
+    """An `Availability` naming what to install when any runtime module is missing, else None.
+
+    `packages` maps import names to distribution names, e.g. {"onnxruntime": "onnxruntime"};
+    `extra` is the tinylm extra that installs them (e.g. "onnx").
+    """
+    missing = [dist for module, dist in packages.items() if not runtime_available(module)]
+    if not missing:
+        return None
+    return Availability(
+        ok=False,
+        reason=f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed.",
+        hint=f"pip install tinylm[{extra}]  (or: pip install {' '.join(missing)})",
+    )

@@ -1,0 +1,305 @@
+"""The `tinylm` command line: backends, generate, chat, embed, info, doctor, cache.
+
+Plugins add subcommands through the `register_commands` hook. Errors tinylm raises on purpose
+are printed as one line (`error: ...` with the fix) and exit with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from . import __version__, settings
+
+__all__ = ["main", "build_parser"]
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", help="backend name (default: TINYLM_BACKEND, else the best available)")
+    p.add_argument("--device", help="device of the backend (default: TINYLM_DEVICE, else the backend's first)")
+    p.add_argument("--precision", help="fp32, bf16, fp16, int8, int4 (where the backend offers it)")
+
+
+def _add_sampling(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-new-tokens", type=int, default=None)
+    p.add_argument("--temperature", type=float, default=None, help="0 = greedy")
+    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--min-p", type=float, default=None)
+    p.add_argument("--repetition-penalty", type=float, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--stop", action="append", default=None, help="stop string (repeatable)")
+    p.add_argument("--stats", action="store_true", help="print token counts and speed to stderr")
+
+
+def _sampling(args: argparse.Namespace) -> dict[str, Any]:
+    keys = ("max_new_tokens", "temperature", "top_k", "top_p", "min_p", "repetition_penalty", "seed", "stop")
+    return {k: getattr(args, k) for k in keys}
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from .model import load
+
+    return load(args.model, backend=args.backend, device=args.device, precision=args.precision)
+
+
+def _print_stats(model: Any, usage: Any) -> None:
+    print(
+        f"[{model.backend}/{model.device}/{model.precision}] prompt {usage.prompt_tokens} tok, "
+        f"completion {usage.completion_tokens} tok, first token {usage.time_to_first_token * 1000:.0f} ms, "
+        f"{usage.tokens_per_second:.1f} tok/s",
+        file=sys.stderr,
+    )
+
+
+# commands ----------------------------------------------------------------------------------------
+
+
+def cmd_backends(args: argparse.Namespace) -> int:
+    from .plugins import get_manager
+
+    manager = get_manager()
+    rows = []
+    for name, backend in sorted(manager.backends().items()):
+        av = backend.availability()
+        status = "available" if av.ok else ("convert-only" if av.convert_only else "unavailable")
+        rows.append(
+            {
+                "name": name,
+                "status": status,
+                "version": backend.version,
+                "devices": backend.devices() if av.ok or av.convert_only else [],
+                "precisions": list(backend.capabilities.precisions),
+                "kinds": list(backend.capabilities.kinds),
+                "priority": backend.capabilities.priority,
+                "plugin": manager.backend_plugin(name),
+                "reason": "" if av.ok else av.explain(),
+            }
+        )
+    errors = [{"plugin": e.plugin, "error": str(e)} for e in manager.errors]
+    if args.json:
+        print(json.dumps({"backends": rows, "plugin_errors": errors}, indent=2))
+        return 0
+    if not rows:
+        print("no backends registered. Fix: pip install tinylm[torch] (or [onnx], [openvino], [coreml]).")
+    for r in rows:
+        devices = ",".join(r["devices"]) or "-"
+        print(
+            f"{r['name']:<10} {r['status']:<12} v{r['version']:<8} devices={devices:<10} "
+            f"precisions={','.join(r['precisions'])}"
+        )
+        if r["reason"]:
+            print(f"{'':<10} {r['reason']}")
+    for e in errors:
+        print(f"plugin error: {e['error']}")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    prompt = args.prompt if args.prompt not in (None, "-") else sys.stdin.read()
+    with _load(args) as model:
+        usage = None
+        for chunk in model.stream(prompt, **_sampling(args)):
+            sys.stdout.write(chunk.text)
+            sys.stdout.flush()
+            usage = chunk.usage or usage
+        sys.stdout.write("\n")
+        if args.stats and usage:
+            _print_stats(model, usage)
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    with _load(args) as model:
+        messages: list[dict[str, str]] = []
+        if args.system:
+            messages.append({"role": "system", "content": args.system})
+        interactive = sys.stdin.isatty()
+        if interactive:
+            print(
+                f"chatting with {model.path.name} on {model.backend}/{model.device} "
+                "— /reset clears, /exit or Ctrl-D quits"
+            )
+        while True:
+            if interactive:
+                sys.stdout.write("> ")
+                sys.stdout.flush()
+            line = sys.stdin.readline()
+            if not line:
+                break
+            text = line.strip()
+            if not text:
+                continue
+            if text in ("/exit", "/quit"):
+                break
+            if text == "/reset":
+                messages = messages[:1] if args.system else []
+                continue
+            messages.append({"role": "user", "content": text})
+            reply, usage = [], None
+            for chunk in model.stream_chat(messages, **_sampling(args)):
+                sys.stdout.write(chunk.text)
+                sys.stdout.flush()
+                reply.append(chunk.text)
+                usage = chunk.usage or usage
+            sys.stdout.write("\n")
+            messages.append({"role": "assistant", "content": "".join(reply)})
+            if args.stats and usage:
+                _print_stats(model, usage)
+    return 0
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    with _load(args) as model:
+        vectors = model.embed(texts, normalize=not args.no_normalize)
+    for text, vec in zip(texts, vectors):
+        print(json.dumps({"text": text, "embedding": [round(float(x), 6) for x in vec]}))
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .arch import expected_shapes
+    from .plugins import get_manager
+    from .resolve import resolve_model
+    from .source import ModelFolder
+
+    folder = ModelFolder(resolve_model(args.model, get_manager()))
+    spec = folder.spec
+    params = sum(math.prod(shape) for shape in expected_shapes(spec).values())
+    info = {
+        "path": str(folder.path),
+        "family": spec.family,
+        "kind": spec.kind,
+        "parameters": params,
+        "spec": spec.to_dict(),
+        "chat_template": bool(folder.tokenizer.chat_template),
+        "stop_token_ids": list(folder.stop_token_ids()) if spec.kind == "decoder" else [],
+    }
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+    else:
+        print(f"{folder.path}\n  family {spec.family} ({spec.kind}), {params / 1e6:.2f}M parameters")
+        print(
+            f"  layers {spec.num_layers}, hidden {spec.hidden_size}, heads {spec.num_heads}/{spec.num_kv_heads} kv, "
+            f"head_dim {spec.head_dim}, vocab {spec.vocab_size}, context {spec.max_positions}"
+        )
+        print(f"  chat template: {'yes' if info['chat_template'] else 'no'}")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .plugins import get_manager
+
+    manager = get_manager()
+    print(f"tinylm {__version__} on Python {platform.python_version()} ({platform.system()} {platform.machine()})")
+    print(f"threads: {settings.num_threads()} (physical cores: {settings.physical_cores()})")
+    print(f"cache: {settings.home()}")
+    for var in settings.ENV_VARS:
+        if os.environ.get(var):
+            print(f"{var}={os.environ[var]}")
+    print("backends:")
+    for name, backend in sorted(manager.backends().items()):
+        av = backend.availability()
+        print(f"  {name}: {av.explain()}")
+    problems = list(manager.errors)
+    for e in problems:
+        print(f"problem: {e}")
+    if not problems:
+        print("no plugin problems")
+    return 1 if problems else 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from .artifacts import list_artifacts, prune
+
+    if args.action == "prune":
+        removed = prune(backend=args.backend_name, older_than_days=args.older_than)
+        print(f"removed {len(removed)} entr{'y' if len(removed) == 1 else 'ies'}")
+        return 0
+    entries = list_artifacts()
+    for a in entries:
+        print(
+            f"{a.backend:<10} {a.key}  {a.size / 1e6:8.1f} MB  "
+            f"{a.meta.get('precision', '?'):<5} {a.meta.get('source', '')}"
+        )
+    print(f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'} in {settings.home() / 'artifacts'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tinylm", description="Small language models on any backend.")
+    parser.add_argument("--version", action="version", version=f"tinylm {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("backends", help="list backends: available or why not, devices, precisions")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_backends)
+
+    p = sub.add_parser("generate", help="continue a prompt (streams to stdout)")
+    p.add_argument("model")
+    p.add_argument("prompt", nargs="?", help="the prompt; '-' or omitted reads stdin")
+    _add_common(p)
+    _add_sampling(p)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("chat", help="interactive streaming chat with the model's chat template")
+    p.add_argument("model")
+    p.add_argument("--system", help="system message")
+    _add_common(p)
+    _add_sampling(p)
+    p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("embed", help="sentence embeddings as JSON lines")
+    p.add_argument("model")
+    p.add_argument("texts", nargs="*", help="texts (default: one per line on stdin)")
+    p.add_argument("--no-normalize", action="store_true")
+    _add_common(p)
+    p.set_defaults(func=cmd_embed)
+
+    p = sub.add_parser("info", help="describe a model: family, sizes, template")
+    p.add_argument("model")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("doctor", help="check the installation: backends, plugins, settings")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("cache", help="list or prune converted artifacts")
+    p.add_argument("action", choices=["ls", "prune"])
+    p.add_argument("--backend", dest="backend_name")
+    p.add_argument("--older-than", type=float, default=None, help="prune entries older than N days")
+    p.set_defaults(func=cmd_cache)
+
+    from .plugins import get_manager
+
+    get_manager().add_commands(sub, _add_common)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `tinylm` command."""
+    import logging
+
+    from .errors import TinyLMError
+
+    logging.basicConfig(level=logging.WARNING, format="tinylm: %(message)s")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except TinyLMError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

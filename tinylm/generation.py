@@ -1,0 +1,201 @@
+"""The one generation loop (numpy), shared by every backend.
+
+    prefill(prompt) -> logits -> sample -> [stop?] -> detokenize -> [stop string?] -> yield Chunk
+                         ^                                                           |
+                         +-------------------- decode_one(token) <-------------------+
+
+Backends only run `Session.forward`; sampling, stop tokens, stop strings, streaming text, usage
+and timing are decided here, so the same logits give the same tokens on every backend.
+`generate()` is `stream()` joined.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from .backend import Session
+from .detokenizer import StreamingDetokenizer
+from .errors import GenerationError, PromptTooLong
+from .sampling import LogitsProcessor, Sampler, SamplingParams
+
+__all__ = ["GenerationSettings", "Usage", "Chunk", "Completion", "stream_tokens", "join_chunks"]
+
+FinishReason = Literal["stop", "length"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerationSettings:
+    """Everything that shapes one generation besides the prompt."""
+
+    max_new_tokens: int = 256
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    stop: tuple[str, ...] = ()
+    stop_token_ids: tuple[int, ...] = ()
+    processors: tuple[LogitsProcessor, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
+            raise GenerationError(
+                f"max_new_tokens={self.max_new_tokens!r} must be a positive integer. Fix: pass e.g. max_new_tokens=64."
+            )
+        if any(not isinstance(s, str) or not s for s in self.stop):
+            raise GenerationError("stop must be a list of non-empty strings. Fix: e.g. stop=['\\n\\n'].")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Usage:
+    """Token counts and timing of one generation.
+
+    Attributes:
+        prompt_tokens: tokens in the prompt.
+        completion_tokens: tokens generated (stop tokens not counted).
+        time_to_first_token: seconds from the call to the first generated token (prefill + first sample).
+        tokens_per_second: decode speed: tokens after the first, per second after the first.
+        total_time: seconds for the whole generation.
+    """
+
+    prompt_tokens: int
+    completion_tokens: int
+    time_to_first_token: float
+    tokens_per_second: float
+    total_time: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class Chunk:
+    """One step of a stream: new text (possibly ""), the tokens it came from, and on the last
+    chunk the finish reason and usage."""
+
+    text: str
+    token_ids: tuple[int, ...] = ()
+    finish_reason: FinishReason | None = None
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Completion:
+    """The result of `generate()` / `chat()`: the streamed chunks joined."""
+
+    text: str
+    token_ids: tuple[int, ...]
+    finish_reason: FinishReason
+    usage: Usage
+    parsed: Any = None
+
+
+class _StopStrings:
+    """Holds back text that might be the start of a stop string; cuts at the first full match."""
+
+    def __init__(self, stops: Sequence[str]) -> None:
+        self.stops = tuple(stops)
+        self.held = ""
+
+    def feed(self, text: str) -> tuple[str, bool]:
+        """Returns (text safe to emit, whether a stop string was reached)."""
+        if not self.stops:
+            return text, False
+        buf = self.held + text
+        hits = [i for i in (buf.find(s) for s in self.stops) if i >= 0]
+        if hits:
+            self.held = ""
+            return buf[: min(hits)], True
+        keep = 0
+        for s in self.stops:
+            for n in range(min(len(s) - 1, len(buf)), 0, -1):
+                if buf.endswith(s[:n]):
+                    keep = max(keep, n)
+                    break
+        self.held = buf[len(buf) - keep :] if keep else ""
+        return buf[: len(buf) - keep], False
+
+    def flush(self) -> str:
+        held, self.held = self.held, ""
+        return held
+
+
+def stream_tokens(
+    session: Session,
+    prompt_ids: Sequence[int],
+    tokenizer: Any,
+    settings: GenerationSettings,
+    *,
+    context_length: int,
+) -> Iterator[Chunk]:
+    """Generate from `prompt_ids`, yielding a `Chunk` per token; the last one has `finish_reason`."""
+    start = time.perf_counter()
+    prompt = np.asarray(prompt_ids, dtype=np.int64)
+    if prompt.size == 0:
+        raise GenerationError("the prompt is empty after tokenization. Fix: pass some text.")
+    if prompt.size >= context_length:
+        raise PromptTooLong(
+            f"the prompt has {prompt.size} tokens but the model's context is {context_length}, leaving no room "
+            "to generate. Fix: shorten the prompt (or the chat history)."
+        )
+    sampler = Sampler(settings.sampling, settings.processors)
+    detok = StreamingDetokenizer(tokenizer)
+    stops = _StopStrings(settings.stop)
+    stop_ids = frozenset(settings.stop_token_ids)
+    history = prompt.copy()
+    generated: list[int] = []
+    first_token_at = 0.0
+    finish: FinishReason = "length"
+    hit_stop_string = False
+
+    session.reset()
+    logits = session.forward(prompt[None, :])[0]  # (V,) prefill
+    while True:
+        token = sampler(logits, history)
+        if not generated:
+            first_token_at = time.perf_counter()
+        if token in stop_ids:
+            finish = "stop"
+            break
+        generated.append(token)
+        history = np.append(history, token)
+        text, hit = stops.feed(detok.add(token))
+        if hit:
+            yield Chunk(text=text, token_ids=(token,))
+            finish, hit_stop_string = "stop", True
+            break
+        if len(generated) >= settings.max_new_tokens or session.length >= context_length:
+            yield Chunk(text=text, token_ids=(token,))
+            break
+        yield Chunk(text=text, token_ids=(token,))
+        logits = session.forward(np.array([[token]], dtype=np.int64))[0]  # (V,) decode one
+
+    tail = ""
+    if not hit_stop_string:  # text held back for an incomplete character or a possible stop string
+        tail, hit = stops.feed(detok.finish())
+        if not hit:
+            tail += stops.flush()
+    end = time.perf_counter()
+    n = len(generated)
+    decode_time = end - first_token_at if n > 1 else 0.0
+    usage = Usage(
+        prompt_tokens=int(prompt.size),
+        completion_tokens=n,
+        time_to_first_token=(first_token_at or end) - start,
+        tokens_per_second=(n - 1) / decode_time if decode_time > 0 else 0.0,
+        total_time=end - start,
+    )
+    yield Chunk(text=tail, finish_reason=finish, usage=usage)
+
+
+def join_chunks(chunks: Iterator[Chunk]) -> Completion:
+    """Join a stream into a `Completion` (this is all `generate()` does)."""
+    texts: list[str] = []
+    ids: list[int] = []
+    for chunk in chunks:
+        texts.append(chunk.text)
+        ids.extend(chunk.token_ids)
+        if chunk.finish_reason is not None:
+            assert chunk.usage is not None
+            return Completion(
+                text="".join(texts), token_ids=tuple(ids), finish_reason=chunk.finish_reason, usage=chunk.usage
+            )
+    raise GenerationError("the stream ended without a finish reason")  # pragma: no cover - loop always finishes

@@ -1,0 +1,337 @@
+"""`tinylm.load` and the `Model` it returns: the stable API every backend sits behind."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import settings
+from .arch.spec import ModelSpec
+from .backend import OpenRequest, Session
+from .errors import CapabilityError, GenerationError
+from .generation import Chunk, Completion, GenerationSettings, join_chunks, stream_tokens
+from .plugins import get_manager
+from .resolve import resolve_model
+from .sampling import LogitsProcessor, SamplingParams
+from .selection import Choice, choose
+from .source import ModelFolder
+from .tokenizer import Tokenizer
+
+__all__ = ["Model", "load"]
+
+log = logging.getLogger("tinylm")
+
+
+def load(
+    model: str | os.PathLike[str],
+    *,
+    backend: str | None = None,
+    device: str | None = None,
+    precision: str | None = None,
+    **options: Any,
+) -> Model:
+    """Load a model on a backend.
+
+    Args:
+        model: a local folder (Hugging Face layout), a bundled model name, or a hub id.
+        backend: backend name; default `TINYLM_BACKEND`, else the best available here.
+        device: device of that backend; default `TINYLM_DEVICE`, else the backend's first.
+        precision: "fp32", "bf16", "fp16", "int8", "int4" where the backend offers it.
+        **options: backend-specific options.
+
+    Raises:
+        ModelNotFound, UnsupportedArchitecture, ModelFileError, UnknownBackend,
+        BackendUnavailable, DeviceUnavailable, PrecisionUnsupported.
+    """
+    manager = get_manager()
+    folder = ModelFolder(resolve_model(model, manager))
+    choice = choose(manager, kind=folder.spec.kind, backend=backend, device=device, precision=precision)
+    request = OpenRequest(
+        spec=folder.spec,
+        folder=folder.path,
+        weights_loader=folder.weights,
+        precision=choice.precision,
+        device=choice.device,
+        num_threads=settings.num_threads(),
+        options=options,
+    )
+    if choice.backend.capabilities.converts:
+        from .artifacts import ensure_artifact
+
+        request = ensure_artifact(choice.backend, request)
+    session = choice.backend.open(request)
+    log.info(
+        "loaded %s on %s/%s (%s, backend chosen by %s)",
+        folder.path,
+        choice.backend.name,
+        choice.device,
+        choice.precision,
+        choice.reason,
+    )
+    return Model(folder, choice, session)
+
+
+class Model:
+    """A loaded model: generate, stream, chat, embed and logits, on the chosen backend.
+
+    Thread-safe: calls from several threads are serialised on the model's one session.
+    """
+
+    def __init__(self, folder: ModelFolder, choice: Choice, session: Session) -> None:
+        self._folder = folder
+        self._choice = choice
+        self._session: Session | None = session
+        self._lock = threading.RLock()
+
+    # what runs -------------------------------------------------------------------------------
+
+    @property
+    def backend(self) -> str:
+        """The backend that actually runs this model."""
+        return self._choice.backend.name
+
+    @property
+    def device(self) -> str:
+        return self._choice.device
+
+    @property
+    def precision(self) -> str:
+        return self._choice.precision
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self._folder.spec
+
+    @property
+    def path(self) -> Path:
+        return self._folder.path
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self._folder.tokenizer
+
+    @property
+    def context_length(self) -> int:
+        return self.spec.max_positions
+
+    def __repr__(self) -> str:
+        return f"<tinylm.Model {self.path.name} backend={self.backend} device={self.device} precision={self.precision}>"
+
+    # lifecycle -------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release the backend session. Further calls raise."""
+        with self._lock:
+            if self._session is not None:
+                self._session.close()
+                self._session = None
+
+    def __enter__(self) -> Model:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _live(self) -> Session:
+        if self._session is None:
+            raise GenerationError("this model was closed. Fix: load it again with tinylm.load(...).")
+        return self._session
+
+    def _need(self, kind: str, what: str) -> None:
+        if self.spec.kind != kind:
+            alt = "embed()" if kind == "decoder" else "generate()/chat()"
+            raise CapabilityError(
+                f"{what} needs a {kind} model, but {self.path.name} is a {self.spec.kind} ({self.spec.family}). "
+                f"Fix: use {alt} with this model, or load a {kind} model."
+            )
+
+    # generation --------------------------------------------------------------------------------
+
+    def _settings(
+        self,
+        *,
+        max_new_tokens: int | None,
+        temperature: float | None,
+        top_k: int | None,
+        top_p: float | None,
+        min_p: float | None,
+        repetition_penalty: float | None,
+        seed: int | None,
+        stop: str | Sequence[str] | None,
+        ignore_eos: bool,
+        logits_processors: Sequence[LogitsProcessor],
+    ) -> GenerationSettings:
+        gen = self._folder.generation_config
+        sampled = bool(gen.get("do_sample", False))
+
+        def pick(value: Any, key: str, default: Any) -> Any:
+            if value is not None:
+                return value
+            return gen.get(key, default) if sampled and gen.get(key) is not None else default
+
+        params = SamplingParams(
+            temperature=float(pick(temperature, "temperature", 1.0 if sampled else 0.0)),
+            top_k=int(pick(top_k, "top_k", 0)),
+            top_p=float(pick(top_p, "top_p", 1.0)),
+            min_p=float(pick(min_p, "min_p", 0.0)),
+            repetition_penalty=float(
+                repetition_penalty if repetition_penalty is not None else gen.get("repetition_penalty") or 1.0
+            ),
+            seed=seed,
+        )
+        stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
+        return GenerationSettings(
+            max_new_tokens=max_new_tokens if max_new_tokens is not None else int(gen.get("max_new_tokens") or 256),
+            sampling=params,
+            stop=stops,
+            stop_token_ids=() if ignore_eos else self._folder.stop_token_ids(),
+            processors=tuple(logits_processors),
+        )
+
+    def _stream_ids(self, prompt_ids: list[int], settings: GenerationSettings) -> Iterator[Chunk]:
+        with self._lock:
+            yield from stream_tokens(
+                self._live(), prompt_ids, self.tokenizer, settings, context_length=self.context_length
+            )
+
+    def stream(
+        self,
+        prompt: str,
+        *,
+        max_new_tokens: int | None = None,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        min_p: float | None = None,
+        repetition_penalty: float | None = None,
+        seed: int | None = None,
+        stop: str | Sequence[str] | None = None,
+        ignore_eos: bool = False,
+        logits_processors: Sequence[LogitsProcessor] = (),
+    ) -> Iterator[Chunk]:
+        """Generate a continuation of `prompt`, yielding text chunks as they are final.
+
+        Unset settings come from the model's generation_config.json (when it samples), else greedy
+        decoding with up to 256 new tokens. The last chunk carries `finish_reason` and `usage`.
+        """
+        self._need("decoder", "stream()")
+        if not isinstance(prompt, str):
+            raise GenerationError(f"prompt must be a str, got {type(prompt).__name__}. Fix: pass text.")
+        settings = self._settings(
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            min_p=min_p,
+            repetition_penalty=repetition_penalty,
+            seed=seed,
+            stop=stop,
+            ignore_eos=ignore_eos,
+            logits_processors=logits_processors,
+        )
+        return self._stream_ids(self.tokenizer.encode(prompt), settings)
+
+    def generate(self, prompt: str, **kwargs: Any) -> Completion:
+        """Generate a continuation of `prompt` (same settings as `stream`); `stream` joined."""
+        return join_chunks(self.stream(prompt, **kwargs))
+
+    def chat_prompt(self, messages: Sequence[dict[str, Any]], *, add_generation_prompt: bool = True) -> str:
+        """The prompt text the model's chat template makes of `messages`."""
+        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=add_generation_prompt)
+
+    def stream_chat(self, messages: Sequence[dict[str, Any]], **kwargs: Any) -> Iterator[Chunk]:
+        """Stream the assistant's reply to `messages` (role/content dicts), using the model's chat template."""
+        self._need("decoder", "chat()")
+        prompt = self.chat_prompt(messages)
+        settings = self._settings(
+            **{
+                k: kwargs.pop(k, None)
+                for k in (
+                    "max_new_tokens",
+                    "temperature",
+                    "top_k",
+                    "top_p",
+                    "min_p",
+                    "repetition_penalty",
+                    "seed",
+                    "stop",
+                )
+            },
+            ignore_eos=kwargs.pop("ignore_eos", False),
+            logits_processors=kwargs.pop("logits_processors", ()),
+        )
+        if kwargs:
+            raise GenerationError(f"unknown chat option(s): {', '.join(kwargs)}. Fix: see help(tinylm.Model.stream).")
+        # The template already wrote the special tokens (e.g. BOS): do not add them twice.
+        return self._stream_ids(self.tokenizer.encode(prompt, add_special_tokens=False), settings)
+
+    def chat(self, messages: Sequence[dict[str, Any]], **kwargs: Any) -> Completion:
+        """The assistant's reply to `messages`; `stream_chat` joined."""
+        return join_chunks(self.stream_chat(messages, **kwargs))
+
+    # scoring and embeddings -----------------------------------------------------------------
+
+    def logits(self, token_ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Next-token logits (T, V) float32 at every position of `token_ids` (a fresh sequence)."""
+        self._need("decoder", "logits()")
+        ids = np.asarray(token_ids, dtype=np.int64).reshape(1, -1)
+        if ids.size == 0 or ids.size > self.context_length:
+            raise GenerationError(
+                f"logits() needs 1..{self.context_length} token ids, got {ids.size}. Fix: pass a shorter sequence."
+            )
+        if (ids < 0).any() or (ids >= self.spec.vocab_size).any():
+            raise GenerationError(f"token ids must be in [0, {self.spec.vocab_size}). Fix: use the model's tokenizer.")
+        with self._lock:
+            session = self._live()
+            session.reset()
+            return session.forward(ids, all_positions=True)[0]
+
+    def embed(self, texts: str | Sequence[str], *, normalize: bool = True, batch_size: int = 32) -> np.ndarray:
+        """Sentence embeddings (N, H) float32, pooled as the model's sentence-transformers config says.
+
+        A single string gives shape (H,).
+        """
+        self._need("encoder", "embed()")
+        single = isinstance(texts, str)
+        items = [texts] if single else list(texts)
+        if any(not isinstance(t, str) for t in items):
+            raise GenerationError("embed() takes a str or a list of str. Fix: convert the inputs to text.")
+        pooling = self.spec.pooling
+        out: list[np.ndarray] = []
+        with self._lock:
+            session = self._live()
+            for start in range(0, len(items), batch_size):
+                ids, types = self.tokenizer.encode_batch(items[start : start + batch_size])
+                width = max(len(x) for x in ids)
+                pad = self.spec.pad_token_id or 0
+                tokens = np.full((len(ids), width), pad, dtype=np.int64)  # (B, T)
+                mask = np.zeros((len(ids), width), dtype=np.int64)
+                type_ids = np.zeros((len(ids), width), dtype=np.int64)
+                for i, (row, trow) in enumerate(zip(ids, types)):
+                    tokens[i, : len(row)], mask[i, : len(row)], type_ids[i, : len(row)] = row, 1, trow
+                hidden = session.embed(tokens, mask, type_ids)  # (B, T, H)
+                out.append(pool(hidden, mask, pooling.mode if pooling else "mean"))
+        vectors = np.concatenate(out, axis=0) if out else np.zeros((0, self.spec.hidden_size), np.float32)
+        if normalize:
+            vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
+        vectors = vectors.astype(np.float32)
+        return vectors[0] if single else vectors
+
+
+def pool(hidden: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:
+    """Pool token states (B, T, H) with the attention mask (B, T) into sentence vectors (B, H)."""
+    m = mask[..., None].astype(hidden.dtype)  # (B, T, 1)
+    if mode == "cls":
+        return hidden[:, 0]
+    if mode == "max":
+        return np.where(m > 0, hidden, -np.inf).max(axis=1)
+    if mode == "last":
+        last = mask.sum(axis=1) - 1  # (B,)
+        return hidden[np.arange(hidden.shape[0]), last]
+    return (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)

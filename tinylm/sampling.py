@@ -1,0 +1,116 @@
+"""Choosing the next token from logits (numpy): penalties, warpers, then greedy or a seeded draw.
+
+Order, as in `transformers`: repetition penalty, temperature, top-k, top-p, min-p. A temperature
+of 0 means greedy (argmax after the penalty). Extra logits processors — callables
+`(logits (V,), history (n,)) -> logits` — run first; structured output plugs in there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import GenerationError
+
+__all__ = ["SamplingParams", "LogitsProcessor", "Sampler"]
+
+LogitsProcessor = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SamplingParams:
+    """How to draw tokens. `temperature=0` is greedy; `seed` makes sampling reproducible."""
+
+    temperature: float = 0.0
+    top_k: int = 0
+    top_p: float = 1.0
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.temperature >= 0, "temperature must be >= 0 (0 is greedy)"),
+            (self.top_k >= 0, "top_k must be >= 0 (0 disables it)"),
+            (0 < self.top_p <= 1, "top_p must be in (0, 1]"),
+            (0 <= self.min_p <= 1, "min_p must be in [0, 1]"),
+            (self.repetition_penalty > 0, "repetition_penalty must be > 0 (1 disables it)"),
+        ]
+        for ok, message in checks:
+            if not (ok and np.isfinite([self.temperature, self.top_p, self.min_p, self.repetition_penalty]).all()):
+                raise GenerationError(f"invalid sampling setting: {message}. Fix: pass a value in that range.")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+def repetition_penalty(logits: np.ndarray, history: np.ndarray, penalty: float) -> np.ndarray:
+    """Make tokens already seen less likely: positive logits / penalty, negative * penalty."""
+    if penalty == 1.0 or history.size == 0:
+        return logits
+    seen = np.unique(history)
+    out = logits.copy()
+    values = out[seen]
+    out[seen] = np.where(values > 0, values / penalty, values * penalty)
+    return out
+
+
+def top_k(logits: np.ndarray, k: int) -> np.ndarray:
+    if k <= 0 or k >= logits.shape[-1]:
+        return logits
+    kth = np.partition(logits, -k)[-k]
+    return np.where(logits < kth, -np.inf, logits)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float64) - np.max(logits)
+    e = np.exp(z)
+    return e / e.sum()
+
+
+def top_p(logits: np.ndarray, p: float) -> np.ndarray:
+    """Keep the smallest set of most likely tokens whose probability reaches `p`."""
+    if p >= 1.0:
+        return logits
+    order = np.argsort(-logits, kind="stable")
+    cumulative = np.cumsum(_softmax(logits)[order])
+    keep = int(np.searchsorted(cumulative, p)) + 1  # first index where the mass reaches p
+    out = np.full_like(logits, -np.inf)
+    out[order[:keep]] = logits[order[:keep]]
+    return out
+
+
+def min_p(logits: np.ndarray, p: float) -> np.ndarray:
+    """Drop tokens whose probability is below `p` times the top token's."""
+    if p <= 0.0:
+        return logits
+    probs = _softmax(logits)
+    return np.where(probs < p * probs.max(), -np.inf, logits)
+
+
+class Sampler:
+    """Draws one token at a time for one generation (owns its random generator)."""
+
+    def __init__(self, params: SamplingParams, processors: Sequence[LogitsProcessor] = ()) -> None:
+        self.params = params
+        self.processors = tuple(processors)
+        self.rng = np.random.default_rng(params.seed)
+
+    def __call__(self, logits: np.ndarray, history: np.ndarray) -> int:
+        """The next token id for `logits` (V,) given the ids seen so far."""
+        p = self.params
+        x = logits.astype(np.float32, copy=False)
+        for processor in self.processors:
+            x = processor(x, history)
+        x = repetition_penalty(x, history, p.repetition_penalty)
+        if p.greedy:
+            return int(np.argmax(x))
+        x = x / p.temperature
+        x = min_p(top_p(top_k(x, p.top_k), p.top_p), p.min_p)
+        probs = _softmax(x)
+        if not np.isfinite(probs).all():
+            raise GenerationError("the logits hold no finite value to sample from. Fix: check the model's weights.")
+        return int(self.rng.choice(probs.shape[-1], p=probs))

@@ -1,0 +1,106 @@
+"""Choosing the backend, device and precision — in one place, with one documented precedence.
+
+Backend: the `backend=` argument, else `TINYLM_BACKEND`, else the available backend with the
+highest `capabilities.priority` that runs the model's kind. A backend asked for by name that
+cannot run raises `BackendUnavailable` (with the reason and the fix) — it never falls back.
+Device: `device=`, else `TINYLM_DEVICE`, else the backend's first device.
+Precision: `precision=`, else the backend's default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import settings
+from .backend import Backend
+from .errors import BackendUnavailable, CapabilityError, DeviceUnavailable, PrecisionUnsupported, UnknownBackend
+from .plugins import PluginManager
+
+__all__ = ["Choice", "choose"]
+
+_INSTALL_HINT = "install a backend, e.g. `pip install tinylm[torch]` or `pip install tinylm[onnx]`"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Choice:
+    """What will run, and why it was chosen ("argument", "TINYLM_BACKEND" or "auto")."""
+
+    backend: Backend
+    device: str
+    precision: str
+    reason: str
+
+
+def _summary(manager: PluginManager) -> str:
+    lines = []
+    for name, b in sorted(manager.backends().items()):
+        av = b.availability()
+        lines.append(f"{name} ({'available' if av.ok else 'unavailable: ' + av.reason})")
+    for err in manager.errors:
+        lines.append(f"{err.plugin} (plugin failed to load)")
+    return "; ".join(lines) or "none registered"
+
+
+def _backend(requested: str | None, kind: str, manager: PluginManager) -> tuple[Backend, str]:
+    backends = manager.backends()
+    name, reason = (requested, "argument") if requested else (settings.backend_name(), "TINYLM_BACKEND")
+    if name:
+        name = name.lower()
+        if name not in backends:
+            raise UnknownBackend(
+                f"unknown backend {name!r} (from {reason}). Registered backends: {_summary(manager)}. "
+                f"Fix: use one of those names, or {_INSTALL_HINT}."
+            )
+        backend = backends[name]
+        av = backend.availability()
+        if not av.ok:
+            raise BackendUnavailable(
+                f"backend {name!r} (from {reason}) cannot run here: {av.explain()} Backends: {_summary(manager)}."
+            )
+        if kind not in backend.capabilities.kinds:
+            raise CapabilityError(
+                f"backend {name!r} does not run {kind} models (it runs: {', '.join(backend.capabilities.kinds)}). "
+                "Fix: choose another backend."
+            )
+        return backend, reason
+    candidates = [b for b in backends.values() if kind in b.capabilities.kinds and b.availability().ok]
+    if not candidates:
+        raise BackendUnavailable(
+            f"no backend can run a {kind} model here. Backends: {_summary(manager)}. Fix: {_INSTALL_HINT}."
+        )
+    candidates.sort(key=lambda b: (-b.capabilities.priority, b.name))
+    return candidates[0], "auto"
+
+
+def choose(
+    manager: PluginManager,
+    *,
+    kind: str,
+    backend: str | None = None,
+    device: str | None = None,
+    precision: str | None = None,
+) -> Choice:
+    """Resolve backend, device and precision for a model of `kind` ("decoder" or "encoder")."""
+    chosen, reason = _backend(backend, kind, manager)
+    devices = chosen.devices()
+    want_device = device or settings.device_name()
+    if want_device is None:
+        dev = devices[0]
+    else:
+        matches = [d for d in devices if d.lower() == want_device.lower()]
+        if not matches:
+            source = "device argument" if device else "TINYLM_DEVICE"
+            raise DeviceUnavailable(
+                f"device {want_device!r} ({source}) is not present for backend {chosen.name!r}; "
+                f"present: {', '.join(devices)}. Fix: use one of those, or choose a backend that has it "
+                "(`tinylm backends` lists each backend's devices)."
+            )
+        dev = matches[0]
+    caps = chosen.capabilities
+    prec = (precision or caps.default_precision).lower()
+    if prec not in caps.precisions:
+        raise PrecisionUnsupported(
+            f"backend {chosen.name!r} does not offer precision {prec!r}; it offers {', '.join(caps.precisions)}. "
+            "Fix: pick one of those, or a backend that offers it (`tinylm backends`)."
+        )
+    return Choice(backend=chosen, device=dev, precision=prec, reason=reason)

@@ -1,0 +1,117 @@
+"""A model folder in Hugging Face layout, read into what the core and backends need.
+
+config.json                         -> ModelSpec (through the family)
+model.safetensors (or shards)       -> canonical weights (validated against the spec)
+tokenizer.json, tokenizer_config.json, chat_template.jinja -> Tokenizer
+generation_config.json              -> default sampling settings and stop tokens
+modules.json, 1_Pooling/, sentence_bert_config.json -> pooling, normalisation, max length
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .arch import check_weights, family_for
+from .arch.spec import ModelSpec, PoolingSpec
+from .errors import ModelFileError
+from .tokenizer import Tokenizer
+from .weights import CheckpointWeights, weight_files
+
+__all__ = ["ModelFolder"]
+
+
+def _json(path: Path, *, required: bool = False) -> dict[str, Any]:
+    if not path.is_file():
+        if required:
+            raise ModelFileError(
+                f"{path.parent}: no {path.name}. Fix: point tinylm at a model folder in Hugging Face layout "
+                "(config.json, model.safetensors, tokenizer.json)."
+            )
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ModelFileError(f"{path}: not valid JSON ({e}). Fix: download or regenerate this file.") from None
+    if not isinstance(data, dict):
+        raise ModelFileError(f"{path}: expected a JSON object. Fix: download or regenerate this file.")
+    return data
+
+
+def _pooling(folder: Path) -> tuple[PoolingSpec, int | None]:
+    """Pooling and max length from the sentence-transformers files (mean + normalize by default)."""
+    mode, normalize = "mean", True
+    modules = folder / "modules.json"
+    if modules.is_file():
+        try:
+            entries = json.loads(modules.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise ModelFileError(f"{modules}: not valid JSON ({e}). Fix: download it again.") from None
+        normalize = any(str(m.get("type", "")).endswith("Normalize") for m in entries)
+        for m in entries:
+            if str(m.get("type", "")).endswith("Pooling"):
+                cfg = _json(folder / m.get("path", "1_Pooling") / "config.json")
+                for key, value in (
+                    ("pooling_mode_cls_token", "cls"),
+                    ("pooling_mode_max_tokens", "max"),
+                    ("pooling_mode_lasttoken", "last"),
+                    ("pooling_mode_mean_tokens", "mean"),
+                ):
+                    if cfg.get(key):
+                        mode = value
+                        break
+    max_len = _json(folder / "sentence_bert_config.json").get("max_seq_length")
+    return PoolingSpec(mode=mode, normalize=normalize), (int(max_len) if max_len else None)
+
+
+class ModelFolder:
+    """One model on disk. Cheap to create: weights and tokenizer load on first use."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.config = _json(path / "config.json", required=True)
+        self.family = family_for(self.config, where=str(path / "config.json"))
+        try:
+            spec: ModelSpec = self.family.from_config(self.config)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelFileError(
+                f"{path / 'config.json'}: cannot describe this {self.family.name} model ({type(e).__name__}: {e}). "
+                "Fix: use the config.json the checkpoint was saved with."
+            ) from None
+        self.generation_config = _json(path / "generation_config.json")
+        self.max_seq_length: int | None = None
+        if spec.kind == "encoder":
+            pooling, self.max_seq_length = _pooling(path)
+            spec = dataclasses.replace(spec, pooling=pooling)
+        self.spec = spec
+        self._lock = threading.Lock()
+
+    @cached_property
+    def tokenizer(self) -> Tokenizer:
+        limit = self.max_seq_length or self.spec.max_positions
+        return Tokenizer(self.path, max_length=limit)
+
+    def weights(self) -> dict[str, np.ndarray]:
+        """Canonical weights, memory-mapped where the file allows; validated against the spec."""
+        with self._lock:
+            raw = CheckpointWeights(weight_files(self.path))
+            weights = self.family.sanitize(raw, self.spec)
+            check_weights(self.spec, weights, where=str(self.path))
+            return weights
+
+    def stop_token_ids(self) -> tuple[int, ...]:
+        """End-of-sequence ids from generation_config.json, config.json and the tokenizer."""
+        ids: list[int] = []
+        gen = self.generation_config.get("eos_token_id")
+        ids.extend([gen] if isinstance(gen, int) else list(gen or []))
+        ids.extend(self.spec.eos_token_ids)
+        tok_eos = self.tokenizer.eos_token_id
+        if tok_eos is not None:
+            ids.append(tok_eos)
+        return tuple(dict.fromkeys(int(i) for i in ids))
