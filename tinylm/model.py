@@ -202,7 +202,7 @@ class Model:
 
     def stream(
         self,
-        prompt: str,
+        prompt: str | Sequence[int],
         *,
         max_new_tokens: int | None = None,
         temperature: float | None = None,
@@ -215,14 +215,13 @@ class Model:
         ignore_eos: bool = False,
         logits_processors: Sequence[LogitsProcessor] = (),
     ) -> Iterator[Chunk]:
-        """Generate a continuation of `prompt`, yielding text chunks as they are final.
+        """Generate a continuation of `prompt` (text, or token ids), yielding text chunks as they are final.
 
         Unset settings come from the model's generation_config.json (when it samples), else greedy
         decoding with up to 256 new tokens. The last chunk carries `finish_reason` and `usage`.
         """
         self._need("decoder", "stream()")
-        if not isinstance(prompt, str):
-            raise GenerationError(f"prompt must be a str, got {type(prompt).__name__}. Fix: pass text.")
+        prompt_ids = self._prompt_ids(prompt)
         settings = self._settings(
             max_new_tokens=max_new_tokens,
             temperature=temperature,
@@ -235,10 +234,24 @@ class Model:
             ignore_eos=ignore_eos,
             logits_processors=logits_processors,
         )
-        return self._stream_ids(self.tokenizer.encode(prompt), settings)
+        return self._stream_ids(prompt_ids, settings)
 
-    def generate(self, prompt: str, **kwargs: Any) -> Completion:
-        """Generate a continuation of `prompt` (same settings as `stream`); `stream` joined."""
+    def _prompt_ids(self, prompt: str | Sequence[int]) -> list[int]:
+        if isinstance(prompt, str):
+            return self.tokenizer.encode(prompt)
+        if isinstance(prompt, Sequence | np.ndarray) and all(isinstance(t, int | np.integer) for t in prompt):
+            ids = [int(t) for t in prompt]
+            if any(not 0 <= t < self.spec.vocab_size for t in ids):
+                raise GenerationError(
+                    f"token ids must be in [0, {self.spec.vocab_size}). Fix: encode text with model.tokenizer."
+                )
+            return ids
+        raise GenerationError(
+            f"prompt must be text or a list of token ids, got {type(prompt).__name__}. Fix: pass a str."
+        )
+
+    def generate(self, prompt: str | Sequence[int], **kwargs: Any) -> Completion:
+        """Generate a continuation of `prompt` (text or token ids; same settings as `stream`): `stream` joined."""
         return join_chunks(self.stream(prompt, **kwargs))
 
     def chat_prompt(self, messages: Sequence[dict[str, Any]], *, add_generation_prompt: bool = True) -> str:
@@ -280,13 +293,13 @@ class Model:
     def logits(self, token_ids: Sequence[int] | np.ndarray) -> np.ndarray:
         """Next-token logits (T, V) float32 at every position of `token_ids` (a fresh sequence)."""
         self._need("decoder", "logits()")
-        ids = np.asarray(token_ids, dtype=np.int64).reshape(1, -1)
+        if isinstance(token_ids, str):
+            raise GenerationError("logits() takes token ids. Fix: pass model.tokenizer.encode(text).")
+        ids = np.asarray(self._prompt_ids(token_ids), dtype=np.int64).reshape(1, -1)  # (1, T)
         if ids.size == 0 or ids.size > self.context_length:
             raise GenerationError(
                 f"logits() needs 1..{self.context_length} token ids, got {ids.size}. Fix: pass a shorter sequence."
             )
-        if (ids < 0).any() or (ids >= self.spec.vocab_size).any():
-            raise GenerationError(f"token ids must be in [0, {self.spec.vocab_size}). Fix: use the model's tokenizer.")
         with self._lock:
             session = self._live()
             session.reset()

@@ -106,11 +106,14 @@ class Sampler:
         for processor in self.processors:
             x = processor(x, history)
         x = repetition_penalty(x, history, p.repetition_penalty)
+        if not np.isfinite(x).any():
+            raise GenerationError(
+                "no token is allowed: every logit is -inf or NaN. Fix: check the model's weights and any "
+                "logits processor or constraint that masks tokens."
+            )
         if p.greedy:
             return int(np.argmax(x))
         x = x / p.temperature
         x = min_p(top_p(top_k(x, p.top_k), p.top_p), p.min_p)
         probs = _softmax(x)
-        if not np.isfinite(probs).all():
-            raise GenerationError("the logits hold no finite value to sample from. Fix: check the model's weights.")
         return int(self.rng.choice(probs.shape[-1], p=probs))

@@ -1,0 +1,104 @@
+"""The artifact cache: content-keyed, built once, atomic, listed and pruned."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+from tinylm import artifacts
+from tinylm.arch.spec import ModelSpec, NormSpec
+from tinylm.backend import Capabilities, OpenRequest
+
+
+class ConvertingBackend:
+    name = "conv"
+    version = "1.0"
+    capabilities = Capabilities(converts=True)
+
+    def __init__(self, fail: bool = False) -> None:
+        self.prepared = 0
+        self.fail = fail
+
+    def prepare(self, request, out):
+        self.prepared += 1
+        (out / "graph.bin").write_bytes(b"x" * 100)
+        if self.fail:
+            raise RuntimeError("conversion failed half-way")
+        return {"parity": {"max_abs": 0.0}}
+
+
+SPEC = ModelSpec(
+    family="llama",
+    kind="decoder",
+    vocab_size=8,
+    hidden_size=4,
+    num_layers=1,
+    num_heads=1,
+    num_kv_heads=1,
+    head_dim=4,
+    intermediate_size=8,
+    max_positions=16,
+    norm=NormSpec(kind="rms", eps=1e-5),
+)
+
+
+@pytest.fixture
+def request_for(tmp_path, monkeypatch):
+    monkeypatch.setenv("TINYLM_HOME", str(tmp_path / "home"))
+    folder = tmp_path / "model"
+    folder.mkdir()
+    save_file({"w": np.zeros(4, np.float32)}, folder / "model.safetensors")
+    (folder / "config.json").write_text(json.dumps({"model_type": "llama"}))
+
+    def make(precision="fp32"):
+        return OpenRequest(
+            spec=SPEC, folder=folder, weights_loader=dict, precision=precision, device="cpu", num_threads=1
+        )
+
+    return make
+
+
+def test_second_load_reuses_the_artifact(request_for):
+    backend = ConvertingBackend()
+    first = artifacts.ensure_artifact(backend, request_for())
+    second = artifacts.ensure_artifact(backend, request_for())
+    assert backend.prepared == 1 and first.artifact == second.artifact
+    meta = json.loads((first.artifact / artifacts.MARKER).read_text())
+    assert meta["parity"] == {"max_abs": 0.0} and meta["precision"] == "fp32"
+    other = artifacts.ensure_artifact(backend, request_for("int8"))  # another precision is another entry
+    assert backend.prepared == 2 and other.artifact != first.artifact
+
+
+def test_changed_weights_change_the_key(request_for):
+    backend = ConvertingBackend()
+    first = artifacts.ensure_artifact(backend, request_for())
+    save_file({"w": np.ones(4, np.float32)}, first.folder / "model.safetensors")
+    assert artifacts.ensure_artifact(backend, request_for()).artifact != first.artifact
+
+
+def test_a_failed_conversion_leaves_nothing(request_for, tmp_path):
+    with pytest.raises(RuntimeError):
+        artifacts.ensure_artifact(ConvertingBackend(fail=True), request_for())
+    assert artifacts.list_artifacts() == []
+    parent = tmp_path / "home" / "artifacts" / "conv"
+    assert [p.name for p in parent.iterdir() if p.is_dir()] == []  # no temp folder left behind
+    backend = ConvertingBackend()
+    assert artifacts.ensure_artifact(backend, request_for()).artifact is not None and backend.prepared == 1
+
+
+def test_an_entry_without_its_marker_is_rebuilt(request_for):
+    backend = ConvertingBackend()
+    entry = artifacts.ensure_artifact(backend, request_for()).artifact
+    (entry / artifacts.MARKER).unlink()
+    assert artifacts.ensure_artifact(backend, request_for()).artifact == entry and backend.prepared == 2
+
+
+def test_list_and_prune(request_for):
+    artifacts.ensure_artifact(ConvertingBackend(), request_for())
+    listed = artifacts.list_artifacts()
+    assert len(listed) == 1 and listed[0].backend == "conv" and listed[0].size > 100
+    assert artifacts.prune(older_than_days=1) == []  # too young
+    assert len(artifacts.prune()) == 1 and artifacts.list_artifacts() == []

@@ -1,0 +1,118 @@
+"""The plugin manager: lazy, isolated loading; broken plugins recorded while the others work."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tinylm.plugins import PluginManager
+
+from .fakes import BackendsPlugin, FakeBackend, RaisingHookPlugin, TypoPlugin
+
+
+def test_register_and_list_backends():
+    pm = PluginManager(autoload=False)
+    assert pm.register(BackendsPlugin(FakeBackend("alpha"), FakeBackend("beta")), name="fakes")
+    assert sorted(pm.backends()) == ["alpha", "beta"]
+    assert pm.backend_plugin("alpha") == "fakes"
+    pm.unregister("fakes")
+    assert pm.backends() == {}
+
+
+def test_a_hook_that_raises_is_isolated():
+    pm = PluginManager(autoload=False)
+    pm.register(RaisingHookPlugin(), name="exploding")
+    pm.register(BackendsPlugin(FakeBackend("alpha")), name="good")
+    assert list(pm.backends()) == ["alpha"]
+    assert [e.plugin for e in pm.errors] == ["exploding"]
+    assert "hook exploded" in str(pm.errors[0]) and "Fix" in str(pm.errors[0])
+
+
+def test_a_hook_name_typo_is_caught_at_registration():
+    pm = PluginManager(autoload=False)
+    assert not pm.register(TypoPlugin(), name="typo")
+    assert pm.errors and pm.errors[0].plugin == "typo" and "register_backendz" in str(pm.errors[0])
+
+
+def test_duplicate_backend_names_keep_the_first_and_report_the_second():
+    pm = PluginManager(autoload=False)
+    first = FakeBackend("same")
+    pm.register(BackendsPlugin(first), name="a")
+    pm.register(BackendsPlugin(FakeBackend("same")), name="b")
+    assert pm.backends()["same"] is first
+    assert "already registered by 'a'" in str(pm.errors[0])
+
+
+@pytest.fixture
+def broken_dist(tmp_path):
+    """A fake installed distribution with three entry points: one broken, one good, one with a raising hook."""
+    info = tmp_path / "tinylm_fakeplugins-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tinylm-fakeplugins\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[tinylm]\nbrokenplugin = fake_broken_plugin\ngoodfake = fake_good_plugin\n")
+    (tmp_path / "fake_broken_plugin.py").write_text("raise ImportError('this plugin is broken on purpose')\n")
+    (tmp_path / "fake_good_plugin.py").write_text(
+        textwrap.dedent(
+            """
+            from tinylm import hookimpl
+            from tinylm.backend import Availability, Capabilities
+
+            class Good:
+                name = "goodfake"
+                version = "1.0"
+                capabilities = Capabilities()
+                def availability(self):
+                    return Availability(ok=True)
+                def devices(self):
+                    return ["cpu"]
+                def open(self, request):
+                    raise NotImplementedError
+
+            @hookimpl
+            def register_backends(register):
+                register(Good())
+            """
+        )
+    )
+    return tmp_path
+
+
+def run_cli(*args, env_extra=None):
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "tinylm.cli", *args], capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+def test_tinylm_backends_lists_the_builtin_backends_and_a_broken_plugin(broken_dist):
+    out = run_cli("backends", "--json", env_extra={"PYTHONPATH": str(broken_dist)})
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    names = {b["name"]: b for b in report["backends"]}
+    for builtin in ("torch", "onnx", "openvino", "coreml"):
+        assert builtin in names, f"{builtin} not registered: {sorted(names)}"
+        b = names[builtin]
+        assert b["status"] in ("available", "unavailable", "convert-only")
+        assert b["status"] == "available" or b["reason"]  # unavailable ones say why
+    assert names["goodfake"]["status"] == "available"  # the good plugin of the same distribution works
+    errors = {e["plugin"]: e["error"] for e in report["plugin_errors"]}
+    assert "brokenplugin" in errors and "broken on purpose" in errors["brokenplugin"]
+
+    text = run_cli("backends", env_extra={"PYTHONPATH": str(broken_dist)})
+    assert "plugin error" in text.stdout and "brokenplugin" in text.stdout
+    doctor = run_cli("doctor", env_extra={"PYTHONPATH": str(broken_dist)})
+    assert doctor.returncode == 1 and "brokenplugin" in doctor.stdout
+
+
+def test_disable_and_allow_lists(broken_dist):
+    out = run_cli(
+        "backends", "--json", env_extra={"PYTHONPATH": str(broken_dist), "TINYLM_DISABLE_PLUGINS": "brokenplugin"}
+    )
+    assert json.loads(out.stdout)["plugin_errors"] == []
+    out = run_cli("backends", "--json", env_extra={"PYTHONPATH": str(broken_dist), "TINYLM_PLUGINS": "goodfake"})
+    assert [b["name"] for b in json.loads(out.stdout)["backends"]] == ["goodfake"]

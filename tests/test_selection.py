@@ -1,0 +1,91 @@
+"""Backend choice: argument > TINYLM_BACKEND > auto; typed errors listing the alternatives."""
+
+from __future__ import annotations
+
+import pytest
+
+from tinylm.errors import BackendUnavailable, CapabilityError, DeviceUnavailable, PrecisionUnsupported, UnknownBackend
+from tinylm.plugins import PluginManager
+from tinylm.selection import choose
+
+from .fakes import BackendsPlugin, FakeBackend
+
+
+@pytest.fixture
+def manager(monkeypatch):
+    monkeypatch.delenv("TINYLM_BACKEND", raising=False)
+    monkeypatch.delenv("TINYLM_DEVICE", raising=False)
+    pm = PluginManager(autoload=False)
+    pm.register(
+        BackendsPlugin(
+            FakeBackend("slow", priority=1),
+            FakeBackend("fast", priority=5, device_list=["cpu", "gpu"]),
+            FakeBackend("best", priority=9, ok=False),
+            FakeBackend("enc", priority=20, kinds=("encoder",)),
+        ),
+        name="fakes",
+    )
+    return pm
+
+
+def test_auto_picks_the_highest_priority_available_backend_for_the_kind(manager):
+    assert choose(manager, kind="decoder").backend.name == "fast"  # "best" unavailable, "enc" encoder-only
+    assert choose(manager, kind="encoder").backend.name == "enc"
+    assert choose(manager, kind="decoder").reason == "auto"
+
+
+def test_env_beats_auto(manager, monkeypatch):
+    monkeypatch.setenv("TINYLM_BACKEND", "slow")
+    choice = choose(manager, kind="decoder")
+    assert choice.backend.name == "slow" and choice.reason == "TINYLM_BACKEND"
+
+
+def test_argument_beats_env(manager, monkeypatch):
+    monkeypatch.setenv("TINYLM_BACKEND", "slow")
+    choice = choose(manager, kind="decoder", backend="fast")
+    assert choice.backend.name == "fast" and choice.reason == "argument"
+
+
+def test_unknown_backend_lists_the_registered_ones(manager):
+    with pytest.raises(UnknownBackend) as err:
+        choose(manager, kind="decoder", backend="nope")
+    msg = str(err.value)
+    assert "'nope'" in msg and all(n in msg for n in ("slow", "fast", "best", "enc")) and "Fix" in msg
+
+
+def test_unavailable_backend_never_falls_back(manager, monkeypatch):
+    monkeypatch.setenv("TINYLM_BACKEND", "best")
+    with pytest.raises(BackendUnavailable) as err:
+        choose(manager, kind="decoder")
+    msg = str(err.value)
+    assert "best-runtime is not installed" in msg and "pip install best-runtime" in msg
+    assert "fast (available)" in msg  # the alternatives are listed
+
+
+def test_backend_that_cannot_run_the_kind(manager):
+    with pytest.raises(CapabilityError, match="encoder"):
+        choose(manager, kind="decoder", backend="enc")
+
+
+def test_nothing_available(monkeypatch):
+    monkeypatch.delenv("TINYLM_BACKEND", raising=False)
+    pm = PluginManager(autoload=False)
+    pm.register(BackendsPlugin(FakeBackend("best", ok=False)), name="fakes")
+    with pytest.raises(BackendUnavailable, match=r"pip install tinylm\[torch\]"):
+        choose(pm, kind="decoder")
+
+
+def test_device_argument_env_and_default(manager, monkeypatch):
+    assert choose(manager, kind="decoder", backend="fast").device == "cpu"
+    monkeypatch.setenv("TINYLM_DEVICE", "GPU")
+    assert choose(manager, kind="decoder", backend="fast").device == "gpu"
+    assert choose(manager, kind="decoder", backend="fast", device="cpu").device == "cpu"
+    with pytest.raises(DeviceUnavailable, match="present: cpu, gpu"):
+        choose(manager, kind="decoder", backend="fast", device="npu")
+
+
+def test_precision(manager):
+    assert choose(manager, kind="decoder", backend="fast").precision == "fp32"
+    assert choose(manager, kind="decoder", backend="fast", precision="INT8").precision == "int8"
+    with pytest.raises(PrecisionUnsupported, match="fp32, int8"):
+        choose(manager, kind="decoder", backend="fast", precision="int4")
