@@ -13,8 +13,31 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+# The errors are plain Python (no dependencies), so they load eagerly: `except tinylm.TinyLMError`.
+from .errors import (
+    BackendError,
+    BackendUnavailable,
+    CapabilityError,
+    ChatTemplateError,
+    ConfigError,
+    DeviceUnavailable,
+    GenerationError,
+    InvalidModelName,
+    ModelFileError,
+    ModelNotFound,
+    PluginLoadError,
+    PrecisionUnsupported,
+    PromptTooLong,
+    TinyLMError,
+    TokenizerError,
+    UnknownBackend,
+    UnsupportedArchitecture,
+    WeightsError,
+)
+
 __version__ = "0.1.0"
 
+#: Public names loaded on first use (their modules import numpy, tokenizers, pluggy, ...).
 _LAZY = {
     "load": "model",
     "Model": "model",
@@ -30,27 +53,6 @@ _LAZY = {
     "hookimpl": "hookspecs",
     "SamplingParams": "sampling",
 }
-_ERRORS = (
-    "TinyLMError",
-    "BackendError",
-    "UnknownBackend",
-    "BackendUnavailable",
-    "DeviceUnavailable",
-    "PrecisionUnsupported",
-    "CapabilityError",
-    "ModelNotFound",
-    "InvalidModelName",
-    "UnsupportedArchitecture",
-    "ModelFileError",
-    "WeightsError",
-    "TokenizerError",
-    "ChatTemplateError",
-    "GenerationError",
-    "PromptTooLong",
-    "PluginLoadError",
-    "ConfigError",
-)
-_LAZY.update({name: "errors" for name in _ERRORS})
 
 __all__ = [
     "__version__",
@@ -90,26 +92,6 @@ __all__ = [
 if TYPE_CHECKING:  # pragma: no cover
     from .arch.spec import ModelSpec
     from .backend import Availability, Backend, Capabilities, OpenRequest, Session
-    from .errors import (
-        BackendError,
-        BackendUnavailable,
-        CapabilityError,
-        ChatTemplateError,
-        ConfigError,
-        DeviceUnavailable,
-        GenerationError,
-        InvalidModelName,
-        ModelFileError,
-        ModelNotFound,
-        PluginLoadError,
-        PrecisionUnsupported,
-        PromptTooLong,
-        TinyLMError,
-        TokenizerError,
-        UnknownBackend,
-        UnsupportedArchitecture,
-        WeightsError,
-    )
     from .generation import Chunk, Completion, Usage
     from .hookspecs import hookimpl
     from .model import Model, load

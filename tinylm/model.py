@@ -146,8 +146,10 @@ class Model:
     def _need(self, kind: str, what: str) -> None:
         if self.spec.kind != kind:
             alt = "embed()" if kind == "decoder" else "generate()/chat()"
+            article = {"decoder": "a", "encoder": "an"}
             raise CapabilityError(
-                f"{what} needs a {kind} model, but {self.path.name} is a {self.spec.kind} ({self.spec.family}). "
+                f"{what} needs {article[kind]} {kind} model, but {self.path.name} is "
+                f"{article[self.spec.kind]} {self.spec.kind} ({self.spec.family}). "
                 f"Fix: use {alt} with this model, or load a {kind} model."
             )
 

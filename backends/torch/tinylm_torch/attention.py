@@ -1,0 +1,62 @@
+"""Multi-head attention with grouped KV heads, rotary positions, optional q/k norms and a KV cache.
+
+q, k and v come from one fused projection (`qkv`, rows ordered q | k | v as the canonical weights
+stack them); rope and the q/k norms act on the q and k heads together.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tinylm.arch.spec import ModelSpec
+
+from .cache import Frame
+from .norms import RMSNorm
+from .rope import rotate
+
+__all__ = ["Attention", "attend"]
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, frame: Frame, scale: float) -> torch.Tensor:
+    """softmax(q k^T * scale + mask) v for q (B, nh, T, hd) and k, v (B, nkv, S, hd) -> (B, nh, T, hd)."""
+    B, nh, T, hd = q.shape
+    nkv = k.shape[1]
+    if T == 1 and frame.mask is None:
+        # one query per head, no mask: fold each group's heads into the query axis (no k/v repeat)
+        y = F.scaled_dot_product_attention(q.reshape(B, nkv, nh // nkv, hd), k, v, scale=scale)  # (B, nkv, g, hd)
+        return y.reshape(B, nh, 1, hd)
+    return F.scaled_dot_product_attention(
+        q, k, v, attn_mask=frame.mask, is_causal=frame.causal, scale=scale, enable_gqa=nkv != nh
+    )
+
+
+class Attention(nn.Module):
+    def __init__(self, spec: ModelSpec, index: int) -> None:
+        super().__init__()
+        self.index = index
+        self.nh, self.nkv, self.hd = spec.num_heads, spec.num_kv_heads, spec.head_dim
+        self.scale = spec.scale
+        self.qkv = nn.Linear(spec.hidden_size, spec.q_size + 2 * spec.kv_size, bias=spec.qkv_bias)
+        self.o = nn.Linear(spec.q_size, spec.hidden_size, bias=spec.out_bias)
+        self.q_norm = RMSNorm(spec.head_dim, spec.norm.eps) if spec.qk_norm else None
+        self.k_norm = RMSNorm(spec.head_dim, spec.norm.eps) if spec.qk_norm else None
+
+    def forward(self, x: torch.Tensor, frame: Frame) -> torch.Tensor:
+        B, T, _ = x.shape
+        nh, nkv = self.nh, self.nkv
+        qkv = self.qkv(x).view(B, T, nh + 2 * nkv, self.hd)  # (B, T, nh + 2 nkv, hd)
+        qk, v = qkv.split([nh + nkv, nkv], dim=2)  # (B, T, nh + nkv, hd), (B, T, nkv, hd)
+        if self.q_norm is not None:
+            qk = torch.cat([self.q_norm(qk[:, :, :nh]), self.k_norm(qk[:, :, nh:])], dim=2)
+        if frame.cos is not None:
+            qk = rotate(qk, frame.cos, frame.sin)
+        q, k = qk.transpose(1, 2).split([nh, nkv], dim=1)  # (B, nh, T, hd), (B, nkv, T, hd)
+        v = v.transpose(1, 2)  # (B, nkv, T, hd)
+        if frame.cache is not None:
+            cached_k, cached_v = frame.cache.update(self.index, k, v, frame)  # (B, nkv, S, hd)
+            if frame.start > 0:  # attend to what came before too (a fresh cache holds just k, v)
+                k, v = cached_k, cached_v
+        y = attend(q, k, v, frame, self.scale)  # (B, nh, T, hd)
+        return self.o(y.transpose(1, 2).reshape(B, T, nh * self.hd))

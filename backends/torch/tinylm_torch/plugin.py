@@ -1,0 +1,57 @@
+"""The torch backend as a tinylm plugin. Importing this module does not import torch."""
+
+from __future__ import annotations
+
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+from tinylm.backend import Availability, Capabilities, OpenRequest, Session, runtime_available
+from tinylm.hookspecs import hookimpl
+
+__all__ = ["TorchBackend", "register_backends"]
+
+
+def _version() -> str:
+    try:
+        return version("tinylm-torch")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "0+unknown"
+
+
+class TorchBackend:
+    """PyTorch eager on CPU: the reference backend (fp32, bf16, int8 weight-only)."""
+
+    name = "torch"
+    capabilities = Capabilities(
+        precisions=("fp32", "bf16", "int8"),
+        default_precision="fp32",
+        kinds=("decoder", "encoder"),
+        batch=True,
+        priority=10,
+        converts=False,
+    )
+
+    def __init__(self) -> None:
+        self.version = _version()
+
+    def availability(self) -> Availability:
+        if runtime_available("torch"):
+            return Availability(ok=True)
+        return Availability(ok=False, reason="PyTorch is not installed.", hint="pip install tinylm[torch]")
+
+    def devices(self) -> list[str]:
+        devices = ["cpu"]
+        torch = sys.modules.get("torch")  # only when already imported: listing devices must stay cheap
+        if torch is not None and torch.cuda.is_available():
+            devices.append("cuda")
+        return devices
+
+    def open(self, request: OpenRequest) -> Session:
+        from .session import open_session
+
+        return open_session(request)
+
+
+@hookimpl
+def register_backends(register) -> None:  # type: ignore[no-untyped-def]
+    register(TorchBackend())

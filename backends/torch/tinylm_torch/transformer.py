@@ -1,0 +1,107 @@
+"""The whole model, built from a `ModelSpec` alone:
+
+    embed (* embed_scale) (+ positions + token types) -> [embed_norm] -> N x Block -> [final_norm] -> lm_head
+
+Two ways in:
+    model(ids) -> logits (B, T, V)                 cache-free, differentiable: training and scoring
+    model.step(ids, cache, last_only=True)         inference: appends to a `KVCache`
+    model.hidden(ids, attention_mask, types)       encoders: last hidden states (B, T, H)
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tinylm.arch.spec import ModelSpec
+
+from .block import Block
+from .cache import Frame, KVCache, make_frame
+from .norms import make_norm
+from .rope import Rope
+
+__all__ = ["Transformer"]
+
+
+class Transformer(nn.Module):
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        h = spec.hidden_size
+        self.embed = nn.Embedding(spec.vocab_size, h)
+        self.pos_embed = nn.Embedding(spec.max_positions + spec.position_offset, h) if spec.learned_positions else None
+        self.type_embed = nn.Embedding(spec.type_vocab_size, h) if spec.type_vocab_size else None
+        self.embed_norm = make_norm(spec.norm, h) if spec.embed_norm else None
+        self.layers = nn.ModuleList(Block(spec, i) for i in range(spec.num_layers))
+        self.final_norm = make_norm(spec.norm, h) if spec.final_norm else None
+        has_head = spec.kind == "decoder" and not spec.tie_embeddings
+        self.lm_head = nn.Linear(h, spec.vocab_size, bias=False) if has_head else None
+        self.rope = Rope(spec.rope) if spec.rope is not None else None
+
+    # pieces ---------------------------------------------------------------------------------
+
+    def _embed(self, ids: torch.Tensor, start: int, token_type_ids: torch.Tensor | None) -> torch.Tensor:
+        x = self.embed(ids)  # (B, T, H)
+        if self.spec.embed_scale != 1.0:
+            x = x * torch.tensor(self.spec.embed_scale, dtype=x.dtype)
+        if self.pos_embed is not None:
+            offset = start + self.spec.position_offset
+            x = x + self.pos_embed.weight[offset : offset + ids.shape[1]]  # (T, H) broadcast over B
+        if self.type_embed is not None:
+            types = token_type_ids if token_type_ids is not None else torch.zeros_like(ids)
+            x = x + self.type_embed(types)
+        return self.embed_norm(x) if self.embed_norm is not None else x
+
+    def _blocks(self, x: torch.Tensor, frame: Frame) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x, frame)
+        return x
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        """Final norm and LM head: (B, T, H) -> logits (B, T, V)."""
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        if self.lm_head is not None:
+            return self.lm_head(x)
+        return F.linear(x, self.embed.weight)  # tied
+
+    def _frame(self, x: torch.Tensor, start: int, cache: KVCache | None, mask: torch.Tensor | None) -> Frame:
+        return make_frame(
+            self.spec,
+            start=start,
+            length=x.shape[1],
+            rope=self.rope,
+            dtype=x.dtype,
+            device=x.device,
+            cache=cache,
+            attention_mask=mask,
+        )
+
+    # entry points ---------------------------------------------------------------------------
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """Logits (B, T, V) for token ids (B, T) from position 0, without a cache (differentiable)."""
+        x = self._embed(ids, 0, None)  # (B, T, H)
+        return self.head(self._blocks(x, self._frame(x, 0, None, None)))
+
+    def hidden(
+        self,
+        ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Last hidden states (B, T, H), final norm applied when the spec has one (encoders: embed)."""
+        x = self._embed(ids, 0, token_type_ids)  # (B, T, H)
+        x = self._blocks(x, self._frame(x, 0, None, attention_mask))
+        return self.final_norm(x) if self.final_norm is not None else x
+
+    def step(self, ids: torch.Tensor, cache: KVCache, *, last_only: bool = True) -> torch.Tensor:
+        """Append ids (B, T) to `cache`; logits (B, V) for the last position, or (B, T, V)."""
+        start = cache.length
+        x = self._embed(ids, start, None)  # (B, T, H)
+        x = self._blocks(x, self._frame(x, start, cache, None))
+        cache.length = start + ids.shape[1]
+        if last_only:
+            return self.head(x[:, -1])  # (B, V)
+        return self.head(x)  # (B, T, V)

@@ -1,0 +1,1 @@
+"""Test support: tiny random models and tokenizers, and the backend conformance helpers."""

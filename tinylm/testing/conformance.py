@@ -1,0 +1,326 @@
+"""The conformance suite every backend runs, built-in or third-party.
+
+    # tests/test_conformance.py of a backend package
+    from tinylm.testing.conformance import BackendConformance
+
+    class TestMyBackend(BackendConformance):
+        backend = "mine"
+
+It builds tiny random models of each family (`tinylm.testing.models`) and checks, against
+`transformers` as the reference: logits at every position of a teacher-forced sequence, greedy
+tokens (near-ties reported, not failed), KV-cache correctness across prefill and decode, batch > 1,
+stream == generate, sentence embeddings, and typed errors on bad input. Override the class
+attributes to tune tolerances or the families a backend supports. Needs `pytest`, `torch` and
+`transformers` (the test extra: `pip install tinylm[test]`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+
+import tinylm
+from tinylm.errors import CapabilityError, GenerationError, PromptTooLong
+from tinylm.plugins import get_manager
+
+from .models import DECODER_VARIANTS, ENCODER_VARIANTS, build_model
+
+__all__ = ["BackendConformance", "Reference", "reference", "greedy_check"]
+
+SEQ = 32  # teacher-forced positions and free-running tokens compared
+
+
+class Reference:
+    """`transformers` run on a model folder: the oracle the suite compares against (fp32)."""
+
+    def __init__(self, folder: Path) -> None:
+        import torch
+        import transformers
+
+        self.torch = torch
+        config = transformers.AutoConfig.from_pretrained(folder)
+        if config.model_type == "bert":
+            self.model = transformers.AutoModel.from_pretrained(folder, dtype=torch.float32)
+        else:
+            self.model = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+        self.model.eval()
+
+    def logits(self, ids: np.ndarray) -> np.ndarray:
+        """(T, V) logits for one sequence."""
+        with self.torch.no_grad():
+            return self.model(self.torch.from_numpy(ids[None])).logits[0].float().numpy()
+
+    def greedy(self, prompt: np.ndarray, n: int) -> tuple[list[int], list[float]]:
+        """n greedy tokens (full forward each step: no cache to trust) and the top-2 margin at each."""
+        ids, tokens, margins = list(prompt), [], []
+        for _ in range(n):
+            last = self.logits(np.asarray(ids, dtype=np.int64))[-1]
+            top2 = np.sort(last)[-2:]
+            tokens.append(int(np.argmax(last)))
+            margins.append(float(top2[1] - top2[0]))
+            ids.append(tokens[-1])
+        return tokens, margins
+
+    def mean_pooled(self, ids: np.ndarray, mask: np.ndarray, types: np.ndarray) -> np.ndarray:
+        """Mask-aware mean of the last hidden states, L2-normalised: sentence-transformers' recipe."""
+        t = self.torch
+        with t.no_grad():
+            out = self.model(
+                input_ids=t.from_numpy(ids), attention_mask=t.from_numpy(mask), token_type_ids=t.from_numpy(types)
+            ).last_hidden_state
+        m = t.from_numpy(mask)[..., None].float()
+        pooled = (out * m).sum(1) / m.sum(1).clamp(min=1e-9)
+        return t.nn.functional.normalize(pooled, dim=-1).numpy()
+
+
+@lru_cache(maxsize=4)
+def reference(folder: Path) -> Reference:
+    """The (cached) reference for a model folder."""
+    return Reference(folder)
+
+
+def greedy_check(ours: list[int], ref: list[int], margins: list[float], tolerance: float) -> str | None:
+    """None when the token lists agree, or diverge only where the reference itself was a near-tie
+    (top-2 margin below `tolerance`); otherwise a failure message."""
+    for i, (a, b) in enumerate(zip(ours, ref)):
+        if a != b:
+            if margins[i] < tolerance:  # a near-tie: both choices are right within the tolerance
+                warnings.warn(
+                    f"greedy tokens diverge at step {i} on a near-tie (top-2 margin {margins[i]:.2e})", stacklevel=2
+                )
+                return None
+            return f"token {i}: backend {a} vs reference {b} (reference top-2 margin {margins[i]:.3g})"
+    return None if len(ours) == len(ref) else f"lengths differ: {len(ours)} vs {len(ref)}"
+
+
+class BackendConformance:
+    """Subclass with `backend = "<name>"`; every test runs on each variant of the families it supports."""
+
+    backend: ClassVar[str] = ""
+    precision: ClassVar[str | None] = None  # None: the backend's default
+    decoder_variants: ClassVar[tuple[str, ...]] = DECODER_VARIANTS
+    encoder_variants: ClassVar[tuple[str, ...]] = ENCODER_VARIANTS
+    logits_atol: ClassVar[float] = 1e-4
+    cache_atol: ClassVar[float] = 1e-5
+    cache_rtol: ClassVar[float] = 1e-5  # float32 round-off grows with the logits' magnitude
+    embed_atol: ClassVar[float] = 1e-5
+    load_options: ClassVar[dict[str, Any]] = {}
+
+    # fixtures -------------------------------------------------------------------------------
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def folders(cls, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+        """Built on demand, once per class."""
+        root = tmp_path_factory.mktemp(f"conformance-{cls.backend}")
+        cache: dict[str, Path] = {}
+
+        class Lazy(dict):  # type: ignore[type-arg]
+            def __missing__(self, variant: str) -> Path:
+                cache[variant] = build_model(variant, root / variant, seed=0)
+                self[variant] = cache[variant]
+                return cache[variant]
+
+        return Lazy()
+
+    def load(self, folder: Path) -> tinylm.Model:
+        return tinylm.load(folder, backend=self.backend, precision=self.precision, **self.load_options)
+
+    @pytest.fixture
+    def decoder(self, request: pytest.FixtureRequest, folders: dict[str, Path]) -> Iterator[tuple[str, tinylm.Model]]:
+        variant = request.param
+        with self.load(folders[variant]) as model:
+            yield variant, model
+
+    @pytest.fixture
+    def encoder(self, request: pytest.FixtureRequest, folders: dict[str, Path]) -> Iterator[tuple[str, tinylm.Model]]:
+        variant = request.param
+        with self.load(folders[variant]) as model:
+            yield variant, model
+
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        """Parametrize the `decoder`/`encoder` fixtures by this class's variants (pytest calls it)."""
+        for name, variants in (("decoder", self.decoder_variants), ("encoder", self.encoder_variants)):
+            if name in metafunc.fixturenames:
+                metafunc.parametrize(name, list(variants), indirect=True, ids=list(variants))
+
+    def assert_close(self, ours: np.ndarray, ref: np.ndarray, what: str) -> None:
+        """|ours - ref| <= cache_atol + cache_rtol * |ref| everywhere (numpy's allclose criterion)."""
+        excess = np.abs(ours - ref) - (self.cache_atol + self.cache_rtol * np.abs(ref))
+        worst = int(np.argmax(excess))
+        assert excess.flat[worst] <= 0, (
+            f"{what}: differs by {abs(ours.flat[worst] - ref.flat[worst]):.3g} at a logit of {ref.flat[worst]:.3g}"
+        )
+
+    @staticmethod
+    def _ids(vocab: int, n: int = SEQ, seed: int = 0) -> np.ndarray:
+        # Ids below 256 are plain bytes in the test tokenizers; avoid special tokens.
+        return np.random.default_rng(seed).integers(3, min(vocab, 400), size=n).astype(np.int64)
+
+    # decoders --------------------------------------------------------------------------------
+
+    def test_reports_what_runs(self, decoder: tuple[str, tinylm.Model]) -> None:
+        _, model = decoder
+        assert model.backend == self.backend
+        assert model.device and model.precision
+
+    def test_logits_match_reference(self, decoder: tuple[str, tinylm.Model], folders: dict[str, Path]) -> None:
+        variant, model = decoder
+        ids = self._ids(model.spec.vocab_size)
+        ours = model.logits(ids)
+        ref = reference(folders[variant]).logits(ids)
+        assert ours.shape == ref.shape and ours.dtype == np.float32
+        per_position = np.abs(ours - ref).max(axis=-1)  # (T,)
+        assert per_position.max() <= self.logits_atol, (
+            f"{variant}: max |logits - reference| per position {np.array2string(per_position, precision=2)} "
+            f"exceeds {self.logits_atol}"
+        )
+
+    def test_greedy_matches_reference(self, decoder: tuple[str, tinylm.Model], folders: dict[str, Path]) -> None:
+        variant, model = decoder
+        prompt = self._ids(model.spec.vocab_size, n=8, seed=1)
+        ours = list(model.generate(prompt.tolist(), max_new_tokens=SEQ, ignore_eos=True).token_ids)
+        ref, margins = reference(folders[variant]).greedy(prompt, SEQ)
+        failure = greedy_check(ours, ref, margins, self.logits_atol)
+        assert failure is None, f"{variant}: {failure}"
+
+    def test_cache_prefill_then_decode_equals_one_forward(self, decoder: tuple[str, tinylm.Model]) -> None:
+        variant, model = decoder
+        ids = self._ids(model.spec.vocab_size, n=20, seed=2)
+        full = model.logits(ids)  # (T, V)
+        session = model._live()
+        session.reset()
+        steps = [session.forward(ids[None, :12])[0]]
+        for t in range(12, 20):
+            steps.append(session.forward(ids[None, t : t + 1])[0])
+        assert session.length == 20
+        stepped = np.stack(steps)  # logits after positions 11..19
+        self.assert_close(stepped, full[11:], f"{variant}: prefill+decode vs one forward")
+
+    def test_chunked_prefill_equals_one_forward(self, decoder: tuple[str, tinylm.Model]) -> None:
+        variant, model = decoder
+        ids = self._ids(model.spec.vocab_size, n=30, seed=6)
+        full = model.logits(ids)
+        session = model._live()
+        session.reset()
+        first = session.forward(ids[None, :12], all_positions=True)[0]
+        second = session.forward(ids[None, 12:], all_positions=True)[0]  # T > 1 on top of a cache
+        self.assert_close(np.concatenate([first, second]), full, f"{variant}: chunked prefill vs one forward")
+
+    def test_batch_matches_single(self, decoder: tuple[str, tinylm.Model]) -> None:
+        variant, model = decoder
+        caps = get_manager().backends()[self.backend].capabilities
+        if not caps.batch:
+            pytest.skip(f"backend {self.backend} declares batch=False")
+        ids = np.stack([self._ids(model.spec.vocab_size, 16, 3), self._ids(model.spec.vocab_size, 16, 4)])
+        steps = ids[:, :3] + 1  # three decode steps after the prefill, (B, 3)
+        session = model._live()
+
+        def run(rows: slice) -> np.ndarray:
+            session.reset()
+            out = [session.forward(ids[rows], all_positions=True)[:, -1]]
+            out += [session.forward(steps[rows, t : t + 1]) for t in range(3)]
+            return np.stack(out, axis=1)  # (b, 4, V)
+
+        both = run(slice(0, 2))
+        for row in range(2):
+            self.assert_close(both[row], run(slice(row, row + 1))[0], f"{variant}: batch row {row} vs alone")
+
+    def test_session_limits_are_typed_errors(self, decoder: tuple[str, tinylm.Model]) -> None:
+        _, model = decoder
+        session = model._live()
+        limit = model.context_length
+        session.reset()
+        session.forward(self._ids(model.spec.vocab_size, limit - 1)[None])
+        session.forward(self._ids(model.spec.vocab_size, 1)[None])  # exactly full
+        with pytest.raises(PromptTooLong, match="Fix"):
+            session.forward(self._ids(model.spec.vocab_size, 1)[None])
+        session.reset()
+        assert session.length == 0
+        with pytest.raises(PromptTooLong, match="Fix"):
+            session.forward(self._ids(model.spec.vocab_size, limit + 1)[None])
+        with pytest.raises(GenerationError, match="Fix"):
+            session.forward(np.array([[model.spec.vocab_size]], dtype=np.int64))
+        with pytest.raises(GenerationError, match="Fix"):
+            session.forward(np.array([1, 2, 3], dtype=np.int64))
+
+    def test_stream_equals_generate(self, decoder: tuple[str, tinylm.Model]) -> None:
+        _, model = decoder
+        options = dict(max_new_tokens=24, temperature=0.9, top_k=50, seed=11, ignore_eos=True)
+        chunks = list(model.stream("Hello there", **options))
+        done = model.generate("Hello there", **options)
+        assert "".join(c.text for c in chunks) == done.text
+        assert [t for c in chunks for t in c.token_ids] == list(done.token_ids)
+        assert chunks[-1].finish_reason == done.finish_reason == "length"
+        assert done.usage.completion_tokens == 24
+
+    def test_chat_uses_the_template(self, decoder: tuple[str, tinylm.Model]) -> None:
+        _, model = decoder
+        messages = [{"role": "user", "content": "Where is my order?"}]
+        prompt = model.chat_prompt(messages)
+        a = model.chat(messages, max_new_tokens=8, ignore_eos=True)
+        b = model.generate(model.tokenizer.encode(prompt, add_special_tokens=False), max_new_tokens=8, ignore_eos=True)
+        assert a.token_ids == b.token_ids and a.usage.prompt_tokens == b.usage.prompt_tokens
+
+    def test_bad_input_is_a_typed_error(self, decoder: tuple[str, tinylm.Model]) -> None:
+        _, model = decoder
+        with pytest.raises(GenerationError):
+            model.logits([model.spec.vocab_size + 5])
+        with pytest.raises(GenerationError):
+            model.generate([-1])
+        with pytest.raises(PromptTooLong):
+            model.generate([5] * (model.context_length + 1))
+        with pytest.raises(CapabilityError):
+            model.embed("not an encoder")
+        done = model.generate([5, 6, 7], max_new_tokens=2)  # the session still works afterwards
+        assert done.usage.completion_tokens <= 2
+
+    def test_closed_model_says_so(self, folders: dict[str, Path]) -> None:
+        model = self.load(folders[self.decoder_variants[0]])
+        model.close()
+        with pytest.raises(GenerationError, match="closed"):
+            model.generate("x", max_new_tokens=1)
+
+    def test_max_new_tokens_beyond_the_context_stops_with_length(self, decoder: tuple[str, tinylm.Model]) -> None:
+        _, model = decoder
+        prompt = self._ids(model.spec.vocab_size, n=model.context_length - 3, seed=5).tolist()
+        done = model.generate(prompt, max_new_tokens=50, ignore_eos=True)
+        assert done.finish_reason == "length" and done.usage.completion_tokens <= 4
+
+    # encoders --------------------------------------------------------------------------------
+
+    def test_embed_matches_reference(self, encoder: tuple[str, tinylm.Model], folders: dict[str, Path]) -> None:
+        variant, model = encoder
+        texts = [
+            "where is my parcel?",
+            "a much longer sentence about refunds and returns, with punctuation!",
+            "é 世界",
+            "x",
+            "",
+        ]
+        ours = model.embed(texts)
+        ids, types = model.tokenizer.encode_batch(texts)
+        width = max(map(len, ids))
+        tok = np.zeros((len(ids), width), np.int64)
+        mask = np.zeros_like(tok)
+        typ = np.zeros_like(tok)
+        for i, (r, t) in enumerate(zip(ids, types)):
+            tok[i, : len(r)], mask[i, : len(r)], typ[i, : len(r)] = r, 1, t
+        ref = reference(folders[variant]).mean_pooled(tok, mask, typ)
+        diff = float(np.abs(ours - ref).max())
+        assert diff <= self.embed_atol, f"{variant}: embeddings differ from reference by {diff:.3g}"
+        single = model.embed(texts[0])
+        assert single.shape == (model.spec.hidden_size,)
+        assert float(np.abs(single - ours[0]).max()) <= self.embed_atol  # padding does not leak
+        assert np.allclose(np.linalg.norm(ours, axis=-1), 1.0, atol=1e-5)
+
+    def test_encoder_refuses_generation(self, encoder: tuple[str, tinylm.Model]) -> None:
+        _, model = encoder
+        with pytest.raises(CapabilityError, match="embed"):
+            model.generate("hello")

@@ -1,0 +1,297 @@
+"""Tiny random models of every family tinylm describes, built with `transformers`, for tests.
+
+    folder = build_model("qwen3", tmp_path / "qwen3")      # config.json, model.safetensors, tokenizer ...
+    tinylm.load(folder, backend="torch")
+
+Each variant is a `transformers` config class and its keyword arguments, small enough that a model
+builds in well under a second (2 layers, hidden 32-64). Weights are drawn with a fixed seed and a
+spread large enough that logits are not near-ties; norm weights and biases are random too, so
+those code paths are exercised. `transformers` and `torch` are imported inside `build_model` only:
+they are test dependencies, never runtime ones.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .tokenizers import BERT_SPECIAL_TOKENS, byte_level_bpe, wordpiece
+
+__all__ = [
+    "VARIANTS",
+    "DECODER_VARIANTS",
+    "ENCODER_VARIANTS",
+    "build_model",
+    "write_decoder_tokenizer",
+    "write_encoder_tokenizer",
+    "CHATML_TEMPLATE",
+]
+
+_SMALL = {"num_hidden_layers": 2, "max_position_embeddings": 256}
+_LLAMA = {**_SMALL, "hidden_size": 64, "intermediate_size": 96, "num_attention_heads": 4, "rms_norm_eps": 1e-5}
+
+#: name -> {"config": transformers config class name, "kwargs": its keyword arguments}.
+#: vocab_size and the special token ids are filled in from the tokenizer by `build_model`.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "llama": {"config": "LlamaConfig", "kwargs": {**_LLAMA, "num_key_value_heads": 2, "tie_word_embeddings": True}},
+    "llama-mha-untied": {
+        "config": "LlamaConfig",
+        "kwargs": {
+            **_LLAMA,
+            "num_key_value_heads": 4,
+            "tie_word_embeddings": False,
+            "attention_bias": True,
+            "mlp_bias": True,
+        },
+    },
+    "llama-rope-llama3": {
+        "config": "LlamaConfig",
+        "kwargs": {
+            **_LLAMA,
+            "num_key_value_heads": 2,
+            "rope_parameters": {
+                "rope_type": "llama3",
+                "rope_theta": 500000.0,
+                "factor": 8.0,
+                "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 32,
+            },
+        },
+    },
+    "llama-rope-linear": {
+        "config": "LlamaConfig",
+        "kwargs": {
+            **_LLAMA,
+            "num_key_value_heads": 2,
+            "rope_parameters": {"rope_type": "linear", "rope_theta": 10000.0, "factor": 4.0},
+        },
+    },
+    # A sliding window shorter than the test sequences, so the window mask is exercised.
+    "mistral": {"config": "MistralConfig", "kwargs": {**_LLAMA, "num_key_value_heads": 2, "sliding_window": 16}},
+    "qwen2": {
+        "config": "Qwen2Config",
+        "kwargs": {
+            **_SMALL,
+            "hidden_size": 48,
+            "intermediate_size": 96,
+            "num_attention_heads": 6,
+            "num_key_value_heads": 2,
+            "tie_word_embeddings": True,
+        },
+    },
+    "qwen3": {
+        "config": "Qwen3Config",
+        "kwargs": {
+            **_SMALL,
+            "hidden_size": 48,
+            "intermediate_size": 96,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "head_dim": 16,
+            "tie_word_embeddings": True,
+        },
+    },
+    "phi3": {
+        "config": "Phi3Config",
+        "kwargs": {**_LLAMA, "num_key_value_heads": 2, "original_max_position_embeddings": 256},
+    },
+    "phi3-partial-rotary": {
+        "config": "Phi3Config",
+        "kwargs": {
+            **_LLAMA,
+            "num_key_value_heads": 4,
+            "partial_rotary_factor": 0.5,
+            "original_max_position_embeddings": 256,
+        },
+    },
+    "gemma": {
+        "config": "GemmaConfig",
+        "kwargs": {
+            **_SMALL,
+            "hidden_size": 48,
+            "intermediate_size": 96,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,
+            "head_dim": 24,
+            "hidden_activation": "gelu_pytorch_tanh",
+        },
+    },
+    "smollm": {
+        "config": "LlamaConfig",
+        "kwargs": {
+            **_SMALL,
+            "hidden_size": 48,
+            "intermediate_size": 128,
+            "num_attention_heads": 3,
+            "num_key_value_heads": 1,
+            "tie_word_embeddings": True,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 100000.0},
+        },
+    },
+    "gpt2": {
+        "config": "GPT2Config",
+        "kwargs": {"n_embd": 64, "n_layer": 2, "n_head": 4, "n_positions": 256, "activation_function": "gelu_new"},
+    },
+    "bert": {
+        "config": "BertConfig",
+        "kwargs": {
+            "hidden_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "intermediate_size": 128,
+            "max_position_embeddings": 128,
+            "type_vocab_size": 2,
+            "hidden_act": "gelu",
+        },
+    },
+}
+ENCODER_VARIANTS = ("bert",)
+DECODER_VARIANTS = tuple(v for v in VARIANTS if v not in ENCODER_VARIANTS)
+
+DECODER_VOCAB = 448
+ENCODER_VOCAB = 384
+BOS, EOS, PAD = "<|endoftext|>", "<|im_end|>", "<|endoftext|>"
+DECODER_SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _randomize(model: Any, seed: int) -> None:
+    """Spread the weights: matrices N(0, 0.2), vectors that scale (norms) 1 + N(0, 0.1), biases N(0, 0.1)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            noise = torch.randn(param.shape, generator=gen, dtype=torch.float32)
+            if param.dim() >= 2:
+                param.copy_(noise * 0.2)
+            elif name.endswith("bias"):
+                param.copy_(noise * 0.1)
+            else:
+                param.copy_(1.0 + noise * 0.1)
+
+
+def write_decoder_tokenizer(folder: Path, max_length: int) -> dict[str, int]:
+    """Write the byte-level BPE tokenizer files (ChatML template); returns vocab_size and special token ids."""
+    tok = byte_level_bpe(DECODER_VOCAB, DECODER_SPECIAL_TOKENS)
+    tok.save(str(folder / "tokenizer.json"))
+    _write_json(
+        folder / "tokenizer_config.json",
+        {
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "bos_token": BOS,
+            "eos_token": EOS,
+            "pad_token": PAD,
+            "unk_token": None,
+            "add_bos_token": False,
+            "clean_up_tokenization_spaces": False,
+            "model_max_length": max_length,
+            "chat_template": CHATML_TEMPLATE,
+        },
+    )
+    return {
+        "vocab_size": tok.get_vocab_size(),
+        "bos_token_id": tok.token_to_id(BOS),
+        "eos_token_id": tok.token_to_id(EOS),
+        "pad_token_id": tok.token_to_id(PAD),
+    }
+
+
+def write_encoder_tokenizer(folder: Path, max_length: int) -> dict[str, int]:
+    """Write the WordPiece tokenizer files (BERT); returns vocab_size and pad_token_id."""
+    tok = wordpiece(ENCODER_VOCAB)
+    tok.save(str(folder / "tokenizer.json"))
+    pad, unk, cls, sep, mask = BERT_SPECIAL_TOKENS
+    _write_json(
+        folder / "tokenizer_config.json",
+        {
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "pad_token": pad,
+            "unk_token": unk,
+            "cls_token": cls,
+            "sep_token": sep,
+            "mask_token": mask,
+            "do_lower_case": True,
+            "clean_up_tokenization_spaces": True,
+            "model_max_length": max_length,
+        },
+    )
+    return {"vocab_size": tok.get_vocab_size(), "pad_token_id": tok.token_to_id(pad)}
+
+
+def _write_sentence_transformers(folder: Path, hidden: int, max_seq_length: int) -> None:
+    _write_json(
+        folder / "modules.json",
+        [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+        ],
+    )
+    _write_json(
+        folder / "1_Pooling" / "config.json",
+        {
+            "word_embedding_dimension": hidden,
+            "pooling_mode_cls_token": False,
+            "pooling_mode_mean_tokens": True,
+            "pooling_mode_max_tokens": False,
+            "pooling_mode_mean_sqrt_len_tokens": False,
+        },
+    )
+    (folder / "2_Normalize").mkdir(exist_ok=True)
+    _write_json(folder / "sentence_bert_config.json", {"max_seq_length": max_seq_length, "do_lower_case": False})
+
+
+def build_model(variant: str, folder: Path, *, seed: int = 0) -> Path:
+    """Build the tiny random model `variant` (a key of `VARIANTS`) into `folder` and return it.
+
+    Writes config.json, model.safetensors, generation_config.json (decoders), tokenizer.json,
+    tokenizer_config.json (special tokens, ChatML template for decoders) and, for encoders, the
+    sentence-transformers files (mean pooling, normalisation, max_seq_length 64).
+    Deterministic for a given `seed`.
+    """
+    import torch
+    import transformers
+
+    try:
+        entry = VARIANTS[variant]
+    except KeyError:
+        raise KeyError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}") from None
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    kwargs = dict(entry["kwargs"])
+    encoder = variant in ENCODER_VARIANTS
+    max_length = int(kwargs.get("max_position_embeddings") or kwargs.get("n_positions") or 128)
+    if encoder:
+        kwargs.update(write_encoder_tokenizer(folder, max_length))
+        _write_sentence_transformers(folder, kwargs["hidden_size"], 64)
+    else:
+        kwargs.update(write_decoder_tokenizer(folder, max_length))
+    config = getattr(transformers, entry["config"])(**kwargs)
+    model_cls = transformers.BertModel if encoder else transformers.AutoModelForCausalLM
+    torch.manual_seed(seed)
+    with torch.device("cpu"):
+        model = model_cls(config) if encoder else model_cls.from_config(config)
+    _randomize(model, seed)
+    model.eval()
+    logging = transformers.utils.logging
+    bars = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()  # save_pretrained draws one per call
+    try:
+        model.save_pretrained(folder, safe_serialization=True)
+    finally:
+        if bars:
+            logging.enable_progress_bar()
+    return folder
