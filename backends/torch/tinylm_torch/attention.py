@@ -13,6 +13,7 @@ from torch import nn
 from tinylm.arch.spec import ModelSpec
 
 from .cache import Frame
+from .layers import Linear
 from .norms import RMSNorm
 from .rope import rotate
 
@@ -38,8 +39,8 @@ class Attention(nn.Module):
         self.index = index
         self.nh, self.nkv, self.hd = spec.num_heads, spec.num_kv_heads, spec.head_dim
         self.scale = spec.scale
-        self.qkv = nn.Linear(spec.hidden_size, spec.q_size + 2 * spec.kv_size, bias=spec.qkv_bias)
-        self.o = nn.Linear(spec.q_size, spec.hidden_size, bias=spec.out_bias)
+        self.qkv = Linear(spec.hidden_size, spec.q_size + 2 * spec.kv_size, bias=spec.qkv_bias)
+        self.o = Linear(spec.q_size, spec.hidden_size, bias=spec.out_bias)
         self.q_norm = RMSNorm(spec.head_dim, spec.norm.eps) if spec.qk_norm else None
         self.k_norm = RMSNorm(spec.head_dim, spec.norm.eps) if spec.qk_norm else None
 

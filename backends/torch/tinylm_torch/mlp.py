@@ -11,6 +11,8 @@ from torch import nn
 
 from tinylm.arch.spec import ModelSpec
 
+from .layers import Linear
+
 __all__ = ["MLP", "ACTIVATIONS"]
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -27,8 +29,8 @@ class MLP(nn.Module):
         h, i = spec.hidden_size, spec.intermediate_size
         self.gated = spec.gated_mlp
         self.act = ACTIVATIONS[spec.activation]
-        self.up = nn.Linear(h, 2 * i if self.gated else i, bias=spec.mlp_bias)  # gated: rows gate | up
-        self.down = nn.Linear(i, h, bias=spec.mlp_bias)
+        self.up = Linear(h, 2 * i if self.gated else i, bias=spec.mlp_bias)  # gated: rows gate | up
+        self.down = Linear(i, h, bias=spec.mlp_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.gated:

@@ -18,6 +18,7 @@ from tinylm.arch.spec import ModelSpec
 
 from .block import Block
 from .cache import Frame, KVCache, make_frame
+from .layers import Embedding, Linear
 from .norms import make_norm
 from .rope import Rope
 
@@ -29,14 +30,14 @@ class Transformer(nn.Module):
         super().__init__()
         self.spec = spec
         h = spec.hidden_size
-        self.embed = nn.Embedding(spec.vocab_size, h)
-        self.pos_embed = nn.Embedding(spec.max_positions + spec.position_offset, h) if spec.learned_positions else None
-        self.type_embed = nn.Embedding(spec.type_vocab_size, h) if spec.type_vocab_size else None
+        self.embed = Embedding(spec.vocab_size, h)
+        self.pos_embed = Embedding(spec.max_positions + spec.position_offset, h) if spec.learned_positions else None
+        self.type_embed = Embedding(spec.type_vocab_size, h) if spec.type_vocab_size else None
         self.embed_norm = make_norm(spec.norm, h) if spec.embed_norm else None
         self.layers = nn.ModuleList(Block(spec, i) for i in range(spec.num_layers))
         self.final_norm = make_norm(spec.norm, h) if spec.final_norm else None
         has_head = spec.kind == "decoder" and not spec.tie_embeddings
-        self.lm_head = nn.Linear(h, spec.vocab_size, bias=False) if has_head else None
+        self.lm_head = Linear(h, spec.vocab_size, bias=False) if has_head else None
         self.rope = Rope(spec.rope) if spec.rope is not None else None
 
     # pieces ---------------------------------------------------------------------------------

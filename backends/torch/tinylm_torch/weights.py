@@ -133,8 +133,7 @@ def build_transformer(
     decode_layout=True (float32 inference) stores widening weights column-major (see `_wants_column_major`);
     values and shapes are unchanged, only the strides differ.
     """
-    with torch.device("meta"):
-        model = Transformer(spec)
+    model = Transformer(spec)  # uninitialised storage (tinylm_torch.layers), replaced below
     state: dict[str, torch.Tensor] = {}
     for name, tensor, sources in _state_items(spec, weights):
         column_major = decode_layout and dtype == torch.float32 and _wants_column_major(spec, name, tensor.shape)
