@@ -102,3 +102,66 @@ def test_list_and_prune(request_for):
     assert len(listed) == 1 and listed[0].backend == "conv" and listed[0].size > 100
     assert artifacts.prune(older_than_days=1) == []  # too young
     assert len(artifacts.prune()) == 1 and artifacts.list_artifacts() == []
+
+
+class ArtifactOnlyBackend(ConvertingBackend):
+    """Opens only from its artifact: proves an exported folder needs no original weights."""
+
+    capabilities = Capabilities(converts=True, kinds=("decoder",))
+
+    def availability(self):
+        from tinylm.backend import Availability
+
+        return Availability(ok=True)
+
+    def devices(self):
+        return ["cpu"]
+
+    def open(self, request):
+        from .helpers import ScriptedSession
+
+        assert (request.artifact / "graph.bin").is_file()
+        return ScriptedSession.script(request.spec.vocab_size, [5, 6, 7])
+
+
+@pytest.fixture
+def converting_manager(monkeypatch, tmp_path):
+    from tinylm import plugins
+
+    from .fakes import BackendsPlugin
+
+    monkeypatch.setenv("TINYLM_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("TINYLM_BACKEND", raising=False)
+    backend = ArtifactOnlyBackend()
+    manager = plugins.PluginManager(autoload=True)
+    manager.register(BackendsPlugin(backend), name="conv-plugin")
+    monkeypatch.setattr(plugins, "_manager", manager)
+    return backend
+
+
+def test_convert_writes_a_self_contained_folder(converting_manager, tmp_path):
+    pytest.importorskip("transformers", reason="the test model is built with transformers")
+    import shutil
+
+    import tinylm
+    from tinylm.errors import BackendUnavailable, CapabilityError, PrecisionUnsupported
+    from tinylm.testing.models import build_model
+
+    source = build_model("smollm", tmp_path / "src")
+    out = tinylm.convert(source, backend="conv", out=tmp_path / "out")
+    assert {"config.json", "tokenizer.json", "tokenizer_config.json", "graph.bin", artifacts.MARKER} <= {
+        p.name for p in out.iterdir()
+    }
+    assert not list(out.glob("*.safetensors"))
+    shutil.rmtree(source)  # the export stands alone
+    model = tinylm.load(out)
+    assert model.backend == "conv" and model.generate("hi", max_new_tokens=3, ignore_eos=True).token_ids == (5, 6, 7)
+    with pytest.raises(BackendUnavailable, match="converted for backend 'conv'"):
+        tinylm.load(out, backend="torch")
+    with pytest.raises(PrecisionUnsupported, match="--precision int8"):
+        tinylm.load(out, precision="int8")
+    with pytest.raises(Exception, match="not empty"):
+        tinylm.convert(out, backend="conv", out=out)
+    source = build_model("smollm", tmp_path / "src2")
+    with pytest.raises(CapabilityError, match="nothing to convert"):
+        tinylm.convert(source, backend="torch", out=tmp_path / "out2")

@@ -40,6 +40,7 @@ __version__ = "0.1.0"
 #: Public names loaded on first use (their modules import numpy, tokenizers, pluggy, ...).
 _LAZY = {
     "load": "model",
+    "convert": "model",
     "Model": "model",
     "Completion": "generation",
     "Chunk": "generation",
@@ -57,6 +58,7 @@ _LAZY = {
 __all__ = [
     "__version__",
     "load",
+    "convert",
     "Model",
     "Completion",
     "Chunk",
@@ -94,7 +96,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .backend import Availability, Backend, Capabilities, OpenRequest, Session
     from .generation import Chunk, Completion, Usage
     from .hookspecs import hookimpl
-    from .model import Model, load
+    from .model import Model, convert, load
     from .sampling import SamplingParams
 
 

@@ -27,9 +27,31 @@ from .backend import Backend, OpenRequest
 from .errors import TinyLMError
 from .weights import weight_files
 
-__all__ = ["ensure_artifact", "list_artifacts", "prune", "Artifact", "MARKER", "folder_digest"]
+__all__ = [
+    "ensure_artifact",
+    "export_artifact",
+    "read_marker",
+    "list_artifacts",
+    "prune",
+    "Artifact",
+    "MARKER",
+    "folder_digest",
+]
 
 MARKER = "tinylm-artifact.json"
+#: Files copied from the model folder into an exported artifact, so it loads on its own.
+MODEL_FILES = (
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "modules.json",
+    "sentence_bert_config.json",
+    "1_Pooling/config.json",
+    "README.md",
+)
 _CHUNK = 1 << 22
 
 
@@ -99,6 +121,42 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def _build(backend: Backend, request: OpenRequest, parent: Path, final: Path, *, copy_model_files: bool) -> None:
+    """Run `backend.prepare` into a temporary folder in `parent`, then rename it to `final` (atomic)."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=parent))
+    try:
+        started = time.perf_counter()
+        meta = backend.prepare(replace(request, artifact=tmp), tmp) or {}  # type: ignore[attr-defined]
+        if copy_model_files:
+            for name in MODEL_FILES:
+                src = request.folder / name
+                if src.is_file():
+                    (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(src, tmp / name)
+        record = {
+            "backend": backend.name,
+            "backend_version": backend.version,
+            "precision": request.precision,
+            "source": str(request.folder),
+            "family": request.spec.family,
+            "created": time.time(),
+            "build_seconds": time.perf_counter() - started,
+            **meta,
+        }
+        (tmp / MARKER).write_text(json.dumps(record, indent=2, default=str))
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _mkdir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TinyLMError(f"cannot create the folder {path} ({e.strerror}). Fix: choose a writable location.") from None
+
+
 def ensure_artifact(backend: Backend, request: OpenRequest) -> OpenRequest:
     """Return `request` with `artifact` set, building the artifact with `backend.prepare` if needed."""
     key = _key(backend, request)
@@ -106,37 +164,39 @@ def ensure_artifact(backend: Backend, request: OpenRequest) -> OpenRequest:
     final = parent / key
     if (final / MARKER).is_file():
         return replace(request, artifact=final)
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise TinyLMError(
-            f"cannot create the cache folder {parent} ({e.strerror}). Fix: set TINYLM_HOME to a writable folder."
-        ) from None
+    _mkdir(parent)
     with _locked(parent / f"{key}.lock"):
         if (final / MARKER).is_file():  # another process built it while we waited
             return replace(request, artifact=final)
         if final.exists():  # an entry without its marker is never trusted
             shutil.rmtree(final, ignore_errors=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=parent))
-        try:
-            started = time.perf_counter()
-            meta = backend.prepare(replace(request, artifact=tmp), tmp) or {}  # type: ignore[attr-defined]
-            record = {
-                "backend": backend.name,
-                "backend_version": backend.version,
-                "precision": request.precision,
-                "source": str(request.folder),
-                "family": request.spec.family,
-                "created": time.time(),
-                "build_seconds": time.perf_counter() - started,
-                **meta,
-            }
-            (tmp / MARKER).write_text(json.dumps(record, indent=2, default=str))
-            os.replace(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        _build(backend, request, parent, final, copy_model_files=False)
     return replace(request, artifact=final)
+
+
+def export_artifact(backend: Backend, request: OpenRequest, out: Path) -> Path:
+    """Write a self-contained artifact folder at `out` (model files + converted model + metadata),
+    loadable by `tinylm.load(out)` where only tinylm and that backend are installed."""
+    out = out.expanduser().resolve()
+    if out.exists() and any(out.iterdir()):
+        raise TinyLMError(f"{out} already exists and is not empty. Fix: choose a new --out folder or remove it.")
+    _mkdir(out.parent)
+    if out.exists():
+        out.rmdir()
+    _build(backend, request, out.parent, out, copy_model_files=True)
+    return out
+
+
+def read_marker(folder: Path) -> dict[str, Any] | None:
+    """The metadata of an artifact folder, or None when `folder` is not one."""
+    marker = folder / MARKER
+    if not marker.is_file():
+        return None
+    try:
+        meta = json.loads(marker.read_text())
+    except (OSError, ValueError) as e:
+        raise TinyLMError(f"{marker}: unreadable ({e}). Fix: convert the model again.") from None
+    return meta if isinstance(meta, dict) else None
 
 
 def _size(path: Path) -> int:

@@ -216,6 +216,14 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .model import convert
+
+    out = convert(args.model, backend=args.backend, out=args.out, precision=args.precision)
+    print(f"wrote {out} (backend {args.backend}); load it with tinylm.load({str(out)!r})")
+    return 0
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
     from .artifacts import list_artifacts, prune
 
@@ -270,6 +278,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("doctor", help="check the installation: backends, plugins, settings")
     p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("convert", help="convert a model for a backend into a self-contained folder")
+    p.add_argument("model")
+    p.add_argument("--backend", required=True)
+    p.add_argument("--precision")
+    p.add_argument("--out", required=True, help="folder to write (must not exist or be empty)")
+    p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("cache", help="list or prune converted artifacts")
     p.add_argument("action", choices=["ls", "prune"])

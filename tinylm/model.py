@@ -14,7 +14,7 @@ import numpy as np
 from . import settings
 from .arch.spec import ModelSpec
 from .backend import OpenRequest, Session
-from .errors import CapabilityError, GenerationError
+from .errors import BackendUnavailable, CapabilityError, GenerationError, PrecisionUnsupported
 from .generation import Chunk, Completion, GenerationSettings, join_chunks, stream_tokens
 from .plugins import get_manager
 from .resolve import resolve_model
@@ -23,9 +23,48 @@ from .selection import Choice, choose
 from .source import ModelFolder
 from .tokenizer import Tokenizer
 
-__all__ = ["Model", "load"]
+__all__ = ["Model", "load", "convert"]
 
 log = logging.getLogger("tinylm")
+
+
+def _prepare(
+    model: str | os.PathLike[str],
+    *,
+    backend: str | None,
+    device: str | None,
+    precision: str | None,
+    options: dict[str, Any],
+) -> tuple[ModelFolder, Choice, OpenRequest]:
+    """Resolve the model and choose what runs it; an exported artifact folder fixes its backend."""
+    manager = get_manager()
+    folder = ModelFolder(resolve_model(model, manager))
+    built = folder.artifact
+    if built is not None:
+        wanted = backend or settings.backend_name()
+        if wanted and wanted.lower() != built["backend"]:
+            raise BackendUnavailable(
+                f"{folder.path} is a model converted for backend {built['backend']!r}; it cannot run on {wanted!r}. "
+                "Fix: load it without choosing a backend, or load the original model folder."
+            )
+        if precision and precision.lower() != built["precision"]:
+            raise PrecisionUnsupported(
+                f"{folder.path} was converted at precision {built['precision']!r}, not {precision!r}. "
+                f"Fix: convert the original model again with --precision {precision}."
+            )
+        backend, precision = built["backend"], built["precision"]
+    choice = choose(manager, kind=folder.spec.kind, backend=backend, device=device, precision=precision)
+    request = OpenRequest(
+        spec=folder.spec,
+        folder=folder.path,
+        weights_loader=folder.weights,
+        precision=choice.precision,
+        device=choice.device,
+        num_threads=settings.num_threads(),
+        artifact=folder.path if built is not None else None,
+        options=options,
+    )
+    return folder, choice, request
 
 
 def load(
@@ -39,7 +78,8 @@ def load(
     """Load a model on a backend.
 
     Args:
-        model: a local folder (Hugging Face layout), a bundled model name, or a hub id.
+        model: a local folder (Hugging Face layout, or a folder written by `convert`), a bundled
+            model name, or a hub id.
         backend: backend name; default `TINYLM_BACKEND`, else the best available here.
         device: device of that backend; default `TINYLM_DEVICE`, else the backend's first.
         precision: "fp32", "bf16", "fp16", "int8", "int4" where the backend offers it.
@@ -49,19 +89,8 @@ def load(
         ModelNotFound, UnsupportedArchitecture, ModelFileError, UnknownBackend,
         BackendUnavailable, DeviceUnavailable, PrecisionUnsupported.
     """
-    manager = get_manager()
-    folder = ModelFolder(resolve_model(model, manager))
-    choice = choose(manager, kind=folder.spec.kind, backend=backend, device=device, precision=precision)
-    request = OpenRequest(
-        spec=folder.spec,
-        folder=folder.path,
-        weights_loader=folder.weights,
-        precision=choice.precision,
-        device=choice.device,
-        num_threads=settings.num_threads(),
-        options=options,
-    )
-    if choice.backend.capabilities.converts:
+    folder, choice, request = _prepare(model, backend=backend, device=device, precision=precision, options=options)
+    if choice.backend.capabilities.converts and request.artifact is None:
         from .artifacts import ensure_artifact
 
         request = ensure_artifact(choice.backend, request)
@@ -75,6 +104,30 @@ def load(
         choice.reason,
     )
     return Model(folder, choice, session)
+
+
+def convert(
+    model: str | os.PathLike[str],
+    *,
+    backend: str,
+    out: str | os.PathLike[str],
+    precision: str | None = None,
+    **options: Any,
+) -> Path:
+    """Convert `model` for `backend` into a self-contained folder `out` that `load(out)` runs
+    where only tinylm and that backend are installed (no torch, no original weights needed).
+
+    Raises `CapabilityError` for backends that run checkpoints directly (nothing to convert).
+    """
+    from .artifacts import export_artifact
+
+    _, choice, request = _prepare(model, backend=backend, device=None, precision=precision, options=options)
+    if not choice.backend.capabilities.converts:
+        raise CapabilityError(
+            f"backend {choice.backend.name!r} runs checkpoints directly; there is nothing to convert. "
+            "Fix: load the model folder itself with this backend."
+        )
+    return export_artifact(choice.backend, request, Path(out))
 
 
 class Model:

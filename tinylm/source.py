@@ -20,6 +20,7 @@ import numpy as np
 
 from .arch import check_weights, family_for
 from .arch.spec import ModelSpec, PoolingSpec
+from .artifacts import read_marker
 from .errors import ModelFileError
 from .tokenizer import Tokenizer
 from .weights import CheckpointWeights, weight_files
@@ -85,6 +86,8 @@ class ModelFolder:
                 "Fix: use the config.json the checkpoint was saved with."
             ) from None
         self.generation_config = _json(path / "generation_config.json")
+        #: The metadata of a folder written by `tinylm.convert` (its backend and precision), else None.
+        self.artifact: dict[str, Any] | None = read_marker(path)
         self.max_seq_length: int | None = None
         if spec.kind == "encoder":
             pooling, self.max_seq_length = _pooling(path)
