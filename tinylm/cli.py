@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import platform
@@ -224,6 +225,31 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from .server import ServerConfig, serve
+    except ImportError as e:
+        from .errors import TinyLMError
+
+        raise TinyLMError(f"the server needs FastAPI and uvicorn ({e}). Fix: pip install tinylm[serve].") from None
+    from .model import load
+
+    models = {}
+    for item in args.models:
+        name, sep, ref = item.partition("=")
+        if not sep:
+            name, ref = "", item
+        model = load(ref, backend=args.backend, device=args.device, precision=args.precision)
+        models[name or (ref if "/" not in ref else model.path.name)] = model
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not args.api_key:
+        logging.getLogger("tinylm").warning(
+            "serving on %s without --api-key: anyone who can reach this address can use the models", args.host
+        )
+    config = ServerConfig(api_key=args.api_key, max_queue=args.max_queue)
+    serve(models, host=args.host, port=args.port, config=config)
+    return 0
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
     from .artifacts import list_artifacts, prune
 
@@ -286,6 +312,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder to write (must not exist or be empty)")
     p.set_defaults(func=cmd_convert)
 
+    p = sub.add_parser("serve", help="OpenAI-compatible HTTP server (pip install tinylm[serve])")
+    p.add_argument("models", nargs="+", metavar="[NAME=]MODEL", help="models to serve, optionally named")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--api-key", default=os.environ.get("TINYLM_API_KEY"), help="require this Bearer token")
+    p.add_argument("--max-queue", type=int, default=32, help="requests waiting per model before 429")
+    _add_common(p)
+    p.set_defaults(func=cmd_serve)
+
     p = sub.add_parser("cache", help="list or prune converted artifacts")
     p.add_argument("action", choices=["ls", "prune"])
     p.add_argument("--backend", dest="backend_name")
@@ -300,8 +335,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `tinylm` command."""
-    import logging
-
     from .errors import TinyLMError
 
     logging.basicConfig(level=logging.WARNING, format="tinylm: %(message)s")

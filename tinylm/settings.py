@@ -34,6 +34,7 @@ ENV_VARS: dict[str, str] = {
     "TINYLM_DISABLE_PLUGINS": "comma-separated entry-point plugins not to load",
     "TINYLM_PLUGIN_AUTOLOAD": "set to 0 to load no entry-point plugins at all",
     "TINYLM_TRACE_PLUGINS": "set to 1 to log each plugin load and hook call",
+    "TINYLM_API_KEY": "default for `tinylm serve --api-key`",
 }
 
 
