@@ -116,3 +116,27 @@ def test_disable_and_allow_lists(broken_dist):
     assert json.loads(out.stdout)["plugin_errors"] == []
     out = run_cli("backends", "--json", env_extra={"PYTHONPATH": str(broken_dist), "TINYLM_PLUGINS": "goodfake"})
     assert [b["name"] for b in json.loads(out.stdout)["backends"]] == ["goodfake"]
+
+
+def test_doctor_reports_each_plugin_problem_while_the_others_work(broken_dist):
+    """A plugin that raises on import, one whose hook raises, one that registers a duplicate name."""
+    (broken_dist / "fake_raising_hook.py").write_text(
+        "from tinylm import hookimpl\n\n@hookimpl\ndef register_backends(register):\n"
+        "    raise RuntimeError('hook exploded')\n"
+    )
+    (broken_dist / "fake_duplicate.py").write_text(
+        "from fake_good_plugin import Good\nfrom tinylm import hookimpl\n\n"
+        "@hookimpl\ndef register_backends(register):\n    register(Good())\n"
+    )
+    entry_points = broken_dist / "tinylm_fakeplugins-1.0.dist-info" / "entry_points.txt"
+    entry_points.write_text(entry_points.read_text() + "raisinghook = fake_raising_hook\nzduplicate = fake_duplicate\n")
+    doctor = run_cli("doctor", env_extra={"PYTHONPATH": str(broken_dist)})
+    assert doctor.returncode == 1
+    for plugin, fragment in (
+        ("brokenplugin", "broken on purpose"),
+        ("raisinghook", "hook exploded"),
+        ("zduplicate", "already registered by 'goodfake'"),
+    ):
+        line = next((ln for ln in doctor.stdout.splitlines() if f"'{plugin}'" in ln), "")
+        assert fragment in line, doctor.stdout
+    assert "torch: available" in doctor.stdout  # the others keep working

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 # The errors are plain Python (no dependencies), so they load eagerly: `except tinylm.TinyLMError`.
 from .errors import (
+    ArtifactError,
     BackendError,
     BackendUnavailable,
     CapabilityError,
@@ -89,6 +90,7 @@ __all__ = [
     "PromptTooLong",
     "PluginLoadError",
     "ConfigError",
+    "ArtifactError",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -10,9 +10,11 @@ so concurrent loaders build it once and a killed conversion leaves nothing a lat
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -24,7 +26,7 @@ from typing import Any
 
 from . import settings
 from .backend import Backend, OpenRequest
-from .errors import TinyLMError
+from .errors import ArtifactError, TinyLMError
 from .weights import weight_files
 
 __all__ = [
@@ -36,7 +38,11 @@ __all__ = [
     "Artifact",
     "MARKER",
     "folder_digest",
+    "intact",
+    "verify_digests",
 ]
+
+log = logging.getLogger("tinylm.artifacts")
 
 MARKER = "tinylm-artifact.json"
 #: Files copied from the model folder into an exported artifact, so it loads on its own.
@@ -134,6 +140,7 @@ def _build(backend: Backend, request: OpenRequest, parent: Path, final: Path, *,
                     (tmp / name).parent.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(src, tmp / name)
         record = {
+            "files": _inventory(tmp),
             "backend": backend.name,
             "backend_version": backend.version,
             "precision": request.precision,
@@ -145,9 +152,53 @@ def _build(backend: Backend, request: OpenRequest, parent: Path, final: Path, *,
         }
         (tmp / MARKER).write_text(json.dumps(record, indent=2, default=str))
         os.replace(tmp, final)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EACCES, errno.EROFS):
+            raise ArtifactError(
+                f"cannot write the converted model under {parent} ({e.strerror}); nothing was kept. "
+                "Fix: free disk space, or set TINYLM_HOME (or --out) to a writable disk with room."
+            ) from None
+        raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _inventory(folder: Path) -> dict[str, dict[str, Any]]:
+    """Size, modification time and sha256 of every file of an artifact (the marker excluded)."""
+    files = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MARKER):
+        st = path.stat()
+        h = hashlib.sha256()
+        with path.open("rb") as f:
+            while block := f.read(_CHUNK):
+                h.update(block)
+        files[str(path.relative_to(folder))] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": h.hexdigest()}
+    return files
+
+
+def intact(folder: Path, meta: dict[str, Any]) -> bool:
+    """Whether the artifact's files are the ones written (same names, sizes and modification times;
+    a file rewritten in any way changes its mtime). Cheap: reads no file contents."""
+    recorded = meta.get("files")
+    if not isinstance(recorded, dict):
+        return False
+    for name, info in recorded.items():
+        try:
+            st = (folder / name).stat()
+        except OSError:
+            return False
+        if st.st_size != info.get("size") or st.st_mtime_ns != info.get("mtime_ns"):
+            return False
+    return True
+
+
+def verify_digests(folder: Path, meta: dict[str, Any]) -> list[str]:
+    """The files whose sha256 differs from the one recorded at build time (reads every file)."""
+    recorded = meta.get("files") or {}
+    current = _inventory(folder)
+    return [n for n, info in recorded.items() if current.get(n, {}).get("sha256") != info.get("sha256")]
 
 
 def _mkdir(path: Path) -> None:
@@ -157,18 +208,24 @@ def _mkdir(path: Path) -> None:
         raise TinyLMError(f"cannot create the folder {path} ({e.strerror}). Fix: choose a writable location.") from None
 
 
+def _trusted(entry: Path) -> bool:
+    meta = read_marker(entry) if (entry / MARKER).is_file() else None
+    return meta is not None and intact(entry, meta)
+
+
 def ensure_artifact(backend: Backend, request: OpenRequest) -> OpenRequest:
     """Return `request` with `artifact` set, building the artifact with `backend.prepare` if needed."""
     key = _key(backend, request)
     parent = settings.home() / "artifacts" / backend.name
     final = parent / key
-    if (final / MARKER).is_file():
+    if _trusted(final):
         return replace(request, artifact=final)
     _mkdir(parent)
     with _locked(parent / f"{key}.lock"):
-        if (final / MARKER).is_file():  # another process built it while we waited
+        if _trusted(final):  # another process built it while we waited
             return replace(request, artifact=final)
-        if final.exists():  # an entry without its marker is never trusted
+        if final.exists():  # no marker, or files changed since it was built: never trusted
+            log.warning("rebuilding cache entry %s: it is incomplete or its files changed", final)
             shutil.rmtree(final, ignore_errors=True)
         _build(backend, request, parent, final, copy_model_files=False)
     return replace(request, artifact=final)

@@ -24,6 +24,7 @@ __all__ = [
     "PromptTooLong",
     "PluginLoadError",
     "ConfigError",
+    "ArtifactError",
 ]
 
 
@@ -96,6 +97,10 @@ class GenerationError(TinyLMError, ValueError):
 
 class PromptTooLong(GenerationError):
     """The prompt does not fit in the model's context window."""
+
+
+class ArtifactError(TinyLMError):
+    """A converted artifact could not be written (disk full, no permission) or was changed on disk."""
 
 
 class PluginLoadError(TinyLMError):

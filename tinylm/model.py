@@ -14,7 +14,7 @@ import numpy as np
 from . import settings
 from .arch.spec import ModelSpec
 from .backend import OpenRequest, Session
-from .errors import BackendUnavailable, CapabilityError, GenerationError, PrecisionUnsupported
+from .errors import ArtifactError, BackendUnavailable, CapabilityError, GenerationError, PrecisionUnsupported
 from .generation import Chunk, Completion, GenerationSettings, join_chunks, stream_tokens
 from .plugins import get_manager
 from .resolve import resolve_model
@@ -35,6 +35,7 @@ def _prepare(
     device: str | None,
     precision: str | None,
     options: dict[str, Any],
+    convert: bool = False,
 ) -> tuple[ModelFolder, Choice, OpenRequest]:
     """Resolve the model and choose what runs it; an exported artifact folder fixes its backend."""
     manager = get_manager()
@@ -52,8 +53,17 @@ def _prepare(
                 f"{folder.path} was converted at precision {built['precision']!r}, not {precision!r}. "
                 f"Fix: convert the original model again with --precision {precision}."
             )
+        from .artifacts import intact
+
+        if not intact(folder.path, built):
+            raise ArtifactError(
+                f"the files of {folder.path} changed since `tinylm convert` wrote them. "
+                "Fix: convert the original model again."
+            )
         backend, precision = built["backend"], built["precision"]
-    choice = choose(manager, kind=folder.spec.kind, backend=backend, device=device, precision=precision)
+    choice = choose(
+        manager, kind=folder.spec.kind, backend=backend, device=device, precision=precision, convert=convert
+    )
     request = OpenRequest(
         spec=folder.spec,
         folder=folder.path,
@@ -121,7 +131,9 @@ def convert(
     """
     from .artifacts import export_artifact
 
-    _, choice, request = _prepare(model, backend=backend, device=None, precision=precision, options=options)
+    _, choice, request = _prepare(
+        model, backend=backend, device=None, precision=precision, options=options, convert=True
+    )
     if not choice.backend.capabilities.converts:
         raise CapabilityError(
             f"backend {choice.backend.name!r} runs checkpoints directly; there is nothing to convert. "

@@ -36,7 +36,7 @@ class SamplingParams:
             (self.top_k >= 0, "top_k must be >= 0 (0 disables it)"),
             (0 < self.top_p <= 1, "top_p must be in (0, 1]"),
             (0 <= self.min_p <= 1, "min_p must be in [0, 1]"),
-            (self.repetition_penalty > 0, "repetition_penalty must be > 0 (1 disables it)"),
+            (self.repetition_penalty >= 0.01, "repetition_penalty must be >= 0.01 (1 disables it)"),
         ]
         for ok, message in checks:
             if not (ok and np.isfinite([self.temperature, self.top_p, self.min_p, self.repetition_penalty]).all()):

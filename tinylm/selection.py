@@ -41,7 +41,7 @@ def _summary(manager: PluginManager) -> str:
     return "; ".join(lines) or "none registered"
 
 
-def _backend(requested: str | None, kind: str, manager: PluginManager) -> tuple[Backend, str]:
+def _backend(requested: str | None, kind: str, manager: PluginManager, convert: bool) -> tuple[Backend, str]:
     backends = manager.backends()
     name, reason = (requested, "argument") if requested else (settings.backend_name(), "TINYLM_BACKEND")
     if name:
@@ -53,7 +53,7 @@ def _backend(requested: str | None, kind: str, manager: PluginManager) -> tuple[
             )
         backend = backends[name]
         av = backend.availability()
-        if not av.ok:
+        if not av.ok and not (convert and av.convert_only):
             raise BackendUnavailable(
                 f"backend {name!r} (from {reason}) cannot run here: {av.explain()} Backends: {_summary(manager)}."
             )
@@ -79,9 +79,12 @@ def choose(
     backend: str | None = None,
     device: str | None = None,
     precision: str | None = None,
+    convert: bool = False,
 ) -> Choice:
-    """Resolve backend, device and precision for a model of `kind` ("decoder" or "encoder")."""
-    chosen, reason = _backend(backend, kind, manager)
+    """Resolve backend, device and precision for a model of `kind` ("decoder" or "encoder").
+
+    `convert=True` (for `tinylm.convert`) also accepts a named backend that is `convert_only` here."""
+    chosen, reason = _backend(backend, kind, manager, convert)
     devices = chosen.devices()
     want_device = device or settings.device_name()
     if want_device is None:

@@ -21,7 +21,7 @@ import numpy as np
 from .arch import check_weights, family_for
 from .arch.spec import ModelSpec, PoolingSpec
 from .artifacts import read_marker
-from .errors import ModelFileError
+from .errors import ModelFileError, WeightsError
 from .tokenizer import Tokenizer
 from .weights import CheckpointWeights, weight_files
 
@@ -71,11 +71,44 @@ def _pooling(folder: Path) -> tuple[PoolingSpec, int | None]:
     return PoolingSpec(mode=mode, normalize=normalize), (int(max_len) if max_len else None)
 
 
+def check_links(folder: Path) -> None:
+    """Refuse symlinks inside a model folder that point outside it.
+
+    The one exception is the Hugging Face cache layout, where `snapshots/<rev>/file` links to the
+    same repository's `blobs/`.
+    """
+    root = folder.resolve()
+    allowed = [root]
+    if folder.parent.name == "snapshots":
+        allowed.append((folder.parent.parent / "blobs").resolve())
+    for entry in folder.rglob("*"):
+        if not entry.is_symlink():
+            continue
+        target = entry.resolve()
+        if not any(target == a or a in target.parents for a in allowed):
+            raise ModelFileError(
+                f"{entry} is a symlink to {target}, outside the model folder; tinylm refuses to follow it. "
+                "Fix: copy the file into the folder (or remove the link) if you trust it."
+            )
+
+
+def check_finite(weights: dict[str, np.ndarray], *, where: str) -> None:
+    """Raise `WeightsError` naming the first tensor holding NaN or infinity."""
+    for name, w in weights.items():
+        if w.dtype.kind == "f" and not np.isfinite(w.sum()) and not np.isfinite(w).all():
+            bad = int((~np.isfinite(w)).sum())
+            raise WeightsError(
+                f"{where}: tensor {name} holds {bad} NaN or infinite value(s). "
+                "Fix: the checkpoint is corrupted or was saved after a diverged training step; use another one."
+            )
+
+
 class ModelFolder:
     """One model on disk. Cheap to create: weights and tokenizer load on first use."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        check_links(path)
         self.config = _json(path / "config.json", required=True)
         self.family = family_for(self.config, where=str(path / "config.json"))
         try:
@@ -106,6 +139,7 @@ class ModelFolder:
             raw = CheckpointWeights(weight_files(self.path))
             weights = self.family.sanitize(raw, self.spec)
             check_weights(self.spec, weights, where=str(self.path))
+            check_finite(weights, where=str(self.path))
             return weights
 
     def stop_token_ids(self) -> tuple[int, ...]:
