@@ -96,8 +96,13 @@ def load(
         **options: backend-specific options.
 
     Raises:
-        ModelNotFound, UnsupportedArchitecture, ModelFileError, UnknownBackend,
-        BackendUnavailable, DeviceUnavailable, PrecisionUnsupported.
+        ModelNotFound: the name is not a folder, a bundled model or a reachable hub id.
+        UnsupportedArchitecture: config.json names a family tinylm does not describe.
+        ModelFileError: a model file is missing, unreadable or inconsistent.
+        UnknownBackend: no plugin registers the requested backend.
+        BackendUnavailable: the requested backend cannot run here (never a silent fallback).
+        DeviceUnavailable: the requested device is not present.
+        PrecisionUnsupported: the backend does not offer the precision.
     """
     folder, choice, request = _prepare(model, backend=backend, device=device, precision=precision, options=options)
     if choice.backend.capabilities.converts and request.artifact is None:
