@@ -21,6 +21,7 @@ from .errors import (
     CapabilityError,
     ChatTemplateError,
     ConfigError,
+    ConstraintError,
     DeviceUnavailable,
     GenerationError,
     InvalidModelName,
@@ -91,6 +92,7 @@ __all__ = [
     "PluginLoadError",
     "ConfigError",
     "ArtifactError",
+    "ConstraintError",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -25,6 +25,7 @@ __all__ = [
     "PluginLoadError",
     "ConfigError",
     "ArtifactError",
+    "ConstraintError",
 ]
 
 
@@ -93,6 +94,11 @@ class ChatTemplateError(TinyLMError):
 
 class GenerationError(TinyLMError, ValueError):
     """Invalid generation settings or input."""
+
+
+class ConstraintError(GenerationError):
+    """A structured-output constraint (JSON schema, regex, choices) is unsupported or unsatisfiable,
+    or the output was cut before it was complete."""
 
 
 class PromptTooLong(GenerationError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -14,13 +15,21 @@ import numpy as np
 from . import settings
 from .arch.spec import ModelSpec
 from .backend import OpenRequest, Session
-from .errors import ArtifactError, BackendUnavailable, CapabilityError, GenerationError, PrecisionUnsupported
+from .errors import (
+    ArtifactError,
+    BackendUnavailable,
+    CapabilityError,
+    ConstraintError,
+    GenerationError,
+    PrecisionUnsupported,
+)
 from .generation import Chunk, Completion, GenerationSettings, join_chunks, stream_tokens
 from .plugins import get_manager
 from .resolve import resolve_model
 from .sampling import LogitsProcessor, SamplingParams
 from .selection import Choice, choose
 from .source import ModelFolder
+from .structured import Constraint, ResponseFormat
 from .tokenizer import Tokenizer
 
 __all__ = ["Model", "load", "convert"]
@@ -158,6 +167,7 @@ class Model:
         self._choice = choice
         self._session: Session | None = session
         self._lock = threading.RLock()
+        self._constraint_tokenizer: Any = None
 
     # what runs -------------------------------------------------------------------------------
 
@@ -228,16 +238,17 @@ class Model:
     def _settings(
         self,
         *,
-        max_new_tokens: int | None,
-        temperature: float | None,
-        top_k: int | None,
-        top_p: float | None,
-        min_p: float | None,
-        repetition_penalty: float | None,
-        seed: int | None,
-        stop: str | Sequence[str] | None,
-        ignore_eos: bool,
-        logits_processors: Sequence[LogitsProcessor],
+        max_new_tokens: int | None = None,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        min_p: float | None = None,
+        repetition_penalty: float | None = None,
+        seed: int | None = None,
+        stop: str | Sequence[str] | None = None,
+        ignore_eos: bool = False,
+        logits_processors: Sequence[LogitsProcessor] = (),
+        constraint: Constraint | None = None,
     ) -> GenerationSettings:
         gen = self._folder.generation_config
         sampled = bool(gen.get("do_sample", False))
@@ -258,55 +269,22 @@ class Model:
             seed=seed,
         )
         stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
+        processors = tuple(logits_processors)
+        if constraint is not None:
+            if stops:
+                raise ConstraintError(
+                    "stop strings cannot be combined with response_format: they could cut the structured output. "
+                    "Fix: drop stop, the constraint ends the output itself."
+                )
+            processors += (constraint.processor(),)
+            ignore_eos = False  # a complete structured output ends with end-of-sequence
         return GenerationSettings(
             max_new_tokens=max_new_tokens if max_new_tokens is not None else int(gen.get("max_new_tokens") or 256),
             sampling=params,
             stop=stops,
             stop_token_ids=() if ignore_eos else self._folder.stop_token_ids(),
-            processors=tuple(logits_processors),
+            processors=processors,
         )
-
-    def _stream_ids(self, prompt_ids: list[int], settings: GenerationSettings) -> Iterator[Chunk]:
-        with self._lock:
-            yield from stream_tokens(
-                self._live(), prompt_ids, self.tokenizer, settings, context_length=self.context_length
-            )
-
-    def stream(
-        self,
-        prompt: str | Sequence[int],
-        *,
-        max_new_tokens: int | None = None,
-        temperature: float | None = None,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        min_p: float | None = None,
-        repetition_penalty: float | None = None,
-        seed: int | None = None,
-        stop: str | Sequence[str] | None = None,
-        ignore_eos: bool = False,
-        logits_processors: Sequence[LogitsProcessor] = (),
-    ) -> Iterator[Chunk]:
-        """Generate a continuation of `prompt` (text, or token ids), yielding text chunks as they are final.
-
-        Unset settings come from the model's generation_config.json (when it samples), else greedy
-        decoding with up to 256 new tokens. The last chunk carries `finish_reason` and `usage`.
-        """
-        self._need("decoder", "stream()")
-        prompt_ids = self._prompt_ids(prompt)
-        settings = self._settings(
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            min_p=min_p,
-            repetition_penalty=repetition_penalty,
-            seed=seed,
-            stop=stop,
-            ignore_eos=ignore_eos,
-            logits_processors=logits_processors,
-        )
-        return self._stream_ids(prompt_ids, settings)
 
     def _prompt_ids(self, prompt: str | Sequence[int]) -> list[int]:
         if isinstance(prompt, str):
@@ -322,43 +300,112 @@ class Model:
             f"prompt must be text or a list of token ids, got {type(prompt).__name__}. Fix: pass a str."
         )
 
-    def generate(self, prompt: str | Sequence[int], **kwargs: Any) -> Completion:
-        """Generate a continuation of `prompt` (text or token ids; same settings as `stream`): `stream` joined."""
-        return join_chunks(self.stream(prompt, **kwargs))
+    def constraint(self, response_format: ResponseFormat) -> Constraint:
+        """Compile a structured-output constraint for this model (validated before any generation).
+
+        `response_format`: a JSON schema (dict, or OpenAI's {"type": "json_schema", ...} /
+        {"type": "json_object"}), a pydantic model class, a compiled `re.Pattern`, or a list of choices.
+        """
+        from .structured import compile_constraint, constraint_tokenizer
+
+        with self._lock:
+            if self._constraint_tokenizer is None:
+                tokenizer_json = (self.path / "tokenizer.json").read_text(encoding="utf-8")
+                eos = self._folder.stop_token_ids()
+                self._constraint_tokenizer = constraint_tokenizer(
+                    tokenizer_json, vocab_size=self.spec.vocab_size, eos_ids=eos
+                )
+        return compile_constraint(response_format, self._constraint_tokenizer, vocab_size=self.spec.vocab_size)
+
+    def _stream(self, prompt_ids: list[int], constraint: Constraint | None, options: dict[str, Any]) -> Iterator[Chunk]:
+        self._need("decoder", "generation")
+        settings = self._settings(**options, constraint=constraint)
+        with self._lock:
+            yield from stream_tokens(
+                self._live(), prompt_ids, self.tokenizer, settings, context_length=self.context_length
+            )
+
+    def _compile(self, response_format: ResponseFormat | Constraint | None) -> Constraint | None:
+        if response_format is None or isinstance(response_format, Constraint):
+            return response_format
+        return self.constraint(response_format)
+
+    def stream(
+        self,
+        prompt: str | Sequence[int],
+        *,
+        max_new_tokens: int | None = None,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        min_p: float | None = None,
+        repetition_penalty: float | None = None,
+        seed: int | None = None,
+        stop: str | Sequence[str] | None = None,
+        ignore_eos: bool = False,
+        logits_processors: Sequence[LogitsProcessor] = (),
+        response_format: ResponseFormat | None = None,
+    ) -> Iterator[Chunk]:
+        """Generate a continuation of `prompt` (text, or token ids), yielding text chunks as they are final.
+
+        Unset settings come from the model's generation_config.json (when it samples), else greedy
+        decoding with up to 256 new tokens. `response_format` constrains the output (see
+        `constraint`). The last chunk carries `finish_reason` and `usage`.
+        """
+        self._need("decoder", "stream()")
+        options = dict(
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            min_p=min_p,
+            repetition_penalty=repetition_penalty,
+            seed=seed,
+            stop=stop,
+            ignore_eos=ignore_eos,
+            logits_processors=logits_processors,
+        )
+        constraint = self._compile(response_format)
+        self._settings(**options, constraint=constraint)  # validate now, not at the first next()
+        return self._stream(self._prompt_ids(prompt), constraint, options)
+
+    def generate(
+        self, prompt: str | Sequence[int], *, response_format: ResponseFormat | None = None, **options: Any
+    ) -> Completion:
+        """Generate a continuation of `prompt` (text or token ids; the settings of `stream`): `stream` joined.
+
+        With `response_format`, `Completion.parsed` holds the parsed output; an output cut by
+        `max_new_tokens` before it was complete raises `ConstraintError`.
+        """
+        constraint = self._compile(response_format)
+        done = join_chunks(self.stream(prompt, response_format=constraint, **options))
+        if constraint is None:
+            return done
+        if done.finish_reason != "stop":
+            raise ConstraintError(
+                f"the {constraint.kind} output was cut at max_new_tokens={done.usage.completion_tokens} before it "
+                f"was complete (so far: {done.text[:80]!r}). Fix: raise max_new_tokens."
+            )
+        return dataclasses.replace(done, parsed=constraint.parse(done.text))
 
     def chat_prompt(self, messages: Sequence[dict[str, Any]], *, add_generation_prompt: bool = True) -> str:
         """The prompt text the model's chat template makes of `messages`."""
         return self.tokenizer.apply_chat_template(messages, add_generation_prompt=add_generation_prompt)
 
-    def stream_chat(self, messages: Sequence[dict[str, Any]], **kwargs: Any) -> Iterator[Chunk]:
-        """Stream the assistant's reply to `messages` (role/content dicts), using the model's chat template."""
-        self._need("decoder", "chat()")
-        prompt = self.chat_prompt(messages)
-        settings = self._settings(
-            **{
-                k: kwargs.pop(k, None)
-                for k in (
-                    "max_new_tokens",
-                    "temperature",
-                    "top_k",
-                    "top_p",
-                    "min_p",
-                    "repetition_penalty",
-                    "seed",
-                    "stop",
-                )
-            },
-            ignore_eos=kwargs.pop("ignore_eos", False),
-            logits_processors=kwargs.pop("logits_processors", ()),
-        )
-        if kwargs:
-            raise GenerationError(f"unknown chat option(s): {', '.join(kwargs)}. Fix: see help(tinylm.Model.stream).")
+    def _chat_ids(self, messages: Sequence[dict[str, Any]]) -> list[int]:
         # The template already wrote the special tokens (e.g. BOS): do not add them twice.
-        return self._stream_ids(self.tokenizer.encode(prompt, add_special_tokens=False), settings)
+        return self.tokenizer.encode(self.chat_prompt(messages), add_special_tokens=False)
 
-    def chat(self, messages: Sequence[dict[str, Any]], **kwargs: Any) -> Completion:
-        """The assistant's reply to `messages`; `stream_chat` joined."""
-        return join_chunks(self.stream_chat(messages, **kwargs))
+    def stream_chat(self, messages: Sequence[dict[str, Any]], **options: Any) -> Iterator[Chunk]:
+        """Stream the assistant's reply to `messages` (role/content dicts) using the model's chat template;
+        the options of `stream`."""
+        self._need("decoder", "chat()")
+        return self.stream(self._chat_ids(messages), **options)
+
+    def chat(self, messages: Sequence[dict[str, Any]], **options: Any) -> Completion:
+        """The assistant's reply to `messages`: `stream_chat` joined (the options of `generate`)."""
+        self._need("decoder", "chat()")
+        return self.generate(self._chat_ids(messages), **options)
 
     # scoring and embeddings -----------------------------------------------------------------
 

@@ -54,7 +54,9 @@ def test_generate_gives_a_result_or_a_typed_error(model, prompt, options):
     except TinyLMError:
         return
     done = model.generate(prompt, **options)
-    assert "".join(c.text for c in chunks) == done.text
+    deterministic = "seed" in options or not options.get("temperature")
+    if deterministic:  # without a seed, sampling draws differently on each call, by design
+        assert "".join(c.text for c in chunks) == done.text
     assert done.finish_reason in ("stop", "length")
     limit = options.get("max_new_tokens") or 256
     assert done.usage.completion_tokens <= limit

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .tokenizers import BERT_SPECIAL_TOKENS, byte_level_bpe, wordpiece
+from .tokenizers import BERT_SPECIAL_TOKENS, byte_level_bpe, sentencepiece_bpe, wordpiece
 
 __all__ = [
     "VARIANTS",
@@ -59,6 +59,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
                 "original_max_position_embeddings": 32,
             },
         },
+    },
+    # The same block with a SentencePiece-style tokenizer (the second tokenizer kind the suite covers).
+    "llama-sp": {
+        "config": "LlamaConfig",
+        "tokenizer": "sentencepiece",
+        "kwargs": {**_LLAMA, "num_key_value_heads": 2, "tie_word_embeddings": True},
     },
     "llama-rope-linear": {
         "config": "LlamaConfig",
@@ -183,9 +189,11 @@ def _randomize(model: Any, seed: int) -> None:
                 param.copy_(1.0 + noise * 0.1)
 
 
-def write_decoder_tokenizer(folder: Path, max_length: int) -> dict[str, int]:
-    """Write the byte-level BPE tokenizer files (ChatML template); returns vocab_size and special token ids."""
-    tok = byte_level_bpe(DECODER_VOCAB, DECODER_SPECIAL_TOKENS)
+def write_decoder_tokenizer(folder: Path, max_length: int, *, kind: str = "byte-level") -> dict[str, int]:
+    """Write the decoder tokenizer files (ChatML template): byte-level BPE, or `kind="sentencepiece"`
+    (Metaspace BPE); returns vocab_size and special token ids."""
+    make = sentencepiece_bpe if kind == "sentencepiece" else byte_level_bpe
+    tok = make(DECODER_VOCAB, DECODER_SPECIAL_TOKENS)
     tok.save(str(folder / "tokenizer.json"))
     _write_json(
         folder / "tokenizer_config.json",
@@ -278,7 +286,7 @@ def build_model(variant: str, folder: Path, *, seed: int = 0) -> Path:
         kwargs.update(write_encoder_tokenizer(folder, max_length))
         _write_sentence_transformers(folder, kwargs["hidden_size"], 64)
     else:
-        kwargs.update(write_decoder_tokenizer(folder, max_length))
+        kwargs.update(write_decoder_tokenizer(folder, max_length, kind=entry.get("tokenizer", "byte-level")))
     config = getattr(transformers, entry["config"])(**kwargs)
     model_cls = transformers.BertModel if encoder else transformers.AutoModelForCausalLM
     torch.manual_seed(seed)

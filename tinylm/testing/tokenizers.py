@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
-__all__ = ["CORPUS", "byte_level_bpe", "wordpiece", "BERT_SPECIAL_TOKENS"]
+__all__ = ["CORPUS", "byte_level_bpe", "sentencepiece_bpe", "wordpiece", "BERT_SPECIAL_TOKENS"]
 
 BERT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
@@ -72,6 +72,49 @@ def byte_level_bpe(vocab_size: int, special_tokens: Sequence[str]) -> Tokenizer:
     from tokenizers import Tokenizer
 
     return Tokenizer.from_str(_bpe_json(int(vocab_size), tuple(special_tokens)))
+
+
+#: Extra training lines for the SentencePiece-style tokenizer, so JSON, digits and punctuation get
+#: pieces of their own (anything else still round-trips through byte fallback).
+STRUCTURED_TEXT = (
+    '{"intent": "refund", "order_number": 123456, "priority": -0.5e+3, "items": ["a", "b"]}',
+    '{"customer": {"name": "Ann Lee", "vip": true, "note": null}, "ok": false} [1, 2.0, 3]',
+    "ORD-000000 ORD-987654 refund delivery account invoice other yes no",
+    "\\ \" / \t \n \r \b \f ' ` ~ ! @ # $ % ^ & * ( ) _ + = | < > ? ; : , .",
+    "abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ 0123456789",
+)
+
+
+@lru_cache(maxsize=16)
+def _sentencepiece_json(vocab_size: int, special_tokens: tuple[str, ...]) -> str:
+    """Laid out as Llama-2's and Mistral's tokenizer.json are: a "▁"-prepending normalizer, BPE with
+    byte fallback over <0x00>..<0xFF> tokens, and a decoder that undoes both."""
+    import json
+
+    from tokenizers import Tokenizer, decoders, models, normalizers, trainers
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    tok.decoder = decoders.Sequence(
+        [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
+    )
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size - 256, special_tokens=["<unk>", *special_tokens], min_frequency=1, show_progress=False
+    )
+    tok.train_from_iterator(list(CORPUS + STRUCTURED_TEXT) * 4, trainer=trainer)
+    data = json.loads(tok.to_str())
+    vocab = data["model"]["vocab"]
+    for byte in range(256):  # the byte-fallback pieces, after the learned ones
+        vocab.setdefault(f"<0x{byte:02X}>", len(vocab))
+    return json.dumps(data, ensure_ascii=False)
+
+
+def sentencepiece_bpe(vocab_size: int, special_tokens: Sequence[str]) -> Tokenizer:
+    """A SentencePiece-style BPE tokenizer (Llama-2/Mistral layout: words carry a leading "▁",
+    unknown characters fall back to byte pieces) of at most `vocab_size` tokens; "<unk>" is id 0."""
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_str(_sentencepiece_json(int(vocab_size), tuple(special_tokens)))
 
 
 @lru_cache(maxsize=16)

@@ -1,47 +1,82 @@
-"""Registers the `coreml` backend.
+"""Registers the `coreml` backend. Importing this module imports no runtime (coremltools loads lazily).
 
-Core ML executes only on macOS. Version 0.1.0 registers the backend and reports why it cannot
-run: on other systems that it is macOS-only, everywhere that its converter is not written yet.
-The runtime is never imported here.
+Converting works wherever coremltools installs (Linux and Windows build machines included): there the
+backend reports itself "convert-only". Running needs macOS, where predictions go through `MLModel`.
 """
 
 from __future__ import annotations
 
 import platform
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
 
 from tinylm.backend import Availability, Capabilities, OpenRequest, Session, requires_runtimes
-from tinylm.errors import BackendUnavailable
 from tinylm.hookspecs import hookimpl
+
+__all__ = ["CoreMLBackend", "register_backends", "CONVERT_HINT"]
+
+#: How to get a Core ML package on a machine that cannot run it.
+CONVERT_HINT = (
+    "convert here with `tinylm convert MODEL --backend coreml --out DIR` (or tinylm.convert(MODEL, "
+    "backend='coreml', out=DIR)): DIR/model.mlpackage is the Core ML model, for an app or for "
+    "tinylm.load(DIR) on a Mac (macOS 15 / iOS 18; pass stateful=False for macOS 13 / iOS 16)."
+)
+
+
+def _version() -> str:
+    try:
+        return version("tinylm-coreml")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "0+unknown"
 
 
 class CoreMLBackend:
+    """Core ML: an ML Program built with coremltools' MIL builder, KV cache as Core ML state."""
+
     name = "coreml"
-    version = version("tinylm-coreml")
     capabilities = Capabilities(
-        precisions=("fp16", "int8", "int4"), default_precision="fp16", priority=30, converts=True
+        precisions=("fp16", "int8", "int4"),
+        default_precision="fp16",
+        kinds=("decoder", "encoder"),
+        batch=False,  # decoders: one sequence per state (encoders take a padded batch in embed)
+        priority=30,  # first on macOS (docs/choosing-a-backend.md); off macOS it is never available to run
+        converts=True,
     )
 
+    def __init__(self) -> None:
+        self.version = _version()
+
     def availability(self) -> Availability:
-        if platform.system() != "Darwin":
+        missing = requires_runtimes({"coremltools": "coremltools"}, extra="coreml")
+        if missing is not None:
+            return missing
+        system = platform.system()
+        if system != "Darwin":
             return Availability(
                 ok=False,
-                reason=f"Core ML runs only on macOS (this is {platform.system()}).",
-                hint="use another backend here (`tinylm backends`); run Core ML models on a Mac.",
+                convert_only=True,
+                reason=f"Core ML runs only on macOS (this is {system}); converting works here.",
+                hint=CONVERT_HINT,
             )
-        return requires_runtimes({"coremltools": "coremltools"}, extra="coreml") or Availability(
-            ok=False,
-            reason=f"tinylm-coreml {self.version} does not convert models yet.",
-            hint="use backend='torch' until a tinylm-coreml release with the converter is installed.",
-        )
+        return Availability(ok=True)
 
     def devices(self) -> list[str]:
-        return ["all", "cpu", "gpu", "ane"]
+        from .devices import DEVICES
+
+        return list(DEVICES)
+
+    def prepare(self, request: OpenRequest, out_dir: Path) -> dict[str, Any]:
+        from .package import prepare
+
+        return prepare(request, out_dir)
 
     def open(self, request: OpenRequest) -> Session:
-        raise BackendUnavailable(f"backend 'coreml' cannot run here: {self.availability().explain()}")
+        from .session import open_session
+
+        return open_session(request)
 
 
 @hookimpl
-def register_backends(register):  # type: ignore[no-untyped-def]
+def register_backends(register) -> None:  # type: ignore[no-untyped-def]
     register(CoreMLBackend())

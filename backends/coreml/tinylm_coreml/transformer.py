@@ -1,0 +1,104 @@
+"""The whole model as MIL ops, lowered from a `ModelSpec` alone (no family names):
+
+    embed (* embed_scale) (+ positions + token types) -> [embed_norm] -> N x block -> [final_norm] -> lm_head
+
+    pre-norm block:   x = x + attn(attn_norm(x));  x = x + mlp(mlp_norm(x))
+    post-norm block:  x = attn_norm(x + attn(x));  x = mlp_norm(x + mlp(x))        (BERT)
+
+`decoder_logits` and `encoder_hidden` take input vars and return output vars; `program.py` wraps them
+in Core ML program signatures, `evaluate.py` feeds them constants.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from coremltools.converters.mil import Builder as mb
+from coremltools.converters.mil.mil import Var
+
+from tinylm.arch.rope import cos_sin
+from tinylm.arch.spec import ModelSpec
+
+from .attention import Frame, attention
+from .kvcache import KVCache, NoCache
+from .layers import ACTIVATIONS, linear, norm
+from .masks import MASKED
+from .weights import Constants
+
+__all__ = ["decoder_logits", "encoder_hidden"]
+
+
+def _norm(x: Var, spec: ModelSpec, w: Constants, prefix: str) -> Var:
+    return norm(x, spec.norm, w(f"{prefix}.weight"), w.optional(f"{prefix}.bias"))
+
+
+def _mlp(x: Var, spec: ModelSpec, w: Constants, layer: int) -> Var:
+    p = f"layers.{layer}.mlp"
+    act = ACTIVATIONS[spec.activation]
+    up = linear(x, w(f"{p}.up.weight"), w.optional(f"{p}.up.bias"))  # (B, T, I)
+    if spec.gated_mlp:
+        up = mb.mul(x=act(linear(x, w(f"{p}.gate.weight"), w.optional(f"{p}.gate.bias"))), y=up)
+    else:
+        up = act(up)
+    return linear(up, w(f"{p}.down.weight"), w.optional(f"{p}.down.bias"))  # (B, T, H)
+
+
+def _block(x: Var, spec: ModelSpec, w: Constants, layer: int, frame: Frame) -> Var:
+    p = f"layers.{layer}"
+    if spec.norm_placement == "post":
+        x = _norm(mb.add(x=x, y=attention(x, spec, w, layer, frame)), spec, w, f"{p}.attn_norm")
+        return _norm(mb.add(x=x, y=_mlp(x, spec, w, layer)), spec, w, f"{p}.mlp_norm")
+    x = mb.add(x=x, y=attention(_norm(x, spec, w, f"{p}.attn_norm"), spec, w, layer, frame))
+    return mb.add(x=x, y=_mlp(_norm(x, spec, w, f"{p}.mlp_norm"), spec, w, layer))
+
+
+def _embed(ids: Var, positions: Var, types: Var | None, spec: ModelSpec, w: Constants) -> Var:
+    """ids (B, T) int32, positions (T,) int32 -> (B, T, H)."""
+    x = mb.gather(x=w("embed.weight"), indices=ids, axis=0)  # (B, T, H)
+    if spec.embed_scale != 1.0:
+        x = mb.mul(x=x, y=np.float32(spec.embed_scale))
+    if spec.learned_positions:
+        at = mb.add(x=positions, y=np.int32(spec.position_offset)) if spec.position_offset else positions
+        x = mb.add(x=x, y=mb.gather(x=w("pos_embed.weight"), indices=at, axis=0))  # + (T, H)
+    if spec.type_vocab_size and types is not None:
+        x = mb.add(x=x, y=mb.gather(x=w("type_embed.weight"), indices=types, axis=0))
+    return _norm(x, spec, w, "embed_norm") if spec.embed_norm else x
+
+
+def _rope_tables(spec: ModelSpec, w: Constants, positions: Var, capacity: int) -> tuple[Var | None, Var | None]:
+    """cos, sin (1, 1, T, rd) for `positions`, gathered from tables baked for [0, capacity)."""
+    if spec.rope is None:
+        return None, None
+    cos, sin = cos_sin(spec.rope, capacity)  # (C, rd) float32
+    pick = [
+        mb.gather(x=w.table(name, t), indices=positions, axis=0) for name, t in (("rope_cos", cos), ("rope_sin", sin))
+    ]
+    return tuple(mb.expand_dims(x=t, axes=[0, 1]) for t in pick)  # type: ignore[return-value]
+
+
+def decoder_logits(
+    spec: ModelSpec, w: Constants, ids: Var, positions: Var, mask: Var, cache: KVCache, capacity: int
+) -> Var:
+    """ids (1, T) int32, positions (T,) int32, additive mask (1, 1, T, S) float32 -> logits (1, T, V) float32."""
+    cos, sin = _rope_tables(spec, w, positions, capacity)
+    frame = Frame(cos=cos, sin=sin, mask=mask, cache=cache)
+    x = _embed(ids, positions, None, spec, w)  # (1, T, H)
+    for layer in range(spec.num_layers):
+        x = _block(x, spec, w, layer, frame)
+    if spec.final_norm:
+        x = _norm(x, spec, w, "final_norm")
+    return linear(x, w.head())  # (1, T, V)
+
+
+def encoder_hidden(spec: ModelSpec, w: Constants, ids: Var, attention_mask: Var, types: Var | None) -> Var:
+    """ids, attention_mask (1 = token, 0 = padding), types: (B, T) int32 -> last hidden states (B, T, H)."""
+    length = mb.gather(x=mb.shape(x=ids), indices=1, axis=0)  # T, a scalar
+    positions = mb.range_1d(start=0, end=length, step=1)  # (T,)
+    keep = mb.cast(x=attention_mask, dtype="fp32")  # (B, T)
+    additive = mb.mul(x=mb.sub(x=1.0, y=keep), y=np.float32(MASKED))
+    mask = mb.expand_dims(x=additive, axes=[1, 2])  # (B, 1, 1, T)
+    cos, sin = _rope_tables(spec, w, positions, spec.max_positions)
+    frame = Frame(cos=cos, sin=sin, mask=mask, cache=NoCache())
+    x = _embed(ids, positions, types, spec, w)  # (B, T, H)
+    for layer in range(spec.num_layers):
+        x = _block(x, spec, w, layer, frame)
+    return _norm(x, spec, w, "final_norm") if spec.final_norm else x
