@@ -39,9 +39,32 @@ def _add_sampling(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stats", action="store_true", help="print token counts and speed to stderr")
 
 
+def _add_structured(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--json-schema", metavar="FILE", help="constrain the output to this JSON schema")
+    group.add_argument("--regex", help="constrain the output to this regular expression")
+    group.add_argument("--choice", action="append", help="constrain the output to one of these (repeatable)")
+
+
 def _sampling(args: argparse.Namespace) -> dict[str, Any]:
     keys = ("max_new_tokens", "temperature", "top_k", "top_p", "min_p", "repetition_penalty", "seed", "stop")
-    return {k: getattr(args, k) for k in keys}
+    options = {k: getattr(args, k) for k in keys}
+    if getattr(args, "json_schema", None):
+        from .errors import ConstraintError
+
+        try:
+            options["response_format"] = json.loads(open(args.json_schema, encoding="utf-8").read())
+        except (OSError, ValueError) as e:
+            raise ConstraintError(
+                f"cannot read the JSON schema {args.json_schema}: {e}. Fix: pass a JSON file."
+            ) from None
+    elif getattr(args, "regex", None):
+        import re
+
+        options["response_format"] = re.compile(args.regex)
+    elif getattr(args, "choice", None):
+        options["response_format"] = args.choice
+    return options
 
 
 def _load(args: argparse.Namespace) -> Any:
@@ -281,6 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("prompt", nargs="?", help="the prompt; '-' or omitted reads stdin")
     _add_common(p)
     _add_sampling(p)
+    _add_structured(p)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("chat", help="interactive streaming chat with the model's chat template")

@@ -155,17 +155,22 @@ def create_app(models: Mapping[str, Model], config: ServerConfig | None = None) 
             )
         return ids
 
-    def options(req: SamplingFields) -> dict[str, Any]:
+    def options(model: Model, req: SamplingFields) -> dict[str, Any]:
+        """Generation options; a response_format is compiled here, so a bad one is a 400 before streaming."""
+        fmt = req.response_format
+        constrained = fmt is not None and fmt.get("type", "text") != "text"
         return {
             "max_new_tokens": req.limit() or config.default_max_tokens,
             "temperature": req.temperature,
             "top_p": req.top_p,
             "seed": req.seed,
             "stop": req.stop,
+            "response_format": model.constraint(fmt) if constrained else None,
         }
 
     async def chunks(model: Model, slot: Slots, ids: list[int], req: SamplingFields) -> AsyncIterator[Chunk]:
-        async for chunk in stream_blocking(slot, executor, lambda: model.stream(ids, **options(req))):
+        settings = options(model, req)
+        async for chunk in stream_blocking(slot, executor, lambda: model.stream(ids, **settings)):
             yield chunk
 
     def usage(chunk: Chunk) -> dict[str, int]:

@@ -29,6 +29,17 @@ class SamplingFields(_Strict):
     user: str | None = None  # accepted, not used
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
+    response_format: dict[str, Any] | None = None
+
+    @field_validator("response_format")
+    @classmethod
+    def _formats(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        kind = (value or {}).get("type", "text")
+        if kind not in ("text", "json_object", "json_schema"):
+            raise ValueError(f"response_format type {kind!r} is not supported (text, json_object, json_schema)")
+        if kind == "json_schema" and not isinstance((value or {}).get("json_schema", {}).get("schema"), dict):
+            raise ValueError("response_format json_schema needs json_schema.schema (an object)")
+        return value
 
     @field_validator("n")
     @classmethod

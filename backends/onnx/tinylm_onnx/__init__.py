@@ -1,1 +1,15 @@
-"""ONNX Runtime backend for tinylm (registered through the `tinylm` entry-point group)."""
+"""tinylm-onnx: the ONNX Runtime backend of tinylm.
+
+The graph is built from a `tinylm.arch.ModelSpec` and the canonical numpy weights alone (never torch),
+in composition order:
+
+    graph.py (builder) -> quantize.py -> linear.py -> norms.py -> rope.py -> lowering.py (shared context)
+    -> attention.py -> mlp.py -> transformer.py (the whole graph)
+    convert.py (`prepare`: build, save, measure parity.py + heldout.py)   options.py (load/convert options)
+    runtime.py (sessions)   session.py (the tinylm `Session`, KV cache bound in place)   opening.py (`open`)
+    plugin.py (the registered `Backend`)
+
+Importing this package imports neither onnxruntime nor onnx; `prepare` imports both, `open` only onnxruntime.
+"""
+
+__all__: list[str] = []

@@ -1,40 +1,57 @@
-"""Registers the `onnx` backend.
-
-Version 0.1.0 registers the backend and reports honestly that its graph builder is not written
-yet, so `tinylm backends` shows it and `backend="onnx"` raises `BackendUnavailable` instead of
-falling back. The runtime is never imported here.
-"""
+"""Registers the `onnx` backend. Importing this module imports neither onnxruntime nor onnx."""
 
 from __future__ import annotations
 
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
 
 from tinylm.backend import Availability, Capabilities, OpenRequest, Session, requires_runtimes
-from tinylm.errors import BackendUnavailable
 from tinylm.hookspecs import hookimpl
+
+__all__ = ["OnnxBackend", "register_backends"]
+
+
+def _version() -> str:
+    try:
+        return version("tinylm-onnx")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "0+unknown"
 
 
 class OnnxBackend:
+    """ONNX Runtime on CPU: graphs built from the spec (fp32; int8/int4 via MatMulNBits)."""
+
     name = "onnx"
-    version = version("tinylm-onnx")
     capabilities = Capabilities(
-        precisions=("fp32", "int8", "int4"), default_precision="fp32", priority=20, converts=True
+        precisions=("fp32", "int8", "int4"),
+        default_precision="fp32",
+        kinds=("decoder", "encoder"),
+        batch=True,
+        priority=20,
+        converts=True,
     )
 
+    def __init__(self) -> None:
+        self.version = _version()
+
     def availability(self) -> Availability:
-        return requires_runtimes({"onnxruntime": "onnxruntime", "onnx": "onnx"}, extra="onnx") or Availability(
-            ok=False,
-            reason=f"tinylm-onnx {self.version} does not build ONNX graphs yet.",
-            hint="use backend='torch' until a tinylm-onnx release with the graph builder is installed.",
-        )
+        return requires_runtimes({"onnxruntime": "onnxruntime", "onnx": "onnx"}, extra="onnx") or Availability(ok=True)
 
     def devices(self) -> list[str]:
         return ["cpu"]
 
+    def prepare(self, request: OpenRequest, out_dir: Path) -> dict[str, Any]:
+        from .convert import prepare
+
+        return prepare(request, out_dir)
+
     def open(self, request: OpenRequest) -> Session:
-        raise BackendUnavailable(f"backend 'onnx' cannot run here: {self.availability().explain()}")
+        from .opening import open_session
+
+        return open_session(request)
 
 
 @hookimpl
-def register_backends(register):  # type: ignore[no-untyped-def]
+def register_backends(register) -> None:  # type: ignore[no-untyped-def]
     register(OnnxBackend())

@@ -1,0 +1,99 @@
+"""int8 and int4: the packing matches MatMulNBits, artifacts record their parity and perplexity change, and on
+a trained model int8 greedy continuations agree with fp32 (the issue's bar: >= 90% of 20 prompts x 32 tokens).
+
+Measured on the trained 2-layer llama of conftest.py (loss 0.31): int8 19/20 continuations identical to fp32
+(96.9% of tokens); int4 1/20 (35.9% of tokens) -- reported, not asserted beyond a sanity floor (a hidden size of
+96 is three 32-wide blocks per row; sub-1B models lose quality fast at 4 bits).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from tinylm_onnx.quantize import dequantize_blocks, quantize_blocks
+
+import tinylm
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+@pytest.mark.parametrize("k", [64, 48])  # 48: padded to a whole block
+def test_block_quantization_round_trips(bits, k):
+    w = np.random.default_rng(0).standard_normal((16, k)).astype(np.float32)
+    q = quantize_blocks(w, bits=bits, block=32)
+    assert q.packed.shape == (16, -(-k // 32), 32 * bits // 8) and q.packed.dtype == np.uint8
+    back = dequantize_blocks(q)
+    step = np.abs(w).max() / (2 ** (bits - 1))
+    assert back.shape == w.shape and np.abs(back - w).max() <= step / 2 + 1e-6
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_matmulnbits_computes_the_dequantized_product(bits):
+    """The packing is the one ONNX Runtime reads: its product equals x @ dequantize(W)^T (fp32 compute)."""
+    import onnxruntime as ort
+    from tinylm_onnx.graph import FLOAT, Graph
+    from tinylm_onnx.linear import linear
+
+    rng = np.random.default_rng(0)
+    w, x = rng.standard_normal((40, 48)).astype(np.float32), rng.standard_normal((3, 48)).astype(np.float32)
+    g = Graph("mm")
+    g.output(linear(g, g.input("x", FLOAT, [3, 48]), w, None, bits=bits, block=32, level=0, hint="l"), "y", FLOAT, None)
+    y = ort.InferenceSession(g.model().SerializeToString()).run(None, {"x": x})[0]
+    expected = x @ dequantize_blocks(quantize_blocks(w, bits=bits, block=32)).T
+    np.testing.assert_allclose(y, expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("precision", ["int8", "int4"])
+@pytest.mark.parametrize("variant", ["llama", "gpt2", "qwen2"])
+def test_quantized_artifact_records_parity(variant, precision, model_folder):
+    model = tinylm.load(model_folder(variant), backend="onnx", precision=precision)
+    assert model.precision == precision
+    ref = tinylm.load(model_folder(variant), backend="onnx")
+    ids = np.random.default_rng(0).integers(3, 400, 32)
+    got, expected = model.logits(ids), ref.logits(ids)
+    relative = float(np.abs(got - expected).max() / np.abs(expected).max())
+    # random tiny models amplify weight noise (torch's int8 measures 0.04-0.06 on them too); trained ones do not
+    agree = float((got.argmax(-1) == expected.argmax(-1)).mean())
+    if precision == "int8":  # int4 on random tiny weights is noise-bound (0.5-0.8); its packing is tested above
+        assert relative < 0.15 and agree >= 0.8, (relative, agree)
+    assert np.isfinite(got).all() and agree >= 0.2, agree
+    meta = json.loads(_marker(model).read_text())
+    assert meta["parity"]["max_logit_diff"] > 0 and 0 <= meta["parity"]["greedy_agreement"] <= 1
+    assert meta["perplexity"]["fp32"] > 1 and "change" in meta["perplexity"]
+    assert any("MatMulNBits" in op for op in meta["onnx"]["fused_ops"])
+
+
+def _marker(model: tinylm.Model):
+    from tinylm.artifacts import MARKER, list_artifacts
+
+    found = [a.path / MARKER for a in list_artifacts() if a.meta.get("source") == str(model.path)]
+    found = [p for p in found if json.loads(p.read_text())["precision"] == model.precision]
+    assert found, "no cache entry for this model"
+    return found[-1]
+
+
+def test_encoder_int8_embeddings_stay_close(model_folder):
+    texts = ["hello world", "café 東京 😀"]
+    expected = tinylm.load(model_folder("bert"), backend="onnx").embed(texts)
+    got = tinylm.load(model_folder("bert"), backend="onnx", precision="int8").embed(texts)
+    assert ((got * expected).sum(-1) > 0.99).all()
+
+
+def _continuations(model: tinylm.Model, prompts: list[list[int]]) -> list[list[int]]:
+    return [list(model.generate(p, max_new_tokens=32, ignore_eos=True).token_ids) for p in prompts]
+
+
+@pytest.mark.slow  # trains a model (~15 s) and converts it three times: ~35 s on 2 cores
+def test_int8_greedy_agrees_with_fp32_on_a_trained_model(trained_model):
+    folder, prompts = trained_model
+    fp32 = _continuations(tinylm.load(folder, backend="onnx"), prompts)
+    results = {}
+    for precision in ("int8", "int4"):
+        ours = _continuations(tinylm.load(folder, backend="onnx", precision=precision), prompts)
+        same = float(np.mean([a == b for a, b in zip(ours, fp32)]))
+        tokens = float(np.mean([np.mean(np.equal(a, b)) for a, b in zip(ours, fp32)]))
+        results[precision] = (same, tokens)
+        print(f"{precision}: {same:.0%} of {len(prompts)} continuations identical to fp32, {tokens:.1%} of tokens")
+    assert results["int8"][0] >= 0.9, results
+    assert results["int4"][1] >= 0.25, results  # reported, not a quality bar: a floor only a broken int4 misses

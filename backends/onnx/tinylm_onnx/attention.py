@@ -1,0 +1,96 @@
+"""Attention lowered from the spec.
+
+Decoders: one com.microsoft.GroupQueryAttention per layer, its past and present KV buffers (B, nkv, S_max, hd)
+bound to the same memory by the session, so a step writes its keys and values in place; causal, with the
+sliding window as GQA's `local_window_size`, rotary inside GQA when it can express it (else `rope.rotate`).
+
+    x -> qkv (one MatMul) [+ bias] -> [q/k RMS norm per head] -> [rotate] -> GQA -> o [+ bias]
+
+Encoders (bidirectional, padding mask): plain ops, softmax(q k^T * scale + mask_bias) v.
+"""
+
+from __future__ import annotations
+
+from .graph import MS
+from .lowering import Lowering
+from .rope import gqa_can_rotate, rotate
+
+__all__ = ["decoder_attention", "encoder_attention"]
+
+
+def _qkv(lw: Lowering, x: str, i: int) -> tuple[str, str, str]:
+    """One fused projection, split into q (B, T, nh*hd), k and v (B, T, nkv*hd)."""
+    s, p = lw.spec, f"layers.{i}.attn"
+    qkv = lw.linear(x, [f"{p}.q", f"{p}.k", f"{p}.v"], bias=s.qkv_bias, hint=f"{p}.qkv")  # (B, T, q + 2 kv)
+    sizes = lw.g.scalar([s.q_size, s.kv_size, s.kv_size])
+    q, k, v = lw.g.op("Split", [qkv, sizes], outputs=3, axis=-1, hint=f"{p}.split")
+    return q, k, v
+
+
+def _head_norm(lw: Lowering, x: str, heads: int, prefix: str) -> str:
+    """RMS norm over each head of x (B, T, heads * hd) (Qwen3's q_norm/k_norm)."""
+    g, hd = lw.g, lw.spec.head_dim
+    x4 = g.op("Reshape", [x, g.scalar([0, 0, heads, hd])], hint=f"{prefix}.heads")  # (B, T, n, hd)
+    y = lw.norm(x4, prefix)
+    return g.op("Reshape", [y, g.scalar([0, 0, heads * hd])], hint=f"{prefix}.flat")
+
+
+def decoder_attention(lw: Lowering, x: str, i: int, past_k: str, past_v: str) -> tuple[str, str, str]:
+    """(output (B, T, H), present_key, present_value) for layer i."""
+    s, g, f, p = lw.spec, lw.g, lw.frame, f"layers.{i}.attn"
+    q, k, v = _qkv(lw, x, i)
+    if s.qk_norm:
+        q, k = _head_norm(lw, q, s.num_heads, f"{p}.q_norm"), _head_norm(lw, k, s.num_kv_heads, f"{p}.k_norm")
+    internal = f.cos_cache is not None and gqa_can_rotate(s)
+    if s.rope is not None and not internal:
+        rd = s.rope.rotary_dim
+        q = rotate(g, q, s.num_heads, s.head_dim, rd, f.cos, f.sin, f"{p}.rope_q")
+        k = rotate(g, k, s.num_kv_heads, s.head_dim, rd, f.cos, f.sin, f"{p}.rope_k")
+    inputs = [q, k, v, past_k, past_v, f.seqlens, f.total]
+    if internal:
+        inputs += [f.cos_cache, f.sin_cache]
+    y, present_k, present_v = g.op(
+        "GroupQueryAttention",
+        inputs,
+        outputs=3,
+        domain=MS,
+        hint=f"{p}.gqa",
+        num_heads=s.num_heads,
+        kv_num_heads=s.num_kv_heads,
+        scale=float(s.scale),
+        do_rotary=int(internal),
+        rotary_interleaved=0,
+        local_window_size=int(s.sliding_window or -1),
+    )
+    out = lw.linear(y, [f"{p}.o"], bias=s.out_bias, hint=f"{p}.o")
+    return out, present_k, present_v
+
+
+def encoder_attention(lw: Lowering, x: str, i: int) -> str:
+    """Bidirectional attention over x (B, T, H) with the frame's padding mask."""
+    s, g, p = lw.spec, lw.g, f"layers.{i}.attn"
+    q, k, v = _qkv(lw, x, i)
+    if s.qk_norm:
+        q, k = _head_norm(lw, q, s.num_heads, f"{p}.q_norm"), _head_norm(lw, k, s.num_kv_heads, f"{p}.k_norm")
+    if s.rope is not None:
+        f = lw.frame
+        q = rotate(g, q, s.num_heads, s.head_dim, s.rope.rotary_dim, f.cos, f.sin, f"{p}.rope_q")
+        k = rotate(g, k, s.num_kv_heads, s.head_dim, s.rope.rotary_dim, f.cos, f.sin, f"{p}.rope_k")
+    group = s.num_heads // s.num_kv_heads
+
+    def heads(t: str, n: int, name: str) -> str:
+        t = g.op("Reshape", [t, g.scalar([0, 0, n, s.head_dim])], hint=f"{p}.{name}.heads")  # (B, T, n, hd)
+        t = g.op("Transpose", [t], perm=[0, 2, 1, 3], hint=f"{p}.{name}.bnth")  # (B, n, T, hd)
+        if n != s.num_heads:  # grouped KV heads: repeat each group's head
+            t = g.op("Unsqueeze", [t, g.scalar([2])])  # (B, nkv, 1, T, hd)
+            t = g.op("Expand", [t, g.scalar([1, 1, group, 1, 1])])  # (B, nkv, g, T, hd)
+            t = g.op("Reshape", [t, g.scalar([0, s.num_heads, -1, s.head_dim])])  # (B, nh, T, hd)
+        return t
+
+    qh, kh, vh = heads(q, s.num_heads, "q"), heads(k, s.num_kv_heads, "k"), heads(v, s.num_kv_heads, "v")
+    kt = g.op("Transpose", [kh], perm=[0, 1, 3, 2], hint=f"{p}.kt")  # (B, nh, hd, T)
+    scores = g.op("Mul", [g.op("MatMul", [qh, kt]), g.scalar(s.scale, "float32")], hint=f"{p}.scores")
+    probs = g.op("Softmax", [g.op("Add", [scores, lw.frame.mask_bias])], axis=-1, hint=f"{p}.probs")  # (B, nh, T, T)
+    y = g.op("Transpose", [g.op("MatMul", [probs, vh])], perm=[0, 2, 1, 3], hint=f"{p}.y")  # (B, T, nh, hd)
+    y = g.op("Reshape", [y, g.scalar([0, 0, s.q_size])], hint=f"{p}.merge")  # (B, T, nh*hd)
+    return lw.linear(y, [f"{p}.o"], bias=s.out_bias, hint=f"{p}.o")

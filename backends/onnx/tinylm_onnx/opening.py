@@ -1,0 +1,25 @@
+"""`open_session`: the artifact folder -> a tinylm `Session` (imports onnxruntime, never onnx or the builder)."""
+
+from __future__ import annotations
+
+from tinylm.artifacts import read_marker
+from tinylm.backend import OpenRequest
+from tinylm.errors import ModelFileError
+
+from .runtime import MODEL_FILE, inference_session
+from .session import OnnxSession
+
+__all__ = ["open_session"]
+
+
+def open_session(request: OpenRequest) -> OnnxSession:
+    """Open the artifact `request.artifact` (built by `prepare`, cached or exported by the core)."""
+    folder = request.artifact
+    if folder is None or not (folder / MODEL_FILE).is_file():
+        raise ModelFileError(
+            f"{folder}: no {MODEL_FILE} in this onnx artifact. "
+            "Fix: run `tinylm cache prune --backend onnx` and load again, or convert the model again."
+        )
+    meta = (read_marker(folder) or {}).get("onnx", {})
+    cap = int(meta.get("capacity") or request.spec.max_positions)
+    return OnnxSession(inference_session(folder / MODEL_FILE, request.num_threads), request.spec, capacity=cap)

@@ -1,0 +1,57 @@
+"""How a graph is built: the precision's quantization and the switches used to measure each fused op.
+
+Read from `tinylm.load(..., **options)` / `tinylm convert` options (every option is part of the artifact
+cache key, so a different choice builds a different artifact):
+
+    block_size=32         MatMulNBits block along K (int8/int4)
+    accuracy_level=4      MatMulNBits compute type: 4 = int8 activations (the fast CPU kernels)
+    quantize_lm_head=True int8/int4: quantize the LM head too (it is ~1/5 of a 135M model's bytes)
+    fused_ops=True        False: plain ONNX ops instead of SkipSimplifiedLayerNormalization/Skip-
+                          LayerNormalization and GQA's internal rotary (to measure what the fused ops buy)
+    max_length=None       KV-cache capacity (default: the model's max_positions)
+    external_data_threshold=0   bytes of weights above which they go to model.onnx.data (0: always; ONNX Runtime
+                          memory-maps that file, so warm loads parse no weights; above 2 GB it is required)
+    parity=True           measure parity (and perplexity change) while converting
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tinylm.errors import ConfigError
+
+__all__ = ["BuildOptions", "BITS"]
+
+BITS = {"fp32": 0, "int8": 8, "int4": 4}  # 0: float32 weights
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildOptions:
+    precision: str = "fp32"
+    block_size: int = 32
+    accuracy_level: int = 4
+    quantize_lm_head: bool = True
+    fused_ops: bool = True
+    max_length: int | None = None
+    external_data_threshold: int = 0
+    parity: bool = True
+
+    @property
+    def bits(self) -> int:
+        return BITS[self.precision]
+
+    @classmethod
+    def from_request(cls, precision: str, options: Mapping[str, Any]) -> BuildOptions:
+        known = set(cls.__dataclass_fields__) - {"precision"}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown onnx backend option(s): {', '.join(unknown)}. "
+                f"Fix: use only {', '.join(sorted(known))} (see tinylm_onnx.options)."
+            )
+        built = cls(precision=precision, **dict(options))
+        if built.block_size < 16 or built.block_size & (built.block_size - 1):
+            raise ConfigError(f"block_size={built.block_size}: Fix: use a power of two >= 16 (e.g. 32).")
+        return built

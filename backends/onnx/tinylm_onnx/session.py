@@ -1,0 +1,206 @@
+"""The tinylm `Session` over an ONNX Runtime `InferenceSession`: numpy in, float32 numpy out.
+
+The KV cache is one numpy buffer per layer for keys and one for values, (B, nkv, room, hd), allocated per
+batch size with room for 256 positions and doubled (copying what is cached) when a call needs more, up to the
+capacity: memory follows the sequence, not the model's context (GroupQueryAttention touches the whole buffer).
+Each buffer is bound by pointer through IOBinding as both GroupQueryAttention's past input and its present
+output, so a step writes its keys and values in place and nothing of the cache crosses Python. A decode step
+writes its token and lengths into bound buffers and binds only the new logits array.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tinylm.arch.spec import ModelSpec
+from tinylm.errors import CapabilityError, GenerationError, PromptTooLong
+
+__all__ = ["OnnxSession"]
+
+
+def _ptr(a: np.ndarray) -> int:
+    return a.ctypes.data
+
+
+class OnnxSession:
+    """One model on ONNX Runtime. Used by one thread at a time (the core serialises calls)."""
+
+    def __init__(self, session: Any, spec: ModelSpec, *, capacity: int) -> None:
+        self._sess: Any = session
+        self.spec = spec
+        self.capacity = capacity
+        self._io = session.io_binding() if spec.kind == "decoder" else None
+        self._batch = 0
+        self._length = 0
+        self._k: list[np.ndarray] = []
+        self._v: list[np.ndarray] = []
+        self._step_ids = np.zeros((1, 1), np.int64)
+        self._seqlens = np.zeros(1, np.int32)  # (B,) total - 1
+        self._total = np.zeros((), np.int32)
+        self._from = np.zeros(1, np.int64)
+        self._bound_ids: np.ndarray | None = None
+        self._room = 0
+
+    # helpers --------------------------------------------------------------------------------
+
+    def _live(self) -> Any:
+        if self._sess is None:
+            raise GenerationError("this onnx session was closed. Fix: load the model again with tinylm.load(...).")
+        return self._sess
+
+    def _ids(self, token_ids: np.ndarray, what: str) -> np.ndarray:
+        ids = np.asarray(token_ids)
+        if ids.ndim != 2 or ids.shape[0] < 1 or ids.shape[1] < 1 or not np.issubdtype(ids.dtype, np.integer):
+            raise GenerationError(
+                f"{what} takes integer token ids of shape (batch, length), got {ids.dtype} {ids.shape}. "
+                "Fix: pass e.g. np.array([[1, 2, 3]], dtype=np.int64)."
+            )
+        low, high = int(ids.min()), int(ids.max())
+        if low < 0 or high >= self.spec.vocab_size:
+            raise GenerationError(
+                f"token id {low if low < 0 else high} is outside the vocabulary [0, {self.spec.vocab_size}). "
+                "Fix: encode text with this model's tokenizer."
+            )
+        return np.ascontiguousarray(ids, dtype=np.int64)
+
+    def _bind(
+        self, name: str, array: np.ndarray, *, output: bool = False, shape: tuple[int, ...] | None = None
+    ) -> None:
+        bind = self._io.bind_output if output else self._io.bind_input
+        bind(name, "cpu", 0, array.dtype, list(array.shape if shape is None else shape), _ptr(array))
+
+    def _bind_cache(self, row: int | None = None) -> None:
+        """Bind every layer's buffers as past and present: all rows, or one row (a (1, ...) view)."""
+        for i, (k, v) in enumerate(zip(self._k, self._v)):
+            for kind, buf in (("key", k), ("value", v)):
+                part = buf if row is None else buf[row : row + 1]  # contiguous: rows are the outer axis
+                self._bind(f"past_{kind}.{i}", part)
+                self._bind(f"present_{kind}.{i}", part, output=True)
+
+    def _cache_for(self, batch: int) -> None:
+        if batch == self._batch:
+            return
+        if self._length:
+            raise GenerationError(
+                f"batch size changed from {self._batch} to {batch} with {self._length} tokens cached. "
+                "Fix: call reset() before starting sequences of another batch size."
+            )
+        self._k = self._v = []  # free the old buffers first
+        self._batch, self._room = batch, 0
+        self._seqlens = np.zeros(batch, np.int32)
+        self._step_ids = np.zeros((batch, 1), np.int64)
+        self._bind("seqlens_k", self._seqlens)
+        self._bind("total_sequence_length", self._total)
+        self._bind("logits_from", self._from)
+        self._bound_ids = None
+
+    def _make_room(self, total: int) -> None:
+        """Grow the cache buffers to hold `total` positions (doubling from 256, at most the capacity)."""
+        if total <= self._room:
+            return
+        room = min(self.capacity, max(256, 2 * self._room, total))
+        s, n = self.spec, self._length
+        shape = (self._batch, s.num_kv_heads, room, s.head_dim)  # (B, nkv, room, hd)
+        old = [*self._k, *self._v]
+        grown = [np.zeros(shape, np.float32) for _ in range(2 * s.num_layers)]
+        for new, before in zip(grown, old):
+            new[:, :, :n] = before[:, :, :n]
+        self._k, self._v = grown[: s.num_layers], grown[s.num_layers :]
+        self._room = room
+        self._bind_cache()
+
+    def _run(self, ids: np.ndarray, all_positions: bool) -> np.ndarray:
+        """One run over ids (b, T) appended at the current length; logits (b, T or 1, V)."""
+        b, t = ids.shape
+        total = self._length + t
+        if t == 1 and b == self._batch:  # decode: reuse the bound step buffer
+            self._step_ids[:] = ids
+            ids = self._step_ids
+        if ids is not self._bound_ids:
+            self._bind("input_ids", ids)
+            self._bound_ids = ids
+        self._seqlens[:] = total - 1
+        self._total[()] = total
+        self._from[0] = 0 if all_positions else t - 1
+        out = np.empty((b, t if all_positions else 1, self.spec.vocab_size), np.float32)
+        self._bind("logits", out, output=True)
+        self._sess.run_with_iobinding(self._io)
+        return out
+
+    def _run_rows(self, ids: np.ndarray, all_positions: bool) -> np.ndarray:
+        """T > 1 on top of a cache with B > 1, which GroupQueryAttention runs one row at a time."""
+        one = np.zeros(1, np.int32)
+        self._bind("seqlens_k", one, shape=(1,))
+        saved, self._seqlens = self._seqlens, one
+        try:
+            outs = []
+            for row in range(ids.shape[0]):
+                self._bind_cache(row)
+                outs.append(self._run(np.ascontiguousarray(ids[row : row + 1]), all_positions))
+        finally:
+            self._seqlens = saved
+            self._bind_cache()
+            self._bind("seqlens_k", self._seqlens)
+        return np.concatenate(outs, axis=0)
+
+    # Session ----------------------------------------------------------------------------------
+
+    @property
+    def length(self) -> int:
+        return self._length
+
+    def reset(self) -> None:
+        self._length = 0
+
+    def forward(self, token_ids: np.ndarray, *, all_positions: bool = False) -> np.ndarray:
+        self._live()
+        if self.spec.kind != "decoder":
+            raise CapabilityError(
+                f"forward() needs a decoder; this {self.spec.family} model is an encoder. Fix: use embed()."
+            )
+        ids = self._ids(token_ids, "forward()")
+        batch, new = ids.shape
+        self._cache_for(batch)
+        if self._length + new > self.capacity:
+            raise PromptTooLong(
+                f"{self._length} cached + {new} new tokens exceed the model's context of {self.capacity}. "
+                "Fix: shorten the prompt or max_new_tokens, or call reset() to start a new sequence."
+            )
+        self._make_room(self._length + new)
+        if batch > 1 and new > 1 and self._length:
+            out = self._run_rows(ids, all_positions)
+        else:
+            out = self._run(ids, all_positions)
+        self._length += new
+        return out if all_positions else out[:, 0]  # (B, T, V) or (B, V)
+
+    def embed(self, token_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray) -> np.ndarray:
+        sess = self._live()
+        if self.spec.kind != "encoder":
+            raise CapabilityError(
+                f"embed() needs an encoder; this {self.spec.family} model is a decoder. Fix: use generate()."
+            )
+        ids = self._ids(token_ids, "embed()")
+        if ids.shape[1] > self.spec.max_positions:
+            raise PromptTooLong(
+                f"{ids.shape[1]} tokens exceed the model's {self.spec.max_positions} positions. "
+                "Fix: truncate the texts (the tokenizer's max_length does)."
+            )
+        mask = np.ascontiguousarray(attention_mask, dtype=np.int64)
+        types = np.ascontiguousarray(token_type_ids, dtype=np.int64)
+        if mask.shape != ids.shape or types.shape != ids.shape:
+            raise GenerationError(
+                f"embed(): token_ids {ids.shape}, attention_mask {mask.shape} and token_type_ids "
+                f"{types.shape} must have the same shape. Fix: pad all three to (batch, length)."
+            )
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        if self.spec.type_vocab_size:
+            feeds["token_type_ids"] = types
+        return sess.run(["hidden"], feeds)[0]  # (B, T, H)
+
+    def close(self) -> None:
+        self._sess = None
+        self._io = None
+        self._k = self._v = []

@@ -1,0 +1,159 @@
+"""The whole graph, lowered from a `ModelSpec` and canonical numpy weights alone (no torch):
+
+    embed (* embed_scale) (+ positions + token types) -> [embed_norm] -> N x block -> [final_norm] -> lm_head
+
+    pre-norm block:   h = norm(x); x = x + attn(h); h = norm(x); x = x + mlp(h)   (residual adds fused into
+                      the next norm: Skip(Simplified)LayerNormalization returns norm(a + b) and a + b)
+    post-norm block:  x = norm(x + attn(x)); x = norm(x + mlp(x))                 (BERT)
+
+Decoder graph I/O (the session binds these):
+    input_ids (B, T) int64, seqlens_k (B,) int32 = total - 1, total_sequence_length () int32,
+    logits_from (1,) int64 (first position whose logits are computed: T - 1 in decode, 0 for all),
+    past_key.{i} / past_value.{i} (B, nkv, S_max, hd)  ->  logits (B, T - logits_from, V), present_*.{i}
+Encoder graph: input_ids, attention_mask (B, T) int64 [, token_type_ids]  ->  hidden (B, T, H)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import onnx
+
+from tinylm.arch.spec import ModelSpec
+
+from .attention import decoder_attention, encoder_attention
+from .graph import FLOAT, INT32, INT64, Graph
+from .linear import linear
+from .lowering import Lowering
+from .mlp import mlp
+from .options import BuildOptions
+from .rope import external_tables, gqa_caches, gqa_can_rotate
+
+__all__ = ["build_graph", "capacity"]
+
+
+def capacity(spec: ModelSpec, opts: BuildOptions) -> int:
+    """Positions the KV cache (and the rotary tables) hold."""
+    return min(spec.max_positions, opts.max_length or spec.max_positions)
+
+
+def _tied_decoder_head(lw: Lowering) -> bool:
+    """fp32 tied embeddings: one (H, V) table serves both the lookup and the LM head (no second copy)."""
+    s = lw.spec
+    return s.kind == "decoder" and s.tie_embeddings and (lw.opts.bits == 0 or not lw.opts.quantize_lm_head)
+
+
+def _embed(lw: Lowering, ids: str, types: str | None) -> str:
+    s, g, f = lw.spec, lw.g, lw.frame
+    if _tied_decoder_head(lw):
+        table = g.const(lw.w("embed.weight").T, "embed.weight_t")  # (H, V), also the LM head
+        lw.head_table = table
+        x = g.op("Transpose", [g.op("Gather", [table, ids], axis=1)], perm=[1, 2, 0], hint="embed")  # (B, T, H)
+    else:
+        x = g.op("Gather", [g.const(lw.w("embed.weight"), "embed.weight"), ids], hint="embed")  # (B, T, H)
+    if s.embed_scale != 1.0:
+        x = g.op("Mul", [x, g.scalar(s.embed_scale, np.float32)], hint="embed.scaled")
+    if s.learned_positions:  # rows [offset + first, offset + first + T) of the table, (T, H)
+        lo, hi = (g.op("Add", [b, g.scalar([s.position_offset])]) for b in f.span)
+        rows = g.op("Slice", [g.const(lw.w("pos_embed.weight"), "pos_embed.weight"), lo, hi, g.scalar([0])])
+        x = g.op("Add", [x, rows], hint="embed.positions")
+    if s.type_vocab_size:
+        table = g.const(lw.w("type_embed.weight"), "type_embed.weight")
+        picked = g.op("Gather", [table, types]) if types else g.op("Gather", [table, g.scalar(0)])
+        x = g.op("Add", [x, picked], hint="embed.types")
+    return lw.norm(x, "embed_norm") if s.embed_norm else x
+
+
+def _span(g: Graph, ids: str, total: str | None) -> tuple[str, str]:
+    """[lo, hi) (1,) int64 each: positions of the new tokens, [total - T, total), or [0, T) without a cache.
+
+    Tables are sliced by this span rather than gathered at Range(...) positions: ORT 1.32 rewrites
+    Gather(table, Range) into a Slice with scalar starts, which then fails ("Starts must be a 1-D array")."""
+    t = g.op("Shape", [ids], start=1, end=2, hint="T")  # (1,) int64
+    if total is None:
+        return g.scalar([0]), t
+    hi = g.op("Reshape", [g.op("Cast", [total], to=INT64), g.scalar([1])], hint="total64")  # (1,)
+    return g.op("Sub", [hi, t], hint="start"), hi
+
+
+def _rope_frame(lw: Lowering, cap: int) -> None:
+    s, f = lw.spec, lw.frame
+    if s.rope is None:
+        return
+    if s.kind == "decoder" and lw.opts.fused_ops and gqa_can_rotate(s):
+        f.cos_cache, f.sin_cache = gqa_caches(lw.g, s, cap)
+    else:
+        f.cos, f.sin = external_tables(lw.g, s, cap, f.span)
+
+
+def _decoder(lw: Lowering) -> None:
+    s, g, f = lw.spec, lw.g, lw.frame
+    ids = g.input("input_ids", INT64, ["B", "T"])
+    f.seqlens = g.input("seqlens_k", INT32, ["B"])
+    f.total = g.input("total_sequence_length", INT32, [])
+    logits_from = g.input("logits_from", INT64, [1])
+    cache_shape = ["B", s.num_kv_heads, "S", s.head_dim]
+    f.span = _span(g, ids, f.total)
+    _rope_frame(lw, capacity(s, lw.opts))
+    x = _embed(lw, ids, None)
+    presents = []
+    residual, h = x, lw.norm(x, "layers.0.attn_norm")
+    for i in range(s.num_layers):
+        past = g.input(f"past_key.{i}", FLOAT, cache_shape), g.input(f"past_value.{i}", FLOAT, cache_shape)
+        a, pk, pv = decoder_attention(lw, h, i, *past)
+        presents.append((i, pk, pv))
+        h, residual = lw.add_norm(a, residual, f"layers.{i}.mlp_norm")
+        m = mlp(lw, h, i)
+        if i + 1 < s.num_layers:
+            h, residual = lw.add_norm(m, residual, f"layers.{i + 1}.attn_norm")
+        elif s.final_norm:
+            h, _ = lw.add_norm(m, residual, "final_norm")
+        else:
+            h = g.op("Add", [m, residual], hint="residual.last")
+    h = g.op("Slice", [h, logits_from, g.scalar([2**62]), g.scalar([1])], hint="head.positions")  # (B, T', H)
+    g.output(_head(lw, h), "logits", FLOAT, ["B", "T_out", s.vocab_size])
+    for i, pk, pv in presents:
+        g.output(pk, f"present_key.{i}", FLOAT, cache_shape)
+        g.output(pv, f"present_value.{i}", FLOAT, cache_shape)
+
+
+def _head(lw: Lowering, h: str) -> str:
+    s, g, o = lw.spec, lw.g, lw.opts
+    if lw.head_table is not None:
+        return g.op("MatMul", [h, lw.head_table], hint="lm_head")
+    weight = lw.w("embed.weight" if s.tie_embeddings else "lm_head.weight")  # (V, H)
+    bits = o.bits if o.quantize_lm_head else 0
+    return linear(g, h, weight, None, bits=bits, block=o.block_size, level=o.accuracy_level, hint="lm_head")
+
+
+def _encoder(lw: Lowering) -> None:
+    s, g, f = lw.spec, lw.g, lw.frame
+    ids = g.input("input_ids", INT64, ["B", "T"])
+    mask = g.input("attention_mask", INT64, ["B", "T"])
+    types = g.input("token_type_ids", INT64, ["B", "T"]) if s.type_vocab_size else None
+    f.span = _span(g, ids, None)
+    _rope_frame(lw, s.max_positions)
+    keep = g.op("Cast", [mask], to=FLOAT)  # (B, T) 1 attended, 0 padding
+    bias = g.op("Mul", [g.op("Sub", [g.scalar(1.0, np.float32), keep]), g.scalar(np.finfo(np.float32).min, np.float32)])
+    f.mask_bias = g.op("Unsqueeze", [bias, g.scalar([1, 2])], hint="mask_bias")  # (B, 1, 1, T)
+    x = _embed(lw, ids, types)
+    post = s.norm_placement == "post"
+    for i in range(s.num_layers):
+        p = f"layers.{i}"
+        if post:
+            x, _ = lw.add_norm(encoder_attention(lw, x, i), x, f"{p}.attn_norm")
+            x, _ = lw.add_norm(mlp(lw, x, i), x, f"{p}.mlp_norm")
+        else:
+            x = g.op("Add", [x, encoder_attention(lw, lw.norm(x, f"{p}.attn_norm"), i)])
+            x = g.op("Add", [x, mlp(lw, lw.norm(x, f"{p}.mlp_norm"), i)])
+    if s.final_norm:
+        x = lw.norm(x, "final_norm")
+    g.output(x, "hidden", FLOAT, ["B", "T", s.hidden_size])
+
+
+def build_graph(spec: ModelSpec, weights: Mapping[str, np.ndarray], opts: BuildOptions) -> onnx.ModelProto:
+    """The ONNX model for `spec` (decoder or encoder) at `opts.precision`."""
+    lw = Lowering(Graph(spec.family), spec, opts, weights)
+    (_decoder if spec.kind == "decoder" else _encoder)(lw)
+    return lw.g.model()
