@@ -14,6 +14,7 @@ import os
 import platform
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from . import __version__, settings
@@ -273,6 +274,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import BenchConfig, format_table, plot, run_bench
+
+    config = BenchConfig(
+        model=args.model,
+        backends=tuple(args.backends or ()),
+        precisions=tuple(args.precisions or ()),
+        prompt_tokens=args.prompt_tokens,
+        new_tokens=args.new_tokens,
+        runs=args.runs,
+    )
+    rows, bandwidth = run_bench(config, progress=lambda msg: print(msg, file=sys.stderr))
+    if args.json:
+        import dataclasses
+
+        print(json.dumps({"bandwidth_gbs": bandwidth, "rows": [dataclasses.asdict(r) for r in rows]}, indent=2))
+    else:
+        print(format_table(rows, bandwidth))
+    if args.plot:
+        plot(rows, args.plot)
+    return 0
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
     from .artifacts import list_artifacts, prune
 
@@ -344,6 +368,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-queue", type=int, default=32, help="requests waiting per model before 429")
     _add_common(p)
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("bench", help="measure every backend and precision side by side")
+    p.add_argument("model")
+    p.add_argument("--backends", nargs="+", help="default: every available backend")
+    p.add_argument("--precisions", nargs="+", help="default: each backend's precisions")
+    p.add_argument("--prompt-tokens", type=int, default=32)
+    p.add_argument("--new-tokens", type=int, default=128)
+    p.add_argument("--runs", type=int, default=3, help="timed runs after one warm-up")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--plot", type=Path, help="write a bar chart PNG (needs matplotlib)")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("cache", help="list or prune converted artifacts")
     p.add_argument("action", choices=["ls", "prune"])

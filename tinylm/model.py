@@ -70,8 +70,19 @@ def _prepare(
                 "Fix: convert the original model again."
             )
         backend, precision = built["backend"], built["precision"]
+    preferred: list[str] = []
+    if built is None and not backend and settings.auto_bench():
+        from .bench import saved_ranking
+
+        preferred = [name for name, _ in saved_ranking(folder.path)]
     choice = choose(
-        manager, kind=folder.spec.kind, backend=backend, device=device, precision=precision, convert=convert
+        manager,
+        kind=folder.spec.kind,
+        backend=backend,
+        device=device,
+        precision=precision,
+        convert=convert,
+        preferred=preferred,
     )
     request = OpenRequest(
         spec=folder.spec,
@@ -127,7 +138,7 @@ def load(
         choice.precision,
         choice.reason,
     )
-    return Model(folder, choice, session)
+    return Model(folder, choice, session, artifact=request.artifact)
 
 
 def convert(
@@ -162,8 +173,9 @@ class Model:
     Thread-safe: calls from several threads are serialised on the model's one session.
     """
 
-    def __init__(self, folder: ModelFolder, choice: Choice, session: Session) -> None:
+    def __init__(self, folder: ModelFolder, choice: Choice, session: Session, *, artifact: Path | None = None) -> None:
         self._folder = folder
+        self._artifact = artifact
         self._choice = choice
         self._session: Session | None = session
         self._lock = threading.RLock()
@@ -191,6 +203,11 @@ class Model:
     @property
     def path(self) -> Path:
         return self._folder.path
+
+    @property
+    def artifact(self) -> Path | None:
+        """The converted artifact folder in use (backends that convert), else None."""
+        return self._artifact
 
     @property
     def tokenizer(self) -> Tokenizer:

@@ -9,6 +9,7 @@ Precision: `precision=`, else the backend's default.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from . import settings
@@ -41,7 +42,9 @@ def _summary(manager: PluginManager) -> str:
     return "; ".join(lines) or "none registered"
 
 
-def _backend(requested: str | None, kind: str, manager: PluginManager, convert: bool) -> tuple[Backend, str]:
+def _backend(
+    requested: str | None, kind: str, manager: PluginManager, convert: bool, preferred: Sequence[str] = ()
+) -> tuple[Backend, str]:
     backends = manager.backends()
     name, reason = (requested, "argument") if requested else (settings.backend_name(), "TINYLM_BACKEND")
     if name:
@@ -68,6 +71,10 @@ def _backend(requested: str | None, kind: str, manager: PluginManager, convert: 
         raise BackendUnavailable(
             f"no backend can run a {kind} model here. Backends: {_summary(manager)}. Fix: {_INSTALL_HINT}."
         )
+    for name in preferred:
+        for b in candidates:
+            if b.name == name:
+                return b, "bench ranking"
     candidates.sort(key=lambda b: (-b.capabilities.priority, b.name))
     return candidates[0], "auto"
 
@@ -80,11 +87,15 @@ def choose(
     device: str | None = None,
     precision: str | None = None,
     convert: bool = False,
+    preferred: Sequence[str] = (),
 ) -> Choice:
     """Resolve backend, device and precision for a model of `kind` ("decoder" or "encoder").
 
+    `preferred`: backend names in order (the saved `tinylm bench` ranking, opt-in with
+    `TINYLM_AUTO_BENCH=1`); the automatic choice takes the first available one before the static order.
+
     `convert=True` (for `tinylm.convert`) also accepts a named backend that is `convert_only` here."""
-    chosen, reason = _backend(backend, kind, manager, convert)
+    chosen, reason = _backend(backend, kind, manager, convert, preferred)
     devices = chosen.devices()
     want_device = device or settings.device_name()
     if want_device is None:

@@ -35,6 +35,7 @@ ENV_VARS: dict[str, str] = {
     "TINYLM_PLUGIN_AUTOLOAD": "set to 0 to load no entry-point plugins at all",
     "TINYLM_TRACE_PLUGINS": "set to 1 to log each plugin load and hook call",
     "TINYLM_API_KEY": "default for `tinylm serve --api-key`",
+    "TINYLM_AUTO_BENCH": "set to 1 to let automatic backend choice follow the latest `tinylm bench` ranking",
 }
 
 
@@ -124,6 +125,11 @@ def plugin_deny_list() -> frozenset[str]:
 def plugin_autoload() -> bool:
     """False when `TINYLM_PLUGIN_AUTOLOAD=0`: no entry point loads (tests use it)."""
     return _get("TINYLM_PLUGIN_AUTOLOAD") not in ("0", "false", "no")
+
+
+def auto_bench() -> bool:
+    """True when `TINYLM_AUTO_BENCH=1`: automatic choice follows the saved `tinylm bench` ranking."""
+    return _get("TINYLM_AUTO_BENCH") in ("1", "true", "yes")
 
 
 def trace_plugins() -> bool:

@@ -1,0 +1,79 @@
+"""`tinylm bench`: separate processes per row, a table, JSON, a saved ranking that auto-choice can use."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tinylm import bench
+from tinylm.cli import main
+
+pytest.importorskip("tinylm_torch", reason="the bench test measures the torch backend (pip install -e backends/torch)")
+pytest.importorskip("transformers", reason="the test model is built with transformers (pip install tinylm[test])")
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    from tinylm.testing.models import build_model
+
+    return build_model("smollm", tmp_path_factory.mktemp("bench") / "m")
+
+
+def test_bandwidth_is_measured():
+    assert 0.1 < bench.memory_bandwidth(size_mb=16, repeats=2) < 10_000
+
+
+def test_bench_measures_rows_and_saves_a_ranking(folder, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TINYLM_HOME", str(tmp_path / "home"))
+    argv = [
+        "bench",
+        str(folder),
+        "--backends",
+        "torch",
+        "--precisions",
+        "fp32",
+        "bf16",
+        "--new-tokens",
+        "4",
+        "--runs",
+        "1",
+        "--json",
+    ]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["bandwidth_gbs"] > 0
+    rows = {(r["backend"], r["precision"]): r for r in report["rows"]}
+    for key in (("torch", "fp32"), ("torch", "bf16")):
+        row = rows[key]
+        assert not row["error"], row["error"]
+        assert row["cold_load_s"] > 0 and row["warm_load_s"] > 0 and row["ttft_ms"] > 0
+        assert row["decode_tps_min"] <= row["decode_tps"] <= row["decode_tps_max"]
+        assert row["peak_rss_mb"] > 10 and 0 < row["roofline_fraction"]
+    ranking = bench.saved_ranking(folder)
+    assert sorted(ranking) == [("torch", "bf16"), ("torch", "fp32")]
+
+
+def test_unavailable_backends_are_reported_not_dropped(folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("TINYLM_HOME", str(tmp_path / "home"))
+    plan, skipped = bench._plan(bench.BenchConfig(model=str(folder), backends=("torch", "coreml")))
+    assert all(b == "torch" for b, _ in plan)
+    assert [r.backend for r in skipped] == ["coreml"] and "macOS" in skipped[0].error
+    table = bench.format_table(skipped, 10.0)
+    assert "not measured" in table and "coreml" in table
+
+
+def test_auto_choice_follows_the_saved_ranking_only_when_asked(folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("TINYLM_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("TINYLM_BACKEND", raising=False)
+    path = bench._ranking_path(str(folder))
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"rows": [{"backend": "torch", "precision": "fp32", "decode_tps": 99.0}]}))
+    monkeypatch.setenv("TINYLM_AUTO_BENCH", "1")
+    from tinylm.model import _prepare
+
+    _, choice, _ = _prepare(folder, backend=None, device=None, precision=None, options={})
+    assert choice.backend.name == "torch" and choice.reason == "bench ranking"
+    monkeypatch.delenv("TINYLM_AUTO_BENCH")
+    _, choice, _ = _prepare(folder, backend=None, device=None, precision=None, options={})
+    assert choice.reason == "auto"

@@ -1,0 +1,356 @@
+"""`tinylm bench`: every available backend and precision, each measured in its own process.
+
+For each (backend, precision): cold load (conversion, in an empty cache), warm load (a fresh process
+reusing the cached artifact), time to first token, decode tokens/s (median of several runs after a
+warm-up, with min and max), peak RSS and artifact bytes; for embedders, sentences/s at batch 1 and 32.
+It also measures this machine's memory bandwidth and prints each decode figure as a fraction of
+the roofline (weight bytes read per token / bandwidth).
+
+Results are saved under `TINYLM_HOME/bench/`; with `TINYLM_AUTO_BENCH=1`, automatic backend choice
+uses the fastest backend of the latest ranking saved for this machine and model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import settings
+
+__all__ = ["BenchConfig", "BenchResult", "run_bench", "memory_bandwidth", "saved_ranking", "format_table"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class BenchConfig:
+    """What to measure."""
+
+    model: str
+    backends: tuple[str, ...] = ()  # empty: every available backend
+    precisions: tuple[str, ...] = ()  # empty: each backend's precisions
+    prompt_tokens: int = 32
+    new_tokens: int = 128
+    runs: int = 3
+    threads: int | None = None
+
+
+@dataclass(kw_only=True)
+class BenchResult:
+    """One (backend, precision) row; `error` is set instead of figures when it could not run."""
+
+    backend: str
+    precision: str
+    device: str = ""
+    cold_load_s: float | None = None
+    warm_load_s: float | None = None
+    ttft_ms: float | None = None
+    decode_tps: float | None = None
+    decode_tps_min: float | None = None
+    decode_tps_max: float | None = None
+    peak_rss_mb: float | None = None
+    artifact_bytes: int | None = None
+    sentences_per_s_1: float | None = None
+    sentences_per_s_32: float | None = None
+    roofline_fraction: float | None = None
+    error: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def memory_bandwidth(size_mb: int = 256, repeats: int = 5) -> float:
+    """Copy bandwidth in GB/s (bytes read + bytes written per second), best of `repeats`."""
+    import numpy as np
+
+    src = np.ones(size_mb * (1 << 20) // 8, dtype=np.float64)
+    dst = np.empty_like(src)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        np.copyto(dst, src)
+        best = min(best, time.perf_counter() - start)
+    return 2 * src.nbytes / best / 1e9
+
+
+def _peak_rss_mb() -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _folder_bytes(path: Path | None) -> int | None:
+    if path is None or not path.exists():
+        return None
+    skip = {"tokenizer.json", "tokenizer_config.json", "config.json", "generation_config.json", "README.md"}
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and p.name not in skip)
+
+
+_BYTES_PER_WEIGHT = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "int8": 1.0, "int4": 0.5}
+
+
+def _weight_bytes(spec: Any, precision: str) -> int:
+    """Bytes of weights a decode step reads at `precision` (every linear and the LM head; the
+    embedding table too when it is tied to the head). The roofline divides bandwidth by this."""
+    import math
+
+    from .arch import expected_shapes
+
+    shapes = expected_shapes(spec)
+    count = sum(math.prod(s) for n, s in shapes.items() if n != "embed.weight" or spec.tie_embeddings)
+    return int(count * _BYTES_PER_WEIGHT.get(precision, 4.0))
+
+
+def _prompt(vocab: int, n: int) -> list[int]:
+    import numpy as np
+
+    return np.random.default_rng(0).integers(3, min(vocab, 400), n).tolist()
+
+
+def _child(job: dict[str, Any]) -> dict[str, Any]:
+    """Runs in the measuring process: one load, then the timed runs."""
+    import tinylm
+
+    start = time.perf_counter()
+    model = tinylm.load(job["model"], backend=job["backend"], precision=job["precision"])
+    load_s = time.perf_counter() - start
+    out: dict[str, Any] = {"load_s": load_s, "device": model.device}
+    out["artifact_bytes"] = _folder_bytes(model.artifact or model.path)
+    out["weight_bytes"] = _weight_bytes(model.spec, model.precision)
+    if job.get("load_only"):
+        out["peak_rss_mb"] = _peak_rss_mb()
+        return out
+    if model.spec.kind == "encoder":
+        texts = [f"sentence number {i} about refunds and parcels" for i in range(64)]
+        for batch, key in ((1, "sentences_per_s_1"), (32, "sentences_per_s_32")):
+            model.embed(texts[:batch])
+            start = time.perf_counter()
+            done = 0
+            while time.perf_counter() - start < 2.0:
+                model.embed(texts[:batch], batch_size=batch)
+                done += batch
+            out[key] = done / (time.perf_counter() - start)
+    else:
+        prompt = _prompt(model.spec.vocab_size, job["prompt_tokens"])
+        runs = []
+        for _ in range(job["runs"] + 1):  # the first run warms up
+            done = model.generate(prompt, max_new_tokens=job["new_tokens"], temperature=0, ignore_eos=True)
+            runs.append((done.usage.time_to_first_token, done.usage.tokens_per_second))
+        timed = runs[1:]
+        out["ttft_ms"] = statistics.median(t for t, _ in timed) * 1000
+        speeds = [s for _, s in timed]
+        out.update(decode_tps=statistics.median(speeds), decode_tps_min=min(speeds), decode_tps_max=max(speeds))
+    out["peak_rss_mb"] = _peak_rss_mb()
+    return out
+
+
+def _spawn(job: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "tinylm.bench", json.dumps(job)], capture_output=True, text=True, env=env, timeout=3600
+    )
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"error": tail}
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+def _plan(config: BenchConfig) -> tuple[list[tuple[str, str]], list[BenchResult]]:
+    from .plugins import get_manager
+    from .resolve import resolve_model
+    from .source import ModelFolder
+
+    manager = get_manager()
+    kind = ModelFolder(resolve_model(config.model, manager)).spec.kind
+    plan: list[tuple[str, str]] = []
+    skipped: list[BenchResult] = []
+    for name, backend in sorted(manager.backends().items()):
+        if config.backends and name not in config.backends:
+            continue
+        av = backend.availability()
+        if not av.ok or kind not in backend.capabilities.kinds:
+            reason = av.explain() if not av.ok else f"does not run {kind} models"
+            skipped.append(BenchResult(backend=name, precision="-", error=reason))
+            continue
+        for precision in config.precisions or backend.capabilities.precisions:
+            if precision in backend.capabilities.precisions:
+                plan.append((name, precision))
+    return plan, skipped
+
+
+def run_bench(config: BenchConfig, *, progress: Any = None) -> tuple[list[BenchResult], float]:
+    """Measure every planned (backend, precision) in separate processes; returns rows and GB/s."""
+    plan, rows = _plan(config)
+    bandwidth = memory_bandwidth()
+    threads = config.threads or settings.num_threads()
+    base = {
+        "model": config.model,
+        "prompt_tokens": config.prompt_tokens,
+        "new_tokens": config.new_tokens,
+        "runs": config.runs,
+    }
+    for backend, precision in plan:
+        if progress:
+            progress(f"{backend}/{precision} ...")
+        row = BenchResult(backend=backend, precision=precision)
+        with tempfile.TemporaryDirectory(prefix="tinylm-bench-") as home:
+            env = {**os.environ, "TINYLM_HOME": home, "TINYLM_NUM_THREADS": str(threads)}
+            env.pop("TINYLM_BACKEND", None)
+            job = {**base, "backend": backend, "precision": precision}
+            cold = _spawn({**job, "load_only": True}, env)  # empty cache: converts
+            warm = _spawn(job, env)  # fresh process, cached artifact
+        if "error" in cold or "error" in warm:
+            row.error = cold.get("error") or warm.get("error", "")
+        else:
+            row.cold_load_s, row.warm_load_s, row.device = cold["load_s"], warm["load_s"], warm["device"]
+            for key in (
+                "ttft_ms",
+                "decode_tps",
+                "decode_tps_min",
+                "decode_tps_max",
+                "peak_rss_mb",
+                "artifact_bytes",
+                "sentences_per_s_1",
+                "sentences_per_s_32",
+            ):
+                setattr(row, key, warm.get(key))
+            row.extra["weight_bytes"] = warm.get("weight_bytes")
+            if row.decode_tps and warm.get("weight_bytes"):
+                roofline = bandwidth * 1e9 / warm["weight_bytes"]  # tokens/s if each weight byte is read once per token
+                row.roofline_fraction = row.decode_tps / roofline
+                row.extra["roofline_tps"] = roofline
+        rows.append(row)
+    _save(config, rows, bandwidth)
+    return rows, bandwidth
+
+
+def _machine_key() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return hashlib.sha256(f"{platform.node()}|{cpu}|{settings.physical_cores()}".encode()).hexdigest()[:16]
+
+
+def _model_key(model: str) -> str:
+    from .artifacts import folder_digest
+    from .plugins import get_manager
+    from .resolve import resolve_model
+
+    return folder_digest(resolve_model(model, get_manager()))[:32]
+
+
+def _ranking_path(model: str) -> Path:
+    return settings.home() / "bench" / _machine_key() / f"{_model_key(model)}.json"
+
+
+def _save(config: BenchConfig, rows: list[BenchResult], bandwidth: float) -> None:
+    path = _ranking_path(config.model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "model": config.model,
+        "time": time.time(),
+        "bandwidth_gbs": bandwidth,
+        "rows": [dataclasses.asdict(r) for r in rows],
+    }
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(record, indent=2))
+    os.replace(tmp, path)
+
+
+def saved_ranking(folder: Path) -> list[tuple[str, str]]:
+    """(backend, precision) pairs of the latest saved bench for this machine and model folder, fastest
+    decode first; [] when there is none."""
+    try:
+        data = json.loads(_ranking_path(str(folder)).read_text())
+    except (OSError, ValueError):
+        return []
+    rows = [r for r in data.get("rows", []) if r.get("decode_tps") or r.get("sentences_per_s_32")]
+    rows.sort(key=lambda r: -(r.get("decode_tps") or r.get("sentences_per_s_32") or 0))
+    return [(r["backend"], r["precision"]) for r in rows]
+
+
+def format_table(rows: Sequence[BenchResult], bandwidth: float) -> str:
+    """A markdown table of the results."""
+
+    def f(value: float | None, fmt: str) -> str:
+        return "-" if value is None else format(value, fmt)
+
+    lines = [
+        f"memory bandwidth: {bandwidth:.1f} GB/s",
+        "",
+        "| backend | precision | device | cold load (s) | warm load (s) | first token (ms) | decode tok/s (min-max) "
+        "| of roofline | sentences/s (1 / 32) | peak RSS (MB) | artifact (MB) |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        if r.error:
+            lines.append(f"| {r.backend} | {r.precision} | not measured: {r.error} |||||||||")
+            continue
+        decode = "-" if r.decode_tps is None else f"{r.decode_tps:.1f} ({r.decode_tps_min:.1f}-{r.decode_tps_max:.1f})"
+        sentences = "-" if r.sentences_per_s_1 is None else f"{r.sentences_per_s_1:.0f} / {r.sentences_per_s_32:.0f}"
+        lines.append(
+            f"| {r.backend} | {r.precision} | {r.device} | {f(r.cold_load_s, '.2f')} | {f(r.warm_load_s, '.2f')} "
+            f"| {f(r.ttft_ms, '.0f')} | {decode} | {f(r.roofline_fraction and r.roofline_fraction * 100, '.0f')}% "
+            f"| {sentences} | {f(r.peak_rss_mb, '.0f')} | {f(r.artifact_bytes and r.artifact_bytes / 1e6, '.1f')} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(rows: Sequence[BenchResult], out: Path) -> None:
+    """A bar chart: one group per backend, one bar per precision (decode tok/s or sentences/s)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        from .errors import TinyLMError
+
+        raise TinyLMError("--plot needs matplotlib. Fix: pip install matplotlib") from None
+    measured = [r for r in rows if not r.error]
+    backends = sorted({r.backend for r in measured})
+    precisions = sorted({r.precision for r in measured})
+    fig, ax = plt.subplots(figsize=(8, 4))
+    width = 0.8 / max(1, len(precisions))
+    for i, precision in enumerate(precisions):
+        values = [
+            next(
+                (
+                    r.decode_tps or r.sentences_per_s_32 or 0
+                    for r in measured
+                    if (r.backend, r.precision) == (b, precision)
+                ),
+                0,
+            )
+            for b in backends
+        ]
+        ax.bar([x + i * width for x in range(len(backends))], values, width, label=precision)
+    ax.set_xticks([x + width * (len(precisions) - 1) / 2 for x in range(len(backends))], backends)
+    ax.set_ylabel("decode tokens/s (embedders: sentences/s at batch 32)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+
+
+if __name__ == "__main__":  # the measuring child process
+    print(json.dumps(_child(json.loads(sys.argv[1]))))
