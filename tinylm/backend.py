@@ -69,6 +69,7 @@ class Capabilities:
         batch: whether `forward` accepts a batch dimension above 1.
         priority: order for automatic choice; the highest available backend wins.
         converts: True when `prepare` builds an artifact that the core caches.
+        reference: the backend other backends' parity is measured against (tinylm-torch).
     """
 
     precisions: tuple[str, ...] = ("fp32",)
@@ -77,6 +78,7 @@ class Capabilities:
     batch: bool = True
     priority: int = 0
     converts: bool = False
+    reference: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

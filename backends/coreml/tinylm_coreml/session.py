@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from tinylm import inputs
 from tinylm.arch.spec import ModelSpec
 from tinylm.artifacts import read_marker
 from tinylm.backend import OpenRequest
@@ -26,24 +27,7 @@ from tinylm.errors import BackendUnavailable, CapabilityError, GenerationError, 
 from .devices import compute_unit
 from .masks import stateful_mask, stateless_mask
 
-__all__ = ["DecoderSession", "EncoderSession", "open_session", "check_ids"]
-
-
-def check_ids(token_ids: np.ndarray, vocab: int, what: str) -> np.ndarray:
-    """(B, T) integer ids within the vocabulary, as int32, or a `GenerationError` saying how to fix them."""
-    ids = np.asarray(token_ids)
-    if ids.ndim != 2 or ids.shape[0] < 1 or ids.shape[1] < 1 or not np.issubdtype(ids.dtype, np.integer):
-        raise GenerationError(
-            f"{what} takes integer token ids of shape (batch, length), got {ids.dtype} {ids.shape}. "
-            "Fix: pass e.g. np.array([[1, 2, 3]], dtype=np.int64)."
-        )
-    low, high = int(ids.min()), int(ids.max())
-    if low < 0 or high >= vocab:
-        raise GenerationError(
-            f"token id {low if low < 0 else high} is outside the vocabulary [0, {vocab}). "
-            "Fix: encode text with this model's tokenizer."
-        )
-    return ids.astype(np.int32)
+__all__ = ["DecoderSession", "EncoderSession", "open_session"]
 
 
 class _Base:
@@ -89,7 +73,7 @@ class DecoderSession(_Base):
 
     def forward(self, token_ids: np.ndarray, *, all_positions: bool = False) -> np.ndarray:
         model = self._live()
-        ids = check_ids(token_ids, self.spec.vocab_size, "forward()")
+        ids = inputs.token_ids(token_ids, self.spec, "forward()").astype(np.int32)
         if ids.shape[0] != 1:
             raise CapabilityError(
                 f"the coreml backend runs one sequence at a time, got a batch of {ids.shape[0]}. "
@@ -141,7 +125,7 @@ class EncoderSession(_Base):
 
     def embed(self, token_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray) -> np.ndarray:
         model = self._live()
-        ids = check_ids(token_ids, self.spec.vocab_size, "embed()")
+        ids = inputs.token_ids(token_ids, self.spec, "embed()").astype(np.int32)
         if ids.shape[1] > self.spec.max_positions:
             raise PromptTooLong(
                 f"{ids.shape[1]} tokens exceed the model's {self.spec.max_positions} positions. "

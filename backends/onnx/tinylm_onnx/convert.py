@@ -9,9 +9,9 @@ from typing import Any
 
 import onnx
 
+from tinylm import parity
 from tinylm.backend import OpenRequest
 
-from . import parity
 from .options import BuildOptions
 from .runtime import DATA_FILE, MODEL_FILE, inference_session
 from .session import OnnxSession
@@ -71,24 +71,7 @@ def _parity(request: OpenRequest, opts: BuildOptions, out_dir: Path) -> dict[str
             fp32_opts = BuildOptions(**{**opts.__dict__, "precision": "fp32"})
             save_model(build_graph(spec, request.weights, fp32_opts), Path(tmp), threshold=opts.external_data_threshold)
             fp32 = _session(Path(tmp), request, fp32_opts)
-        ref, name = parity.torch_reference(request), "torch fp32"
-        if ref is None and fp32 is not None:
-            ref, name = fp32, "onnx fp32 (torch is not installed)"
-        if ref is None:
-            record["parity"] = {"reference": None, "note": "no reference here: install tinylm-torch to measure"}
-        else:
-            record["parity"] = parity.measure(ours, ref, request, name)
-        if fp32 is not None and spec.kind == "decoder":
-            ids = parity.heldout_ids(request, min(256, capacity(spec, opts)))
-            base, quant = parity.perplexity(fp32, ids), parity.perplexity(ours, ids)
-            record["perplexity"] = {
-                "text": "tinylm_onnx.heldout.TEXT",
-                "tokens": int(ids.shape[1]),
-                "fp32": base,
-                request.precision: quant,
-                "change": quant - base,
-                "relative_change": quant / base - 1.0,
-            }
+        record.update(parity.record(ours, fp32, request, backend="onnx", max_tokens=min(256, capacity(spec, opts))))
         if fp32 is not None:
             fp32.close()
     ours.close()

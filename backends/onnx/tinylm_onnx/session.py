@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from tinylm import inputs
 from tinylm.arch.spec import ModelSpec
-from tinylm.errors import CapabilityError, GenerationError, PromptTooLong
+from tinylm.errors import GenerationError
 
 __all__ = ["OnnxSession"]
 
@@ -49,21 +50,6 @@ class OnnxSession:
         if self._sess is None:
             raise GenerationError("this onnx session was closed. Fix: load the model again with tinylm.load(...).")
         return self._sess
-
-    def _ids(self, token_ids: np.ndarray, what: str) -> np.ndarray:
-        ids = np.asarray(token_ids)
-        if ids.ndim != 2 or ids.shape[0] < 1 or ids.shape[1] < 1 or not np.issubdtype(ids.dtype, np.integer):
-            raise GenerationError(
-                f"{what} takes integer token ids of shape (batch, length), got {ids.dtype} {ids.shape}. "
-                "Fix: pass e.g. np.array([[1, 2, 3]], dtype=np.int64)."
-            )
-        low, high = int(ids.min()), int(ids.max())
-        if low < 0 or high >= self.spec.vocab_size:
-            raise GenerationError(
-                f"token id {low if low < 0 else high} is outside the vocabulary [0, {self.spec.vocab_size}). "
-                "Fix: encode text with this model's tokenizer."
-            )
-        return np.ascontiguousarray(ids, dtype=np.int64)
 
     def _bind(
         self, name: str, array: np.ndarray, *, output: bool = False, shape: tuple[int, ...] | None = None
@@ -156,18 +142,11 @@ class OnnxSession:
 
     def forward(self, token_ids: np.ndarray, *, all_positions: bool = False) -> np.ndarray:
         self._live()
-        if self.spec.kind != "decoder":
-            raise CapabilityError(
-                f"forward() needs a decoder; this {self.spec.family} model is an encoder. Fix: use embed()."
-            )
-        ids = self._ids(token_ids, "forward()")
+        inputs.need_kind(self.spec, "decoder", "forward()")
+        ids = inputs.token_ids(token_ids, self.spec, "forward()")
         batch, new = ids.shape
         self._cache_for(batch)
-        if self._length + new > self.capacity:
-            raise PromptTooLong(
-                f"{self._length} cached + {new} new tokens exceed the model's context of {self.capacity}. "
-                "Fix: shorten the prompt or max_new_tokens, or call reset() to start a new sequence."
-            )
+        inputs.room(self.spec, cached=self._length, new=new, capacity=self.capacity)
         self._make_room(self._length + new)
         if batch > 1 and new > 1 and self._length:
             out = self._run_rows(ids, all_positions)
@@ -178,23 +157,7 @@ class OnnxSession:
 
     def embed(self, token_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray) -> np.ndarray:
         sess = self._live()
-        if self.spec.kind != "encoder":
-            raise CapabilityError(
-                f"embed() needs an encoder; this {self.spec.family} model is a decoder. Fix: use generate()."
-            )
-        ids = self._ids(token_ids, "embed()")
-        if ids.shape[1] > self.spec.max_positions:
-            raise PromptTooLong(
-                f"{ids.shape[1]} tokens exceed the model's {self.spec.max_positions} positions. "
-                "Fix: truncate the texts (the tokenizer's max_length does)."
-            )
-        mask = np.ascontiguousarray(attention_mask, dtype=np.int64)
-        types = np.ascontiguousarray(token_type_ids, dtype=np.int64)
-        if mask.shape != ids.shape or types.shape != ids.shape:
-            raise GenerationError(
-                f"embed(): token_ids {ids.shape}, attention_mask {mask.shape} and token_type_ids "
-                f"{types.shape} must have the same shape. Fix: pad all three to (batch, length)."
-            )
+        ids, mask, types = inputs.embed_inputs(token_ids, attention_mask, token_type_ids, self.spec)
         feeds = {"input_ids": ids, "attention_mask": mask}
         if self.spec.type_vocab_size:
             feeds["token_type_ids"] = types

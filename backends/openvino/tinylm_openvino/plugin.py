@@ -1,40 +1,60 @@
-"""Registers the `openvino` backend.
-
-Version 0.1.0 registers the backend and reports honestly that its model builder is not written
-yet, so `tinylm backends` shows it and `backend="openvino"` raises `BackendUnavailable`.
-The runtime is never imported here.
-"""
+"""Registers the `openvino` backend. Importing this module imports no openvino."""
 
 from __future__ import annotations
 
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
 
 from tinylm.backend import Availability, Capabilities, OpenRequest, Session, requires_runtimes
-from tinylm.errors import BackendUnavailable
 from tinylm.hookspecs import hookimpl
+
+__all__ = ["OpenVINOBackend", "register_backends"]
+
+
+def _version() -> str:
+    try:
+        return version("tinylm-openvino")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "0+unknown"
 
 
 class OpenVINOBackend:
+    """OpenVINO: stateful models built from the spec; fp32/bf16/fp16, int8/int4 weights; CPU, GPU, NPU, AUTO."""
+
     name = "openvino"
-    version = version("tinylm-openvino")
     capabilities = Capabilities(
-        precisions=("fp32", "fp16", "bf16", "int8", "int4"), default_precision="fp32", priority=15, converts=True
+        precisions=("fp32", "bf16", "fp16", "int8", "int4"),
+        default_precision="fp32",
+        kinds=("decoder", "encoder"),
+        batch=True,
+        priority=15,
+        converts=True,
     )
 
+    def __init__(self) -> None:
+        self.version = _version()
+
     def availability(self) -> Availability:
-        return requires_runtimes({"openvino": "openvino"}, extra="openvino") or Availability(
-            ok=False,
-            reason=f"tinylm-openvino {self.version} does not build OpenVINO models yet.",
-            hint="use backend='torch' until a tinylm-openvino release with the model builder is installed.",
-        )
+        return requires_runtimes({"openvino": "openvino"}, extra="openvino") or Availability(ok=True)
 
     def devices(self) -> list[str]:
-        return ["CPU"]
+        """OpenVINO's devices present here (imports openvino; the core calls this only when available)."""
+        from .devices import present
+
+        return present()
+
+    def prepare(self, request: OpenRequest, out_dir: Path) -> dict[str, Any]:
+        from .convert import prepare
+
+        return prepare(request, out_dir)
 
     def open(self, request: OpenRequest) -> Session:
-        raise BackendUnavailable(f"backend 'openvino' cannot run here: {self.availability().explain()}")
+        from .opening import open_session
+
+        return open_session(request)
 
 
 @hookimpl
-def register_backends(register):  # type: ignore[no-untyped-def]
+def register_backends(register) -> None:  # type: ignore[no-untyped-def]
     register(OpenVINOBackend())

@@ -29,6 +29,7 @@ class TorchBackend:
         batch=True,
         priority=10,
         converts=False,
+        reference=True,
     )
 
     def __init__(self) -> None:

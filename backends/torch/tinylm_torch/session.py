@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from tinylm import inputs
 from tinylm.arch.spec import ModelSpec
 from tinylm.backend import OpenRequest
-from tinylm.errors import CapabilityError, GenerationError, PromptTooLong
+from tinylm.errors import GenerationError
 
 from .cache import KVCache
 from .transformer import Transformer
@@ -38,20 +39,8 @@ class TorchSession:
             raise GenerationError("this torch session was closed. Fix: load the model again with tinylm.load(...).")
         return self.model
 
-    def _ids(self, token_ids: np.ndarray, what: str) -> torch.Tensor:
-        ids = np.asarray(token_ids)
-        if ids.ndim != 2 or ids.shape[0] < 1 or ids.shape[1] < 1 or not np.issubdtype(ids.dtype, np.integer):
-            raise GenerationError(
-                f"{what} takes integer token ids of shape (batch, length), got {ids.dtype} {ids.shape}. "
-                "Fix: pass e.g. np.array([[1, 2, 3]], dtype=np.int64)."
-            )
-        low, high = int(ids.min()), int(ids.max())
-        if low < 0 or high >= self.spec.vocab_size:
-            raise GenerationError(
-                f"token id {low if low < 0 else high} is outside the vocabulary [0, {self.spec.vocab_size}). "
-                "Fix: encode text with this model's tokenizer."
-            )
-        return torch.from_numpy(np.ascontiguousarray(ids, dtype=np.int64)).to(self.device)
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(array).to(self.device)
 
     def _cache_for(self, batch: int) -> KVCache:
         cache = self._cache
@@ -79,37 +68,19 @@ class TorchSession:
 
     def forward(self, token_ids: np.ndarray, *, all_positions: bool = False) -> np.ndarray:
         model = self._live()
-        if self.spec.kind != "decoder":
-            raise CapabilityError(
-                f"forward() needs a decoder; this {self.spec.family} model is an encoder. Fix: use embed()."
-            )
-        ids = self._ids(token_ids, "forward()")
+        inputs.need_kind(self.spec, "decoder", "forward()")
+        ids = self._tensor(inputs.token_ids(token_ids, self.spec, "forward()"))
         batch, new = ids.shape
         cache = self._cache_for(batch)
-        if cache.length + new > self.capacity:
-            raise PromptTooLong(
-                f"{cache.length} cached + {new} new tokens exceed the model's context of {self.capacity}. "
-                "Fix: shorten the prompt or max_new_tokens, or call reset() to start a new sequence."
-            )
+        inputs.room(self.spec, cached=cache.length, new=new, capacity=self.capacity)
         with torch.inference_mode():
             logits = model.step(ids, cache, last_only=not all_positions)  # (B, V) or (B, T, V)
             return logits.to(device="cpu", dtype=torch.float32).numpy()
 
     def embed(self, token_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray) -> np.ndarray:
         model = self._live()
-        ids = self._ids(token_ids, "embed()")
-        if ids.shape[1] > self.spec.max_positions:
-            raise PromptTooLong(
-                f"{ids.shape[1]} tokens exceed the model's {self.spec.max_positions} positions. "
-                "Fix: truncate the texts (the tokenizer's max_length does)."
-            )
-        mask = torch.from_numpy(np.ascontiguousarray(attention_mask, dtype=np.int64)).to(self.device)
-        types = torch.from_numpy(np.ascontiguousarray(token_type_ids, dtype=np.int64)).to(self.device)
-        if mask.shape != ids.shape or types.shape != ids.shape:
-            raise GenerationError(
-                f"embed(): token_ids {tuple(ids.shape)}, attention_mask {tuple(mask.shape)} and token_type_ids "
-                f"{tuple(types.shape)} must have the same shape. Fix: pad all three to (batch, length)."
-            )
+        arrays = inputs.embed_inputs(token_ids, attention_mask, token_type_ids, self.spec)
+        ids, mask, types = (self._tensor(a) for a in arrays)
         with torch.inference_mode():
             hidden = model.hidden(ids, mask, types)  # (B, T, H)
             return hidden.to(device="cpu", dtype=torch.float32).numpy()

@@ -1,0 +1,83 @@
+"""Devices, the stateful cache, and the artifact cache: what `tinylm backends` lists, typed errors for absent
+devices and for NPU's static shapes, the KV cache living in OpenVINO state, warm loads converting nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import tinylm
+from tinylm.errors import CapabilityError, DeviceUnavailable
+
+
+def test_devices_are_openvinos_and_listed_by_the_cli():
+    import openvino as ov
+    from tinylm_openvino.plugin import OpenVINOBackend
+
+    devices = OpenVINOBackend().devices()
+    assert devices[0] == "CPU" and devices[-1] == "AUTO"
+    assert set(ov.Core().available_devices) <= set(devices)
+    out = subprocess.run(
+        [sys.executable, "-m", "tinylm.cli", "backends", "--json"], capture_output=True, text=True, check=True
+    ).stdout
+    row = next(r for r in json.loads(out)["backends"] if r["name"] == "openvino")
+    assert row["status"] == "available" and row["devices"] == devices
+
+
+def test_absent_device_is_a_typed_error_listing_the_present_ones(model_folder, monkeypatch):
+    with pytest.raises(DeviceUnavailable, match="present: CPU"):
+        tinylm.load(model_folder("llama"), backend="openvino", device="GPU.7")
+    monkeypatch.setenv("TINYLM_DEVICE", "npu")
+    with pytest.raises(DeviceUnavailable, match="TINYLM_DEVICE"):
+        tinylm.load(model_folder("llama"), backend="openvino")
+
+
+def test_device_names_match_case_insensitively(model_folder):
+    with tinylm.load(model_folder("llama"), backend="openvino", device="cpu", parity=False) as m:
+        assert m.device == "CPU"
+    with tinylm.load(model_folder("llama"), backend="openvino", device="auto", parity=False) as m:
+        assert m.device == "AUTO" and m.generate([5, 6], max_new_tokens=3).usage.completion_tokens == 3
+
+
+def test_npu_explains_static_shapes(model_folder, monkeypatch):
+    from tinylm_openvino import devices
+
+    monkeypatch.setattr(devices, "present", lambda: ["CPU", "NPU", "AUTO"])
+    with pytest.raises(CapabilityError, match="static shapes"):
+        tinylm.load(model_folder("llama"), backend="openvino", device="NPU", parity=False)
+
+
+def test_kv_cache_lives_in_openvino_state(model_folder):
+    with tinylm.load(model_folder("qwen3"), backend="openvino", parity=False) as m:
+        session = m._live()
+        session.reset()
+        session.forward(np.array([[5, 6, 7, 8]]))
+        states = session._req.query_state()
+        assert len(states) == 2 * m.spec.num_layers
+        assert all(s.state.shape[2] == 4 for s in states)  # (B, nkv, S, hd): the 4 positions fed
+        session.reset()
+        assert session.length == 0
+
+
+def test_warm_load_in_a_fresh_process_converts_nothing(model_folder, tmp_path):
+    code = (
+        "import json, tinylm, tinylm_openvino.convert as c\n"
+        "calls = []\n"
+        "orig = c.prepare\n"
+        "c.prepare = lambda *a, **k: calls.append(1) or orig(*a, **k)\n"
+        f"m = tinylm.load({str(model_folder('llama'))!r}, backend='openvino', precision='int8', parity=False)\n"
+        "print(json.dumps({'converted': len(calls), 'tokens': m.generate([5, 6, 7], max_new_tokens=4).token_ids}))\n"
+    )
+    env = {**os.environ, "TINYLM_HOME": str(tmp_path / "home")}
+    runs = []
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        runs.append(json.loads(proc.stdout.splitlines()[-1]))
+    assert runs[0]["converted"] == 1 and runs[1]["converted"] == 0
+    assert runs[0]["tokens"] == runs[1]["tokens"]

@@ -1,0 +1,72 @@
+"""OpenVINO devices under tinylm's names, and the properties a model is compiled with.
+
+`TINYLM_DEVICE` / `device=` take OpenVINO's own names, matched case-insensitively by the core: CPU, GPU (the
+first GPU; GPU.0, GPU.1, ... where several are present), NPU, and AUTO (OpenVINO picks, CPU first while the
+GPU compiles). The core raises `DeviceUnavailable` listing these when the requested one is absent.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from tinylm.errors import CapabilityError
+
+from .options import BuildOptions
+
+__all__ = ["core", "present", "compile_properties", "check_device", "execution_type"]
+
+
+@lru_cache(maxsize=1)
+def core() -> Any:
+    """The process's `openvino.Core` (created once: it loads the device plugins)."""
+    import openvino as ov
+
+    return ov.Core()
+
+
+def present() -> list[str]:
+    """Devices OpenVINO sees here, CPU first, then GPUs (with a plain "GPU" alias), NPU, AUTO."""
+    found = list(core().available_devices)  # e.g. ["CPU", "GPU.0", "GPU.1", "NPU"]
+    names = [d for d in found if d == "CPU"]
+    gpus = [d for d in found if d.startswith("GPU")]
+    if gpus and "GPU" not in gpus:
+        names.append("GPU")  # OpenVINO's name for the first GPU
+    names += gpus + [d for d in found if d not in names and not d.startswith("GPU")]
+    return [*names, "AUTO"] if names else ["CPU"]
+
+
+def check_device(device: str) -> None:
+    """NPU compiles static shapes only; the models built here have dynamic batch and sequence lengths."""
+    if device.upper().startswith("NPU"):
+        raise CapabilityError(
+            "device 'NPU' needs static shapes (fixed batch, prompt and KV-cache lengths), and tinylm-openvino "
+            "builds dynamic-shape stateful models, which the NPU compiler rejects. "
+            "Fix: use device='CPU' or 'GPU' (or 'AUTO'), or run the model on NPU with openvino-genai's "
+            "LLMPipeline, which reshapes an exported model to static prefill/decode shapes."
+        )
+
+
+def execution_type(device: str, wanted: str | None) -> str | None:
+    """The INFERENCE_PRECISION_HINT to set: `wanted`, except f16 on a CPU without FP16 arithmetic,
+    which falls back to the device's default (bf16 on CPUs with AVX512-BF16/AMX, else f32)."""
+    if wanted != "f16" or not device.upper().startswith("CPU"):
+        return wanted
+    caps = core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return "f16" if "FP16" in caps else None
+
+
+def compile_properties(device: str, opts: BuildOptions, num_threads: int, cache_dir: str | None) -> dict[str, Any]:
+    """Properties for `compile_model`: latency-oriented, the precision's execution and KV-cache types."""
+    props: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+    if device.upper().startswith(("CPU", "AUTO")):
+        props["NUM_STREAMS"] = "1"
+        props["INFERENCE_NUM_THREADS"] = str(max(1, int(num_threads)))
+    hint = execution_type(device, opts.plan.execution)
+    if hint:
+        props["INFERENCE_PRECISION_HINT"] = hint
+    if opts.kv_cache and device.upper().startswith("CPU"):
+        props["KV_CACHE_PRECISION"] = opts.kv_cache
+    if cache_dir:
+        props["CACHE_DIR"] = cache_dir
+    return props

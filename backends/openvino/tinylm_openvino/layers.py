@@ -1,0 +1,105 @@
+"""The layers every block is built from, lowered to OpenVINO ops from the spec and the canonical weights.
+
+linear      y = x W^T (+ b): MatMul(x, W, transpose_b) on the stored weight (compress.weight)
+norm        rms: x * 1/sqrt(mean(x^2) + eps) * w  (the pattern the plugins fuse into their RMS kernel)
+            layer: MVN(x) * w + b
+rotate      rotate-half rotary on (B, n, T, hd) with cos/sin rows of `tinylm.arch.rope.cos_sin`
+ACTIVATIONS silu, gelu, gelu_tanh, relu
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tinylm.arch.rope import cos_sin
+from tinylm.arch.spec import ModelSpec
+
+from .compress import weight
+from .graph import Output, const, ints, ops
+from .options import BuildOptions
+
+__all__ = ["Lowering", "Frame", "ACTIVATIONS"]
+
+ACTIVATIONS: dict[str, Callable[[Output], Output]] = {
+    "silu": lambda x: ops.swish(x).output(0),
+    "gelu": lambda x: ops.gelu(x, "erf").output(0),
+    "gelu_tanh": lambda x: ops.gelu(x, "tanh").output(0),
+    "relu": lambda x: ops.relu(x).output(0),
+}
+
+
+@dataclass
+class Frame:
+    """Values shared by every layer of one call (None where the model has no use for them)."""
+
+    start: Output | None = None  # (1,) int64 position of the first new token
+    end: Output | None = None  # (1,) int64 start + T
+    cos: Output | None = None  # (1, 1, T, rd)
+    sin: Output | None = None  # (1, 1, T, rd) with the rotate-half sign folded into the first half
+    mask: Output | None = None  # bool, broadcast to (B, nh, T, S): True where attended
+    beam_idx: Output | None = None  # (B,) int32 decoders: the rows of the state each new row continues
+    batch: Output | None = None  # (1,) int64 B
+
+
+@dataclass
+class Lowering:
+    spec: ModelSpec
+    weights: Mapping[str, np.ndarray]
+    opts: BuildOptions
+    frame: Frame = field(default_factory=Frame)
+
+    def w(self, name: str) -> np.ndarray:
+        return np.asarray(self.weights[name], dtype=np.float32)
+
+    def linear(self, x: Output, prefix: str, *, bias: bool, storage: str | None = None) -> Output:
+        """x (..., in) -> (..., out) for the canonical linear `prefix`."""
+        w = weight(self.w(f"{prefix}.weight"), storage or self.opts.plan.storage, prefix, group=self.opts.group_size)
+        y = ops.matmul(x, w, transpose_a=False, transpose_b=True).output(0)
+        if bias:
+            y = ops.add(y, const(self.w(f"{prefix}.bias"), f"{prefix}.bias")).output(0)
+        return y
+
+    def norm(self, x: Output, prefix: str) -> Output:
+        """Normalise x (..., D) over its last axis with the norm `prefix` (weight_offset folded in)."""
+        s = self.spec.norm
+        scale = const(self.w(f"{prefix}.weight") + np.float32(s.weight_offset), f"{prefix}.weight")
+        if s.kind == "rms":
+            var = ops.reduce_mean(ops.power(x, const(np.float32(2.0), "two")), ints([-1]), keep_dims=True)
+            inv = ops.divide(const(np.float32(1.0), "one"), ops.sqrt(ops.add(var, const(np.float32(s.eps), "eps"))))
+            return ops.multiply(ops.multiply(x, inv), scale).output(0)
+        y = ops.multiply(ops.mvn(x, ints([-1]), True, s.eps, "inside_sqrt"), scale)
+        if s.bias:
+            y = ops.add(y, const(self.w(f"{prefix}.bias"), f"{prefix}.bias"))
+        return y.output(0)
+
+    def rope_frame(self, positions: int) -> None:
+        """cos and signed sin rows [start, end), shaped (1, 1, T, rd) to broadcast over (B, n, T, rd)."""
+        s, f = self.spec, self.frame
+        if s.rope is None:
+            return
+        cos, sin = cos_sin(s.rope, positions)  # (P, rd)
+        sin[:, : s.rope.rotary_dim // 2] *= -1.0
+        rows = []
+        for table, name in ((cos, "rope.cos"), (sin, "rope.signed_sin")):
+            picked = ops.slice(const(table, name), f.start, f.end, ints([1]), ints([0]))  # (T, rd)
+            rows.append(ops.unsqueeze(picked, ints([0, 1])).output(0))  # (1, 1, T, rd)
+        f.cos, f.sin = rows
+
+    def rotate(self, x: Output, hint: str) -> Output:
+        """Rotate x (B, n, T, hd) by the frame's tables; dims past rotary_dim pass through."""
+        s, f = self.spec, self.frame
+        assert s.rope is not None
+        rd, hd = s.rope.rotary_dim, s.head_dim
+        half = rd // 2
+        sizes = [half, half] + ([hd - rd] if rd < hd else [])
+        parts = ops.variadic_split(x, ints(-1), ints(sizes)).outputs()
+        lo, hi = parts[0], parts[1]
+        rot = x if rd == hd else ops.concat([lo, hi], -1)  # (B, n, T, rd)
+        rolled = ops.concat([hi, lo], -1)
+        y = ops.add(ops.multiply(rot, f.cos), ops.multiply(rolled, f.sin))
+        if rd < hd:
+            y = ops.concat([y, parts[2]], -1)
+        return y.output(0)

@@ -1,0 +1,55 @@
+"""Reading an artifact and compiling it for a device -> a tinylm `Session` (imports openvino, not the builder).
+
+openvino_model.xml / .bin   the IR (the .bin is memory-mapped by `read_model`: warm loads parse no weights)
+compiled/                  OpenVINO's CACHE_DIR, only with `compiled_cache=True`
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tinylm.artifacts import read_marker
+from tinylm.backend import OpenRequest
+from tinylm.errors import ModelFileError
+
+from .devices import check_device, compile_properties, core
+from .options import BuildOptions
+from .session import OpenVINOSession
+
+__all__ = ["open_session", "compile_folder", "MODEL_FILE", "CACHE_FOLDER"]
+
+MODEL_FILE = "openvino_model.xml"
+CACHE_FOLDER = "compiled"
+
+
+def compile_folder(folder: Path, device: str, opts: BuildOptions, num_threads: int) -> Any:
+    """The IR in `folder` compiled for `device` (through the compiled-model cache when it is on)."""
+    check_device(device)
+    cache = str(folder / CACHE_FOLDER) if opts.compiled_cache else None
+    props = compile_properties(device, opts, num_threads, cache)
+    if cache:  # compiling from the path lets OpenVINO skip reading the IR on a cache hit
+        return core().compile_model(str(folder / MODEL_FILE), device, props)
+    return core().compile_model(core().read_model(str(folder / MODEL_FILE)), device, props)
+
+
+def session_for(folder: Path, request: OpenRequest, opts: BuildOptions, capacity: int) -> OpenVINOSession:
+    compiled = compile_folder(folder, request.device, opts, request.num_threads)
+    try:
+        execution = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()  # e.g. "f32"
+    except RuntimeError:  # devices (AUTO) that do not report it
+        execution = opts.plan.execution or "device default"
+    return OpenVINOSession(compiled, request.spec, capacity=capacity, device=request.device, execution=execution)
+
+
+def open_session(request: OpenRequest) -> OpenVINOSession:
+    """Open the artifact `request.artifact` (built by `prepare`, cached or exported by the core)."""
+    folder = request.artifact
+    if folder is None or not (folder / MODEL_FILE).is_file():
+        raise ModelFileError(
+            f"{folder}: no {MODEL_FILE} in this openvino artifact. "
+            "Fix: run `tinylm cache prune --backend openvino` and load again, or convert the model again."
+        )
+    opts = BuildOptions.from_request(request.precision, request.options)
+    meta = (read_marker(folder) or {}).get("openvino", {})
+    return session_for(folder, request, opts, int(meta.get("capacity") or request.spec.max_positions))

@@ -1,0 +1,82 @@
+"""The tinylm `Session` over a compiled OpenVINO model: numpy in, float32 numpy out.
+
+Decoders are stateful: one `InferRequest` holds every layer's keys and values in OpenVINO state, which grows
+with the sequence; `reset()` empties it (`reset_state`). A call sets input_ids (B, T), beam_idx = arange(B),
+start = tokens cached and logits_from, runs, and copies out the logits (B, T or 1, V).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tinylm import inputs
+from tinylm.arch.spec import ModelSpec
+from tinylm.errors import GenerationError
+
+__all__ = ["OpenVINOSession"]
+
+
+class OpenVINOSession:
+    """One model on one OpenVINO device. Used by one thread at a time (the core serialises calls)."""
+
+    def __init__(self, compiled: Any, spec: ModelSpec, *, capacity: int, device: str, execution: str) -> None:
+        self._compiled: Any = compiled
+        self._req: Any = compiled.create_infer_request()
+        self.spec = spec
+        self.capacity = capacity
+        self.device = device
+        self.execution = execution  # what runs: the compiled model's INFERENCE_PRECISION_HINT
+        self._batch = 0
+        self._length = 0
+        self._beam = np.zeros(0, np.int32)
+        self._start = np.zeros(1, np.int64)
+        self._from = np.zeros(1, np.int64)
+
+    def _live(self) -> Any:
+        if self._req is None:
+            raise GenerationError("this openvino session was closed. Fix: load the model again with tinylm.load(...).")
+        return self._req
+
+    @property
+    def length(self) -> int:
+        return self._length
+
+    def reset(self) -> None:
+        if self._req is not None and self._length:
+            self._req.reset_state()
+        self._length = 0
+
+    def forward(self, token_ids: np.ndarray, *, all_positions: bool = False) -> np.ndarray:
+        req = self._live()
+        inputs.need_kind(self.spec, "decoder", "forward()")
+        ids = inputs.token_ids(token_ids, self.spec, "forward()")
+        batch, new = ids.shape
+        if batch != self._batch:
+            if self._length:
+                raise GenerationError(
+                    f"batch size changed from {self._batch} to {batch} with {self._length} tokens cached. "
+                    "Fix: call reset() before starting sequences of another batch size."
+                )
+            self._batch, self._beam = batch, np.arange(batch, dtype=np.int32)
+        inputs.room(self.spec, cached=self._length, new=new, capacity=self.capacity)
+        self._start[0] = self._length
+        self._from[0] = 0 if all_positions else new - 1
+        req.infer({"input_ids": ids, "beam_idx": self._beam, "start": self._start, "logits_from": self._from})
+        out = np.array(req.get_tensor("logits").data, dtype=np.float32)  # a copy: the next call reuses the buffer
+        self._length += new
+        return out if all_positions else out[:, 0]  # (B, T, V) or (B, V)
+
+    def embed(self, token_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray) -> np.ndarray:
+        req = self._live()
+        ids, mask, types = inputs.embed_inputs(token_ids, attention_mask, token_type_ids, self.spec)
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        if self.spec.type_vocab_size:
+            feeds["token_type_ids"] = types
+        req.infer(feeds)
+        return np.array(req.get_tensor("hidden").data, dtype=np.float32)  # (B, T, H)
+
+    def close(self) -> None:
+        self._req = None
+        self._compiled = None

@@ -1,0 +1,144 @@
+"""The whole model, lowered from a `ModelSpec` and canonical numpy weights alone (no torch):
+
+    embed (* embed_scale) (+ positions + token types) -> [embed_norm] -> N x block -> [final_norm] -> lm_head
+
+    pre-norm block:   x = x + attn(norm(x)); x = x + mlp(norm(x))
+    post-norm block:  x = norm(x + attn(x)); x = norm(x + mlp(x))                 (BERT)
+
+Decoder I/O (stateful: the KV cache is in OpenVINO state, see attention.py):
+    input_ids (B, T) int64, beam_idx (B,) int32 (arange(B): each row continues its own cache row),
+    start (1,) int64 (tokens already cached), logits_from (1,) int64 (first position whose logits are
+    computed: T - 1 when decoding, 0 for all)  ->  logits (B, T - logits_from, V)
+Encoder I/O: input_ids, attention_mask (B, T) int64 [, token_type_ids]  ->  hidden (B, T, H)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import openvino as ov
+
+from tinylm.arch.spec import ModelSpec
+
+from .attention import decoder_attention, encoder_attention
+from .compress import weight
+from .graph import Output, const, ints, model, named, ops
+from .layers import ACTIVATIONS, Lowering
+from .options import BuildOptions
+
+__all__ = ["build_model", "capacity", "INPUTS"]
+
+INPUTS = ("input_ids", "beam_idx", "start", "logits_from")
+
+
+def capacity(spec: ModelSpec, opts: BuildOptions) -> int:
+    """Positions the model serves (rotary and position tables hold this many rows)."""
+    return min(spec.max_positions, opts.max_length or spec.max_positions)
+
+
+def _param(name: str, dtype: str, shape: list[int]) -> tuple[Output, object]:
+    p = ops.parameter(ov.PartialShape(shape), ov.Type(np.dtype(dtype)), name=name)
+    p.output(0).get_tensor().set_names({name})
+    return p.output(0), p
+
+
+def _mlp(lw: Lowering, x: Output, i: int) -> Output:
+    s, p = lw.spec, f"layers.{i}.mlp"
+    act = ACTIVATIONS[s.activation]
+    up = lw.linear(x, f"{p}.up", bias=s.mlp_bias)
+    if s.gated_mlp:
+        up = ops.multiply(act(lw.linear(x, f"{p}.gate", bias=s.mlp_bias)), up).output(0)
+    else:
+        up = act(up)
+    return lw.linear(up, f"{p}.down", bias=s.mlp_bias)
+
+
+def _table(lw: Lowering) -> Output:
+    """The embedding table (V, H) as float32."""
+    return weight(lw.w("embed.weight"), lw.opts.plan.embed, "embed.weight")
+
+
+def _embed(lw: Lowering, ids: Output, types: Output | None, table: Output) -> Output:
+    s, f = lw.spec, lw.frame
+    x = ops.gather(table, ids, ints(0)).output(0)  # (B, T, H)
+    if s.embed_scale != 1.0:
+        x = ops.multiply(x, const(np.float32(s.embed_scale), "embed_scale")).output(0)
+    if s.learned_positions:  # rows [offset + start, offset + end) of the table, (T, H)
+        lo, hi = (ops.add(b, ints([s.position_offset])) for b in (f.start, f.end))
+        x = ops.add(x, ops.slice(const(lw.w("pos_embed.weight"), "pos_embed.weight"), lo, hi, ints([1]))).output(0)
+    if s.type_vocab_size:
+        tt = const(lw.w("type_embed.weight"), "type_embed.weight")
+        x = ops.add(x, ops.gather(tt, types if types is not None else ints(0), ints(0))).output(0)
+    return lw.norm(x, "embed_norm") if s.embed_norm else x
+
+
+def _causal_mask(lw: Lowering) -> Output:
+    """(1, 1, T, S) bool: query position q attends key position k when k <= q (and q - k < window)."""
+    f, s = lw.frame, lw.spec
+    start, end = ops.squeeze(f.start, ints([0])), ops.squeeze(f.end, ints([0]))
+    q = ops.unsqueeze(ops.range(start, end, ints(1), "i64"), ints([1]))  # (T, 1)
+    k = ops.unsqueeze(ops.range(ints(0), end, ints(1), "i64"), ints([0]))  # (1, S)
+    allowed = ops.less_equal(k, q)
+    if s.sliding_window:
+        allowed = ops.logical_and(allowed, ops.less(ops.subtract(q, k), ints(s.sliding_window)))
+    return ops.unsqueeze(allowed, ints([0, 1])).output(0)
+
+
+def _decoder(lw: Lowering) -> ov.Model:
+    s, f, plan = lw.spec, lw.frame, lw.opts.plan
+    (ids, p_ids), (f.beam_idx, p_beam) = _param("input_ids", "int64", [-1, -1]), _param("beam_idx", "int32", [-1])
+    (f.start, p_start), (logits_from, p_from) = _param("start", "int64", [1]), _param("logits_from", "int64", [1])
+    shape = ops.shape_of(ids)  # [B, T]
+    f.batch = ops.gather(shape, ints([0]), ints(0)).output(0)
+    f.end = ops.add(f.start, ops.gather(shape, ints([1]), ints(0))).output(0)
+    f.mask = _causal_mask(lw)
+    lw.rope_frame(capacity(s, lw.opts))
+    table = _table(lw)
+    x = _embed(lw, ids, None, table)
+    sinks: list[object] = []
+    for i in range(s.num_layers):
+        a, assigns = decoder_attention(lw, lw.norm(x, f"layers.{i}.attn_norm"), i)
+        sinks += assigns
+        x = ops.add(x, a).output(0)
+        x = ops.add(x, _mlp(lw, lw.norm(x, f"layers.{i}.mlp_norm"), i)).output(0)
+    if s.final_norm:
+        x = lw.norm(x, "final_norm")
+    x = ops.slice(x, logits_from, ints([2**62]), ints([1]), ints([1])).output(0)  # (B, T', H)
+    if s.tie_embeddings and plan.head == plan.embed:
+        logits = ops.matmul(x, table, False, True).output(0)  # one table for the lookup and the head
+    else:
+        logits = lw.linear(x, "embed" if s.tie_embeddings else "lm_head", bias=False, storage=plan.head)
+    return model([named(logits, "logits")], sinks, [p_ids, p_beam, p_start, p_from], s.family)
+
+
+def _encoder(lw: Lowering) -> ov.Model:
+    s, f = lw.spec, lw.frame
+    (ids, p_ids), (mask, p_mask) = _param("input_ids", "int64", [-1, -1]), _param("attention_mask", "int64", [-1, -1])
+    params = [p_ids, p_mask]
+    types = None
+    if s.type_vocab_size:
+        types, p_types = _param("token_type_ids", "int64", [-1, -1])
+        params.append(p_types)
+    f.start = ints([0])
+    f.end = ops.gather(ops.shape_of(ids), ints([1]), ints(0)).output(0)
+    f.mask = ops.unsqueeze(ops.not_equal(mask, ints(0)), ints([1, 2])).output(0)  # (B, 1, 1, T)
+    lw.rope_frame(s.max_positions)
+    x = _embed(lw, ids, types, _table(lw))
+    for i in range(s.num_layers):
+        p = f"layers.{i}"
+        if s.norm_placement == "post":
+            x = lw.norm(ops.add(x, encoder_attention(lw, x, i)).output(0), f"{p}.attn_norm")
+            x = lw.norm(ops.add(x, _mlp(lw, x, i)).output(0), f"{p}.mlp_norm")
+        else:
+            x = ops.add(x, encoder_attention(lw, lw.norm(x, f"{p}.attn_norm"), i)).output(0)
+            x = ops.add(x, _mlp(lw, lw.norm(x, f"{p}.mlp_norm"), i)).output(0)
+    if s.final_norm:
+        x = lw.norm(x, "final_norm")
+    return model([named(x, "hidden")], [], params, s.family)
+
+
+def build_model(spec: ModelSpec, weights: Mapping[str, np.ndarray], opts: BuildOptions) -> ov.Model:
+    """The OpenVINO model for `spec` (decoder or encoder) at `opts.precision`."""
+    lw = Lowering(spec, weights, opts)
+    return (_decoder if spec.kind == "decoder" else _encoder)(lw)

@@ -1,0 +1,72 @@
+"""Checks every backend session applies to its inputs, in one place (typed errors that say how to fix).
+
+ids = inputs.token_ids(token_ids, spec, "forward()")                 # (B, T) int64, contiguous
+inputs.room(spec, cached=length, new=ids.shape[1], capacity=capacity)  # PromptTooLong when full
+ids, mask, types = inputs.embed_inputs(token_ids, attention_mask, token_type_ids, spec)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .arch.spec import ModelSpec
+from .errors import CapabilityError, GenerationError, PromptTooLong
+
+__all__ = ["token_ids", "need_kind", "room", "embed_inputs"]
+
+
+def token_ids(ids: np.ndarray, spec: ModelSpec, what: str) -> np.ndarray:
+    """Integer ids of shape (batch, length), inside the vocabulary, as contiguous int64."""
+    array = np.asarray(ids)
+    if array.ndim != 2 or array.shape[0] < 1 or array.shape[1] < 1 or not np.issubdtype(array.dtype, np.integer):
+        raise GenerationError(
+            f"{what} takes integer token ids of shape (batch, length), got {array.dtype} {array.shape}. "
+            "Fix: pass e.g. np.array([[1, 2, 3]], dtype=np.int64)."
+        )
+    low, high = int(array.min()), int(array.max())
+    if low < 0 or high >= spec.vocab_size:
+        raise GenerationError(
+            f"token id {low if low < 0 else high} is outside the vocabulary [0, {spec.vocab_size}). "
+            "Fix: encode text with this model's tokenizer."
+        )
+    return np.ascontiguousarray(array, dtype=np.int64)
+
+
+def need_kind(spec: ModelSpec, kind: str, what: str) -> None:
+    """`CapabilityError` unless the model is a `kind` ("decoder" or "encoder")."""
+    if spec.kind != kind:
+        use = "embed()" if kind == "decoder" else "generate()"
+        raise CapabilityError(
+            f"{what} needs {'an' if kind == 'encoder' else 'a'} {kind}; this {spec.family} model is "
+            f"{'an' if spec.kind == 'encoder' else 'a'} {spec.kind}. Fix: use {use}."
+        )
+
+
+def room(spec: ModelSpec, *, cached: int, new: int, capacity: int) -> None:
+    """`PromptTooLong` when `new` tokens do not fit after `cached` ones."""
+    if cached + new > capacity:
+        raise PromptTooLong(
+            f"{cached} cached + {new} new tokens exceed the model's context of {capacity}. "
+            "Fix: shorten the prompt or max_new_tokens, or call reset() to start a new sequence."
+        )
+
+
+def embed_inputs(
+    token_ids_: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray, spec: ModelSpec
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validated encoder inputs (ids, mask, types), each (B, T) contiguous int64."""
+    need_kind(spec, "encoder", "embed()")
+    ids = token_ids(token_ids_, spec, "embed()")
+    if ids.shape[1] > spec.max_positions:
+        raise PromptTooLong(
+            f"{ids.shape[1]} tokens exceed the model's {spec.max_positions} positions. "
+            "Fix: truncate the texts (the tokenizer's max_length does)."
+        )
+    mask = np.ascontiguousarray(attention_mask, dtype=np.int64)
+    types = np.ascontiguousarray(token_type_ids, dtype=np.int64)
+    if mask.shape != ids.shape or types.shape != ids.shape:
+        raise GenerationError(
+            f"embed(): token_ids {ids.shape}, attention_mask {mask.shape} and token_type_ids "
+            f"{types.shape} must have the same shape. Fix: pad all three to (batch, length)."
+        )
+    return ids, mask, types
