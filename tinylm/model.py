@@ -75,15 +75,21 @@ def _prepare(
         from .bench import saved_ranking
 
         preferred = [name for name, _ in saved_ranking(folder.path)]
-    choice = choose(
-        manager,
-        kind=folder.spec.kind,
-        backend=backend,
-        device=device,
-        precision=precision,
-        convert=convert,
-        preferred=preferred,
-    )
+    try:
+        choice = choose(
+            manager,
+            kind=folder.spec.kind,
+            backend=backend,
+            device=device,
+            precision=precision,
+            convert=convert,
+            preferred=preferred,
+        )
+    except BackendUnavailable as e:
+        if built is None:
+            raise
+        # e.g. a Core ML package converted on Linux: say where the artifact is, for the machine that runs it
+        raise BackendUnavailable(f"{e} The converted model is in {folder.path}; copy that folder there.") from None
     request = OpenRequest(
         spec=folder.spec,
         folder=folder.path,

@@ -69,3 +69,13 @@ def test_bad_options_are_typed_errors(model_folder: Callable[[str], Path], tmp_p
         tinylm.convert(model_folder("llama"), backend="coreml", out=tmp_path / "b", context_length=10**6)
     with pytest.raises(tinylm.PrecisionUnsupported):
         tinylm.convert(model_folder("llama"), backend="coreml", out=tmp_path / "c", precision="bf16")
+
+
+@pytest.mark.skipif(sys.platform == "darwin", reason="on macOS Core ML runs; this checks the message elsewhere")
+def test_loading_a_converted_package_off_macos_says_where_it_is(model_folder, tmp_path):
+    import tinylm
+
+    out = tinylm.convert(model_folder("llama"), backend="coreml", out=tmp_path / "pkg")
+    with pytest.raises(tinylm.BackendUnavailable, match="runs only on macOS") as err:
+        tinylm.load(out)
+    assert str(out) in str(err.value)
