@@ -8,7 +8,8 @@ The model is built from a `tinylm.arch.ModelSpec` alone, in composition order:
 
 Importing this package does not import torch; `plugin.TorchBackend.open` does.
 Training code builds the same module with `tinylm_torch.weights.build_transformer(spec, weights)`
-and calls it as `model(ids) -> logits (B, T, V)`.
+and calls it as `model(ids) -> logits (B, T, V)`; `toolchain/` is the small-model toolchain on top of it
+(`tinylm train/finetune/distill/prune/eval`, added to the CLI by `plugin.register_commands`).
 """
 
 __all__: list[str] = []

@@ -8,7 +8,7 @@ from importlib.metadata import PackageNotFoundError, version
 from tinylm.backend import Availability, Capabilities, OpenRequest, Session, runtime_available
 from tinylm.hookspecs import hookimpl
 
-__all__ = ["TorchBackend", "register_backends"]
+__all__ = ["TorchBackend", "register_backends", "register_commands"]
 
 
 def _version() -> str:
@@ -56,3 +56,11 @@ class TorchBackend:
 @hookimpl
 def register_backends(register) -> None:  # type: ignore[no-untyped-def]
     register(TorchBackend())
+
+
+@hookimpl
+def register_commands(subparsers, add_common) -> None:  # type: ignore[no-untyped-def]
+    """train, finetune, distill, prune, eval (the toolchain; torch is imported when one runs)."""
+    from .toolchain.cli import add_commands
+
+    add_commands(subparsers, add_common)

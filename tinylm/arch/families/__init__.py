@@ -1,7 +1,8 @@
 """The model families tinylm describes, looked up by `config.json`'s `model_type`.
 
 Adding a family: write a module here with a `Family` (a config reader and a `sanitize` that maps
-the checkpoint to the canonical names of `tinylm.arch.layout`), and list it in `FAMILIES`.
+the checkpoint to the canonical names of `tinylm.arch.layout`, plus their inverses `to_config` and
+`to_checkpoint`, which write trained or pruned models back out), and list it in `FAMILIES`.
 No backend changes: backends lower `ModelSpec`, not families.
 """
 

@@ -12,7 +12,18 @@ import numpy as np
 from ...errors import UnsupportedArchitecture
 from ..spec import Activation, RopeSpec
 
-__all__ = ["Family", "Weights", "activation", "rope_from_config", "eos_ids", "rename"]
+__all__ = [
+    "Family",
+    "Weights",
+    "activation",
+    "activation_name",
+    "rope_from_config",
+    "rope_to_config",
+    "eos_ids",
+    "eos_value",
+    "rename",
+    "dtype_name",
+]
 
 Weights = Mapping[str, np.ndarray]
 
@@ -26,12 +37,18 @@ class Family:
         model_types: the `config.json` `model_type` values it reads.
         from_config: config dict -> ModelSpec.
         sanitize: (raw checkpoint tensors, spec) -> canonical tensors (see `tinylm.arch.layout`).
+        to_config: (spec, base config or None) -> config.json dict; the inverse of `from_config`
+            (`from_config(to_config(spec)) == spec`); keys of `base` it does not own are kept.
+        to_checkpoint: (canonical tensors, spec) -> tensors under the checkpoint's names; the
+            inverse of `sanitize` (used to write trained, distilled or pruned models back out).
     """
 
     name: str
     model_types: tuple[str, ...]
     from_config: Callable[[dict[str, Any]], Any]
     sanitize: Callable[[Weights, Any], dict[str, np.ndarray]]
+    to_config: Callable[..., dict[str, Any]]
+    to_checkpoint: Callable[[Weights, Any], dict[str, np.ndarray]]
 
 
 _ACTIVATIONS: dict[str, Activation] = {
@@ -43,6 +60,11 @@ _ACTIVATIONS: dict[str, Activation] = {
     "gelu_tanh": "gelu_tanh",
     "relu": "relu",
 }
+
+
+def activation_name(act: Activation) -> str:
+    """The transformers name of a tinylm activation (the inverse of `activation`)."""
+    return {"silu": "silu", "gelu": "gelu", "gelu_tanh": "gelu_pytorch_tanh", "relu": "relu"}[act]
 
 
 def activation(name: str | None, *, family: str) -> Activation:
@@ -79,6 +101,32 @@ def rope_from_config(cfg: dict[str, Any], *, head_dim: int, max_positions: int) 
     )
 
 
+def rope_to_config(rope: RopeSpec, *, head_dim: int, new_style: bool) -> dict[str, Any]:
+    """The config keys `rope_from_config` reads, for `rope`: transformers 5 `rope_parameters` when
+    `new_style`, else the older top-level `rope_theta` + `rope_scaling`."""
+    out: dict[str, Any] = {}
+    if rope.rotary_dim != head_dim:
+        out["partial_rotary_factor"] = rope.rotary_dim / head_dim
+    if new_style:
+        params = {"rope_type": "default", **(rope.scaling or {}), "rope_theta": rope.theta}
+        if "partial_rotary_factor" in out:
+            params["partial_rotary_factor"] = out["partial_rotary_factor"]
+        return {**out, "rope_parameters": params, "rope_scaling": None}
+    return {**out, "rope_theta": rope.theta, "rope_scaling": dict(rope.scaling) if rope.scaling else None}
+
+
+def eos_value(ids: tuple[int, ...]) -> int | list[int] | None:
+    """`eos_token_id` as configs write it: an int, a list, or null (the inverse of `eos_ids`)."""
+    if not ids:
+        return None
+    return ids[0] if len(ids) == 1 else list(ids)
+
+
+def dtype_name(spec_dtype: str) -> str:
+    """The `torch_dtype` value to record (tinylm writes what it was given)."""
+    return spec_dtype.removeprefix("torch.")
+
+
 def eos_ids(value: int | Iterable[int] | None) -> tuple[int, ...]:
     """`eos_token_id` may be an int, a list or null."""
     if value is None:
@@ -106,4 +154,17 @@ def rename(raw: Weights, rules: list[tuple[str, str]], *, drop: tuple[str, ...] 
             if n:
                 break
         out[new] = raw[name]
+    return out
+
+
+def base_config(base: dict[str, Any] | None, model_type: str) -> dict[str, Any]:
+    """A copy of `base` (the original config.json) to update, or a fresh one of `model_type`.
+
+    Stale per-layer lists and the old `rope_parameters` style are dropped: `to_config` writes the
+    values it owns from the spec.
+    """
+    out = dict(base or {})
+    out.setdefault("model_type", model_type)
+    for key in ("layer_types", "dtype"):
+        out.pop(key, None)
     return out

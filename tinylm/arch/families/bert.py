@@ -15,7 +15,7 @@ import numpy as np
 
 from ...errors import UnsupportedArchitecture
 from ..spec import ModelSpec, NormSpec
-from ._base import Family, Weights, activation, eos_ids, rename
+from ._base import Family, Weights, activation, activation_name, base_config, dtype_name, eos_ids, eos_value, rename
 
 _P = r"^(?:bert\.)?"
 _RULES = [
@@ -33,6 +33,21 @@ _RULES = [
     (_P + r"encoder\.layer\.(\d+)\.output\.LayerNorm\.", r"layers.\1.mlp_norm."),
 ]
 _DROP = (r"pooler\.", r"^cls\.", r"position_ids$")
+# canonical -> checkpoint (BertModel names, no `bert.` prefix), the inverse of _RULES
+_INVERSE = [
+    (r"^embed\.", "embeddings.word_embeddings."),
+    (r"^pos_embed\.", "embeddings.position_embeddings."),
+    (r"^type_embed\.", "embeddings.token_type_embeddings."),
+    (r"^embed_norm\.", "embeddings.LayerNorm."),
+    (r"^layers\.(\d+)\.attn\.q\.", r"encoder.layer.\1.attention.self.query."),
+    (r"^layers\.(\d+)\.attn\.k\.", r"encoder.layer.\1.attention.self.key."),
+    (r"^layers\.(\d+)\.attn\.v\.", r"encoder.layer.\1.attention.self.value."),
+    (r"^layers\.(\d+)\.attn\.o\.", r"encoder.layer.\1.attention.output.dense."),
+    (r"^layers\.(\d+)\.attn_norm\.", r"encoder.layer.\1.attention.output.LayerNorm."),
+    (r"^layers\.(\d+)\.mlp\.up\.", r"encoder.layer.\1.intermediate.dense."),
+    (r"^layers\.(\d+)\.mlp\.down\.", r"encoder.layer.\1.output.dense."),
+    (r"^layers\.(\d+)\.mlp_norm\.", r"encoder.layer.\1.output.LayerNorm."),
+]
 
 
 def bert_spec(cfg: dict[str, Any]) -> ModelSpec:
@@ -78,4 +93,38 @@ def sanitize(raw: Weights, spec: ModelSpec) -> dict[str, np.ndarray]:
     return {n.replace(".gamma", ".weight").replace(".beta", ".bias"): w for n, w in weights.items()}
 
 
-BERT = Family(name="bert", model_types=("bert",), from_config=bert_spec, sanitize=sanitize)
+def bert_config(spec: ModelSpec, base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """config.json for a BERT spec (the inverse of `bert_spec`), updating `base` if given."""
+    cfg = base_config(base, "bert")
+    cfg.update(
+        hidden_size=spec.hidden_size,
+        num_attention_heads=spec.num_heads,
+        num_hidden_layers=spec.num_layers,
+        intermediate_size=spec.intermediate_size,
+        max_position_embeddings=spec.max_positions,
+        vocab_size=spec.vocab_size,
+        type_vocab_size=spec.type_vocab_size,
+        layer_norm_eps=spec.norm.eps,
+        hidden_act=activation_name(spec.activation),
+        position_embedding_type="absolute",
+        pad_token_id=spec.pad_token_id,
+        torch_dtype=dtype_name(spec.source_dtype),
+    )
+    if spec.eos_token_ids or "eos_token_id" in cfg:
+        cfg["eos_token_id"] = eos_value(spec.eos_token_ids)
+    return cfg
+
+
+def to_checkpoint(weights: Weights, spec: ModelSpec) -> dict[str, np.ndarray]:
+    """Canonical tensors -> BertModel names (the inverse of `sanitize`)."""
+    return rename(weights, _INVERSE)
+
+
+BERT = Family(
+    name="bert",
+    model_types=("bert",),
+    from_config=bert_spec,
+    sanitize=sanitize,
+    to_config=bert_config,
+    to_checkpoint=to_checkpoint,
+)

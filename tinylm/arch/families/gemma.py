@@ -11,8 +11,8 @@ import dataclasses
 from typing import Any
 
 from ..spec import ModelSpec, NormSpec
-from ._base import Family, activation
-from .llama import llama_like_spec, sanitize
+from ._base import Family, activation, activation_name
+from .llama import llama_like_config, llama_like_spec, sanitize, to_checkpoint
 
 
 def gemma_spec(cfg: dict[str, Any]) -> ModelSpec:
@@ -27,4 +27,17 @@ def gemma_spec(cfg: dict[str, Any]) -> ModelSpec:
     )
 
 
-GEMMA = Family(name="gemma", model_types=("gemma",), from_config=gemma_spec, sanitize=sanitize)
+def gemma_config(spec: ModelSpec, base: dict[str, Any] | None = None) -> dict[str, Any]:
+    cfg = llama_like_config(spec, base)
+    cfg["hidden_activation"] = cfg["hidden_act"] = activation_name(spec.activation)
+    return cfg
+
+
+GEMMA = Family(
+    name="gemma",
+    model_types=("gemma",),
+    from_config=gemma_spec,
+    sanitize=sanitize,
+    to_config=gemma_config,
+    to_checkpoint=to_checkpoint,
+)

@@ -14,7 +14,7 @@ import numpy as np
 
 from ...errors import UnsupportedArchitecture
 from ..spec import ModelSpec, NormSpec
-from ._base import Family, Weights, activation, eos_ids, rename
+from ._base import Family, Weights, activation, activation_name, base_config, dtype_name, eos_ids, eos_value, rename
 
 _RULES = [
     (r"^(?:transformer\.)?wte\.", "embed."),
@@ -78,4 +78,57 @@ def sanitize(raw: Weights, spec: ModelSpec) -> dict[str, np.ndarray]:
     return weights
 
 
-GPT2 = Family(name="gpt2", model_types=("gpt2",), from_config=gpt2_spec, sanitize=sanitize)
+def gpt2_config(spec: ModelSpec, base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """config.json for a GPT-2 spec (the inverse of `gpt2_spec`), updating `base` if given."""
+    cfg = base_config(base, "gpt2")
+    cfg.update(
+        n_embd=spec.hidden_size,
+        n_head=spec.num_heads,
+        n_layer=spec.num_layers,
+        n_inner=spec.intermediate_size,
+        n_positions=spec.max_positions,
+        vocab_size=spec.vocab_size,
+        layer_norm_epsilon=spec.norm.eps,
+        activation_function="gelu_new" if spec.activation == "gelu_tanh" else activation_name(spec.activation),
+        tie_word_embeddings=spec.tie_embeddings,
+        scale_attn_weights=spec.attn_scale != 1.0,
+        bos_token_id=spec.bos_token_id,
+        eos_token_id=eos_value(spec.eos_token_ids),
+        pad_token_id=spec.pad_token_id,
+        torch_dtype=dtype_name(spec.source_dtype),
+    )
+    return cfg
+
+
+def to_checkpoint(weights: Weights, spec: ModelSpec) -> dict[str, np.ndarray]:
+    """Canonical tensors -> GPT-2 names: q/k/v fused into `c_attn`, Conv1D weights stored (in, out)."""
+    out: dict[str, np.ndarray] = {}
+    plain = {"embed": "transformer.wte", "pos_embed": "transformer.wpe", "final_norm": "transformer.ln_f"}
+    for name, array in weights.items():
+        head, _, kind = name.rpartition(".")
+        if head in plain:
+            out[f"{plain[head]}.{kind}"] = array
+        elif name == "lm_head.weight":
+            out[name] = array
+    for i in range(spec.num_layers):
+        c, h = f"layers.{i}", f"transformer.h.{i}"
+        for kind in ("weight", "bias"):
+            out[f"{h}.ln_1.{kind}"] = weights[f"{c}.attn_norm.{kind}"]
+            out[f"{h}.ln_2.{kind}"] = weights[f"{c}.mlp_norm.{kind}"]
+        qkv = np.concatenate([weights[f"{c}.attn.{x}.weight"] for x in "qkv"], axis=0)  # (3H, H)
+        out[f"{h}.attn.c_attn.weight"] = np.ascontiguousarray(qkv.T)  # Conv1D: (in, out)
+        out[f"{h}.attn.c_attn.bias"] = np.concatenate([weights[f"{c}.attn.{x}.bias"] for x in "qkv"])
+        for canonical, conv in (("attn.o", "attn.c_proj"), ("mlp.up", "mlp.c_fc"), ("mlp.down", "mlp.c_proj")):
+            out[f"{h}.{conv}.weight"] = np.ascontiguousarray(weights[f"{c}.{canonical}.weight"].T)
+            out[f"{h}.{conv}.bias"] = weights[f"{c}.{canonical}.bias"]
+    return out
+
+
+GPT2 = Family(
+    name="gpt2",
+    model_types=("gpt2",),
+    from_config=gpt2_spec,
+    sanitize=sanitize,
+    to_config=gpt2_config,
+    to_checkpoint=to_checkpoint,
+)

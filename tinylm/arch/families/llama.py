@@ -11,7 +11,19 @@ from __future__ import annotations
 from typing import Any
 
 from ..spec import ModelSpec, NormSpec
-from ._base import Family, Weights, activation, eos_ids, rename, rope_from_config
+from ._base import (
+    Family,
+    Weights,
+    activation,
+    activation_name,
+    base_config,
+    dtype_name,
+    eos_ids,
+    eos_value,
+    rename,
+    rope_from_config,
+    rope_to_config,
+)
 
 _RULES = [
     (r"^(?:model\.)?embed_tokens\.", "embed."),
@@ -23,6 +35,16 @@ _RULES = [
     (r"^(?:model\.)?layers\.(\d+)\.mlp\.(gate|up|down)_proj\.", r"layers.\1.mlp.\2."),
 ]
 _DROP = (r"rotary_emb\.inv_freq$",)
+# canonical -> checkpoint (the inverse of _RULES; lm_head keeps its name)
+_INVERSE = [
+    (r"^embed\.", "model.embed_tokens."),
+    (r"^final_norm\.", "model.norm."),
+    (r"^layers\.(\d+)\.attn_norm\.", r"model.layers.\1.input_layernorm."),
+    (r"^layers\.(\d+)\.mlp_norm\.", r"model.layers.\1.post_attention_layernorm."),
+    (r"^layers\.(\d+)\.attn\.([qkvo])\.", r"model.layers.\1.self_attn.\2_proj."),
+    (r"^layers\.(\d+)\.attn\.([qk])_norm\.", r"model.layers.\1.self_attn.\2_norm."),
+    (r"^layers\.(\d+)\.mlp\.(gate|up|down)\.", r"model.layers.\1.mlp.\2_proj."),
+]
 
 
 def llama_like_spec(cfg: dict[str, Any], *, family: str, qkv_bias: bool, out_bias: bool, qk_norm: bool) -> ModelSpec:
@@ -58,6 +80,41 @@ def llama_like_spec(cfg: dict[str, Any], *, family: str, qkv_bias: bool, out_bia
     )
 
 
+def llama_like_config(spec: ModelSpec, base: dict[str, Any] | None) -> dict[str, Any]:
+    """config.json for a Llama-like spec (the inverse of `llama_like_spec`), updating `base` if given."""
+    new_style = "rope_parameters" in (base or {})
+    cfg = base_config(base, spec.family)
+    cfg.pop("rope_parameters", None)
+    cfg.update(
+        hidden_size=spec.hidden_size,
+        intermediate_size=spec.intermediate_size,
+        num_attention_heads=spec.num_heads,
+        num_key_value_heads=spec.num_kv_heads,
+        head_dim=spec.head_dim,
+        num_hidden_layers=spec.num_layers,
+        vocab_size=spec.vocab_size,
+        max_position_embeddings=spec.max_positions,
+        rms_norm_eps=spec.norm.eps,
+        hidden_act=activation_name(spec.activation),
+        mlp_bias=spec.mlp_bias,
+        tie_word_embeddings=spec.tie_embeddings,
+        sliding_window=spec.sliding_window,
+        bos_token_id=spec.bos_token_id,
+        eos_token_id=eos_value(spec.eos_token_ids),
+        pad_token_id=spec.pad_token_id,
+        torch_dtype=dtype_name(spec.source_dtype),
+    )
+    if "use_sliding_window" in cfg:
+        cfg["use_sliding_window"] = spec.sliding_window is not None
+    if spec.rope is not None:
+        cfg.update(rope_to_config(spec.rope, head_dim=spec.head_dim, new_style=new_style))
+    return cfg
+
+
+def llama_config(spec: ModelSpec, base: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {**llama_like_config(spec, base), "attention_bias": spec.qkv_bias}
+
+
 def llama_spec(cfg: dict[str, Any]) -> ModelSpec:
     bias = bool(cfg.get("attention_bias", False))
     return llama_like_spec(cfg, family="llama", qkv_bias=bias, out_bias=bias, qk_norm=False)
@@ -70,4 +127,16 @@ def sanitize(raw: Weights, spec: ModelSpec) -> dict:
     return weights
 
 
-LLAMA = Family(name="llama", model_types=("llama", "mistral", "smollm"), from_config=llama_spec, sanitize=sanitize)
+def to_checkpoint(weights: Weights, spec: ModelSpec) -> dict:
+    """Canonical tensors -> Llama checkpoint names (the inverse of `sanitize`)."""
+    return rename(weights, _INVERSE)
+
+
+LLAMA = Family(
+    name="llama",
+    model_types=("llama", "mistral", "smollm"),
+    from_config=llama_spec,
+    sanitize=sanitize,
+    to_config=llama_config,
+    to_checkpoint=to_checkpoint,
+)

@@ -13,8 +13,9 @@ import numpy as np
 
 from ..spec import ModelSpec
 from ._base import Family, Weights
-from .llama import llama_like_spec
+from .llama import llama_like_config, llama_like_spec
 from .llama import sanitize as llama_sanitize
+from .llama import to_checkpoint as llama_to_checkpoint
 
 
 def phi3_spec(cfg: dict[str, Any]) -> ModelSpec:
@@ -35,4 +36,27 @@ def sanitize(raw: Weights, spec: ModelSpec) -> dict[str, np.ndarray]:
     return weights
 
 
-PHI3 = Family(name="phi3", model_types=("phi3",), from_config=phi3_spec, sanitize=sanitize)
+def phi3_config(spec: ModelSpec, base: dict[str, Any] | None = None) -> dict[str, Any]:
+    return llama_like_config(spec, base)
+
+
+def to_checkpoint(weights: Weights, spec: ModelSpec) -> dict[str, np.ndarray]:
+    """Canonical tensors -> Phi-3 names, q/k/v fused into `qkv_proj` and gate/up into `gate_up_proj`."""
+    out = llama_to_checkpoint(weights, spec)
+    for i in range(spec.num_layers):
+        p = f"model.layers.{i}"
+        parts = [out.pop(f"{p}.self_attn.{x}_proj.weight") for x in "qkv"]
+        out[f"{p}.self_attn.qkv_proj.weight"] = np.concatenate(parts, axis=0)  # (q_size + 2 * kv_size, H)
+        gate, up = out.pop(f"{p}.mlp.gate_proj.weight"), out.pop(f"{p}.mlp.up_proj.weight")
+        out[f"{p}.mlp.gate_up_proj.weight"] = np.concatenate([gate, up], axis=0)  # (2I, H)
+    return out
+
+
+PHI3 = Family(
+    name="phi3",
+    model_types=("phi3",),
+    from_config=phi3_spec,
+    sanitize=sanitize,
+    to_config=phi3_config,
+    to_checkpoint=to_checkpoint,
+)

@@ -6,7 +6,7 @@ from typing import Any
 
 from ..spec import ModelSpec
 from ._base import Family
-from .llama import llama_like_spec, sanitize
+from .llama import llama_config, llama_like_spec, sanitize, to_checkpoint
 
 
 def qwen3_spec(cfg: dict[str, Any]) -> ModelSpec:
@@ -14,4 +14,11 @@ def qwen3_spec(cfg: dict[str, Any]) -> ModelSpec:
     return llama_like_spec(cfg, family="qwen3", qkv_bias=bias, out_bias=bias, qk_norm=True)
 
 
-QWEN3 = Family(name="qwen3", model_types=("qwen3",), from_config=qwen3_spec, sanitize=sanitize)
+QWEN3 = Family(
+    name="qwen3",
+    model_types=("qwen3",),
+    from_config=qwen3_spec,
+    sanitize=sanitize,
+    to_config=llama_config,
+    to_checkpoint=to_checkpoint,
+)

@@ -1,0 +1,101 @@
+"""What every toolchain command shares: run options (optimisation, checkpoints, seed, threads),
+resolving a source model (verified known packages first), and building its trainable module."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tinylm.source import ModelFolder
+
+from .loop import LoopConfig
+
+__all__ = ["RunOptions", "setup", "loop_config", "checkpoint_dir", "open_source", "fingerprint_of"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunOptions:
+    """Optimisation and bookkeeping options of one training run (the CLI's shared flags)."""
+
+    steps: int = 200
+    batch_size: int = 16
+    lr: float = 1e-3
+    warmup: int = 20
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    eval_every: int = 50
+    checkpoint_every: int = 50
+    checkpoint_dir: Path | None = None
+    resume: bool = True
+    stop_after: int | None = None
+    keep_checkpoint: bool = False
+    seed: int = 0
+    threads: int | None = None
+    overwrite: bool = False
+    log_every: int = 10
+
+
+def setup(run: RunOptions) -> None:
+    """Threads and the global seed: the same seed and thread count give the same run."""
+    if run.threads:
+        torch.set_num_threads(run.threads)
+    torch.manual_seed(run.seed)
+
+
+def checkpoint_dir(out: Path, run: RunOptions) -> Path:
+    """`--checkpoint-dir`, else `<out>.checkpoint` beside the output; cleared first with --no-resume."""
+    folder = run.checkpoint_dir or out.with_name(out.name + ".checkpoint")
+    if not run.resume:
+        shutil.rmtree(folder, ignore_errors=True)
+    return folder
+
+
+def loop_config(run: RunOptions, *, label: str, ckpt: Path | None) -> LoopConfig:
+    return LoopConfig(
+        steps=run.steps,
+        lr=run.lr,
+        warmup=min(run.warmup, max(0, run.steps - 1)),
+        weight_decay=run.weight_decay,
+        grad_clip=run.grad_clip,
+        eval_every=run.eval_every,
+        checkpoint_every=run.checkpoint_every,
+        checkpoint_dir=ckpt,
+        resume=run.resume,
+        stop_after=run.stop_after,
+        log_every=run.log_every,
+        label=label,
+    )
+
+
+def fingerprint_of(*parts: Any) -> dict[str, Any]:
+    """The settings that define a run (a checkpoint only resumes the same run); paths become strings."""
+    ignore = {"resume", "stop_after", "keep_checkpoint", "threads", "overwrite", "checkpoint_dir", "log_every"}
+    ignore |= {"checkpoint_every", "eval_every", "command"}
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items() if k not in ignore}
+        if isinstance(value, list | tuple):
+            return [clean(v) for v in value]
+        return str(value) if isinstance(value, Path) else value
+
+    out: dict[str, Any] = {}
+    for part in parts:
+        out.update(clean(dataclasses.asdict(part) if dataclasses.is_dataclass(part) else dict(part)))
+    return out
+
+
+def open_source(model: str | Path) -> ModelFolder:
+    """The model folder for `model`: a known verified package name, a folder, a bundled name or a hub id."""
+    from tinylm.plugins import get_manager
+    from tinylm.resolve import resolve_model
+
+    from .known import known_model_folder
+
+    known = known_model_folder(str(model))
+    return ModelFolder(known if known is not None else resolve_model(model, get_manager()))

@@ -1,0 +1,120 @@
+"""Reading training and evaluation data: .txt and .jsonl files -> `Record`s (a text or a chat).
+
+    .txt     one record per paragraph (blank-line separated)
+    .jsonl   one record per line: {"text": ...}, or {"messages": [{"role", "content"}, ...]} (a chat,
+             rendered with the model's chat template), or the fields named by `fields`
+
+`fields` are paths into each JSON record: "instruction", "meta.title", "turns[].utterance" (`[]` walks a
+list); each string found becomes its own text record (e.g. both sides of a Q/A pair).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import DataError
+
+__all__ = ["Record", "read_records", "record_texts", "split_holdout"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Record:
+    """One training example: plain `text`, or a chat (`messages`)."""
+
+    text: str | None = None
+    messages: tuple[dict[str, Any], ...] | None = None
+
+
+def _walk(value: Any, parts: Sequence[str]) -> Iterator[str]:
+    if not parts:
+        if isinstance(value, str):
+            yield value
+        return
+    head, rest = parts[0], parts[1:]
+    many = head.endswith("[]")
+    key = head[:-2] if many else head
+    if not isinstance(value, dict) or key not in value:
+        return
+    inner = value[key]
+    for item in inner if many and isinstance(inner, list) else [inner]:
+        yield from _walk(item, rest)
+
+
+def _jsonl(path: Path, fields: Sequence[str]) -> Iterator[Record]:
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError as e:
+                raise DataError(f"{path}:{n}: not valid JSON ({e}). Fix: write one JSON object per line.") from None
+            if fields:
+                for field in fields:
+                    for text in _walk(obj, field.split(".")):
+                        if text.strip():
+                            yield Record(text=text)
+            elif isinstance(obj, dict) and isinstance(obj.get("messages"), list):
+                yield Record(messages=tuple(dict(m) for m in obj["messages"]))
+            elif isinstance(obj, dict) and isinstance(obj.get("text"), str):
+                if obj["text"].strip():
+                    yield Record(text=obj["text"])
+            else:
+                keys = ", ".join(sorted(obj)) if isinstance(obj, dict) else type(obj).__name__
+                raise DataError(
+                    f"{path}:{n}: a record needs a 'text' or a 'messages' field (it has: {keys}). "
+                    "Fix: name the fields to read with --field (e.g. --field instruction --field response)."
+                )
+
+
+def _txt(path: Path) -> Iterator[Record]:
+    for block in path.read_text(encoding="utf-8").split("\n\n"):
+        if block.strip():
+            yield Record(text=block.strip("\n"))
+
+
+def read_records(paths: Sequence[str | Path], *, fields: Sequence[str] = (), limit: int | None = None) -> list[Record]:
+    """Every record of `paths` in order (at most `limit`); `DataError` when a file is missing or empty."""
+    records: list[Record] = []
+    for p in map(Path, paths):
+        if not p.is_file():
+            raise DataError(f"no data file at {p}. Fix: pass existing .txt or .jsonl files.")
+        if p.suffix == ".jsonl":
+            found = _jsonl(p, fields)
+        elif p.suffix == ".txt":
+            found = _txt(p)
+        else:
+            raise DataError(f"{p}: unknown data format {p.suffix!r}. Fix: use .txt (paragraphs) or .jsonl files.")
+        for record in found:
+            records.append(record)
+            if limit is not None and len(records) >= limit:
+                return records
+    if not records:
+        raise DataError(f"no records in {', '.join(map(str, paths))}. Fix: check the files and the --field names.")
+    return records
+
+
+def record_texts(records: Sequence[Record]) -> list[str]:
+    """The plain texts of `records` (chats contribute their message contents)."""
+    out: list[str] = []
+    for r in records:
+        if r.text is not None:
+            out.append(r.text)
+        else:
+            out.extend(str(m.get("content") or "") for m in r.messages or ())
+    return [t for t in out if t.strip()]
+
+
+def split_holdout(records: list[Record], fraction: float) -> tuple[list[Record], list[Record]]:
+    """(train, held-out): the last `fraction` of the records is held out (deterministic, at least one)."""
+    if not 0 < fraction < 1 or len(records) < 2:
+        raise DataError(
+            f"cannot hold out {fraction:.0%} of {len(records)} record(s). "
+            "Fix: pass --val-data, or use more data and a --val-fraction between 0 and 1."
+        )
+    n = max(1, round(len(records) * fraction))
+    return records[:-n], records[-n:]

@@ -1,0 +1,123 @@
+"""`tinylm finetune`: continue training a model on text or chat data, fully or with LoRA.
+
+Chat records are rendered with the model's chat template and, by default, only the assistant turns
+carry loss (`examples.assistant_spans`). LoRA adapters are merged into the weights before saving, so
+the output is a plain model of the same family.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .card import ModelCard, command_line, data_rows
+from .common import RunOptions, checkpoint_dir, fingerprint_of, loop_config, open_source, setup
+from .data import read_records, split_holdout
+from .errors import ToolchainError
+from .export import Draft, check_out, save_model
+from .lora import TARGETS
+from .train import TrainResult
+
+__all__ = ["FinetuneConfig", "finetune"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class FinetuneConfig:
+    lora_rank: int = 0  # 0: full fine-tuning
+    lora_alpha: float = 16.0
+    lora_targets: tuple[str, ...] = TARGETS
+    assistant_only: bool = True
+    max_length: int = 512
+    fields: tuple[str, ...] = ()
+    max_records: int | None = None
+    val_data: tuple[Path, ...] = ()
+    val_fraction: float = 0.05
+    run: RunOptions = field(default_factory=lambda: RunOptions(lr=1e-4, batch_size=8))
+
+
+def finetune(model: str | Path, data: list[Path], out: Path, config: FinetuneConfig, *, command: str | None = None):
+    """Fine-tune `model` on `data`; write the result to `out`. Returns a `TrainResult`."""
+    from tinylm_torch.weights import build_transformer, to_canonical
+
+    from .batches import Batcher
+    from .examples import Codec
+    from .lm import lm_step, mean_nll
+    from .loop import run_loop
+    from .lora import add_lora, merge_lora
+
+    run = config.run
+    check_out(out, overwrite=run.overwrite)
+    setup(run)
+    source = open_source(model)
+    if source.spec.kind != "decoder":
+        raise ToolchainError(
+            f"{source.path} is an encoder; finetune trains decoders on next-token loss. "
+            "Fix: use `tinylm distill` to train an embedding model."
+        )
+    ckpt = checkpoint_dir(out, run)
+    records = read_records(data, fields=config.fields, limit=config.max_records)
+    if config.val_data:
+        val_records = read_records(config.val_data, fields=config.fields)
+    else:
+        records, val_records = split_holdout(records, config.val_fraction)
+    limit = min(config.max_length, source.spec.max_positions)
+    codec = Codec(source.path, max_length=limit)
+    examples = [codec.record(r, assistant_only=config.assistant_only) for r in records]
+    val_examples = [codec.record(r, assistant_only=config.assistant_only) for r in val_records]
+    net = build_transformer(source.spec, source.weights())
+    if config.lora_rank:
+        add_lora(net, rank=config.lora_rank, alpha=config.lora_alpha, targets=config.lora_targets)
+    batcher = Batcher(len(examples), run.batch_size, seed=run.seed)
+    result = run_loop(
+        model=net,
+        step_loss=lm_step(net, examples, batcher, codec.pad_id),
+        validate=lambda: mean_nll(net, val_examples, codec.pad_id, batch_size=run.batch_size),
+        config=loop_config(run, label="finetune", ckpt=ckpt),
+        fingerprint=fingerprint_of(config, {"model": str(source.path), "data": [str(p) for p in data]}),
+        position=batcher.position,
+    )
+    outcome = TrainResult(
+        out=None,
+        steps=result.steps,
+        train_loss=result.train_loss,
+        val_loss=result.val_loss,
+        seconds=result.seconds,
+        tokens=result.tokens,
+        interrupted=result.interrupted,
+        resumed_from=result.resumed_from,
+        parameters=sum(p.numel() for p in net.parameters() if p.requires_grad),
+        checkpoint=ckpt,
+        history=result.history,
+    )
+    if result.interrupted:
+        return outcome
+    if config.lora_rank:
+        merge_lora(net)
+    metrics = {"train loss (last batch)": result.train_loss}
+    if result.val_loss is not None:
+        metrics.update({"validation loss": result.val_loss, "validation perplexity": math.exp(result.val_loss)})
+    mode = f"LoRA r={config.lora_rank}, alpha={config.lora_alpha} (merged)" if config.lora_rank else "full"
+    card = ModelCard(
+        title=f"{out.name}: {source.path.name} fine-tuned",
+        task="finetune",
+        command=command or command_line(),
+        base_model=str(source.path),
+        data=data_rows("train", data, len(records))
+        + data_rows("validation", config.val_data or data, len(val_records)),
+        metrics=metrics,
+        training={
+            "mode": mode,
+            "loss": "assistant turns only" if config.assistant_only else "all tokens",
+            "steps": result.steps,
+            "seconds": round(result.seconds, 1),
+            "seed": run.seed,
+        },
+    )
+    draft = Draft(spec=source.spec, weights=to_canonical(net), files_from=source.path, base_config=source.config)
+    outcome.out = save_model(draft, out, card=card, overwrite=run.overwrite)
+    if not run.keep_checkpoint:
+        shutil.rmtree(ckpt, ignore_errors=True)
+        outcome.checkpoint = None
+    return outcome

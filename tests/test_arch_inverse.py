@@ -1,0 +1,99 @@
+"""The inverses of each family's readers: `to_config` undoes `from_config`, `to_checkpoint` undoes `sanitize`.
+
+They write trained, distilled and pruned models back out in Hugging Face layout, so a round trip
+must be exact: canonical -> checkpoint -> sanitize == canonical, and spec -> config -> spec == spec.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from tinylm.arch import FAMILIES, expected_shapes, family_for
+
+transformers = pytest.importorskip("transformers", reason="transformers is the test oracle (pip install tinylm[test])")
+
+SMALL = dict(hidden_size=64, num_attention_heads=4, num_key_value_heads=2, intermediate_size=96, num_hidden_layers=2)
+LLAMA3_ROPE = {
+    "rope_type": "llama3",
+    "rope_theta": 500000.0,
+    "factor": 8.0,
+    "low_freq_factor": 1.0,
+    "high_freq_factor": 4.0,
+    "original_max_position_embeddings": 32,
+}
+
+CASES = {
+    "llama": ("LlamaConfig", SMALL),
+    "llama-untied-bias": (
+        "LlamaConfig",
+        {**SMALL, "tie_word_embeddings": False, "attention_bias": True, "mlp_bias": True},
+    ),
+    "llama-rope-llama3": ("LlamaConfig", {**SMALL, "rope_parameters": LLAMA3_ROPE}),
+    "mistral": ("MistralConfig", {**SMALL, "sliding_window": 16}),
+    "qwen2": ("Qwen2Config", SMALL),
+    "qwen3": ("Qwen3Config", {**SMALL, "head_dim": 24}),
+    "phi3": ("Phi3Config", {**SMALL, "partial_rotary_factor": 0.5}),
+    "gemma": ("GemmaConfig", {**SMALL, "head_dim": 16}),
+    "gpt2": ("GPT2Config", dict(n_embd=64, n_head=4, n_layer=2)),
+    "gpt2-untied": ("GPT2Config", dict(n_embd=64, n_head=4, n_layer=2, tie_word_embeddings=False)),
+    "bert": ("BertConfig", {**SMALL, "num_key_value_heads": None}),
+}
+
+
+def _config(case: str) -> dict:
+    cls, kwargs = CASES[case]
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    return getattr(transformers, cls)(**kwargs).to_dict()
+
+
+def test_every_family_has_both_inverses():
+    covered = {family_for(_config(case)).name for case in CASES}
+    assert covered == {f.name for f in FAMILIES}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_config_round_trip(case):
+    original = _config(case)
+    family = family_for(original)
+    spec = family.from_config(original)
+    fresh = family.to_config(spec)  # from the spec alone (a model trained from scratch)
+    assert family_for(fresh) is family
+    assert family.from_config(fresh) == spec
+    updated = family.to_config(spec, original)  # the original config, updated
+    assert family.from_config(updated) == spec
+    smaller = dataclasses.replace(spec, num_layers=1, intermediate_size=spec.intermediate_size // 2, vocab_size=77)
+    assert family.from_config(family.to_config(smaller, original)) == smaller
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_checkpoint_round_trip(case):
+    family = family_for(_config(case))
+    spec = family.from_config(_config(case))
+    rng = np.random.default_rng(0)
+    canonical = {n: rng.standard_normal(s).astype(np.float32) for n, s in expected_shapes(spec).items()}
+    checkpoint = family.to_checkpoint(canonical, spec)
+    assert not set(checkpoint) & {n for n in canonical if n.startswith("layers.")}  # names really change
+    back = family.sanitize(checkpoint, spec)
+    assert back.keys() == canonical.keys()
+    for name, array in canonical.items():
+        np.testing.assert_array_equal(back[name], array, err_msg=name)
+
+
+@pytest.mark.parametrize("variant", ["llama", "llama-mha-untied", "qwen3", "phi3", "gemma", "gpt2", "bert"])
+def test_checkpoint_names_are_the_ones_transformers_saves(variant, tmp_path):
+    pytest.importorskip("torch")
+    from tinylm.source import ModelFolder
+    from tinylm.testing.models import build_model
+    from tinylm.weights import CheckpointWeights, weight_files
+
+    folder = ModelFolder(build_model(variant, tmp_path / variant))
+    raw = CheckpointWeights(weight_files(folder.path))
+    written = folder.family.to_checkpoint(folder.weights(), folder.spec)
+    # what sanitize drops on purpose: GPT-2's causal-mask buffers, BERT's pooler (unused for embeddings)
+    kept = {n for n in raw if not n.endswith((".attn.bias", ".attn.masked_bias")) and not n.startswith("pooler.")}
+    assert set(written) == kept
+    for name in written:
+        np.testing.assert_array_equal(written[name], raw[name], err_msg=name)
