@@ -14,23 +14,10 @@ pytest.importorskip("coremltools")
 transformers = pytest.importorskip("transformers")
 
 import tinylm  # noqa: E402
-from tinylm.testing.models import build_model  # noqa: E402
+from tinylm.testing.fixtures import model_folder  # noqa: E402, F401 - pytest fixtures
 
 transformers.utils.logging.disable_progress_bar()
 transformers.utils.logging.set_verbosity_error()
-
-
-@pytest.fixture(scope="session")
-def model_folder(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
-    """variant -> folder of that tiny random model (built once per test session; treat as read-only)."""
-    built: dict[str, Path] = {}
-
-    def get(variant: str) -> Path:
-        if variant not in built:
-            built[variant] = build_model(variant, tmp_path_factory.mktemp(variant), seed=0)
-        return built[variant]
-
-    return get
 
 
 @pytest.fixture(scope="session")
