@@ -25,7 +25,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -36,7 +35,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from torch_vs_transformers import PROMPT_TOKENS, SMOLLM2_135M, THREADS, _peak_rss_mb, prompt_ids  # noqa: E402
+from torch_vs_transformers import PROMPT_TOKENS, SMOLLM2_135M, THREADS, _peak_rss_mb, machine_line, prompt_ids  # noqa: E402
 
 NEW_TOKENS = 128
 DOCS = HERE.parent / "docs" / "benchmarks-onnx.md"
@@ -79,11 +78,12 @@ def _stats(ttfts: list[float], rates: list[float]) -> dict:
 # measured in a child process -----------------------------------------------------------------------
 
 
-def child_tinylm(folder: str, precision: str, runs: int) -> dict:
+def child_tinylm(folder: str, precision: str, runs: int, backend: str = "onnx") -> dict:
+    """tinylm on `backend`: load, then `runs` timed greedy generations after a warm-up."""
     t0 = time.perf_counter()
     import tinylm
 
-    model = tinylm.load(folder, backend="onnx", precision=precision)
+    model = tinylm.load(folder, backend=backend, precision=precision)
     load = time.perf_counter() - t0
     ttfts, rates, tokens = [], [], []
     for _ in range(runs + 1):
@@ -220,22 +220,9 @@ def measure(args: argparse.Namespace, which: str, folder: Path, precision: str, 
 
 
 def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import onnxruntime
 
-    from tinylm.settings import physical_cores
-
-    return (
-        f"{cpu}; {os.cpu_count()} logical CPUs ({physical_cores()} physical cores usable), {THREADS} threads used; "
-        f"Python {platform.python_version()}, onnxruntime {onnxruntime.__version__}"
-    )
+    return machine_line(f"onnxruntime {onnxruntime.__version__}")
 
 
 def table(rows: list[tuple[str, str, dict | str]], roofline: dict[str, float]) -> str:

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -32,8 +32,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from onnx_peers import _call, _stats, bandwidth_gbs, params, table  # noqa: E402
-from torch_vs_transformers import PROMPT_TOKENS, THREADS, prompt_ids  # noqa: E402
+from onnx_peers import _call, _stats, bandwidth_gbs, child_tinylm, params, table  # noqa: E402
+from torch_vs_transformers import PROMPT_TOKENS, THREADS, machine_line, prompt_ids  # noqa: E402
 
 NEW_TOKENS = 128
 DOCS = HERE.parent / "docs" / "benchmarks-openvino.md"
@@ -51,22 +51,6 @@ ROWS = {
 
 
 # measured in a child process -----------------------------------------------------------------------
-
-
-def child_tinylm(folder: str, precision: str, runs: int) -> dict:
-    t0 = time.perf_counter()
-    import tinylm
-
-    model = tinylm.load(folder, backend="openvino", precision=precision)
-    load = time.perf_counter() - t0
-    ttfts, rates, tokens = [], [], []
-    for _ in range(runs + 1):
-        out = model.generate(prompt_ids(), max_new_tokens=NEW_TOKENS, temperature=0, ignore_eos=True)
-        assert len(out.token_ids) == NEW_TOKENS
-        ttfts.append(out.usage.time_to_first_token)
-        rates.append(out.usage.tokens_per_second)
-        tokens = list(out.token_ids)
-    return {"load_s": load, **_stats(ttfts[1:], rates[1:]), "tokens": tokens}
 
 
 def _genai(folder: str, runs: int, extra: dict) -> dict:
@@ -114,7 +98,11 @@ def convert_genai(folder: str, precision: str, out: str) -> None:
     subprocess.run(cmd, check=True, capture_output=True)
 
 
-CHILDREN = {"tinylm-openvino": child_tinylm, "openvino-genai": child_genai, "openvino-genai-f32": child_genai_f32}
+CHILDREN = {
+    "tinylm-openvino": functools.partial(child_tinylm, backend="openvino"),
+    "openvino-genai": child_genai,
+    "openvino-genai-f32": child_genai_f32,
+}
 
 
 # driver ------------------------------------------------------------------------------------------------
@@ -148,17 +136,7 @@ def measure(args: argparse.Namespace, which: str, folder: Path, precision: str, 
 def machine() -> str:
     import openvino
 
-    from tinylm.settings import physical_cores
-
-    cpu = platform.processor() or "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    return (
-        f"{cpu}; {os.cpu_count()} logical CPUs ({physical_cores()} physical cores usable), {THREADS} threads used; "
-        f"Python {platform.python_version()}, openvino {openvino.__version__.split('-')[0]}"
-    )
+    return machine_line(f"openvino {openvino.__version__.split('-')[0]}")
 
 
 def main() -> int:

@@ -173,24 +173,19 @@ def measure(which: str, folder: Path, precision: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def machine_line(runtimes: str) -> str:
+    """The machine and the runtimes measured, as the benchmark pages record them."""
+    from tinylm.settings import cpu_name, physical_cores
+
+    cores = f"{os.cpu_count()} logical CPUs ({physical_cores()} physical cores usable)"
+    return f"{cpu_name()}; {cores}, {THREADS} threads used; Python {platform.python_version()}, {runtimes}"
+
+
 def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import torch
     import transformers
 
-    from tinylm.settings import physical_cores
-
-    return (
-        f"{cpu}; {os.cpu_count()} logical CPUs ({physical_cores()} physical cores usable), {THREADS} threads used; "
-        f"Python {platform.python_version()}, torch {torch.__version__}, transformers {transformers.__version__}"
-    )
+    return machine_line(f"torch {torch.__version__}, transformers {transformers.__version__}")
 
 
 def table(rows: list[tuple[str, str, dict]]) -> str:

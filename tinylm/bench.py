@@ -240,15 +240,9 @@ def run_bench(config: BenchConfig, *, progress: Any = None) -> tuple[list[BenchR
 
 
 def _machine_key() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return hashlib.sha256(f"{platform.node()}|{cpu}|{settings.physical_cores()}".encode()).hexdigest()[:16]
+    return hashlib.sha256(f"{platform.node()}|{settings.cpu_name()}|{settings.physical_cores()}".encode()).hexdigest()[
+        :16
+    ]
 
 
 def _model_key(model: str) -> str:

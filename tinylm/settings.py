@@ -22,6 +22,7 @@ __all__ = [
     "plugin_autoload",
     "trace_plugins",
     "physical_cores",
+    "cpu_name",
 ]
 
 #: The documented environment variables and what each one does (the docs test this list).
@@ -80,6 +81,20 @@ def physical_cores() -> int:
     except OSError:
         pass
     return max(1, usable)
+
+
+def cpu_name() -> str:
+    """The CPU model as /proc/cpuinfo names it (else what `platform` knows), for benchmark records."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def num_threads() -> int:
