@@ -7,7 +7,6 @@ the output is a plain model of the same family.
 
 from __future__ import annotations
 
-import math
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,26 +77,14 @@ def finetune(model: str | Path, data: list[Path], out: Path, config: FinetuneCon
         fingerprint=fingerprint_of(config, {"model": str(source.path), "data": [str(p) for p in data]}),
         position=batcher.position,
     )
-    outcome = TrainResult(
-        out=None,
-        steps=result.steps,
-        train_loss=result.train_loss,
-        val_loss=result.val_loss,
-        seconds=result.seconds,
-        tokens=result.tokens,
-        interrupted=result.interrupted,
-        resumed_from=result.resumed_from,
-        parameters=sum(p.numel() for p in net.parameters() if p.requires_grad),
-        checkpoint=ckpt,
-        history=result.history,
+    outcome = TrainResult.from_loop(
+        result, parameters=sum(p.numel() for p in net.parameters() if p.requires_grad), checkpoint=ckpt
     )
     if result.interrupted:
         return outcome
     if config.lora_rank:
         merge_lora(net)
-    metrics = {"train loss (last batch)": result.train_loss}
-    if result.val_loss is not None:
-        metrics.update({"validation loss": result.val_loss, "validation perplexity": math.exp(result.val_loss)})
+    metrics = outcome.card_metrics()
     mode = f"LoRA r={config.lora_rank}, alpha={config.lora_alpha} (merged)" if config.lora_rank else "full"
     card = ModelCard(
         title=f"{out.name}: {source.path.name} fine-tuned",

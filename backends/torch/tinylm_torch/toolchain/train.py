@@ -10,6 +10,7 @@ import math
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .card import ModelCard, command_line, data_rows, parameter_count
 from .common import RunOptions, checkpoint_dir, fingerprint_of, loop_config, setup
@@ -60,6 +61,30 @@ class TrainResult:
     @property
     def val_perplexity(self) -> float | None:
         return math.exp(self.val_loss) if self.val_loss is not None else None
+
+    @classmethod
+    def from_loop(cls, result: Any, *, parameters: int, checkpoint: Path | None) -> TrainResult:
+        """The outcome of a training loop run, before the model is written (`out` is set then)."""
+        return cls(
+            out=None,
+            steps=result.steps,
+            train_loss=result.train_loss,
+            val_loss=result.val_loss,
+            seconds=result.seconds,
+            tokens=result.tokens,
+            interrupted=result.interrupted,
+            resumed_from=result.resumed_from,
+            parameters=parameters,
+            checkpoint=checkpoint,
+            history=result.history,
+        )
+
+    def card_metrics(self) -> dict[str, float]:
+        """The losses a model card reports."""
+        metrics = {"train loss (last batch)": self.train_loss}
+        if self.val_loss is not None:
+            metrics.update({"validation loss": self.val_loss, "validation perplexity": math.exp(self.val_loss)})
+        return metrics
 
 
 def _size(config: TrainConfig) -> Size:
@@ -128,24 +153,10 @@ def train(data: list[Path], out: Path, config: TrainConfig, *, command: str | No
         keep=("tokenizer",),
     )
     params = parameter_count(spec)
-    outcome = TrainResult(
-        out=None,
-        steps=result.steps,
-        train_loss=result.train_loss,
-        val_loss=result.val_loss,
-        seconds=result.seconds,
-        tokens=result.tokens,
-        interrupted=result.interrupted,
-        resumed_from=result.resumed_from,
-        parameters=params,
-        checkpoint=ckpt,
-        history=result.history,
-    )
+    outcome = TrainResult.from_loop(result, parameters=params, checkpoint=ckpt)
     if result.interrupted:
         return outcome
-    metrics = {"train loss (last batch)": result.train_loss}
-    if result.val_loss is not None:
-        metrics.update({"validation loss": result.val_loss, "validation perplexity": math.exp(result.val_loss)})
+    metrics = outcome.card_metrics()
     card = ModelCard(
         title=f"{out.name}: a {config.family} model trained from scratch",
         task="train",
