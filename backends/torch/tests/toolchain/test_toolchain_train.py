@@ -73,6 +73,25 @@ def test_a_checkpoint_of_another_run_is_refused(tiny_text, tmp_path):
         train([tiny_text], tmp_path / "m", other)
 
 
+def test_a_resumed_run_may_change_its_steps_and_compute_precision(tiny_text, tmp_path):
+    run = RunOptions(steps=8, batch_size=4, eval_every=0, stop_after=2)
+    train([tiny_text], tmp_path / "m", TrainConfig(size="tiny", context=32, vocab_size=300, run=run))
+    shorter = RunOptions(steps=5, batch_size=4, eval_every=0, autocast="bf16")
+    resumed = train([tiny_text], tmp_path / "m", TrainConfig(size="tiny", context=32, vocab_size=300, run=shorter))
+    assert resumed.resumed_from == 2 and resumed.steps == 5 and resumed.out is not None
+    assert np.isfinite(resumed.train_loss)
+
+
+def test_bf16_autocast_trains_close_to_fp32(tiny_text, tmp_path):
+    losses = {}
+    for autocast in (None, "bf16"):
+        run = RunOptions(steps=6, batch_size=4, eval_every=0, autocast=autocast)
+        config = TrainConfig(size="tiny", context=32, vocab_size=300, run=run)
+        losses[autocast] = train([tiny_text], tmp_path / str(autocast), config).train_loss
+    assert losses["bf16"] != losses[None]  # bf16 rounding shows: autocast was really on
+    assert losses["bf16"] == pytest.approx(losses[None], rel=0.05)
+
+
 @pytest.mark.parametrize("family", ["gpt2", "qwen3"])
 def test_other_families_train_and_load(family, tiny_text, tmp_path):
     run = RunOptions(steps=2, batch_size=4, eval_every=0)

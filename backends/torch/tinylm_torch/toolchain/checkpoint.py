@@ -98,6 +98,22 @@ def save_checkpoint(
     shutil.rmtree(old, ignore_errors=True)
 
 
+# run settings that may change between a checkpoint and its resumption
+_NOT_IDENTITY = frozenset(
+    {"resume", "stop_after", "keep_checkpoint", "threads", "overwrite", "checkpoint_dir", "log_every"}
+    | {"checkpoint_every", "eval_every", "command", "steps", "autocast"}
+)
+
+
+def comparable(value: Any) -> Any:
+    """`value` (run settings) without the settings that may change on resume; paths as strings."""
+    if isinstance(value, dict):
+        return {k: comparable(v) for k, v in value.items() if k not in _NOT_IDENTITY}
+    if isinstance(value, list | tuple):
+        return [comparable(v) for v in value]
+    return str(value) if isinstance(value, Path) else value
+
+
 def load_checkpoint(
     folder: Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer, fingerprint: dict[str, Any]
 ) -> TrainingState:
@@ -111,7 +127,7 @@ def load_checkpoint(
         raise CheckpointError(
             f"{folder}: the checkpoint is unreadable ({e}). Fix: delete {folder} to start over."
         ) from None
-    saved = meta.get("fingerprint", {})
+    saved = comparable(meta.get("fingerprint", {}))  # older checkpoints may carry since-dropped keys
     if saved != json.loads(json.dumps(fingerprint)):
         changed = sorted(k for k in set(saved) | set(fingerprint) if saved.get(k) != fingerprint.get(k))
         raise CheckpointError(

@@ -13,6 +13,7 @@ import torch
 
 from tinylm.source import ModelFolder
 
+from .checkpoint import comparable
 from .loop import LoopConfig
 
 __all__ = ["RunOptions", "setup", "loop_config", "checkpoint_dir", "open_source", "fingerprint_of"]
@@ -36,6 +37,7 @@ class RunOptions:
     keep_checkpoint: bool = False
     seed: int = 0
     threads: int | None = None
+    autocast: str | None = None  # "bf16": mixed-precision compute, fp32 weights and optimizer
     overwrite: bool = False
     log_every: int = 10
 
@@ -68,25 +70,19 @@ def loop_config(run: RunOptions, *, label: str, ckpt: Path | None) -> LoopConfig
         resume=run.resume,
         stop_after=run.stop_after,
         log_every=run.log_every,
+        autocast=run.autocast,
         label=label,
     )
 
 
 def fingerprint_of(*parts: Any) -> dict[str, Any]:
-    """The settings that define a run (a checkpoint only resumes the same run); paths become strings."""
-    ignore = {"resume", "stop_after", "keep_checkpoint", "threads", "overwrite", "checkpoint_dir", "log_every"}
-    ignore |= {"checkpoint_every", "eval_every", "command"}
+    """The settings that define a run (a checkpoint only resumes the same run); paths become strings.
 
-    def clean(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: clean(v) for k, v in value.items() if k not in ignore}
-        if isinstance(value, list | tuple):
-            return [clean(v) for v in value]
-        return str(value) if isinstance(value, Path) else value
-
+    Left out, so they may change when resuming: bookkeeping, threads, `autocast` (compute precision
+    only) and `steps` (the schedule then follows the new total from the step reached)."""
     out: dict[str, Any] = {}
     for part in parts:
-        out.update(clean(dataclasses.asdict(part) if dataclasses.is_dataclass(part) else dict(part)))
+        out.update(comparable(dataclasses.asdict(part) if dataclasses.is_dataclass(part) else dict(part)))
     return out
 
 

@@ -41,6 +41,7 @@ class LoopConfig:
     resume: bool = True
     stop_after: int | None = None  # stop (as if interrupted) once this step is done: tests and time boxes
     log_every: int = 10
+    autocast: str | None = None  # "bf16": forward and loss under torch.autocast, fp32 weights and optimizer
     label: str = "train"
 
 
@@ -129,7 +130,8 @@ def run_loop(
         while state.step < config.steps:
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(state.step, config)
-            loss, tokens = step_loss(state.step)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.autocast == "bf16"):
+                loss, tokens = step_loss(state.step)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip:
