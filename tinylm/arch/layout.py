@@ -25,9 +25,18 @@ import numpy as np
 from ..errors import WeightsError
 from .spec import ModelSpec, NormSpec
 
-__all__ = ["expected_shapes", "check_weights"]
+__all__ = ["expected_shapes", "check_weights", "is_norm_weight", "NORMS"]
 
 Shape = tuple[int, ...]
+
+# the modules whose `.weight` is a norm scale (`NormSpec.weight_offset` applies to these)
+NORMS = ("attn_norm", "mlp_norm", "embed_norm", "final_norm", "q_norm", "k_norm")
+
+
+def is_norm_weight(name: str) -> bool:
+    """Whether canonical tensor `name` is a norm's scale, e.g. `layers.0.attn.q_norm.weight`."""
+    parts = name.split(".")
+    return len(parts) >= 2 and parts[-1] == "weight" and parts[-2] in NORMS
 
 
 def _norm(prefix: str, norm: NormSpec, h: int) -> dict[str, Shape]:

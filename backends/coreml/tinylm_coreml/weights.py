@@ -14,21 +14,15 @@ import numpy as np
 from coremltools.converters.mil import Builder as mb
 from coremltools.converters.mil.mil import Var
 
+from tinylm.arch.layout import is_norm_weight
 from tinylm.arch.spec import ModelSpec
 
 __all__ = ["Constants", "const_name"]
-
-_NORMS = ("attn_norm", "mlp_norm", "embed_norm", "final_norm", "q_norm", "k_norm")
 
 
 def const_name(canonical: str) -> str:
     """The MIL name of a canonical tensor: `layers.0.attn.q.weight` -> `layers_0_attn_q_weight`."""
     return canonical.replace(".", "_")
-
-
-def _is_norm_weight(name: str) -> bool:
-    parts = name.split(".")
-    return len(parts) >= 2 and parts[-1] == "weight" and parts[-2] in _NORMS
 
 
 class Constants:
@@ -43,7 +37,7 @@ class Constants:
         """The constant for canonical tensor `name`, made once."""
         if name not in self._made:
             array = np.asarray(self.weights[name], dtype=np.float32)
-            if self.spec.norm.weight_offset and _is_norm_weight(name):
+            if self.spec.norm.weight_offset and is_norm_weight(name):
                 array = array + np.float32(self.spec.norm.weight_offset)
             self._made[name] = mb.const(val=array, name=const_name(name))
         return self._made[name]

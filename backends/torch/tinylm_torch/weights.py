@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 import torch
 
+from tinylm.arch.layout import is_norm_weight
 from tinylm.arch.spec import ModelSpec
 
 from .transformer import Transformer
@@ -28,7 +29,6 @@ from .transformer import Transformer
 __all__ = ["build_transformer", "module_state", "to_canonical"]
 
 _MADV_DONTNEED = 4
-_NORMS = ("attn_norm", "mlp_norm", "embed_norm", "final_norm", "q_norm", "k_norm")
 
 
 def _tensor(array: np.ndarray) -> torch.Tensor:
@@ -62,11 +62,6 @@ def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
 
 
-def _is_norm_weight(name: str) -> bool:
-    parts = name.split(".")
-    return len(parts) >= 2 and parts[-1] == "weight" and parts[-2] in _NORMS
-
-
 def _state_items(
     spec: ModelSpec, weights: Mapping[str, np.ndarray]
 ) -> Iterator[tuple[str, torch.Tensor, list[np.ndarray]]]:
@@ -78,7 +73,7 @@ def _state_items(
     for name, array in weights.items():
         if any(part in name for part in fused):
             continue
-        if offset and _is_norm_weight(name):
+        if offset and is_norm_weight(name):
             yield name, torch.from_numpy(np.asarray(array, dtype=np.float32) + np.float32(offset)), [array]
         else:
             yield name, _tensor(array), [array]
@@ -164,7 +159,7 @@ def to_canonical(model: Transformer) -> dict[str, np.ndarray]:
             prefix, kind = name.rsplit(".up.", 1)
             gate, up = np.split(array, 2, axis=0)
             out[f"{prefix}.gate.{kind}"], out[f"{prefix}.up.{kind}"] = gate, up
-        elif spec.norm.weight_offset and _is_norm_weight(name):
+        elif spec.norm.weight_offset and is_norm_weight(name):
             out[name] = array - np.float32(spec.norm.weight_offset)
         else:
             out[name] = array
