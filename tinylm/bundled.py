@@ -21,5 +21,13 @@ def register_models(register: Callable[..., None]) -> None:
         return
     for config in sorted(MODELS_DIR.glob("*/config.json")):
         card = config.parent / "README.md"
-        description = card.read_text(encoding="utf-8").splitlines()[0].lstrip("# ") if card.is_file() else ""
+        description = _title(card.read_text(encoding="utf-8")) if card.is_file() else ""
         register(config.parent.name, config.parent, description=description)
+
+
+def _title(card: str) -> str:
+    """The first Markdown heading of a model card (after its YAML front matter, if any)."""
+    for line in card.splitlines():
+        if line.startswith("# "):
+            return line[2:].strip()
+    return ""
