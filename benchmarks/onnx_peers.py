@@ -35,7 +35,15 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from torch_vs_transformers import PROMPT_TOKENS, SMOLLM2_135M, THREADS, _peak_rss_mb, machine_line, prompt_ids  # noqa: E402
+from torch_vs_transformers import (  # noqa: E402
+    PROMPT_TOKENS,
+    SMOLLM2_135M,
+    THREADS,
+    _peak_rss_mb,
+    machine_line,
+    pad_token_id,
+    prompt_ids,
+)
 
 NEW_TOKENS = 128
 DOCS = HERE.parent / "docs" / "benchmarks-onnx.md"
@@ -95,7 +103,12 @@ def child_tinylm(folder: str, precision: str, runs: int, backend: str = "onnx") 
     return {"load_s": load, **_stats(ttfts[1:], rates[1:]), "tokens": tokens}
 
 
-def child_genai(folder: str, precision: str, runs: int) -> dict:
+def child_genai(
+    folder: str, precision: str, runs: int, *, prompt: list[int] | None = None, new_tokens: int = NEW_TOKENS
+) -> dict:
+    """onnxruntime-genai on a builder output: load, then `runs` timed greedy generations after a warm-up."""
+    prompt = prompt or prompt_ids()
+    total = len(prompt) + new_tokens
     t0 = time.perf_counter()
     import onnxruntime_genai as og
 
@@ -104,22 +117,25 @@ def child_genai(folder: str, precision: str, runs: int) -> dict:
     ttfts, rates, tokens = [], [], []
     for _ in range(runs + 1):
         params = og.GeneratorParams(model)
-        params.set_search_options(max_length=PROMPT_TOKENS + NEW_TOKENS, min_length=PROMPT_TOKENS + NEW_TOKENS)
+        params.set_search_options(max_length=total, min_length=total)
         start = time.perf_counter()
         gen = og.Generator(model, params)
-        gen.append_tokens(prompt_ids())
+        gen.append_tokens(prompt)
         stamps = []
         while not gen.is_done():
             gen.generate_next_token()
             stamps.append(time.perf_counter())
-        tokens = list(gen.get_sequence(0))[PROMPT_TOKENS:]
-        assert len(tokens) == NEW_TOKENS, len(tokens)
+        tokens = list(gen.get_sequence(0))[len(prompt) :]
+        assert len(tokens) == new_tokens, len(tokens)
         ttfts.append(stamps[0] - start)
-        rates.append((NEW_TOKENS - 1) / (stamps[-1] - stamps[0]))
+        rates.append((new_tokens - 1) / (stamps[-1] - stamps[0]))
     return {"load_s": load, **_stats(ttfts[1:], rates[1:]), "tokens": [int(t) for t in tokens]}
 
 
-def child_optimum(folder: str, precision: str, runs: int) -> dict:
+def child_optimum(
+    folder: str, precision: str, runs: int, *, prompt: list[int] | None = None, new_tokens: int = NEW_TOKENS
+) -> dict:
+    """optimum's ORTModelForCausalLM generate on its export: load, then `runs` timed greedy generations."""
     t0 = time.perf_counter()
     import onnxruntime as ort
     import torch
@@ -143,19 +159,19 @@ def child_optimum(folder: str, precision: str, runs: int) -> dict:
         def end(self) -> None:
             pass
 
-    ids = torch.tensor([prompt_ids()])
+    ids = torch.tensor([prompt or prompt_ids()])
     ttfts, rates, tokens = [], [], []
     for _ in range(runs + 1):
         clock = Clock()
         start = time.perf_counter()
         out = model.generate(
-            ids, do_sample=False, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, streamer=clock,
-            pad_token_id=SMOLLM2_135M["pad_token_id"],
+            ids, do_sample=False, max_new_tokens=new_tokens, min_new_tokens=new_tokens, streamer=clock,
+            pad_token_id=pad_token_id(model.config),
         )  # fmt: skip
         first, last = clock.times[1], clock.times[-1]  # times[0]: the prompt echoed to the streamer
-        tokens = out[0, PROMPT_TOKENS:].tolist()
+        tokens = out[0, ids.shape[1] :].tolist()
         ttfts.append(first - start)
-        rates.append((NEW_TOKENS - 1) / (last - first))
+        rates.append((new_tokens - 1) / (last - first))
     return {"load_s": load, **_stats(ttfts[1:], rates[1:]), "tokens": tokens}
 
 

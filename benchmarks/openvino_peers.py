@@ -53,7 +53,10 @@ ROWS = {
 # measured in a child process -----------------------------------------------------------------------
 
 
-def _genai(folder: str, runs: int, extra: dict) -> dict:
+def run_genai(
+    folder: str, runs: int, extra: dict, *, prompt: list[int] | None = None, new_tokens: int = NEW_TOKENS
+) -> dict:
+    """openvino-genai's LLMPipeline with `extra` CPU properties: load, then `runs` timed greedy generations."""
     t0 = time.perf_counter()
     import numpy as np
     import openvino as ov
@@ -63,33 +66,48 @@ def _genai(folder: str, runs: int, extra: dict) -> dict:
     pipe = og.LLMPipeline(folder, "CPU", **props)
     load = time.perf_counter() - t0
     config = og.GenerationConfig()
-    config.max_new_tokens = config.min_new_tokens = NEW_TOKENS
+    config.max_new_tokens = config.min_new_tokens = new_tokens
     config.ignore_eos, config.do_sample = True, False
-    ids = np.asarray([prompt_ids()], np.int64)
+    ids = np.asarray([prompt or prompt_ids()], np.int64)
     inputs = og.TokenizedInputs(ov.Tensor(ids), ov.Tensor(np.ones_like(ids)))
+
+    class Clock(og.StreamerBase):
+        """Stamps every token id. A text callback would miss tokens that decode to "" (the random model's ids
+        beyond its small tokenizer)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.times: list[float] = []
+
+        def write(self, token: int | list[int]) -> og.StreamingStatus:
+            self.times += [time.perf_counter()] * (len(token) if isinstance(token, list) else 1)
+            return og.StreamingStatus.RUNNING
+
+        def end(self) -> None:
+            pass
+
     ttfts, rates, tokens = [], [], []
     for _ in range(runs + 1):
-        stamps: list[float] = []
-
-        def clock(_token: int, stamps: list[float] = stamps) -> bool:
-            stamps.append(time.perf_counter())
-            return False  # keep generating
-
+        clock = Clock()
         start = time.perf_counter()
         res = pipe.generate(inputs, config, streamer=clock)
         tokens = list(res.tokens[0])
-        assert len(tokens) == NEW_TOKENS, len(tokens)
+        assert len(tokens) == new_tokens, len(tokens)
+        stamps = clock.times
         ttfts.append(stamps[0] - start)
         rates.append((len(stamps) - 1) / (stamps[-1] - stamps[0]))
     return {"load_s": load, **_stats(ttfts[1:], rates[1:]), "tokens": [int(t) for t in tokens]}
 
 
+F32 = {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32"}  # genai's defaults would run bf16 here
+
+
 def child_genai(folder: str, precision: str, runs: int) -> dict:
-    return _genai(folder, runs, {})
+    return run_genai(folder, runs, {})
 
 
 def child_genai_f32(folder: str, precision: str, runs: int) -> dict:
-    return _genai(folder, runs, {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32"})
+    return run_genai(folder, runs, F32)
 
 
 def convert_genai(folder: str, precision: str, out: str) -> None:

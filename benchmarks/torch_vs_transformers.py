@@ -95,7 +95,10 @@ def run_tinylm(folder: str, precision: str) -> dict:
     return _summary(load, results[1:])
 
 
-def run_transformers(folder: str, precision: str) -> dict:
+def run_transformers(
+    folder: str, precision: str, *, prompt: list[int] | None = None, new_tokens: int = NEW_TOKENS, runs: int = RUNS
+) -> dict:
+    """transformers generate: load, then `runs` timed greedy generations after a warm-up (also used by peers.py)."""
     import torch
 
     torch.set_num_threads(THREADS)
@@ -116,25 +119,33 @@ def run_transformers(folder: str, precision: str) -> dict:
     t0 = time.perf_counter()
     model = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).eval()
     load = time.perf_counter() - t0
-    ids = torch.tensor([prompt_ids()])
+    ids = torch.tensor([prompt or prompt_ids()])
     results = []
-    for _ in range(RUNS + 1):
+    for _ in range(runs + 1):
         clock = Clock()
         start = time.perf_counter()
         with torch.inference_mode():
             out = model.generate(
                 ids,
                 do_sample=False,
-                max_new_tokens=NEW_TOKENS,
-                min_new_tokens=NEW_TOKENS,
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
                 streamer=clock,
-                pad_token_id=SMOLLM2_135M["pad_token_id"],
+                pad_token_id=pad_token_id(model.config),
             )
         first, last = clock.times[1], clock.times[-1]  # times[0]: the prompt echoed to the streamer
-        tokens = out[0, PROMPT_TOKENS:].tolist()
-        assert len(tokens) == NEW_TOKENS
-        results.append((first - start, (NEW_TOKENS - 1) / (last - first), tokens))
+        tokens = out[0, ids.shape[1] :].tolist()
+        assert len(tokens) == new_tokens
+        results.append((first - start, (new_tokens - 1) / (last - first), tokens))
     return _summary(load, results[1:])
+
+
+def pad_token_id(config: object) -> int:
+    """The config's pad id, else its (first) EOS id: generate's padding id for a batch of one."""
+    pad = getattr(config, "pad_token_id", None)
+    if pad is None:
+        pad = getattr(config, "eos_token_id", None)
+    return int(pad[0] if isinstance(pad, list) else pad or 0)
 
 
 def _peak_rss_mb() -> float:
@@ -156,6 +167,8 @@ def _summary(load: float, results: list[tuple[float, float, list[int]]]) -> dict
         "load_s": load,
         "ttft_s": statistics.median(r[0] for r in results),
         "tok_s": statistics.median(r[1] for r in results),
+        "tok_s_min": min(r[1] for r in results),
+        "tok_s_max": max(r[1] for r in results),
         "rss_mb": _peak_rss_mb(),
         "tokens": results[0][2],
     }

@@ -29,7 +29,19 @@ from typing import Any
 
 from . import settings
 
-__all__ = ["BenchConfig", "BenchResult", "run_bench", "memory_bandwidth", "saved_ranking", "format_table"]
+__all__ = [
+    "BenchConfig",
+    "BenchResult",
+    "run_bench",
+    "memory_bandwidth",
+    "saved_ranking",
+    "format_table",
+    "prompt_ids",
+    "weight_bytes",
+    "EMBED_SENTENCES",
+]
+
+EMBED_SENTENCES = [f"sentence number {i} about refunds and parcels" for i in range(64)]  # embedder throughput input
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,7 +115,7 @@ def _folder_bytes(path: Path | None) -> int | None:
 _BYTES_PER_WEIGHT = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "int8": 1.0, "int4": 0.5}
 
 
-def _weight_bytes(spec: Any, precision: str) -> int:
+def weight_bytes(spec: Any, precision: str) -> int:
     """Bytes of weights a decode step reads at `precision` (every linear and the LM head; the
     embedding table too when it is tied to the head). The roofline divides bandwidth by this."""
     import math
@@ -115,7 +127,7 @@ def _weight_bytes(spec: Any, precision: str) -> int:
     return int(count * _BYTES_PER_WEIGHT.get(precision, 4.0))
 
 
-def _prompt(vocab: int, n: int) -> list[int]:
+def prompt_ids(vocab: int, n: int) -> list[int]:
     import numpy as np
 
     return np.random.default_rng(0).integers(3, min(vocab, 400), n).tolist()
@@ -130,12 +142,12 @@ def _child(job: dict[str, Any]) -> dict[str, Any]:
     load_s = time.perf_counter() - start
     out: dict[str, Any] = {"load_s": load_s, "device": model.device}
     out["artifact_bytes"] = _folder_bytes(model.artifact or model.path)
-    out["weight_bytes"] = _weight_bytes(model.spec, model.precision)
+    out["weight_bytes"] = weight_bytes(model.spec, model.precision)
     if job.get("load_only"):
         out["peak_rss_mb"] = _peak_rss_mb()
         return out
     if model.spec.kind == "encoder":
-        texts = [f"sentence number {i} about refunds and parcels" for i in range(64)]
+        texts = EMBED_SENTENCES
         for batch, key in ((1, "sentences_per_s_1"), (32, "sentences_per_s_32")):
             model.embed(texts[:batch])
             start = time.perf_counter()
@@ -145,7 +157,7 @@ def _child(job: dict[str, Any]) -> dict[str, Any]:
                 done += batch
             out[key] = done / (time.perf_counter() - start)
     else:
-        prompt = _prompt(model.spec.vocab_size, job["prompt_tokens"])
+        prompt = prompt_ids(model.spec.vocab_size, job["prompt_tokens"])
         runs = []
         for _ in range(job["runs"] + 1):  # the first run warms up
             done = model.generate(prompt, max_new_tokens=job["new_tokens"], temperature=0, ignore_eos=True)
@@ -320,7 +332,9 @@ def plot(rows: Sequence[BenchResult], out: Path) -> None:
     except ImportError:
         from .errors import TinyLMError
 
-        raise TinyLMError("--plot needs matplotlib. Fix: pip install matplotlib") from None
+        raise TinyLMError(
+            "--plot needs matplotlib. Fix: pip install -c constraints.txt -e '.[bench]' (or pip install matplotlib)"
+        ) from None
     measured = [r for r in rows if not r.error]
     backends = sorted({r.backend for r in measured})
     precisions = sorted({r.precision for r in measured})
