@@ -5,8 +5,9 @@
 Writes `tinylm/models/NAME/`: the config (dtype float16), tokenizer and pooling files of SRC and
 `model.safetensors` cast to float16; the model card (`README.md`) is written by hand beside it and
 kept. `--default-system TEXT` makes the chat template add that system message when a conversation has
-none (the assistant was trained with one), as Qwen's templates do. Then loads both folders with the torch backend and prints the largest logit (or embedding)
-difference the cast causes, and the folder's size (the bundle budget is 25 MB per model).
+none (the assistant was trained with one), as Qwen's templates do. Then loads both folders with the
+torch backend and prints the largest logit (or embedding) difference the cast causes, and the
+folder's size (the bundle budget is 25 MB per model).
 """
 
 from __future__ import annotations

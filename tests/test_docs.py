@@ -9,8 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import tinylm
 from tinylm import errors, hookspecs, settings
 
@@ -51,12 +49,6 @@ def test_every_nav_page_exists():
 
 
 def test_the_quickstart_runs(tmp_path, monkeypatch):
-    from tinylm.plugins import get_manager
-
-    bundled = get_manager().models()
-    needed = {"support-assistant", "support-embedder"}
-    if not needed <= set(bundled):
-        pytest.skip(f"the quickstart uses the bundled models {sorted(needed)}, which are not shipped yet")
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     for block in code_blocks("quickstart.md", "python"):

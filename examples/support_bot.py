@@ -1,0 +1,57 @@
+"""An interactive support chat that streams its replies and remembers the conversation.
+
+    python examples/support_bot.py [--model support-assistant] [--max-new-tokens 160]
+
+Type a message and press Enter; an empty line or Ctrl-D ends the chat. When the conversation no longer fits the
+model's context, the oldest exchanges are dropped (the system message, if any, is kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import tinylm
+
+
+def fit(model: tinylm.Model, history: list[dict[str, str]], reserve: int) -> list[dict[str, str]]:
+    """The most recent part of `history` whose prompt leaves `reserve` tokens of the context for the reply."""
+    system = [m for m in history[:1] if m["role"] == "system"]
+    turns = history[len(system) :]
+    while len(turns) > 1:
+        prompt = model.chat_prompt(system + turns)
+        if len(model.tokenizer.encode(prompt, add_special_tokens=False)) + reserve <= model.context_length:
+            break
+        turns = turns[2:] if len(turns) > 2 else turns[1:]  # drop the oldest user + assistant pair
+    return system + turns
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="support-assistant")
+    parser.add_argument("--max-new-tokens", type=int, default=160)
+    args = parser.parse_args()
+
+    model = tinylm.load(args.model)
+    print(f"[{args.model} on {model.backend}/{model.device}; empty line to quit]", file=sys.stderr)
+    history: list[dict[str, str]] = []
+    while True:
+        try:
+            text = input("you> ").strip()
+        except EOFError:
+            break
+        if not text:
+            break
+        history = fit(model, [*history, {"role": "user", "content": text}], args.max_new_tokens)
+        print("bot> ", end="", flush=True)
+        reply = []
+        for chunk in model.stream_chat(history, max_new_tokens=args.max_new_tokens):
+            print(chunk.text, end="", flush=True)
+            reply.append(chunk.text)
+        print()
+        history.append({"role": "assistant", "content": "".join(reply)})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""The numpy backend as a tinylm plugin: the object tinylm finds through the `tinylm` entry-point group.
+
+tinylm imports this module lazily (the first time it needs its backend registry) and calls
+`register_backends`. Keep it cheap: the model code is imported only when a model is opened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
+
+from tinylm import hookimpl
+from tinylm.backend import Availability, Backend, Capabilities, OpenRequest, Session
+
+__all__ = ["NumpyBackend", "register_backends"]
+
+
+def _version() -> str:
+    try:
+        return version("tinylm-numpy-example")
+    except PackageNotFoundError:  # imported from a source tree that was not installed
+        return "0+unknown"
+
+
+class NumpyBackend:
+    """Every tinylm family's forward pass in plain numpy: fp32 on the CPU, no runtime to install.
+
+    Slow next to the real backends, so its priority is below theirs: automatic choice takes it only
+    when nothing else can run the model. Ask for it by name (`backend="numpy"`, `TINYLM_BACKEND=numpy`).
+    """
+
+    name = "numpy"
+    capabilities = Capabilities(
+        precisions=("fp32",),
+        default_precision="fp32",
+        kinds=("decoder", "encoder"),
+        batch=True,
+        priority=-10,  # built-in backends use 10..30 and the default is 0: never preferred over them
+        converts=False,  # runs the checkpoint's weights directly; nothing for the core to cache
+        reference=False,
+    )
+
+    def __init__(self) -> None:
+        self.version = _version()
+
+    def availability(self) -> Availability:
+        # numpy is a dependency of tinylm itself, so there is nothing to check. A backend with its own
+        # runtime would return `requires_runtimes({"myruntime": "myruntime"}, ...)` here (never an import).
+        return Availability(ok=True)
+
+    def devices(self) -> list[str]:
+        return ["cpu"]
+
+    def open(self, request: OpenRequest) -> Session:
+        from .session import open_session
+
+        return open_session(request)
+
+
+@hookimpl
+def register_backends(register: Callable[[Backend], None]) -> None:
+    register(NumpyBackend())

@@ -1,0 +1,82 @@
+"""The tinylm `Session`: checks its inputs with `tinylm.inputs`, owns the KV cache, runs the model.
+
+Everything else a user sees — tokenization, sampling, stop strings, streaming, pooling of embeddings —
+happens in the core, the same for every backend.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tinylm import inputs
+from tinylm.arch.spec import ModelSpec
+from tinylm.backend import OpenRequest
+from tinylm.errors import GenerationError
+
+from .cache import KVCache
+from .transformer import Transformer
+from .weights import load_weights
+
+__all__ = ["NumpySession", "open_session"]
+
+
+class NumpySession:
+    """One model opened on the numpy backend. Used by one thread at a time (the core serialises calls)."""
+
+    def __init__(self, model: Transformer) -> None:
+        self.model: Transformer | None = model
+        self.spec: ModelSpec = model.spec
+        self.capacity = self.spec.max_positions  # what the core reports as the model's context length
+        self._cache: KVCache | None = None
+
+    def _live(self) -> Transformer:
+        if self.model is None:
+            raise GenerationError("this numpy session was closed. Fix: load the model again with tinylm.load(...).")
+        return self.model
+
+    def _cache_for(self, batch: int) -> KVCache:
+        """The cache for `batch` sequences: kept while the batch size stays, rebuilt when it changes."""
+        cache = self._cache
+        if cache is not None and cache.batch == batch:
+            return cache
+        if cache is not None and cache.length:
+            raise GenerationError(
+                f"batch size changed from {cache.batch} to {batch} with {cache.length} tokens cached. "
+                "Fix: call reset() before starting sequences of another batch size."
+            )
+        self._cache = KVCache(self.spec, batch=batch, capacity=self.capacity)
+        return self._cache
+
+    # Session --------------------------------------------------------------------------------------
+
+    @property
+    def length(self) -> int:
+        return self._cache.length if self._cache is not None else 0
+
+    def reset(self) -> None:
+        if self._cache is not None:
+            self._cache.length = 0  # old entries are overwritten before they are read again
+
+    def forward(self, token_ids: np.ndarray, *, all_positions: bool = False) -> np.ndarray:
+        model = self._live()
+        inputs.need_kind(self.spec, "decoder", "forward()")
+        ids = inputs.token_ids(token_ids, self.spec, "forward()")  # (B, T) int64
+        cache = self._cache_for(ids.shape[0])
+        inputs.room(self.spec, cached=cache.length, new=ids.shape[1], capacity=self.capacity)
+        return model.step(ids, cache, last_only=not all_positions)  # (B, V) or (B, T, V)
+
+    def embed(self, token_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray) -> np.ndarray:
+        model = self._live()
+        ids, mask, types = inputs.embed_inputs(token_ids, attention_mask, token_type_ids, self.spec)
+        return model.hidden(ids, mask, types).astype(np.float32)  # (B, T, H)
+
+    def close(self) -> None:
+        self.model = None
+        self._cache = None
+
+
+def open_session(request: OpenRequest) -> NumpySession:
+    """A session on `request.spec` and its weights. The core has already checked the precision (fp32,
+    the only one offered) and the device (cpu). `request.num_threads` is not applied: numpy's BLAS
+    takes its thread count from the environment (OMP_NUM_THREADS / OPENBLAS_NUM_THREADS)."""
+    return NumpySession(Transformer(request.spec, load_weights(request.spec, request.weights)))

@@ -1,0 +1,136 @@
+"""Every example runs (short inputs) on every backend that can run here, against the bundled models."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tinylm.plugins import get_manager
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+
+
+def runnable_backends() -> list[str]:
+    return sorted(name for name, b in get_manager().backends().items() if b.availability().ok)
+
+
+BACKENDS = runnable_backends()
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One artifact cache for the module: each backend converts the bundled models once."""
+    return tmp_path_factory.mktemp("examples-home")
+
+
+def run(args: list[str], *, home: Path, backend: str | None, stdin: str = "", cwd: Path | None = None) -> str:
+    env = {**os.environ, "TINYLM_HOME": str(home), "TINYLM_NUM_THREADS": "1"}
+    env.pop("TINYLM_BACKEND", None)
+    if backend is not None:
+        env["TINYLM_BACKEND"] = backend
+    done = subprocess.run(args, input=stdin, capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
+    assert done.returncode == 0, f"{args} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_quickstart(backend, home):
+    out = run([sys.executable, str(EXAMPLES / "quickstart.py")], home=home, backend=backend)
+    assert f"backend={backend}" in out and "tokens/s" in out
+    assert len(out.splitlines()) >= 3
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_support_bot_keeps_the_conversation(backend, home):
+    out = run(
+        [sys.executable, str(EXAMPLES / "support_bot.py"), "--max-new-tokens", "24"],
+        home=home,
+        backend=backend,
+        stdin="I want to cancel my order\nand get a refund\n\n",
+    )
+    assert out.count("bot> ") == 2
+
+
+def test_support_bot_drops_the_oldest_turns_when_the_context_is_full():
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        from support_bot import fit
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    import tinylm
+
+    with tinylm.load("support-assistant", backend="torch") as model:
+        history = [{"role": "system", "content": "Be brief."}]
+        for n in range(40):
+            history += [{"role": "user", "content": f"question {n} " * 10}]
+            history += [{"role": "assistant", "content": "ok " * 20}]
+        history.append({"role": "user", "content": "last question"})
+        kept = fit(model, history, reserve=64)
+        assert kept[0] == history[0] and kept[-1] == history[-1] and len(kept) < len(history)
+        assert len(model.tokenizer.encode(model.chat_prompt(kept))) + 64 <= model.context_length
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_email_replies_writes_one_draft_per_email(backend, home, tmp_path):
+    inbox = tmp_path / "inbox"
+    shutil.copytree(EXAMPLES / "data" / "inbox", inbox)
+    out = tmp_path / "drafts"
+    args = [sys.executable, str(EXAMPLES / "email_replies.py"), str(inbox), str(out), "--max-new-tokens", "24"]
+    printed = run(args, home=home, backend=backend)
+    drafts = sorted(p.name for p in out.iterdir())
+    assert drafts == sorted(f"{p.stem}.reply.txt" for p in inbox.glob("*.txt"))
+    assert all((out / d).read_text().strip() for d in drafts)
+    assert f"{len(drafts)} drafts" in printed
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_semantic_faq_finds_the_entry_by_meaning(backend, home):
+    question = "I sent the shoes back, when is my money coming back?"
+    out = run([sys.executable, str(EXAMPLES / "semantic_faq.py"), question], home=home, backend=backend)
+    assert "matched 'When will I get my refund?'" in out
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_triage_email_returns_valid_json(backend, home):
+    jsonschema = pytest.importorskip("jsonschema")
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        from triage_email import SCHEMA
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    emails = sorted((EXAMPLES / "data" / "inbox").glob("*.txt"))
+    out = run([sys.executable, str(EXAMPLES / "triage_email.py"), *map(str, emails)], home=home, backend=backend)
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r.pop("email") for r in records] == [e.name for e in emails]
+    for record in records:
+        jsonschema.validate(record, SCHEMA)
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="switch_backends.sh is a bash script")
+def test_switch_backends_runs_every_backend(home):
+    out = run(["bash", str(EXAMPLES / "switch_backends.sh")], home=home, backend=None, cwd=ROOT)
+    for backend in BACKENDS:
+        assert f"== TINYLM_BACKEND={backend}" in out and f"backend={backend}" in out
+
+
+def test_the_example_backend_package_passes_the_conformance_suite(tmp_path):
+    """examples/write_a_backend, registered by its entry point (a dist-info on the path, as pip would write)."""
+    package = EXAMPLES / "write_a_backend"
+    site = tmp_path / "site"
+    info = site / "tinylm_numpy_example-0.1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tinylm-numpy-example\nVersion: 0.1.0\n")
+    (info / "entry_points.txt").write_text("[tinylm]\nnumpy = tinylm_numpy.plugin\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(package), os.environ.get("PYTHONPATH", "")])}
+    env["TINYLM_HOME"] = str(tmp_path / "home")
+    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(package / "tests")]
+    done = subprocess.run(args, capture_output=True, text=True, env=env, cwd=package, timeout=1200)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert " passed" in done.stdout and " failed" not in done.stdout
