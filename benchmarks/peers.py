@@ -43,8 +43,6 @@ import openvino_peers  # noqa: E402
 from openvino_peers import BYTES_PER_PARAM  # noqa: E402
 from torch_vs_transformers import PROMPT_TOKENS, THREADS, _peak_rss_mb, machine_line, run_transformers  # noqa: E402
 
-from tinylm.bench import EMBED_SENTENCES as SENTENCES  # noqa: E402 - the texts tinylm bench embeds
-
 NEW_TOKENS = 128
 RUNS = 3
 QUICK_NEW_TOKENS = 16
@@ -223,10 +221,10 @@ def child_sentence_transformers(job: dict) -> dict:
     model = SentenceTransformer(job["model"], device="cpu", model_kwargs={"dtype": dtype})
     out: dict = {"load_s": time.perf_counter() - t0}
     for batch, key in ((1, "sentences_per_s_1"), (32, "sentences_per_s_32")):
-        model.encode(SENTENCES[:batch], batch_size=batch)  # warm-up
+        model.encode(job["sentences"][:batch], batch_size=batch)  # warm-up
         start, done = time.perf_counter(), 0
         while time.perf_counter() - start < EMBED_SECONDS:
-            model.encode(SENTENCES[:batch], batch_size=batch)
+            model.encode(job["sentences"][:batch], batch_size=batch)
             done += batch
         out[key] = done / (time.perf_counter() - start)
     return {**out, "rss_mb": _peak_rss_mb()}
@@ -422,7 +420,10 @@ def measure_peer(args: argparse.Namespace, peer: Peer, subject: Measured, precis
         where = f"--{peer.interpreter}-python or {INTERPRETERS[peer.interpreter].env}"
         reason = f"not installed: no interpreter at {python} (run --setup, or point {where} at one)"
         return Row(model=model, runtime=peer.name, precision=precision, error=reason)
+    from tinylm.bench import EMBED_SENTENCES  # the texts tinylm bench embeds (the child has no tinylm)
+
     job = {
+        "sentences": EMBED_SENTENCES,
         "peer": peer.name, "model": str(folder), "folder": str(folder), "precision": precision,
         "peer_precision": peer.precisions[precision], "runs": args.runs, "new_tokens": args.new_tokens,
         "prompt": subject.prompt, "out": str(work / f"{peer.name}-{precision}"), "llama_cpp_src": args.llama_cpp_src,
@@ -519,7 +520,9 @@ def measure_all(args: argparse.Namespace) -> dict:
             record, rows = measure_model(args, name, Path(tmp))
             results["models"].append(record)
             results["rows"] += [dataclasses.asdict(r) for r in rows]
-    results["minutes"] = (time.time() - started) / 60
+            results["minutes"] = (time.time() - started) / 60
+            if args.json:  # after each model, so a run cut short keeps what it measured (--from-json)
+                args.json.write_text(json.dumps(results, indent=2))
     return results
 
 
