@@ -59,18 +59,10 @@ def params() -> int:
 
 
 def bandwidth_gbs() -> float:
-    import numpy as np
+    """Copy bandwidth (read + write) in GB/s, measured as `tinylm bench` measures it, on 512 MiB."""
+    from tinylm.bench import memory_bandwidth
 
-    src = np.ones(128 * 2**20, np.float32)  # 512 MiB
-    dst = np.empty_like(src)
-    best = min(_timed(lambda: np.copyto(dst, src)) for _ in range(5))
-    return 2 * src.nbytes / best / 1e9
-
-
-def _timed(fn) -> float:  # type: ignore[no-untyped-def]
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
+    return memory_bandwidth(size_mb=512)
 
 
 def _stats(ttfts: list[float], rates: list[float]) -> dict:
