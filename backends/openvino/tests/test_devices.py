@@ -71,7 +71,9 @@ def test_warm_load_in_a_fresh_process_converts_nothing(model_folder, tmp_path):
         "orig = c.prepare\n"
         "c.prepare = lambda *a, **k: calls.append(1) or orig(*a, **k)\n"
         f"m = tinylm.load({str(model_folder('llama'))!r}, backend='openvino', precision='int8', parity=False)\n"
-        "print(json.dumps({'converted': len(calls), 'tokens': m.generate([5, 6, 7], max_new_tokens=4).token_ids}))\n"
+        "blobs = len(list((m.artifact / 'compiled').glob('*.blob')))\n"
+        "tokens = m.generate([5, 6, 7], max_new_tokens=4).token_ids\n"
+        "print(json.dumps({'converted': len(calls), 'blobs': blobs, 'tokens': tokens}))\n"
     )
     env = {**os.environ, "TINYLM_HOME": str(tmp_path / "home")}
     runs = []
@@ -80,4 +82,11 @@ def test_warm_load_in_a_fresh_process_converts_nothing(model_folder, tmp_path):
         assert proc.returncode == 0, proc.stderr
         runs.append(json.loads(proc.stdout.splitlines()[-1]))
     assert runs[0]["converted"] == 1 and runs[1]["converted"] == 0
+    assert runs[0]["blobs"] == runs[1]["blobs"] == 1  # the first open compiled it; the warm one imported it
     assert runs[0]["tokens"] == runs[1]["tokens"]
+
+
+def test_compiled_cache_off_writes_no_blob(model_folder):
+    with tinylm.load(model_folder("llama"), backend="openvino", parity=False, compiled_cache=False) as m:
+        assert m.artifact is not None and not (m.artifact / "compiled").exists()
+        assert len(m.generate([5, 6, 7], max_new_tokens=2).token_ids) == 2

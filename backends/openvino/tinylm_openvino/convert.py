@@ -28,8 +28,10 @@ def save(request: OpenRequest, opts: BuildOptions, folder: Path) -> None:
 
 
 def _session(folder: Path, request: OpenRequest, opts: BuildOptions) -> OpenVINOSession:
-    # parity is measured on the CPU whatever the device: the artifact is device-independent
-    return session_for(folder, replace(request, device="CPU"), opts, capacity(request.spec, opts))
+    # parity is measured on the CPU whatever the device: the artifact is device-independent. No compiled blob
+    # here: OpenVINO keys blobs by path, and this folder is renamed into place; the first open writes it there.
+    uncached = replace(opts, compiled_cache=False)
+    return session_for(folder, replace(request, device="CPU"), uncached, capacity(request.spec, opts))
 
 
 def _parity(request: OpenRequest, opts: BuildOptions, out_dir: Path) -> dict[str, Any]:

@@ -1,11 +1,15 @@
 """Reading an artifact and compiling it for a device -> a tinylm `Session` (imports openvino, not the builder).
 
 openvino_model.xml / .bin   the IR (the .bin is memory-mapped by `read_model`: warm loads parse no weights)
-compiled/                  OpenVINO's CACHE_DIR, only with `compiled_cache=True`
+compiled/                  OpenVINO's CACHE_DIR (`compiled_cache=True`, the default): the compiled blob for each
+                           device and property set, written by the first open of the artifact at its final
+                           path (OpenVINO keys blobs by the IR's path), not part of the artifact's inventory;
+                           a stale or damaged blob is recompiled and rewritten by OpenVINO itself
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +27,15 @@ MODEL_FILE = "openvino_model.xml"
 CACHE_FOLDER = "compiled"
 
 
+def _cache_usable(folder: Path) -> bool:
+    """A blob can be read (compiled/ exists) or written (the artifact folder is writable)."""
+    return (folder / CACHE_FOLDER).is_dir() or os.access(folder, os.W_OK)
+
+
 def compile_folder(folder: Path, device: str, opts: BuildOptions, num_threads: int) -> Any:
     """The IR in `folder` compiled for `device` (through the compiled-model cache when it is on)."""
     check_device(device)
-    cache = str(folder / CACHE_FOLDER) if opts.compiled_cache else None
+    cache = str(folder / CACHE_FOLDER) if opts.compiled_cache and _cache_usable(folder) else None
     props = compile_properties(device, opts, num_threads, cache)
     if cache:  # compiling from the path lets OpenVINO skip reading the IR on a cache hit
         return core().compile_model(str(folder / MODEL_FILE), device, props)
