@@ -45,6 +45,7 @@ from torch_vs_transformers import PROMPT_TOKENS, THREADS, _peak_rss_mb, machine_
 
 NEW_TOKENS = 128
 RUNS = 3
+ROUNDS = 2  # each (runtime, precision) measured this many times, in alternating order
 QUICK_NEW_TOKENS = 16
 CHILD_TIMEOUT_S = 3600
 PRECISIONS = ("fp32", "bf16", "fp16", "int8", "int4")
@@ -445,17 +446,47 @@ def measure_peer(args: argparse.Namespace, peer: Peer, subject: Measured, precis
         shutil.rmtree(job["out"] + ".cache", ignore_errors=True)
 
 
-def tinylm_rows(args: argparse.Namespace, model: str, folder: Path, work: Path) -> list[Row]:
-    """`tinylm bench --json` for every available backend x precision (its progress goes to stderr)."""
+def tinylm_rows(args: argparse.Namespace, model: str, folder: Path, home: Path, precision: str) -> list[Row]:
+    """`tinylm bench --json` for every available backend at `precision` (its progress goes to stderr), with its
+    own cache `home`: the first load of each backend is a conversion (the cold load)."""
     cmd = [sys.executable, "-m", "tinylm.cli", "bench", str(folder), "--json", "--runs", str(args.runs)]
-    cmd += ["--new-tokens", str(args.new_tokens), "--prompt-tokens", str(PROMPT_TOKENS)]
-    if args.precisions:
-        cmd += ["--precisions", *args.precisions]
-    env = {**_env(), "TINYLM_HOME": str(work / "tinylm-home")}  # its saved ranking stays out of the user's home
+    cmd += ["--new-tokens", str(args.new_tokens), "--prompt-tokens", str(PROMPT_TOKENS), "--precisions", precision]
+    env = {**_env(), "TINYLM_HOME": str(home)}  # its saved ranking stays out of the user's home
     proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True, check=False)
     if proc.returncode:
-        return [Row(model=model, runtime="tinylm", precision="-", error=f"tinylm bench exited {proc.returncode}")]
+        return [Row(model=model, runtime="tinylm", precision=precision, error=f"tinylm bench exited {proc.returncode}")]
     return [_bench_row(model, r) for r in json.loads(proc.stdout)["rows"]]
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def combine(rounds: list[Row]) -> Row:
+    """One row from the same (runtime, precision) measured in several rounds: the median of the rounds' figures
+    (decode: of their medians; min and max over every run), the first round's cold load and artifact, the
+    highest peak RSS. The first error row when no round measured it."""
+    ok = [r for r in rounds if not r.error]
+    if not ok:
+        return rounds[0]
+    row = dataclasses.replace(ok[0])
+    for key in ("warm_load_s", "ttft_ms", "decode_tps", "sentences_per_s_1", "sentences_per_s_32"):
+        values = [getattr(r, key) for r in ok if getattr(r, key) is not None]
+        setattr(row, key, _median(values) if values else None)
+    for key, pick in (("decode_tps_min", min), ("decode_tps_max", max), ("peak_rss_mb", max)):
+        values = [getattr(r, key) for r in ok if getattr(r, key) is not None]
+        setattr(row, key, pick(values) if values else None)
+    return row
+
+
+def _combined(rows: list[Row]) -> list[Row]:
+    """`combine` each (runtime, precision), in first-measured order."""
+    groups: dict[tuple[str, str], list[Row]] = {}
+    for r in rows:
+        groups.setdefault((r.runtime, r.precision), []).append(r)
+    return [combine(group) for group in groups.values()]
 
 
 def measure_model(args: argparse.Namespace, name: str, work: Path) -> tuple[dict, list[Row]]:
@@ -475,17 +506,29 @@ def measure_model(args: argparse.Namespace, name: str, work: Path) -> tuple[dict
     record["weight_bytes"] = {p: weight_bytes(spec, p) for p in PRECISIONS}  # what the roofline divides by
     record["all_weight_bytes"] = {p: int(count * BYTES_PER_PARAM[p]) for p in PRECISIONS}  # the RSS goal's base
     measured = Measured(name, folder, work, prompt_ids(spec.vocab_size, PROMPT_TOKENS))  # the tinylm rows' prompt
-    rows = tinylm_rows(args, name, folder, work) if "tinylm" in args.only else []
-    for peer in PEERS.values():
-        if peer.kind != subject.kind or not ({"peers", peer.name} & args.only):
-            continue
-        for precision in peer.precisions:
-            if args.precisions and precision not in args.precisions:
-                continue
-            print(f"{name} {peer.name}/{precision} ...", file=sys.stderr, flush=True)
-            rows.append(measure_peer(args, peer, measured, precision))
-            print(f"  {_brief(rows[-1])}", file=sys.stderr, flush=True)
-    return record, rows
+    peers = [p for p in PEERS.values() if p.kind == subject.kind and {"peers", p.name} & args.only]
+    rows: list[Row] = []
+    for turn in range(args.rounds):
+        home = work / f"tinylm-home-{turn}"  # a fresh cache each round: every round converts (its cold load)
+        for precision in args.precisions or PRECISIONS:
+            # tinylm and the peers at one precision back to back, tinylm first in even rounds and last in odd
+            # ones, so a machine that drifts over the run favours neither side
+            who: list[Peer | None] = [None] if "tinylm" in args.only else []  # None: tinylm
+            who += [peer for peer in peers if precision in peer.precisions]
+            for peer in who if turn % 2 == 0 else who[::-1]:
+                if peer is None:
+                    rows += tinylm_rows(args, name, folder, home, precision)
+                else:
+                    rows.append(_peer(args, peer, measured, precision))
+        shutil.rmtree(home, ignore_errors=True)
+    return record, _combined(rows)
+
+
+def _peer(args: argparse.Namespace, peer: Peer, measured: Measured, precision: str) -> Row:
+    print(f"{measured.name} {peer.name}/{precision} ...", file=sys.stderr, flush=True)
+    row = measure_peer(args, peer, measured, precision)
+    print(f"  {_brief(row)}", file=sys.stderr, flush=True)
+    return row
 
 
 def _brief(row: Row) -> str:
@@ -510,7 +553,8 @@ def measure_all(args: argparse.Namespace) -> dict:
 
     started = time.time()
     results: dict = {
-        "date": dt.date.today().isoformat(), "quick": args.quick, "runs": args.runs, "new_tokens": args.new_tokens,
+        "date": dt.date.today().isoformat(), "quick": args.quick, "runs": args.runs, "rounds": args.rounds,
+        "new_tokens": args.new_tokens,
         "prompt_tokens": PROMPT_TOKENS, "threads": THREADS, "load_average": os.getloadavg()[0],
         "bandwidth_gbs": memory_bandwidth(),
         "machine": machine_line(", ".join(f"{k} {v}" for k, v in _versions().items())), "models": [], "rows": [],
@@ -574,6 +618,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--precisions", help="comma-separated (default: every one each runtime has)")
     parser.add_argument("--runs", type=int, help=f"timed runs after a warm-up (default {RUNS}; --quick: 1)")
+    parser.add_argument(
+        "--rounds", type=int, help=f"measure everything this many times, report medians (default {ROUNDS}; --quick: 1)"
+    )
     parser.add_argument("--new-tokens", type=int, help=f"default {NEW_TOKENS} (--quick: {QUICK_NEW_TOKENS})")
     parser.add_argument("--json", type=Path, help="also save the raw results here")
     parser.add_argument("--from-json", type=Path, help="render saved results instead of measuring")
@@ -602,6 +649,7 @@ def _check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         if unknown:
             parser.error(f"{flag}: unknown {', '.join(unknown)}; choose from {', '.join(allowed)}")
     args.runs = args.runs or (1 if args.quick else RUNS)
+    args.rounds = args.rounds or (1 if args.quick else ROUNDS)
     args.new_tokens = args.new_tokens or (QUICK_NEW_TOKENS if args.quick else NEW_TOKENS)
     if args.write_docs and not args.from_json:
         import importlib.util

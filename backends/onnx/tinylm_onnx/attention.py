@@ -6,6 +6,9 @@ sliding window as GQA's `local_window_size`, rotary inside GQA when it can expre
 
     x -> qkv (one MatMul) [+ bias] -> [q/k RMS norm per head] -> [rotate] -> GQA -> o [+ bias]
 
+GQA takes the projection packed (q | k | v in its query input) when nothing has to happen to q and k between
+the projection and GQA (no per-head norm, rotary inside GQA or none), so no Split runs.
+
 Encoders (bidirectional, padding mask): plain ops, softmax(q k^T * scale + mask_bias) v.
 """
 
@@ -18,13 +21,22 @@ from .rope import gqa_can_rotate, rotate
 __all__ = ["decoder_attention", "encoder_attention"]
 
 
-def _qkv(lw: Lowering, x: str, i: int) -> tuple[str, str, str]:
-    """One fused projection, split into q (B, T, nh*hd), k and v (B, T, nkv*hd)."""
+def _packed_qkv(lw: Lowering, x: str, i: int) -> str:
+    """One fused projection (B, T, nh*hd + 2 * nkv*hd): q | k | v."""
     s, p = lw.spec, f"layers.{i}.attn"
-    qkv = lw.linear(x, [f"{p}.q", f"{p}.k", f"{p}.v"], bias=s.qkv_bias, hint=f"{p}.qkv")  # (B, T, q + 2 kv)
+    return lw.linear(x, [f"{p}.q", f"{p}.k", f"{p}.v"], bias=s.qkv_bias, hint=f"{p}.qkv")
+
+
+def _split(lw: Lowering, qkv: str, i: int) -> tuple[str, str, str]:
+    """The fused projection split into q (B, T, nh*hd), k and v (B, T, nkv*hd)."""
+    s = lw.spec
     sizes = lw.g.scalar([s.q_size, s.kv_size, s.kv_size])
-    q, k, v = lw.g.op("Split", [qkv, sizes], outputs=3, axis=-1, hint=f"{p}.split")
+    q, k, v = lw.g.op("Split", [qkv, sizes], outputs=3, axis=-1, hint=f"layers.{i}.attn.split")
     return q, k, v
+
+
+def _qkv(lw: Lowering, x: str, i: int) -> tuple[str, str, str]:
+    return _split(lw, _packed_qkv(lw, x, i), i)
 
 
 def _head_norm(lw: Lowering, x: str, heads: int, prefix: str) -> str:
@@ -38,15 +50,19 @@ def _head_norm(lw: Lowering, x: str, heads: int, prefix: str) -> str:
 def decoder_attention(lw: Lowering, x: str, i: int, past_k: str, past_v: str) -> tuple[str, str, str]:
     """(output (B, T, H), present_key, present_value) for layer i."""
     s, g, f, p = lw.spec, lw.g, lw.frame, f"layers.{i}.attn"
-    q, k, v = _qkv(lw, x, i)
-    if s.qk_norm:
-        q, k = _head_norm(lw, q, s.num_heads, f"{p}.q_norm"), _head_norm(lw, k, s.num_kv_heads, f"{p}.k_norm")
     internal = f.cos_cache is not None and gqa_can_rotate(s)
-    if s.rope is not None and not internal:
-        rd = s.rope.rotary_dim
-        q = rotate(g, q, s.num_heads, s.head_dim, rd, f.cos, f.sin, f"{p}.rope_q")
-        k = rotate(g, k, s.num_kv_heads, s.head_dim, rd, f.cos, f.sin, f"{p}.rope_k")
-    inputs = [q, k, v, past_k, past_v, f.seqlens, f.total]
+    qkv = _packed_qkv(lw, x, i)
+    if not s.qk_norm and (s.rope is None or internal):  # GQA reads q|k|v packed: no Split node
+        inputs = [qkv, "", "", past_k, past_v, f.seqlens, f.total]
+    else:
+        q, k, v = _split(lw, qkv, i)
+        if s.qk_norm:
+            q, k = _head_norm(lw, q, s.num_heads, f"{p}.q_norm"), _head_norm(lw, k, s.num_kv_heads, f"{p}.k_norm")
+        if s.rope is not None and not internal:
+            rd = s.rope.rotary_dim
+            q = rotate(g, q, s.num_heads, s.head_dim, rd, f.cos, f.sin, f"{p}.rope_q")
+            k = rotate(g, k, s.num_kv_heads, s.head_dim, rd, f.cos, f.sin, f"{p}.rope_k")
+        inputs = [q, k, v, past_k, past_v, f.seqlens, f.total]
     if internal:
         inputs += [f.cos_cache, f.sin_cache]
     y, present_k, present_v = g.op(

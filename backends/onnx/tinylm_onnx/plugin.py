@@ -12,11 +12,17 @@ from tinylm.hookspecs import hookimpl
 __all__ = ["OnnxBackend", "register_backends"]
 
 
+# Bumped whenever the graphs this backend builds change (2: q|k|v passed packed to GroupQueryAttention).
+# The version is part of the artifact cache key: artifacts from an older graph builder are rebuilt, never reused.
+GRAPH_REVISION = 2
+
+
 def _version() -> str:
     try:
-        return version("tinylm-onnx")
+        found = version("tinylm-onnx")
     except PackageNotFoundError:  # running from a source tree that is not installed
-        return "0+unknown"
+        found = "0+unknown"
+    return f"{found}+graph{GRAPH_REVISION}" if "+" not in found else f"{found}.graph{GRAPH_REVISION}"
 
 
 class OnnxBackend:

@@ -12,11 +12,17 @@ from tinylm.hookspecs import hookimpl
 __all__ = ["OpenVINOBackend", "register_backends"]
 
 
+# Bumped whenever the graphs this backend builds change (1: the first numbered revision).
+# The version is part of the artifact cache key: artifacts from an older graph builder are rebuilt, never reused.
+GRAPH_REVISION = 1
+
+
 def _version() -> str:
     try:
-        return version("tinylm-openvino")
+        found = version("tinylm-openvino")
     except PackageNotFoundError:  # running from a source tree that is not installed
-        return "0+unknown"
+        found = "0+unknown"
+    return f"{found}+graph{GRAPH_REVISION}" if "+" not in found else f"{found}.graph{GRAPH_REVISION}"
 
 
 class OpenVINOBackend:
