@@ -6,7 +6,7 @@ KV-cache attention (StatefulSDPAFusion), so nothing of the cache crosses Python:
     past = ReadValue(var, init: zeros (B, nkv, 0, hd)) -> Gather(past, beam_idx, 0)
     all  = Concat(past, new (B, nkv, T, hd), axis 2) -> Assign(var)               (B, nkv, S, hd)
     [grouped KV: Unsqueeze(2) -> Broadcast (B, nkv, g, S, hd) -> Reshape (B, nh, S, hd)]
-    y    = SDPA(q (B, nh, T, hd), k, v, mask (1, 1, T, S) bool, scale)
+    y    = SDPA(q (B, nh, T, hd), k, v, mask (1, 1, T, S) float: 0 or lowest, added to the scores; scale)
 
 Encoders: the same SDPA without state, with the padding mask (B, 1, 1, T).
 """

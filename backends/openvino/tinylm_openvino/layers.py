@@ -39,7 +39,7 @@ class Frame:
     end: Output | None = None  # (1,) int64 start + T
     cos: Output | None = None  # (1, 1, T, rd)
     sin: Output | None = None  # (1, 1, T, rd) with the rotate-half sign folded into the first half
-    mask: Output | None = None  # bool, broadcast to (B, nh, T, S): True where attended
+    mask: Output | None = None  # float, broadcast to (B, nh, T, S): 0 where attended, float32's lowest elsewhere
     beam_idx: Output | None = None  # (B,) int32 decoders: the rows of the state each new row continues
     batch: Output | None = None  # (1,) int64 B
 
