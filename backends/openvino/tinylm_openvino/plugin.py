@@ -12,9 +12,9 @@ from tinylm.hookspecs import hookimpl
 __all__ = ["OpenVINOBackend", "register_backends"]
 
 
-# Bumped whenever the graphs this backend builds change (2: float attention masks).
+# Bumped whenever the graphs this backend builds change (3: rotary in the pattern the CPU plugin fuses into RoPE).
 # The version is part of the artifact cache key: artifacts from an older graph builder are rebuilt, never reused.
-GRAPH_REVISION = 2
+GRAPH_REVISION = 3
 
 
 def _version() -> str:
