@@ -44,6 +44,30 @@ def test_matmulnbits_computes_the_dequantized_product(bits):
     np.testing.assert_allclose(y, expected, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize(("bits", "shared"), [(4, True), (8, False)])
+def test_tied_lookup_reads_the_heads_codes_at_int4_only(bits, shared, model_folder):
+    """qwen2 (tied, hidden 48: K padded to 64) -- at int4 the lookup dequantizes the LM head's codes
+    (GatherBlockQuantized, the padding sliced off); at int8 it keeps the f32 table."""
+    import onnxruntime as ort
+    from tinylm_onnx.graph import FLOAT, INT64, Graph
+    from tinylm_onnx.lowering import Lowering
+    from tinylm_onnx.options import BuildOptions
+    from tinylm_onnx.transformer import _embed
+
+    from tinylm.source import ModelFolder
+
+    folder = ModelFolder(model_folder("qwen2"))
+    opts = BuildOptions(precision="int4" if bits == 4 else "int8")
+    lw = Lowering(Graph("embed"), folder.spec, opts, folder.weights())
+    lw.g.output(_embed(lw, lw.g.input("input_ids", INT64, ["B", "T"]), None), "x", FLOAT, None)
+    ids = np.array([[3, 17, 250, 9]])
+    got = ort.InferenceSession(lw.g.model().SerializeToString()).run(None, {"input_ids": ids})[0]
+    table = lw.w("embed.weight")
+    expected = dequantize_blocks(quantize_blocks(table, bits=bits, block=32)) if shared else table
+    np.testing.assert_allclose(got[0], expected[ids[0]], rtol=1e-6, atol=1e-6)
+    assert (lw.head_stored is not None) == shared
+
+
 @pytest.mark.parametrize("precision", ["int8", "int4"])
 @pytest.mark.parametrize("variant", ["llama", "gpt2", "qwen2"])
 def test_quantized_artifact_records_parity(variant, precision, model_folder):

@@ -11,7 +11,7 @@ import numpy as np
 from tinylm.arch.spec import ModelSpec
 
 from .graph import Graph
-from .linear import linear
+from .linear import Stored, linear
 from .norms import add_norm, norm
 from .options import BuildOptions
 
@@ -40,6 +40,7 @@ class Lowering:
     weights: Mapping[str, np.ndarray]
     frame: Frame = field(default_factory=Frame)
     head_table: str | None = None  # (H, V) initializer shared by the embedding lookup and the LM head
+    head_stored: Stored | None = None  # int8/int4 tied: the quantized table the lookup and the LM head share
 
     def w(self, name: str) -> np.ndarray:
         return np.asarray(self.weights[name], dtype=np.float32)

@@ -12,9 +12,9 @@ from tinylm.hookspecs import hookimpl
 __all__ = ["OnnxBackend", "register_backends"]
 
 
-# Bumped whenever the graphs this backend builds change (2: q|k|v passed packed to GroupQueryAttention).
+# Bumped whenever the graphs this backend builds change (3: tied int4 embeddings read the LM head's codes).
 # The version is part of the artifact cache key: artifacts from an older graph builder are rebuilt, never reused.
-GRAPH_REVISION = 2
+GRAPH_REVISION = 3
 
 
 def _version() -> str:

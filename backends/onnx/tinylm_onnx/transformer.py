@@ -23,8 +23,8 @@ import onnx
 from tinylm.arch.spec import ModelSpec
 
 from .attention import decoder_attention, encoder_attention
-from .graph import FLOAT, INT32, INT64, Graph
-from .linear import linear
+from .graph import FLOAT, INT32, INT64, MS, Graph
+from .linear import linear, quantized
 from .lowering import Lowering
 from .mlp import mlp
 from .options import BuildOptions
@@ -44,12 +44,39 @@ def _tied_decoder_head(lw: Lowering) -> bool:
     return s.kind == "decoder" and s.tie_embeddings and (lw.opts.bits == 0 or not lw.opts.quantize_lm_head)
 
 
+def _quantized_tied_head(lw: Lowering) -> bool:
+    """int4 tied embeddings with the head quantized: the lookup reads the head's codes (GatherBlockQuantized), so
+    the table is stored once, quantized (SmolLM2-135M int4: 86 MB of files instead of 200). Not at int8: on the
+    trained test llama the quantized lookup drops greedy agreement from 95% to 80% of continuations (below the
+    90% bar), while at int4 it moves 35.9% of tokens to 34.4%."""
+    s, o = lw.spec, lw.opts
+    return s.kind == "decoder" and s.tie_embeddings and o.bits == 4 and o.quantize_lm_head
+
+
 def _embed(lw: Lowering, ids: str, types: str | None) -> str:
     s, g, f = lw.spec, lw.g, lw.frame
     if _tied_decoder_head(lw):
         table = g.const(lw.w("embed.weight").T, "embed.weight_t")  # (H, V), also the LM head
         lw.head_table = table
         x = g.op("Transpose", [g.op("Gather", [table, ids], axis=1)], perm=[1, 2, 0], hint="embed")  # (B, T, H)
+    elif _quantized_tied_head(lw):
+        o = lw.opts
+        codes, scales = quantized(g, lw.w("embed.weight"), bits=o.bits, block=o.block_size, hint="embed")
+        lw.head_stored = codes, scales
+        blocks = -(-s.hidden_size // o.block_size)
+        rows = g.op(  # (B, T, blocks, block): the codes are (V, blocks, block * bits / 8), one scale a block
+            "GatherBlockQuantized",
+            [codes, ids, g.op("Reshape", [scales, g.scalar([s.vocab_size, blocks, 1])], hint="embed.block_scales")],
+            domain=MS,
+            hint="embed.rows",
+            bits=o.bits,
+            block_size=o.block_size,
+            gather_axis=0,
+            quantize_axis=2,
+        )
+        x = g.op("Reshape", [rows, g.scalar([0, 0, blocks * o.block_size])], hint="embed")  # (B, T, K_pad)
+        if blocks * o.block_size != s.hidden_size:
+            x = g.op("Slice", [x, g.scalar([0]), g.scalar([s.hidden_size]), g.scalar([2])], hint="embed.unpad")
     else:
         x = g.op("Gather", [g.const(lw.w("embed.weight"), "embed.weight"), ids], hint="embed")  # (B, T, H)
     if s.embed_scale != 1.0:
@@ -124,7 +151,9 @@ def _head(lw: Lowering, h: str) -> str:
         return g.op("MatMul", [h, lw.head_table], hint="lm_head")
     weight = lw.w("embed.weight" if s.tie_embeddings else "lm_head.weight")  # (V, H)
     bits = o.bits if o.quantize_lm_head else 0
-    return linear(g, h, weight, None, bits=bits, block=o.block_size, level=o.accuracy_level, hint="lm_head")
+    return linear(
+        g, h, weight, None, bits=bits, block=o.block_size, level=o.accuracy_level, hint="lm_head", stored=lw.head_stored
+    )
 
 
 def _encoder(lw: Lowering) -> None:
