@@ -40,7 +40,7 @@ class Lowering:
     weights: Mapping[str, np.ndarray]
     frame: Frame = field(default_factory=Frame)
     head_table: str | None = None  # (H, V) initializer shared by the embedding lookup and the LM head
-    head_stored: Stored | None = None  # int8/int4 tied: the quantized table the lookup and the LM head share
+    head_stored: Stored | None = None  # int4 tied: the quantized table the lookup and the LM head share
 
     def w(self, name: str) -> np.ndarray:
         return np.asarray(self.weights[name], dtype=np.float32)
