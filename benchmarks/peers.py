@@ -12,9 +12,11 @@ tinylm rows are `tinylm bench MODEL --json` (tinylm/bench.py): cold load, warm l
 tokens/s (median, min-max), peak RSS, artifact bytes, and sentences/s at batch 1 and 32 for embedders. Peer rows
 run on the same model folder with the same 32-token prompt (the one `tinylm bench` uses), the same number of new
 tokens (EOS ignored, greedy), 2 threads, each in its own processes: a conversion where the peer needs one (its
-wall time is the cold load), then a fresh process that loads and measures. Each peer runs in its own interpreter
-(`--NAME-python` or `TINYLM_NAME_PYTHON`, below), so its packages never touch the project's environment; a peer
-that cannot be installed or run is a table row that says why, never dropped.
+wall time is the cold load), then a fresh process that loads and measures. Everything is measured --rounds times
+(default 2), tinylm and the peers back to back at each precision in alternating order, and each row reports the
+medians of its rounds, so a machine whose speed drifts during the run favours neither side. Each peer runs in its
+own interpreter (`--NAME-python` or `TINYLM_NAME_PYTHON`, below), so its packages never touch the project's
+environment; a peer that cannot be installed or run is a table row that says why, never dropped.
 """
 
 from __future__ import annotations

@@ -386,7 +386,8 @@ def _method(results: dict) -> str:
         "for every available backend and precision (a backend that cannot run here is a row saying why). "
         f"Decoders: greedy generation from the same {prompt}-token prompt (the one `tinylm bench` uses), {new} new "
         f"tokens with EOS ignored; decode is the median tokens/s after the first token over {runs} run(s) after "
-        "a warm-up, [min–max] beside it; time to first token is prefill plus the first token, with the whole prompt "
+        f"a warm-up, [min–max] beside it{_rounds(results)}; time to first token "
+        "is prefill plus the first token, with the whole prompt "
         "prefilled every run (openvino-genai's LLMPipeline turns on a prefix cache by default: repeating the prompt, "
         "its timed runs would prefill one token, so it is turned off; llama-cpp-python is reset for the same "
         "reason). Embedders: "
@@ -406,6 +407,17 @@ def _method(results: dict) -> str:
         "openvino-genai runs an optimum-intel export (fp32; fp16 for the bf16 row; int8; int4 with group 64) with "
         "f32 forced at fp32, bf16 forced at bf16 and its CPU defaults otherwise; llama-cpp-python runs f32, bf16, "
         "q8_0 and q4_0 GGUFs."
+    )
+
+
+def _rounds(results: dict) -> str:
+    rounds = results.get("rounds", 1)
+    if rounds < 2:
+        return ""
+    return (
+        f" (every row was measured in {rounds} rounds, tinylm and the peers back to back at each precision, tinylm "
+        "first in one round and last in the next; a row's figures are the medians of its rounds, min–max over all "
+        "its runs)"
     )
 
 
