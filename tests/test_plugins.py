@@ -140,3 +140,14 @@ def test_doctor_reports_each_plugin_problem_while_the_others_work(broken_dist):
         line = next((ln for ln in doctor.stdout.splitlines() if f"'{plugin}'" in ln), "")
         assert fragment in line, doctor.stdout
     assert "torch: available" in doctor.stdout  # the others keep working
+
+
+def test_installed_version_names_the_distribution_and_the_graph_revision():
+    from importlib.metadata import version
+
+    from tinylm.backend import installed_version
+
+    assert installed_version("pluggy") == version("pluggy")
+    assert installed_version("pluggy", graph_revision=3) == version("pluggy") + "+graph3"
+    assert installed_version("no-such-distribution-xyz") == "0+unknown"  # a source tree that is not installed
+    assert installed_version("no-such-distribution-xyz", graph_revision=2) == "0+unknown.graph2"

@@ -35,6 +35,7 @@ __all__ = [
     "Session",
     "runtime_available",
     "requires_runtimes",
+    "installed_version",
 ]
 
 
@@ -186,3 +187,19 @@ def requires_runtimes(packages: dict[str, str], *, extra: str) -> Availability |
         reason=f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed.",
         hint=f"pip install tinylm[{extra}]  (or: pip install {' '.join(missing)})",
     )
+
+
+def installed_version(dist: str, *, graph_revision: int | None = None) -> str:
+    """The installed version of distribution `dist` ("0+unknown" from a source tree that is not installed),
+    for `Backend.version`. A converting backend passes `graph_revision`, bumped whenever the models it builds
+    change: the version is part of the artifact cache key, so older artifacts are rebuilt, never reused.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = version(dist)
+    except PackageNotFoundError:
+        found = "0+unknown"
+    if graph_revision is None:
+        return found
+    return f"{found}{'.' if '+' in found else '+'}graph{graph_revision}"  # a PEP 440 local version part

@@ -2,6 +2,7 @@
 
 ids = inputs.token_ids(token_ids, spec, "forward()")                 # (B, T) int64, contiguous
 inputs.room(spec, cached=length, new=ids.shape[1], capacity=capacity)  # PromptTooLong when full
+inputs.same_batch(cached_batch, ids.shape[0], cached=length)          # no batch change mid-sequence
 ids, mask, types = inputs.embed_inputs(token_ids, attention_mask, token_type_ids, spec)
 """
 
@@ -12,7 +13,7 @@ import numpy as np
 from .arch.spec import ModelSpec
 from .errors import CapabilityError, GenerationError, PromptTooLong
 
-__all__ = ["token_ids", "need_kind", "room", "embed_inputs"]
+__all__ = ["token_ids", "need_kind", "room", "same_batch", "embed_inputs"]
 
 
 def token_ids(ids: np.ndarray, spec: ModelSpec, what: str) -> np.ndarray:
@@ -48,6 +49,15 @@ def room(spec: ModelSpec, *, cached: int, new: int, capacity: int) -> None:
         raise PromptTooLong(
             f"{cached} cached + {new} new tokens exceed the model's context of {capacity}. "
             "Fix: shorten the prompt or max_new_tokens, or call reset() to start a new sequence."
+        )
+
+
+def same_batch(cached_batch: int, batch: int, *, cached: int) -> None:
+    """`GenerationError` when a call brings `batch` sequences while `cached` tokens of `cached_batch` are kept."""
+    if cached and batch != cached_batch:
+        raise GenerationError(
+            f"batch size changed from {cached_batch} to {batch} with {cached} tokens cached. "
+            "Fix: call reset() before starting sequences of another batch size."
         )
 
 

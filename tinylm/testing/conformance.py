@@ -229,6 +229,8 @@ class BackendConformance:
             return np.stack(out, axis=1)  # (b, 4, V)
 
         both = run(slice(0, 2))
+        with pytest.raises(GenerationError, match=r"batch size changed from 2 to 1 .*Fix"):
+            session.forward(steps[:1, :1])  # two sequences are cached: one alone cannot continue them
         for row in range(2):
             self.assert_close(both[row], run(slice(row, row + 1))[0], f"{variant}: batch row {row} vs alone")
 

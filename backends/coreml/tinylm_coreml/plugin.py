@@ -7,11 +7,10 @@ backend reports itself "convert-only". Running needs macOS, where predictions go
 from __future__ import annotations
 
 import platform
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from tinylm.backend import Availability, Capabilities, OpenRequest, Session, requires_runtimes
+from tinylm.backend import Availability, Capabilities, OpenRequest, Session, installed_version, requires_runtimes
 from tinylm.hookspecs import hookimpl
 
 __all__ = ["CoreMLBackend", "register_backends", "CONVERT_HINT"]
@@ -22,13 +21,6 @@ CONVERT_HINT = (
     "backend='coreml', out=DIR)): DIR/model.mlpackage is the Core ML model, for an app or for "
     "tinylm.load(DIR) on a Mac (macOS 15 / iOS 18; pass stateful=False for macOS 13 / iOS 16)."
 )
-
-
-def _version() -> str:
-    try:
-        return version("tinylm-coreml")
-    except PackageNotFoundError:  # running from a source tree that is not installed
-        return "0+unknown"
 
 
 class CoreMLBackend:
@@ -45,7 +37,7 @@ class CoreMLBackend:
     )
 
     def __init__(self) -> None:
-        self.version = _version()
+        self.version = installed_version("tinylm-coreml")
 
     def availability(self) -> Availability:
         missing = requires_runtimes({"coremltools": "coremltools"}, extra="coreml")

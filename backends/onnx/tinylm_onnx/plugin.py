@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from tinylm.backend import Availability, Capabilities, OpenRequest, Session, requires_runtimes
+from tinylm.backend import Availability, Capabilities, OpenRequest, Session, installed_version, requires_runtimes
 from tinylm.hookspecs import hookimpl
 
 __all__ = ["OnnxBackend", "register_backends"]
 
 
-# Bumped whenever the graphs this backend builds change (3: tied int4 embeddings read the LM head's codes).
-# The version is part of the artifact cache key: artifacts from an older graph builder are rebuilt, never reused.
+# Part of the version (so of the artifact cache key), bumped whenever the graphs this backend builds change
+# (3: tied int4 embeddings read the LM head's codes).
 GRAPH_REVISION = 3
-
-
-def _version() -> str:
-    try:
-        found = version("tinylm-onnx")
-    except PackageNotFoundError:  # running from a source tree that is not installed
-        found = "0+unknown"
-    return f"{found}+graph{GRAPH_REVISION}" if "+" not in found else f"{found}.graph{GRAPH_REVISION}"
 
 
 class OnnxBackend:
@@ -39,7 +30,7 @@ class OnnxBackend:
     )
 
     def __init__(self) -> None:
-        self.version = _version()
+        self.version = installed_version("tinylm-onnx", graph_revision=GRAPH_REVISION)
 
     def availability(self) -> Availability:
         return requires_runtimes({"onnxruntime": "onnxruntime", "onnx": "onnx"}, extra="onnx") or Availability(ok=True)

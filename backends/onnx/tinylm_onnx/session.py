@@ -68,11 +68,7 @@ class OnnxSession:
     def _cache_for(self, batch: int) -> None:
         if batch == self._batch:
             return
-        if self._length:
-            raise GenerationError(
-                f"batch size changed from {self._batch} to {batch} with {self._length} tokens cached. "
-                "Fix: call reset() before starting sequences of another batch size."
-            )
+        inputs.same_batch(self._batch, batch, cached=self._length)
         self._k = self._v = []  # free the old buffers first
         self._batch, self._room = batch, 0
         self._seqlens = np.zeros(batch, np.int32)

@@ -54,11 +54,7 @@ class OpenVINOSession:
         ids = inputs.token_ids(token_ids, self.spec, "forward()")
         batch, new = ids.shape
         if batch != self._batch:
-            if self._length:
-                raise GenerationError(
-                    f"batch size changed from {self._batch} to {batch} with {self._length} tokens cached. "
-                    "Fix: call reset() before starting sequences of another batch size."
-                )
+            inputs.same_batch(self._batch, batch, cached=self._length)
             self._batch, self._beam = batch, np.arange(batch, dtype=np.int32)
         inputs.room(self.spec, cached=self._length, new=new, capacity=self.capacity)
         self._start[0] = self._length

@@ -3,19 +3,11 @@
 from __future__ import annotations
 
 import sys
-from importlib.metadata import PackageNotFoundError, version
 
-from tinylm.backend import Availability, Capabilities, OpenRequest, Session, runtime_available
+from tinylm.backend import Availability, Capabilities, OpenRequest, Session, installed_version, runtime_available
 from tinylm.hookspecs import hookimpl
 
 __all__ = ["TorchBackend", "register_backends", "register_commands"]
-
-
-def _version() -> str:
-    try:
-        return version("tinylm-torch")
-    except PackageNotFoundError:  # running from a source tree that is not installed
-        return "0+unknown"
 
 
 class TorchBackend:
@@ -33,7 +25,7 @@ class TorchBackend:
     )
 
     def __init__(self) -> None:
-        self.version = _version()
+        self.version = installed_version("tinylm-torch")
 
     def availability(self) -> Availability:
         if runtime_available("torch"):

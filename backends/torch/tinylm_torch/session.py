@@ -46,11 +46,8 @@ class TorchSession:
         cache = self._cache
         if cache is not None and cache.batch == batch:
             return cache
-        if cache is not None and cache.length:
-            raise GenerationError(
-                f"batch size changed from {cache.batch} to {batch} with {cache.length} tokens cached. "
-                "Fix: call reset() before starting sequences of another batch size."
-            )
+        if cache is not None:
+            inputs.same_batch(cache.batch, batch, cached=cache.length)
         self._cache = None  # free the old buffers before allocating new ones
         with torch.device(self.device):
             self._cache = KVCache(self.spec, batch=batch, capacity=self.capacity, dtype=self.dtype)

@@ -7,19 +7,11 @@ tinylm imports this module lazily (the first time it needs its backend registry)
 from __future__ import annotations
 
 from collections.abc import Callable
-from importlib.metadata import PackageNotFoundError, version
 
 from tinylm import hookimpl
-from tinylm.backend import Availability, Backend, Capabilities, OpenRequest, Session
+from tinylm.backend import Availability, Backend, Capabilities, OpenRequest, Session, installed_version
 
 __all__ = ["NumpyBackend", "register_backends"]
-
-
-def _version() -> str:
-    try:
-        return version("tinylm-numpy-example")
-    except PackageNotFoundError:  # imported from a source tree that was not installed
-        return "0+unknown"
 
 
 class NumpyBackend:
@@ -41,7 +33,7 @@ class NumpyBackend:
     )
 
     def __init__(self) -> None:
-        self.version = _version()
+        self.version = installed_version("tinylm-numpy-example")
 
     def availability(self) -> Availability:
         # numpy is a dependency of tinylm itself, so there is nothing to check. A backend with its own
