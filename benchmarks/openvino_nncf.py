@@ -90,15 +90,6 @@ def _session(xml: Path, spec, precision: str):  # type: ignore[no-untyped-def]
     return OpenVINOSession(compiled, spec, capacity=2048, device="CPU", execution="f32"), seconds
 
 
-def _greedy(session, prompt: list[int], n: int) -> list[int]:  # type: ignore[no-untyped-def]
-    session.reset()
-    logits, out = session.forward(np.array([prompt], np.int64))[0], []
-    for _ in range(n):
-        out.append(int(np.argmax(logits)))
-        logits = session.forward(np.array([[out[-1]]], np.int64))[0]
-    return out
-
-
 def _decode_speed(session, vocab: int) -> float:  # type: ignore[no-untyped-def]
     from tinylm.bench import prompt_ids
 
@@ -133,7 +124,7 @@ def _artifacts(model: str) -> dict[str, Path]:
 def measure(args: argparse.Namespace, work: Path) -> dict:
     os.environ["TINYLM_HOME"] = str(work / "home")  # conversions stay out of the user's cache
     import tinylm
-    from tinylm.parity import TEXT, perplexity
+    from tinylm.parity import TEXT, greedy, perplexity
     from tinylm.plugins import get_manager
     from tinylm.resolve import resolve_model
     from tinylm.source import ModelFolder
@@ -150,7 +141,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
     spec_s = ModelFolder(args.speed_model).spec
 
     ref, _ = _session(quality["fp32"], spec_q, "fp32")
-    reference = [_greedy(ref, p, GREEDY) for p in prompts]
+    reference = [greedy(ref, np.array([p], np.int64), GREEDY) for p in prompts]
     base_ppl = perplexity(ref, text)
     for precision in ("int8", "int4"):
         nncf_q, nncf_s = work / f"nncf-q-{precision}", work / f"nncf-s-{precision}"
@@ -161,7 +152,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
             ("nncf", nncf_q / "openvino_model.xml", nncf_s / "openvino_model.xml"),
         ):
             q_sess, _ = _session(q_xml, spec_q, precision)
-            tokens = [_greedy(q_sess, p, GREEDY) for p in prompts]
+            tokens = [greedy(q_sess, np.array([p], np.int64), GREEDY) for p in prompts]
             agree = float(np.mean([np.mean(np.equal(a, b)) for a, b in zip(tokens, reference)]))
             ppl = perplexity(q_sess, text)
             q_sess.close()

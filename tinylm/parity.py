@@ -16,7 +16,7 @@ import numpy as np
 
 from .backend import OpenRequest, Session
 
-__all__ = ["reference_session", "measure", "perplexity", "heldout_ids", "TEXT"]
+__all__ = ["reference_session", "measure", "greedy", "perplexity", "heldout_ids", "TEXT"]
 
 POSITIONS, PROMPT, GREEDY = 32, 8, 16
 
@@ -52,7 +52,8 @@ def _ids(vocab: int, n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(3, min(vocab, 400), size=(1, n)).astype(np.int64)
 
 
-def _greedy(session: Session, prompt: np.ndarray, n: int) -> list[int]:
+def greedy(session: Session, prompt: np.ndarray, n: int) -> list[int]:
+    """The `n` greedy tokens after `prompt` (1, T) from a fresh sequence of a decoder session."""
     session.reset()
     logits, out = session.forward(prompt)[0], []
     for _ in range(n):
@@ -76,7 +77,7 @@ def _decoder(ours: Session, ref: Session, vocab: int) -> dict[str, Any]:
     ref.reset()
     diff = np.abs(ours.forward(ids, all_positions=True) - ref.forward(ids, all_positions=True)).max()
     prompt = _ids(vocab, PROMPT, 1)
-    a, b = _greedy(ours, prompt, GREEDY), _greedy(ref, prompt, GREEDY)
+    a, b = greedy(ours, prompt, GREEDY), greedy(ref, prompt, GREEDY)
     same = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), GREEDY)
     return {
         "max_logit_diff": float(diff),
