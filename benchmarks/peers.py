@@ -412,7 +412,10 @@ class Measured:
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "TINYLM_NUM_THREADS": str(THREADS), "OMP_NUM_THREADS": str(THREADS)}
+    """Every measured process's environment: the thread count, and bytecode caching on as in a default Python."""
+    env = {**os.environ, "TINYLM_NUM_THREADS": str(THREADS), "OMP_NUM_THREADS": str(THREADS)}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
 
 
 def measure_peer(args: argparse.Namespace, peer: Peer, subject: Measured, precision: str) -> Row:

@@ -77,3 +77,20 @@ def test_auto_choice_follows_the_saved_ranking_only_when_asked(folder, tmp_path,
     monkeypatch.delenv("TINYLM_AUTO_BENCH")
     _, choice, _ = _prepare(folder, backend=None, device=None, precision=None, options={})
     assert choice.reason == "auto"
+
+
+def test_measured_processes_cache_bytecode_like_a_default_python(folder, tmp_path, monkeypatch):
+    """The warm process must read the bytecode the cold one wrote, as on a user's machine, even when this
+    environment turns bytecode writing off (an editable install would otherwise recompile tinylm each load)."""
+    monkeypatch.setenv("TINYLM_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    seen = []
+
+    def spawn(job, env):
+        seen.append(env)
+        return {"load_s": 0.1, "device": "cpu"}
+
+    monkeypatch.setattr(bench, "_spawn", spawn)
+    monkeypatch.setattr(bench, "memory_bandwidth", lambda: 10.0)
+    bench.run_bench(bench.BenchConfig(model=str(folder), backends=("torch",), precisions=("fp32",)))
+    assert len(seen) == 2 and all("PYTHONDONTWRITEBYTECODE" not in env for env in seen)

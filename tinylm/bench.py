@@ -1,10 +1,10 @@
 """`tinylm bench`: every available backend and precision, each measured in its own process.
 
 For each (backend, precision): cold load (conversion, in an empty cache), warm load (a fresh process
-reusing the cached artifact), time to first token, decode tokens/s (median of several runs after a
-warm-up, with min and max), peak RSS and artifact bytes; for embedders, sentences/s at batch 1 and 32.
-It also measures this machine's memory bandwidth and prints each decode figure as a fraction of
-the roofline (weight bytes read per token / bandwidth).
+reusing the cached artifact, and the bytecode the cold one cached as a default Python does), time to first
+token, decode tokens/s (median of several runs after a warm-up, with min and max), peak RSS and artifact
+bytes; for embedders, sentences/s at batch 1 and 32. It also measures this machine's memory bandwidth and
+prints each decode figure as a fraction of the roofline (weight bytes read per token / bandwidth).
 
 Results are saved under `TINYLM_HOME/bench/`; with `TINYLM_AUTO_BENCH=1`, automatic backend choice
 uses the fastest backend of the latest ranking saved for this machine and model.
@@ -223,6 +223,9 @@ def run_bench(config: BenchConfig, *, progress: Any = None) -> tuple[list[BenchR
         with tempfile.TemporaryDirectory(prefix="tinylm-bench-") as home:
             env = {**os.environ, "TINYLM_HOME": home, "TINYLM_NUM_THREADS": str(threads)}
             env.pop("TINYLM_BACKEND", None)
+            # as on a default Python, the cold process caches the bytecode the warm one reads (with
+            # PYTHONDONTWRITEBYTECODE set and an editable install, every warm load recompiles tinylm: +0.04 s)
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
             job = {**base, "backend": backend, "precision": precision}
             cold = _spawn({**job, "load_only": True}, env)  # empty cache: converts
             warm = _spawn(job, env)  # fresh process, cached artifact
