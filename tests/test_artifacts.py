@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from safetensors.numpy import save_file
 
 from tinylm import artifacts
 from tinylm.arch.spec import ModelSpec, NormSpec
-from tinylm.backend import Capabilities, OpenRequest
+from tinylm.backend import Capabilities, OpenRequest, key_options
 
 
 class ConvertingBackend:
@@ -53,9 +54,15 @@ def request_for(tmp_path, monkeypatch):
     save_file({"w": np.zeros(4, np.float32)}, folder / "model.safetensors")
     (folder / "config.json").write_text(json.dumps({"model_type": "llama"}))
 
-    def make(precision="fp32"):
+    def make(precision="fp32", **options):
         return OpenRequest(
-            spec=SPEC, folder=folder, weights_loader=dict, precision=precision, device="cpu", num_threads=1
+            spec=SPEC,
+            folder=folder,
+            weights_loader=dict,
+            precision=precision,
+            device="cpu",
+            num_threads=1,
+            options=options,
         )
 
     return make
@@ -70,6 +77,45 @@ def test_second_load_reuses_the_artifact(request_for):
     assert meta["parity"] == {"max_abs": 0.0} and meta["precision"] == "fp32"
     other = artifacts.ensure_artifact(backend, request_for("int8"))  # another precision is another entry
     assert backend.prepared == 2 and other.artifact != first.artifact
+
+
+@dataclass(frozen=True, kw_only=True)
+class Build:
+    precision: str = "fp32"
+    block: int = 32
+    tags: tuple[str, ...] = field(default_factory=tuple)
+    blob_cache: bool = True  # changes how an artifact is opened, not what it holds
+
+
+class KeyingBackend(ConvertingBackend):
+    def artifact_options(self, precision, options):
+        return key_options(Build(precision=precision, **options), open_only=("blob_cache",))
+
+
+def test_key_options_keep_only_what_differs_from_the_defaults():
+    assert key_options(Build()) == {}
+    assert key_options(Build(precision="int8", block=32, tags=())) == {}  # precision is keyed on its own
+    assert key_options(Build(block=64, tags=("a",))) == {"block": 64, "tags": ("a",)}
+    assert key_options(Build(blob_cache=False), open_only=("blob_cache",)) == {}
+
+
+def test_options_at_their_defaults_or_open_only_reuse_the_artifact(request_for):
+    backend = KeyingBackend()
+    first = artifacts.ensure_artifact(backend, request_for()).artifact
+    assert artifacts.ensure_artifact(backend, request_for(block=32)).artifact == first
+    assert artifacts.ensure_artifact(backend, request_for(blob_cache=False)).artifact == first
+    assert backend.prepared == 1
+    other = artifacts.ensure_artifact(backend, request_for(block=64)).artifact
+    assert other != first and backend.prepared == 2
+    with pytest.raises(TypeError):  # the backend validates: an unknown option never reaches a conversion
+        artifacts.ensure_artifact(backend, request_for(nope=1))
+    assert backend.prepared == 2
+
+
+def test_without_artifact_options_every_option_is_keyed_as_given(request_for):
+    backend = ConvertingBackend()
+    first = artifacts.ensure_artifact(backend, request_for()).artifact
+    assert artifacts.ensure_artifact(backend, request_for(block=32)).artifact != first and backend.prepared == 2
 
 
 def test_changed_weights_change_the_key(request_for):

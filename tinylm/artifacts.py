@@ -1,10 +1,12 @@
 """The artifact cache: converted models under `TINYLM_HOME`, content-keyed, written atomically.
 
 Key: sha256 over the weights' and config's digests, the spec, the backend name and version, the
-precision and the options. An entry is a folder `artifacts/<backend>/<key>/` holding what the
-backend's `prepare` wrote plus `tinylm-artifact.json` (metadata, including the parity the backend
-measured). It is built in a temporary folder beside it and renamed into place, under a file lock,
-so concurrent loaders build it once and a killed conversion leaves nothing a later load trusts.
+precision and the options that shape the artifact (`Backend.artifact_options`: an option given at its
+default, or one that only changes how the artifact is opened, does not build a second artifact).
+An entry is a folder `artifacts/<backend>/<key>/` holding what the backend's `prepare` wrote plus
+`tinylm-artifact.json` (metadata, including the parity the backend measured). It is built in a temporary
+folder beside it and renamed into place, under a file lock, so concurrent loaders build it once and a
+killed conversion leaves nothing a later load trusts.
 """
 
 from __future__ import annotations
@@ -105,6 +107,13 @@ def folder_digest(folder: Path) -> str:
     return h.hexdigest()
 
 
+def _key_options(backend: Backend, request: OpenRequest) -> dict[str, Any]:
+    """The options that decide what `prepare` writes: the backend's `artifact_options` when it has one
+    (validated, defaults and open-time-only options dropped), else the options as given."""
+    shape = getattr(backend, "artifact_options", None)
+    return dict(request.options) if shape is None else dict(shape(request.precision, request.options))
+
+
 def _key(backend: Backend, request: OpenRequest) -> str:
     payload = {
         "weights": folder_digest(request.folder),
@@ -112,7 +121,7 @@ def _key(backend: Backend, request: OpenRequest) -> str:
         "backend": backend.name,
         "version": backend.version,
         "precision": request.precision,
-        "options": {k: repr(v) for k, v in sorted(request.options.items())},
+        "options": {k: repr(v) for k, v in sorted(_key_options(backend, request).items())},
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:32]
 

@@ -12,13 +12,15 @@ pooling, choosing a backend — lives in the core, once.
         def availability(self) -> Availability: ...
         def devices(self) -> list[str]: ...
         def open(self, request: OpenRequest) -> Session: ...
-        # only when capabilities.converts: prepare(request, out_dir) writes an artifact folder
+        # only when capabilities.converts: prepare(request, out_dir) writes an artifact folder, and
+        # optionally artifact_options(precision, options) -> the options as the cache key sees them
+        # (validated, defaults and open-time-only options dropped; see `key_options`)
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping
+from dataclasses import MISSING, dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -36,6 +38,7 @@ __all__ = [
     "runtime_available",
     "requires_runtimes",
     "installed_version",
+    "key_options",
 ]
 
 
@@ -203,3 +206,19 @@ def installed_version(dist: str, *, graph_revision: int | None = None) -> str:
     if graph_revision is None:
         return found
     return f"{found}{'.' if '+' in found else '+'}graph{graph_revision}"  # a PEP 440 local version part
+
+
+def key_options(built: Any, *, open_only: Collection[str] = ()) -> dict[str, Any]:
+    """A converting backend's build options (a dataclass) as its artifact cache key should see them, for
+    `Backend.artifact_options`: the fields that differ from their defaults, without `precision` (keyed on its
+    own) and without `open_only`, options that change how an artifact is opened but never what it holds. So
+    `load(m, quantize_lm_head=True)` reuses the artifact `load(m)` built instead of converting again, and a
+    backend that adds an option with a default keeps every cached artifact's key.
+    """
+    chosen = {}
+    for f in fields(built):
+        default = f.default_factory() if f.default_factory is not MISSING else f.default
+        value = getattr(built, f.name)
+        if f.name != "precision" and f.name not in open_only and value != default:
+            chosen[f.name] = value
+    return chosen

@@ -57,6 +57,16 @@ def test_second_load_in_a_fresh_process_converts_nothing(model_folder, tmp_path)
     assert not list(home.glob("artifacts/onnx/*/model.onnx"))
 
 
+def test_an_option_given_at_its_default_reuses_the_artifact(model_folder, monkeypatch):
+    first = tinylm.load(model_folder("llama"), backend="onnx", precision="int4", parity=False)
+    monkeypatch.setattr("tinylm_onnx.convert.prepare", lambda *a, **k: pytest.fail("converted again"))
+    same = tinylm.load(model_folder("llama"), backend="onnx", precision="int4", parity=False, block_size=32)
+    assert same.artifact == first.artifact
+    monkeypatch.undo()
+    other = tinylm.load(model_folder("llama"), backend="onnx", precision="int4", parity=False, block_size=16)
+    assert other.artifact != first.artifact
+
+
 def test_converted_folder_runs_without_torch(model_folder, tmp_path):
     out = tmp_path / "llama-int8"
     cli = [sys.executable, "-m", "tinylm.cli", "convert", str(model_folder("llama")), "--backend", "onnx"]

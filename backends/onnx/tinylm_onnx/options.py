@@ -1,7 +1,7 @@
 """How a graph is built: the precision's quantization and the switches used to measure each fused op.
 
-Read from `tinylm.load(..., **options)` / `tinylm convert` options (every option is part of the artifact
-cache key, so a different choice builds a different artifact):
+Read from `tinylm.load(..., **options)` / `tinylm convert` options (each one set to something other than its
+default is part of the artifact cache key, so a different choice builds a different artifact):
 
     block_size=32         MatMulNBits block along K (int8/int4)
     accuracy_level=4      MatMulNBits compute type: 4 = int8 activations (the fast CPU kernels)

@@ -86,7 +86,13 @@ def test_warm_load_in_a_fresh_process_converts_nothing(model_folder, tmp_path):
     assert runs[0]["tokens"] == runs[1]["tokens"]
 
 
-def test_compiled_cache_off_writes_no_blob(model_folder):
+def test_compiled_cache_off_writes_no_blob_and_shares_the_artifact(model_folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("TINYLM_HOME", str(tmp_path / "home"))  # no blob from another test's load
     with tinylm.load(model_folder("llama"), backend="openvino", parity=False, compiled_cache=False) as m:
         assert m.artifact is not None and not (m.artifact / "compiled").exists()
         assert len(m.generate([5, 6, 7], max_new_tokens=2).token_ids) == 2
+        off = m.artifact
+    # compiled_cache only changes how the artifact is opened: the default load reuses it, converting nothing
+    monkeypatch.setattr("tinylm_openvino.convert.prepare", lambda *a, **k: pytest.fail("converted again"))
+    with tinylm.load(model_folder("llama"), backend="openvino", parity=False) as m:
+        assert m.artifact == off and len(list((off / "compiled").glob("*.blob"))) == 1

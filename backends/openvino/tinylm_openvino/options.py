@@ -1,5 +1,6 @@
-"""How a model is built and compiled, from `tinylm.load(..., **options)` / `tinylm convert` options (every
-option is part of the artifact cache key):
+"""How a model is built and compiled, from `tinylm.load(..., **options)` / `tinylm convert` options (each one
+set to something other than its default is part of the artifact cache key, except `compiled_cache`, which
+only changes how the artifact is opened):
 
     inference_precision=None  override the precision's execution type: "f32", "bf16" or "f16"
     kv_cache_precision=None   override the KV-cache type ("f32", "f16", "bf16", "u8"; CPU default: u8)

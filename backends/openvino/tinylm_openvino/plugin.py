@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tinylm.backend import Availability, Capabilities, OpenRequest, Session, installed_version, requires_runtimes
+from tinylm.backend import (
+    Availability,
+    Capabilities,
+    OpenRequest,
+    Session,
+    installed_version,
+    key_options,
+    requires_runtimes,
+)
 from tinylm.hookspecs import hookimpl
 
 __all__ = ["OpenVINOBackend", "register_backends"]
@@ -40,6 +49,12 @@ class OpenVINOBackend:
         from .devices import present
 
         return present()
+
+    def artifact_options(self, precision: str, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The options that shape the artifact (validated; see `tinylm.backend.key_options`)."""
+        from .options import BuildOptions
+
+        return key_options(BuildOptions.from_request(precision, options), open_only=("compiled_cache",))
 
     def prepare(self, request: OpenRequest, out_dir: Path) -> dict[str, Any]:
         from .convert import prepare
