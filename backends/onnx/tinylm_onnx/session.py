@@ -5,7 +5,8 @@ batch size with room for 256 positions and doubled (copying what is cached) when
 capacity: memory follows the sequence, not the model's context (GroupQueryAttention touches the whole buffer).
 Each buffer is bound by pointer through IOBinding as both GroupQueryAttention's past input and its present
 output, so a step writes its keys and values in place and nothing of the cache crosses Python. A decode step
-writes its token and lengths into bound buffers and binds only the new logits array.
+writes its token and lengths into buffers that stay bound, and its logits into one that stays bound too (binding
+an output costs ONNX Runtime 0.1-0.2 ms; in generation, +0.5-2% decode tokens/s on SmolLM2-135M at int4/int8).
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ class OnnxSession:
         self._total = np.zeros((), np.int32)
         self._from = np.zeros(1, np.int64)
         self._bound_ids: np.ndarray | None = None
+        self._step_out = np.zeros((0, 1, spec.vocab_size), np.float32)  # (B, 1, V): every decode step's logits
+        self._bound_out: np.ndarray | None = None
         self._room = 0
 
     # helpers --------------------------------------------------------------------------------
@@ -73,10 +76,11 @@ class OnnxSession:
         self._batch, self._room = batch, 0
         self._seqlens = np.zeros(batch, np.int32)
         self._step_ids = np.zeros((batch, 1), np.int64)
+        self._step_out = np.zeros((batch, 1, self.spec.vocab_size), np.float32)
         self._bind("seqlens_k", self._seqlens)
         self._bind("total_sequence_length", self._total)
         self._bind("logits_from", self._from)
-        self._bound_ids = None
+        self._bound_ids = self._bound_out = None
 
     def _make_room(self, total: int) -> None:
         """Grow the cache buffers to hold `total` positions (doubling from 256, at most the capacity)."""
@@ -106,10 +110,18 @@ class OnnxSession:
         self._seqlens[:] = total - 1
         self._total[()] = total
         self._from[0] = 0 if all_positions else t - 1
-        out = np.empty((b, t if all_positions else 1, self.spec.vocab_size), np.float32)
-        self._bind("logits", out, output=True)
+        if ids is self._step_ids:  # decode: the step's logits buffer stays bound (re-binding costs ~0.1 ms a step)
+            out = self._step_out
+        else:
+            out = np.empty((b, t if all_positions else 1, self.spec.vocab_size), np.float32)
+        if out is not self._bound_out:
+            self._bind("logits", out, output=True)
         self._sess.run_with_iobinding(self._io)
-        return out
+        if out is not self._step_out:
+            self._bound_out = None  # a one-off buffer: the next run binds its own
+            return out
+        self._bound_out = out
+        return out.copy()  # the caller may keep it; the next step rewrites the buffer
 
     def _run_rows(self, ids: np.ndarray, all_positions: bool) -> np.ndarray:
         """T > 1 on top of a cache with B > 1, which GroupQueryAttention runs one row at a time."""
