@@ -10,13 +10,17 @@ with profiling on: OpenVINO's PERF_COUNT (per-node real time and the kernel it r
 (per-node durations from its JSON trace). The prefill is the prompt (the tinylm bench prompt), the decode step is
 the token after it; the step is repeated `--steps` times first so caches and kernels are warm, and the figures
 are from the last run. The kernels named (e.g. brgemm_avx512_f32) are what the "why" of docs/benchmarks.md cites.
+Last, the time `Model.generate` spends outside the runtime in each decode step (Python: the generation loop and
+the session's bookkeeping), timed as the gap between two runtime calls.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import itertools
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -113,6 +117,39 @@ def _onnx(model: tinylm.Model, prompt: np.ndarray, steps: int, threads: int) -> 
     return out
 
 
+def _between_runs(model: tinylm.Model, prompt: np.ndarray, new_tokens: int = 128) -> str:
+    """The time `Model.generate` spends outside the runtime in each decode step: the generation loop (sampling,
+    detokenizing, stop checks) and the session's own bookkeeping, timed as the gap between two runtime calls."""
+    session = model._live()
+    runtime, method = (session._sess, "run_with_iobinding") if hasattr(session, "_io") else (session._req, "infer")
+    call = getattr(runtime, method)
+    spans: list[tuple[float, float]] = []
+
+    def timed(*args: object, **kwargs: object) -> object:
+        began = time.perf_counter()
+        try:
+            return call(*args, **kwargs)
+        finally:
+            spans.append((began, time.perf_counter()))
+
+    setattr(runtime, method, timed)
+    try:
+        gaps, steps = [], []
+        for _ in range(3):
+            spans.clear()
+            model.generate(prompt[0].tolist(), max_new_tokens=new_tokens, temperature=0, ignore_eos=True)
+            decode = spans[1:]  # after the prefill
+            gaps += [b[0] - a[1] for a, b in itertools.pairwise(decode)]
+            steps += [b[0] - a[0] for a, b in itertools.pairwise(decode)]
+    finally:
+        delattr(runtime, method)
+    gap, step = statistics.median(gaps) * 1000, statistics.median(steps) * 1000
+    return (
+        f"between runtime calls in Model.generate: {gap:.2f} ms of each {step:.2f} ms decode step "
+        f"({gap / step:.0%}; median over 3 generations of {new_tokens} tokens)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model")
@@ -127,6 +164,7 @@ def main() -> None:
     profile = _openvino if args.backend == "openvino" else _onnx
     print(f"{args.model} on tinylm-{args.backend} {args.precision}, {args.threads} threads\n")
     print("\n\n".join(profile(model, prompt, args.steps + 1, args.threads)))
+    print(f"\n{_between_runs(model, prompt)}")
 
 
 if __name__ == "__main__":

@@ -67,8 +67,11 @@ CAUSES = (
           "without it (`session.disable_prepacking`), but then fp32 decodes 12% slower and int8 30× slower. "
           "Importing numpy and onnxruntime adds about 0.1 s (docs/backends/onnx.md, Loading)."),
     Cause("warm_load", "tinylm-openvino", ("fp32", "bf16", "fp16", "int8", "int4"),
-          "Importing openvino and creating its Core take 0.17-0.25 s before any model is read; importing the "
-          "compiled blob then takes 0.2 s (int8, int4) to 0.4 s (fp32), against 1.1-1.5 s to compile without it "
+          "Importing numpy and openvino takes about 0.16 s before any model is read, 0.06-0.08 s of it "
+          "openvino's model-conversion API (openvino.tools.ovc, with its telemetry), which `import openvino` "
+          "loads though tinylm never converts through it (`python -X importtime -c 'import openvino'`); importing "
+          "the compiled blob then takes 0.1-0.2 s (bf16, int8, int4) to 0.35 s at fp32, where the CPU plugin "
+          "copies 540 MB of f32 weights into freshly allocated memory, against 1.1-1.5 s to compile without it "
           "(docs/backends/openvino.md, Compiled-model cache)."),
     Cause("ttft", "tinylm-openvino", ("fp32",),
           "A 32-token prefill is 2 × 134.5M × 32 = 8.6 GFLOP, so at fp32 it is compute-bound: OpenVINO spends 43 "
@@ -88,6 +91,12 @@ CAUSES = (
           "68 MB of int4 weights at about 15 GB/s, under the copy bandwidth, as each block is unpacked and the "
           "activations quantized to int8 before the dot products; the other 27% is 270 small operators "
           "(attention, norms, activation)."),
+    Cause("decode", "tinylm-onnx", ("fp32", "int8", "int4"),
+          "Between two ONNX Runtime runs, `Model.generate` spends 0.27-0.29 ms in Python (the generation loop "
+          "and the session's bookkeeping): 4% of an int8 step, 5% of an int4 one (op_profile prints it last). "
+          "The session's share of it takes 11 µs with warm caches; each step's weights evict them. "
+          "onnxruntime-genai's loop "
+          "is C++, so where both runtimes' kernels are the same (MatMulNBits at int8/int4) it keeps that margin."),
     Cause("rss", "tinylm-onnx", ("fp32", "int8", "int4"),
           "Pre-packed weights are a second copy beside the memory-mapped file pages read to make them: creating "
           "the session alone peaks at 696 MB RSS at fp32 and 274 MB at int8 with pre-packing, 60 MB without."),
