@@ -96,7 +96,9 @@ CAUSES = (
           "and the session's bookkeeping): 4% of an int8 step, 5% of an int4 one (op_profile prints it last). "
           "The session's share of it takes 11 µs with warm caches; each step's weights evict them. "
           "onnxruntime-genai's loop "
-          "is C++, so where both runtimes' kernels are the same (MatMulNBits at int8/int4) it keeps that margin."),
+          "is C++, so where both runtimes' kernels are the same (MatMulNBits at int8/int4) it keeps that margin. "
+          "MatMulNBits blocks of 64-256 instead of 32 decode 11-24% faster at int8 but fail the quality bar on "
+          "the trained test llama (`python benchmarks/onnx_block_size.py`; docs/backends/onnx.md, Options)."),
     Cause("rss", "tinylm-onnx", ("fp32", "int8", "int4"),
           "Pre-packed weights are a second copy beside the memory-mapped file pages read to make them: creating "
           "the session alone peaks at 696 MB RSS at fp32 and 274 MB at int8 with pre-packing, 60 MB without."),
