@@ -64,9 +64,18 @@ def test_processors_run_first():
     assert Sampler(SamplingParams(), [only_last])(LOGITS, NONE) == 4
 
 
-@pytest.mark.parametrize("bad", [np.full(5, -np.inf, dtype=np.float32)])
-def test_no_finite_logit_is_a_typed_error(bad):
+@pytest.mark.parametrize("bad", [np.full(5, -np.inf, dtype=np.float32), np.full(5, np.nan, dtype=np.float32)])
+@pytest.mark.parametrize(
+    "params", [SamplingParams(temperature=1.0, seed=0), SamplingParams()], ids=["sample", "greedy"]
+)
+def test_no_finite_logit_is_a_typed_error(bad, params):
     from tinylm.errors import GenerationError
 
     with pytest.raises(GenerationError):
-        Sampler(SamplingParams(temperature=1.0, seed=0))(bad, NONE)
+        Sampler(params)(bad, NONE)
+
+
+def test_greedy_takes_the_only_finite_logit():
+    masked = np.full(5, -np.inf, dtype=np.float32)
+    masked[3] = -1e30
+    assert Sampler(SamplingParams())(masked, NONE) == 3

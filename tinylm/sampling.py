@@ -103,6 +103,10 @@ class Sampler:
         """The next token id for `logits` (V,) given the ids seen so far."""
         p = self.params
         x = logits.astype(np.float32, copy=False)
+        if p.greedy and not self.processors and p.repetition_penalty == 1.0:
+            token = int(np.argmax(x))
+            if np.isfinite(x[token]):  # one pass over the logits; NaN or all -inf take the checked path below
+                return token
         for processor in self.processors:
             x = processor(x, history)
         x = repetition_penalty(x, history, p.repetition_penalty)
