@@ -117,11 +117,11 @@ def _onnx(model: tinylm.Model, prompt: np.ndarray, steps: int, threads: int) -> 
     return out
 
 
-def _between_runs(model: tinylm.Model, prompt: np.ndarray, new_tokens: int = 128) -> str:
+def _between_runs(model: tinylm.Model, backend: str, prompt: np.ndarray, new_tokens: int = 128) -> str:
     """The time `Model.generate` spends outside the runtime in each decode step: the generation loop (sampling,
     detokenizing, stop checks) and the session's own bookkeeping, timed as the gap between two runtime calls."""
     session = model._live()
-    runtime, method = (session._sess, "run_with_iobinding") if hasattr(session, "_io") else (session._req, "infer")
+    runtime, method = (session._sess, "run_with_iobinding") if backend == "onnx" else (session._req, "infer")
     call = getattr(runtime, method)
     spans: list[tuple[float, float]] = []
 
@@ -164,7 +164,7 @@ def main() -> None:
     profile = _openvino if args.backend == "openvino" else _onnx
     print(f"{args.model} on tinylm-{args.backend} {args.precision}, {args.threads} threads\n")
     print("\n\n".join(profile(model, prompt, args.steps + 1, args.threads)))
-    print(f"\n{_between_runs(model, prompt)}")
+    print(f"\n{_between_runs(model, args.backend, prompt)}")
 
 
 if __name__ == "__main__":
