@@ -62,10 +62,11 @@ class Cause:
 
 CAUSES = (
     Cause("warm_load", "tinylm-onnx", ("fp32", "int8", "int4"),
-          "ONNX Runtime pre-packs every weight into its kernels' layout when it creates a session: on the cached "
-          "artifact, session creation takes 0.55 s at fp32 and 0.22 s at int8 with pre-packing, 0.04 s and 0.03 s "
-          "without it (`session.disable_prepacking`), but then fp32 decodes 12% slower and int8 30× slower. "
-          "Importing numpy and onnxruntime adds about 0.1 s (docs/backends/onnx.md, Loading)."),
+          "Creating the ONNX Runtime session is optimizing the graph and pre-packing every weight into the CPU "
+          "kernels' layout; tinylm keeps this machine's optimized, pre-packed copy of the artifact (compiled_cache), "
+          "so a warm load maps it: session creation 0.31 s at fp32, 0.15 s at int8, 0.12 s at int4 (0.54, 0.23 and "
+          "0.19 s on the artifact itself; `python benchmarks/onnx_compiled_cache.py`). Importing numpy and "
+          "onnxruntime adds 0.08 s, tinylm's imports and plugin discovery 0.05 s (docs/backends/onnx.md, Loading)."),
     Cause("warm_load", "tinylm-openvino", ("fp32", "bf16", "fp16", "int8", "int4"),
           "Importing numpy and openvino takes about 0.16 s before any model is read, 0.06-0.08 s of it "
           "openvino's model-conversion API (openvino.tools.ovc, with its telemetry), which `import openvino` "
@@ -74,13 +75,16 @@ CAUSES = (
           "copies 540 MB of f32 weights into freshly allocated memory, against 1.1-1.5 s to compile without it "
           "(docs/backends/openvino.md, Compiled-model cache)."),
     Cause("ttft", "tinylm-openvino", ("fp32",),
-          "A 32-token prefill is 2 × 134.5M × 32 = 8.6 GFLOP, so at fp32 it is compute-bound: OpenVINO spends 43 "
-          "of its 44 ms in FullyConnected (gemm_mlas_f32, brgconv_avx512_1x1_f32), about 190 GFLOP/s on 2 cores "
+          "A 32-token prefill multiplies the 106M weights of the linear layers by 32 tokens (the embedding is a "
+          "lookup, the LM head runs for the last token only): 2 × 106M × 32 = 6.8 GFLOP, so at fp32 it is "
+          "compute-bound: OpenVINO spends 43 of its 44 ms in FullyConnected (gemm_mlas_f32, "
+          "brgconv_avx512_1x1_f32), 158 GFLOP/s, 82% of the f32 FMA peak of 2 Zen 4 cores (2 × 32 FLOP a cycle at "
+          "about 3 GHz: 190 GFLOP/s), at which the prefill alone would still take 36 ms "
           "(`python benchmarks/op_profile.py MODEL --backend openvino --precision fp32`)."),
     Cause("ttft", "tinylm-onnx", ("fp32", "int8", "int4"),
           "The prefill is the linear layers: MatMulNBits is 88% of an int4 prefill (31.8 of 36.2 ms in operators; "
           "`python benchmarks/op_profile.py MODEL --backend onnx --precision int4`), and fp32 is compute-bound as "
-          "for OpenVINO (8.6 GFLOP)."),
+          "for OpenVINO (6.8 GFLOP)."),
     Cause("decode", "tinylm-openvino", ("bf16",),
           "OpenVINO's bf16 FullyConnected (brgemm_avx512_bf16) is 88% of a decode step (15.8 ms a step; op_profile "
           "--precision bf16): it reads the 270 MB of weights at about 18 GB/s on this CPU (AVX512-BF16, no AMX). "
@@ -100,8 +104,11 @@ CAUSES = (
           "MatMulNBits blocks of 64-256 instead of 32 decode 11-24% faster at int8 but fail the quality bar on "
           "the trained test llama (`python benchmarks/onnx_block_size.py`; docs/backends/onnx.md, Options)."),
     Cause("rss", "tinylm-onnx", ("fp32", "int8", "int4"),
-          "Pre-packed weights are a second copy beside the memory-mapped file pages read to make them: creating "
-          "the session alone peaks at 696 MB RSS at fp32 and 274 MB at int8 with pre-packing, 60 MB without."),
+          "The packed weights are a second copy beside the original ones, which ONNX Runtime reads to key them: "
+          "creating the session on this machine's compiled copy peaks at 804 MB RSS at fp32 and 300 MB at int8 "
+          "(696 and 239 MB once open), nearly all of it pages of the memory-mapped copy (43 and 29 MB anonymous), "
+          "which processes serving the same model share and the kernel can reclaim; on the artifact itself the "
+          "packed weights are anonymous heap (539 and 190 MB)."),
 )  # fmt: skip
 
 
@@ -410,8 +417,9 @@ def _method(results: dict) -> str:
         f"process opening the converted model, with Python's bytecode cache as the earlier processes left it (as on "
         f"a default Python; an editable install under PYTHONDONTWRITEBYTECODE would recompile tinylm every load); "
         f"it covers {scopes}. Peak RSS is the measuring process's VmHWM. "
-        "Artifact is the bytes of the converted files (tinylm: its cached artifact; tinylm-openvino's includes the "
-        "compiled blob its first load writes, about the weights' size again).\n\n"
+        "Artifact is the bytes of the converted files (tinylm: its cached artifact; tinylm-onnx's and "
+        "tinylm-openvino's include the compiled copy their first load writes for this machine: ONNX Runtime's "
+        "optimized graph with its pre-packed weights, OpenVINO's compiled blob).\n\n"
         "The roofline is the measured memory bandwidth (numpy copy, read + write) divided by the bytes of weights "
         "one decode step reads at the row's precision (every linear layer and the LM head, as `tinylm bench` counts "
         "them: 4, 2, 1 and 0.5 bytes a weight for fp32, bf16/fp16, int8, int4; llama.cpp's q8_0 and q4_0 store "

@@ -84,6 +84,8 @@ def test_converted_folder_runs_without_torch(model_folder, tmp_path):
     )
     got = json.loads(_run(code, {"TINYLM_HOME": str(tmp_path / "home")}).splitlines()[-1])
     assert got == {"backend": "onnx", "precision": "int8", "n": 8}
+    # the first open kept this machine's optimized copy beside the export, outside its inventory
+    assert list(out.glob("compiled/*/model.onnx")) and not any(n.startswith("compiled") for n in meta["files"])
 
 
 def test_conversion_without_torch_records_the_onnx_reference(model_folder, tmp_path):

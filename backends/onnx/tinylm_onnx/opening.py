@@ -6,6 +6,8 @@ from tinylm.artifacts import read_marker
 from tinylm.backend import OpenRequest
 from tinylm.errors import ModelFileError
 
+from .compiled import open_compiled
+from .options import BuildOptions
 from .runtime import MODEL_FILE, inference_session
 from .session import OnnxSession
 
@@ -20,6 +22,11 @@ def open_session(request: OpenRequest) -> OnnxSession:
             f"{folder}: no {MODEL_FILE} in this onnx artifact. "
             "Fix: run `tinylm cache prune --backend onnx` and load again, or convert the model again."
         )
+    opts = BuildOptions.from_request(request.precision, request.options)
     meta = (read_marker(folder) or {}).get("onnx", {})
     cap = int(meta.get("capacity") or request.spec.max_positions)
-    return OnnxSession(inference_session(folder / MODEL_FILE, request.num_threads), request.spec, capacity=cap)
+    if opts.compiled_cache:
+        session = open_compiled(folder, request.num_threads)
+    else:
+        session = inference_session(folder / MODEL_FILE, request.num_threads)
+    return OnnxSession(session, request.spec, capacity=cap)

@@ -2,6 +2,7 @@
 
 model.onnx          the graph (weights inline only below the external-data threshold)
 model.onnx.data     the weights, memory-mapped by ONNX Runtime (protobuf cannot hold more than 2 GB)
+compiled/           this machine's optimized, pre-packed copy (`compiled.py`)
 """
 
 from __future__ import annotations
@@ -15,21 +16,32 @@ MODEL_FILE = "model.onnx"
 DATA_FILE = "model.onnx.data"
 
 
-def session_options(num_threads: int) -> Any:
+def session_options(num_threads: int, *, optimized: bool = False, save_to: Path | None = None) -> Any:
+    """Options for a CPU session: `optimized` for a graph ONNX Runtime already optimized (and saved with
+    `save_to`, a folder that receives the optimized graph with its weights pre-packed)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = max(1, int(num_threads))
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    level = ort.GraphOptimizationLevel
+    so.graph_optimization_level = level.ORT_DISABLE_ALL if optimized else level.ORT_ENABLE_ALL
     so.log_severity_level = 3  # errors only: ORT's warnings go to stderr, not through logging
+    if save_to is not None:
+        so.optimized_model_filepath = str(save_to / MODEL_FILE)
+        so.add_session_config_entry("session.optimized_model_external_initializers_file_name", DATA_FILE)
+        so.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
+        so.add_session_config_entry("session.save_external_prepacked_constant_initializers", "1")
     return so
 
 
-def inference_session(model: Path | bytes, num_threads: int) -> Any:
-    """A CPU `InferenceSession` on a saved model (a path) or a serialized one (bytes)."""
+def inference_session(
+    model: Path | bytes, num_threads: int, *, optimized: bool = False, save_to: Path | None = None
+) -> Any:
+    """A CPU `InferenceSession` on a saved model (a path) or a serialized one (bytes); see `session_options`."""
     import onnxruntime as ort
 
     source = str(model) if isinstance(model, Path) else model
-    return ort.InferenceSession(source, session_options(num_threads), providers=["CPUExecutionProvider"])
+    options = session_options(num_threads, optimized=optimized, save_to=save_to)
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
