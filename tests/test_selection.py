@@ -84,6 +84,19 @@ def test_device_argument_env_and_default(manager, monkeypatch):
         choose(manager, kind="decoder", backend="fast", device="npu")
 
 
+def test_a_backends_default_device_spares_listing_every_device(manager, monkeypatch):
+    fast = manager.backends()["fast"]
+    monkeypatch.setattr(fast, "devices", lambda: pytest.fail("listed every device for a load that named none"))
+    monkeypatch.setattr(fast, "default_device", lambda: "cpu", raising=False)
+    assert choose(manager, kind="decoder", backend="fast").device == "cpu"
+    monkeypatch.undo()
+    monkeypatch.setattr(
+        fast, "default_device", lambda: pytest.fail("a named device is checked against the list"), raising=False
+    )
+    with pytest.raises(DeviceUnavailable, match="present: cpu, gpu"):
+        choose(manager, kind="decoder", backend="fast", device="npu")
+
+
 def test_precision(manager):
     assert choose(manager, kind="decoder", backend="fast").precision == "fp32"
     assert choose(manager, kind="decoder", backend="fast", precision="INT8").precision == "int8"

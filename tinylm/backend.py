@@ -15,6 +15,8 @@ pooling, choosing a backend — lives in the core, once.
         # only when capabilities.converts: prepare(request, out_dir) writes an artifact folder, and
         # optionally artifact_options(precision, options) -> the options as the cache key sees them
         # (validated, defaults and open-time-only options dropped; see `key_options`)
+        # optionally default_device() -> devices()[0], found without listing every device (which may mean
+        # probing accelerators), for loads that ask for no device
 """
 
 from __future__ import annotations

@@ -96,11 +96,12 @@ def choose(
 
     `convert=True` (for `tinylm.convert`) also accepts a named backend that is `convert_only` here."""
     chosen, reason = _backend(backend, kind, manager, convert, preferred)
-    devices = chosen.devices()
     want_device = device or settings.device_name()
     if want_device is None:
-        dev = devices[0]
+        default = getattr(chosen, "default_device", None)  # optional: skips listing (probing) every device
+        dev = default() if default is not None else chosen.devices()[0]
     else:
+        devices = chosen.devices()
         matches = [d for d in devices if d.lower() == want_device.lower()]
         if not matches:
             source = "device argument" if device else "TINYLM_DEVICE"

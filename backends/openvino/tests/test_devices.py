@@ -29,6 +29,17 @@ def test_devices_are_openvinos_and_listed_by_the_cli():
     assert row["status"] == "available" and row["devices"] == devices
 
 
+def test_a_load_naming_no_device_runs_on_the_cpu_without_probing_the_others(model_folder, monkeypatch):
+    from tinylm_openvino import devices
+    from tinylm_openvino.plugin import OpenVINOBackend
+
+    assert devices.default() == OpenVINOBackend().devices()[0] == "CPU"
+    monkeypatch.delenv("TINYLM_DEVICE", raising=False)
+    monkeypatch.setattr(devices, "present", lambda: pytest.fail("probed every device plugin"))
+    with tinylm.load(model_folder("llama"), backend="openvino", parity=False) as m:
+        assert m.device == "CPU"
+
+
 def test_absent_device_is_a_typed_error_listing_the_present_ones(model_folder, monkeypatch):
     with pytest.raises(DeviceUnavailable, match="present: CPU"):
         tinylm.load(model_folder("llama"), backend="openvino", device="GPU.7")

@@ -14,7 +14,7 @@ from tinylm.errors import CapabilityError
 
 from .options import BuildOptions
 
-__all__ = ["core", "present", "compile_properties", "check_device", "execution_type"]
+__all__ = ["core", "present", "default", "compile_properties", "check_device", "execution_type"]
 
 
 @lru_cache(maxsize=1)
@@ -34,6 +34,17 @@ def present() -> list[str]:
         names.append("GPU")  # OpenVINO's name for the first GPU
     names += gpus + [d for d in found if d not in names and not d.startswith("GPU")]
     return [*names, "AUTO"] if names else ["CPU"]
+
+
+def default() -> str:
+    """`present()[0]` without loading every device plugin: "CPU" when the CPU plugin answers. Listing the devices
+    loads the GPU and NPU plugins too, which probe for their hardware (0.01 s here, with neither; more where a GPU
+    driver is installed), though a load that names no device runs on the CPU."""
+    try:
+        core().get_property("CPU", "FULL_DEVICE_NAME")
+    except RuntimeError:  # no CPU plugin in this OpenVINO build
+        return present()[0]
+    return "CPU"
 
 
 def check_device(device: str) -> None:

@@ -50,6 +50,12 @@ class OpenVINOBackend:
 
         return present()
 
+    def default_device(self) -> str:
+        """`devices()[0]` without probing every device (see `devices.default`)."""
+        from .devices import default
+
+        return default()
+
     def artifact_options(self, precision: str, options: Mapping[str, Any]) -> dict[str, Any]:
         """The options that shape the artifact (validated; see `tinylm.backend.key_options`)."""
         from .options import BuildOptions
