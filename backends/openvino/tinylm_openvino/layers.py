@@ -1,6 +1,7 @@
 """The layers every block is built from, lowered to OpenVINO ops from the spec and the canonical weights.
 
-linear      y = x W^T (+ b): MatMul(x, W, transpose_b) on the stored weight (compress.weight)
+linear      y = x W^T (+ b): MatMul(x, W, transpose_b) on the stored weight (compress.weight); several linears
+            of one input as one MatMul over their stacked weights
 norm        rms: x * 1/sqrt(mean(x^2) + eps) * w  (the pattern the plugins fuse into their RMS kernel)
             layer: MVN(x) * w + b
 rotate      rotate-half rotary on (B, n, T, hd) with cos/sin rows of `tinylm.arch.rope.cos_sin`, written as
@@ -57,12 +58,17 @@ class Lowering:
     def w(self, name: str) -> np.ndarray:
         return np.asarray(self.weights[name], dtype=np.float32)
 
-    def linear(self, x: Output, prefix: str, *, bias: bool, storage: str | None = None) -> Output:
-        """x (..., in) -> (..., out) for the canonical linear `prefix`."""
-        w = weight(self.w(f"{prefix}.weight"), storage or self.opts.plan.storage, prefix, group=self.opts.group_size)
+    def linear(self, x: Output, prefix: str | tuple[str, ...], *, bias: bool, storage: str | None = None) -> Output:
+        """x (..., in) -> (..., out) for the canonical linear `prefix`; for several prefixes, one MatMul over their
+        weights stacked along the outputs (each row keeps its own scale or groups, so the values are those of the
+        separate layers), its outputs in the order given."""
+        names = (prefix,) if isinstance(prefix, str) else prefix
+        name = names[0] if len(names) == 1 else "|".join(names)
+        stacked = np.concatenate([self.w(f"{n}.weight") for n in names])  # (out, in)
+        w = weight(stacked, storage or self.opts.plan.storage, name, group=self.opts.group_size)
         y = ops.matmul(x, w, transpose_a=False, transpose_b=True).output(0)
         if bias:
-            y = ops.add(y, const(self.w(f"{prefix}.bias"), f"{prefix}.bias")).output(0)
+            y = ops.add(y, const(np.concatenate([self.w(f"{n}.bias") for n in names]), f"{name}.bias")).output(0)
         return y
 
     def norm(self, x: Output, prefix: str) -> Output:

@@ -22,7 +22,7 @@ __all__ = ["OpenVINOBackend", "register_backends"]
 
 # Part of the version (so of the artifact cache key), bumped whenever the graphs this backend builds change
 # (3: rotary in the pattern the CPU plugin fuses into RoPE).
-GRAPH_REVISION = 3
+GRAPH_REVISION = 4
 
 
 class OpenVINOBackend:
