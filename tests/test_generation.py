@@ -35,6 +35,22 @@ def test_greedy_follows_the_argmax_and_stops_at_eos():
     assert session.calls[0] == 2 and set(session.calls[1:]) == {1}  # one prefill, then one token per step
 
 
+def test_processors_see_the_prompt_then_every_token_so_far():
+    tok = Decoding(byte_tokenizer())
+    target = ids_for(tok, "abcdef")
+    session = ScriptedSession.script(tok.tok.get_vocab_size(), target)
+    seen: list[list[int]] = []
+
+    def record(logits, history):
+        seen.append(history.tolist())
+        return logits
+
+    prompt = ids_for(tok, "xyz")
+    done = join_chunks(iter(run(session, prompt, tok, max_new_tokens=len(target), processors=(record,))))
+    assert list(done.token_ids) == target
+    assert seen == [prompt + target[:i] for i in range(len(target))]
+
+
 def test_max_new_tokens_ends_with_length():
     tok = Decoding(byte_tokenizer())
     session = ScriptedSession.script(tok.tok.get_vocab_size(), ids_for(tok, "abcdefghij"))

@@ -140,7 +140,10 @@ def stream_tokens(
     detok = StreamingDetokenizer(tokenizer)
     stops = _StopStrings(settings.stop)
     stop_ids = frozenset(settings.stop_token_ids)
-    history = prompt.copy()
+    # the prompt, then each token as it comes (no copy per token); the context bounds the tokens generated
+    history = np.empty(prompt.size + min(settings.max_new_tokens, context_length) + 1, np.int64)
+    history[: prompt.size] = prompt
+    seen = prompt.size
     generated: list[int] = []
     first_token_at = 0.0
     finish: FinishReason = "length"
@@ -149,14 +152,15 @@ def stream_tokens(
     session.reset()
     logits = session.forward(prompt[None, :])[0]  # (V,) prefill
     while True:
-        token = sampler(logits, history)
+        token = sampler(logits, history[:seen])
         if not generated:
             first_token_at = time.perf_counter()
         if token in stop_ids:
             finish = "stop"
             break
         generated.append(token)
-        history = np.append(history, token)
+        history[seen] = token
+        seen += 1
         text, hit = stops.feed(detok.add(token))
         if hit:
             yield Chunk(text=text, token_ids=(token,))

@@ -19,12 +19,15 @@ __all__ = ["token_ids", "need_kind", "room", "same_batch", "embed_inputs"]
 def token_ids(ids: np.ndarray, spec: ModelSpec, what: str) -> np.ndarray:
     """Integer ids of shape (batch, length), inside the vocabulary, as contiguous int64."""
     array = np.asarray(ids)
-    if array.ndim != 2 or array.shape[0] < 1 or array.shape[1] < 1 or not np.issubdtype(array.dtype, np.integer):
+    if array.ndim != 2 or array.shape[0] < 1 or array.shape[1] < 1 or array.dtype.kind not in "iu":
         raise GenerationError(
             f"{what} takes integer token ids of shape (batch, length), got {array.dtype} {array.shape}. "
             "Fix: pass e.g. np.array([[1, 2, 3]], dtype=np.int64)."
         )
-    low, high = int(array.min()), int(array.max())
+    if array.size == 1:  # a decode step: one id, no reductions
+        low = high = int(array[0, 0])
+    else:
+        low, high = int(array.min()), int(array.max())
     if low < 0 or high >= spec.vocab_size:
         raise GenerationError(
             f"token id {low if low < 0 else high} is outside the vocabulary [0, {spec.vocab_size}). "

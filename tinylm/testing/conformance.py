@@ -247,8 +247,9 @@ class BackendConformance:
         assert session.length == 0
         with pytest.raises(PromptTooLong, match="Fix"):
             session.forward(self._ids(model.spec.vocab_size, limit + 1)[None])
-        with pytest.raises(GenerationError, match="Fix"):
-            session.forward(np.array([[model.spec.vocab_size]], dtype=np.int64))
+        for outside in (model.spec.vocab_size, -1):
+            with pytest.raises(GenerationError, match="outside the vocabulary"):
+                session.forward(np.array([[outside]], dtype=np.int64))
         with pytest.raises(GenerationError, match="Fix"):
             session.forward(np.array([1, 2, 3], dtype=np.int64))
 
