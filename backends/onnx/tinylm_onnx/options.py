@@ -15,8 +15,9 @@ only changes how the artifact is opened):
     parity=True           measure parity (and perplexity change) while converting
     compiled_cache=True   keep this machine's optimized, pre-packed copy of the graph in the artifact folder
                           (`compiled.py`): a warm load maps it instead of optimizing and pre-packing again
-                          (session creation on SmolLM2-135M: 0.30 s instead of 0.51 s at fp32, 0.16 instead of
-                          0.21 at int8); costs disk, the weights again and their packed copies
+                          (session creation on SmolLM2-135M: 0.31 s instead of 0.54 s at fp32, 0.15 instead of
+                          0.23 at int8; benchmarks/onnx_compiled_cache.py); costs disk, the weights again and
+                          their packed copies
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ def _heads(lw: Lowering, x: Output, n: int, prefix: str, norm: bool) -> Output:
 
 def _qkv(lw: Lowering, x: Output, i: int) -> tuple[Output, Output, Output]:
     """q (B, nh, T, hd), k and v (B, nkv, T, hd), rotated. One projection for the three, split by heads after
-    the transpose (SmolLM2-135M on CPU: first token 4-6% sooner, decode up to 8% faster than three projections;
+    the transpose (SmolLM2-135M on CPU: first token 3-9% sooner, decode up to 8% faster than three projections;
     docs/backends/openvino.md); separate ones where Qwen3 normalises q and k per head before the transpose."""
     s, p = lw.spec, f"layers.{i}.attn"
     if s.qk_norm:

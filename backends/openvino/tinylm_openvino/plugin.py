@@ -21,7 +21,7 @@ __all__ = ["OpenVINOBackend", "register_backends"]
 
 
 # Part of the version (so of the artifact cache key), bumped whenever the graphs this backend builds change
-# (3: rotary in the pattern the CPU plugin fuses into RoPE).
+# (3: rotary in the pattern the CPU plugin fuses into RoPE; 4: q, k and v from one projection).
 GRAPH_REVISION = 4
 
 
