@@ -96,8 +96,8 @@ CAUSES = (
           "activations quantized to int8 before the dot products; the other 27% is 270 small operators "
           "(attention, norms, activation)."),
     Cause("decode", "tinylm-onnx", ("fp32", "int8", "int4"),
-          "Between two ONNX Runtime runs, `Model.generate` spends 0.27-0.29 ms in Python (the generation loop "
-          "and the session's bookkeeping): 4% of an int8 step, 5% of an int4 one (op_profile prints it last). "
+          "Between two ONNX Runtime runs, `Model.generate` spends 0.21-0.23 ms in Python (the generation loop "
+          "and the session's bookkeeping): 3% of an int8 step, 4% of an int4 one (op_profile prints it last). "
           "The session's share of it takes 11 µs with warm caches; each step's weights evict them. "
           "onnxruntime-genai's loop "
           "is C++, so where both runtimes' kernels are the same (MatMulNBits at int8/int4) it keeps that margin. "
