@@ -7,6 +7,8 @@ support embedder.
     python benchmarks/peers.py --write-docs             # measure everything, write the page and the plot
     python benchmarks/peers.py --quick --models smollm2 --only tinylm,transformers --precisions fp32   # smoke test
     python benchmarks/peers.py --from-json results.json --write-docs   # re-render a saved run (--json PATH)
+    python benchmarks/peers.py --models smollm2 --only tinylm,onnxruntime-genai --backends onnx --rounds 4
+                                                        # one comparison, more rounds (a noisy machine)
 
 tinylm rows are `tinylm bench MODEL --json` (tinylm/bench.py): cold load, warm load, time to first token, decode
 tokens/s (median, min-max), peak RSS, artifact bytes, and sentences/s at batch 1 and 32 for embedders. Peer rows
@@ -456,6 +458,8 @@ def tinylm_rows(args: argparse.Namespace, model: str, folder: Path, home: Path, 
     own cache `home`: the first load of each backend is a conversion (the cold load)."""
     cmd = [sys.executable, "-m", "tinylm.cli", "bench", str(folder), "--json", "--runs", str(args.runs)]
     cmd += ["--new-tokens", str(args.new_tokens), "--prompt-tokens", str(PROMPT_TOKENS), "--precisions", precision]
+    if args.backends:
+        cmd += ["--backends", *args.backends]
     env = {**_env(), "TINYLM_HOME": str(home)}  # its saved ranking stays out of the user's home
     proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True, check=False)
     if proc.returncode:
@@ -622,6 +626,7 @@ def _parser() -> argparse.ArgumentParser:
         "--only", default="tinylm,peers", help=f"comma-separated, of: tinylm, peers, {', '.join(PEERS)}"
     )
     parser.add_argument("--precisions", help="comma-separated (default: every one each runtime has)")
+    parser.add_argument("--backends", help="comma-separated tinylm backends (default: every available one)")
     parser.add_argument("--runs", type=int, help=f"timed runs after a warm-up (default {RUNS}; --quick: 1)")
     parser.add_argument(
         "--rounds", type=int, help=f"measure everything this many times, report medians (default {ROUNDS}; --quick: 1)"
@@ -645,6 +650,7 @@ def _check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     args.models = args.models.split(",")
     args.only = set(args.only.split(","))
     args.precisions = args.precisions.split(",") if args.precisions else []
+    args.backends = args.backends.split(",") if args.backends else []
     for given, allowed, flag in (
         (args.models, MODELS, "--models"),
         (args.only, ["tinylm", "peers", *PEERS], "--only"),
