@@ -89,6 +89,9 @@ def test_a_damaged_copy_is_made_again(model_folder, opened, caplog):
     opened.clear()
     tinylm.load(model_folder("llama"), backend="onnx", parity=False)
     assert opened == [(model.artifact / "model.onnx", False, True)]
+    mapped = tinylm.load(model_folder("llama"), backend="onnx", parity=False)  # replaced, so mapped again
+    assert opened[1:] == [(copy / "model.onnx", True, False)]
+    np.testing.assert_array_equal(mapped.logits(IDS), expected)
 
 
 def test_another_cpu_or_runtime_gets_its_own_copy_and_the_old_one_goes(model_folder, monkeypatch):

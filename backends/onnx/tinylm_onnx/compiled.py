@@ -12,8 +12,8 @@ The packed layout depends on the CPU and on onnxruntime's version, so <key> hash
 times of the artifact's own files: a folder copied to another machine, an upgraded onnxruntime or a rewritten
 artifact makes a new copy rather than reading a wrong one, and the old one is removed then. The copy is not
 part of the artifact's inventory (the files a load checks before trusting it), so `tinylm convert --out`
-exports stay portable. A copy that fails to open is removed and made again; an artifact folder that cannot be
-written is opened as before, without one.
+exports stay portable. A copy whose files changed, or that fails to open, is removed and made again; an
+artifact folder that cannot be written is opened as before, without one.
 """
 
 from __future__ import annotations
@@ -147,6 +147,9 @@ def open_compiled(folder: Path, num_threads: int) -> Any:
         except Exception as e:  # onnxruntime's own exception types: a damaged copy
             log.warning("%s: the optimized copy does not open (%s); making it again", copy, e)
             shutil.rmtree(copy, ignore_errors=True)
+    elif copy.exists():  # renamed into place complete, so its files changed since: never trusted, replaced
+        log.warning("%s: the optimized copy's files changed since it was written; making it again", copy)
+        shutil.rmtree(copy, ignore_errors=True)
     if not _writable(folder):
         return inference_session(folder / MODEL_FILE, num_threads)
     try:
