@@ -158,3 +158,52 @@ def test_invalid_settings_are_typed_errors():
         SamplingParams(temperature=-1)
     with pytest.raises(GenerationError, match="temperature"):
         SamplingParams(temperature=float("nan"))
+
+
+@pytest.mark.parametrize("text", ["plain words here", "naïve café", "😀 emoji 🚀", "mixed: é😀世"])
+def test_final_text_mode_gives_the_streamed_text_at_the_end(text):
+    tok = Decoding(byte_tokenizer())
+    target = ids_for(tok, text)
+
+    def session():
+        return ScriptedSession.script(tok.tok.get_vocab_size(), target)
+
+    streamed = run(session(), ids_for(tok, "x"), tok, max_new_tokens=len(target))
+    final = run(session(), ids_for(tok, "x"), tok, max_new_tokens=len(target), stream_text=False)
+    assert [c.text for c in final[:-1]] == [""] * (len(final) - 1)  # nothing decoded per token
+    assert final[-1].text == "".join(c.text for c in streamed) == text
+    assert [c.token_ids for c in final] == [c.token_ids for c in streamed]
+
+
+def test_final_text_mode_still_streams_for_stop_strings():
+    tok = Decoding(byte_tokenizer())
+    session = ScriptedSession.script(tok.tok.get_vocab_size(), ids_for(tok, "abcdef"))
+    done = join_chunks(iter(run(session, ids_for(tok, "x"), tok, stop=("cd",), stream_text=False)))
+    assert done.text == "ab" and done.finish_reason == "stop"
+
+
+class SteppingSession(ScriptedSession):
+    """A session with the optional `step`, returning a view of one buffer it rewrites on every call."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.buffer = np.zeros(self.vocab, np.float32)
+        self.steps = 0
+
+    def step(self, token_id: int) -> np.ndarray:
+        assert isinstance(token_id, int)
+        self.steps += 1
+        self.buffer[:] = self.forward(np.array([[token_id]], np.int64))[0]
+        return self.buffer
+
+
+def test_the_loop_decodes_through_step_when_a_session_has_it():
+    tok = Decoding(byte_tokenizer())
+    vocab = tok.tok.get_vocab_size()
+    table = np.random.default_rng(3).normal(size=(vocab, vocab)).astype(np.float32)
+    params = SamplingParams(temperature=0.7, top_k=20, seed=5, repetition_penalty=1.3)
+    plain = run(ScriptedSession(vocab, lambda h: table[h[-1]] * 3), [7, 8], tok, sampling=params, max_new_tokens=20)
+    stepping = SteppingSession(vocab, lambda h: table[h[-1]] * 3)
+    stepped = run(stepping, [7, 8], tok, sampling=params, max_new_tokens=20)
+    assert [c.token_ids for c in stepped] == [c.token_ids for c in plain]
+    assert stepping.steps == 19 and stepping.calls == [2] + [1] * 19  # the prefill, then every step through step()

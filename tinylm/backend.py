@@ -122,6 +122,12 @@ class Session(Protocol):
     """One model opened on one backend: forward passes with a KV cache the session owns.
 
     Token ids are int64 arrays of shape (B, T). A session is used by one thread at a time.
+
+    Optionally, `step(token_id: int) -> np.ndarray`, a decode fast path the generation loop uses when
+    present: append one token to the one cached sequence (batch 1) and return the next-token logits
+    (V,) float32, as `forward(np.array([[token_id]]))[0]` would, but the array may be a view of a buffer
+    the session reuses, valid until its next call (no copy, no re-validation of a (B, T) array: on a
+    small model, the Python between two runtime calls is a visible share of a decode step).
     """
 
     @property

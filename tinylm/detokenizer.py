@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-__all__ = ["StreamingDetokenizer"]
+__all__ = ["StreamingDetokenizer", "FinalText"]
 
 
 class _Decoder(Protocol):
@@ -47,3 +47,21 @@ class StreamingDetokenizer:
         after = self._decode(self.ids[self._prefix :])
         self._prefix = self._read = len(self.ids)
         return after[len(before) :]
+
+
+class FinalText:
+    """`StreamingDetokenizer`'s interface for a caller that wants the text only at the end (`generate()`):
+    `add` keeps the id and returns "", `finish` decodes them all at once."""
+
+    def __init__(self, tokenizer: _Decoder, *, skip_special_tokens: bool = True) -> None:
+        self.tokenizer = tokenizer
+        self.skip_special_tokens = skip_special_tokens
+        self.ids: list[int] = []
+
+    def add(self, token_id: int) -> str:
+        self.ids.append(token_id)
+        return ""
+
+    def finish(self) -> str:
+        """All the text (once; the ids are kept)."""
+        return self.tokenizer.decode(self.ids, skip_special_tokens=self.skip_special_tokens)

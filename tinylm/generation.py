@@ -2,11 +2,11 @@
 
     prefill(prompt) -> logits -> sample -> [stop?] -> detokenize -> [stop string?] -> yield Chunk
                          ^                                                           |
-                         +-------------------- decode_one(token) <-------------------+
+                         +-------------------- step(token) <-------------------------+
 
-Backends only run `Session.forward`; sampling, stop tokens, stop strings, streaming text, usage
-and timing are decided here, so the same logits give the same tokens on every backend.
-`generate()` is `stream()` joined.
+Backends only run `Session.forward` (and `Session.step`, its optional one-token fast path); sampling, stop tokens,
+stop strings, streaming text, usage and timing are decided here, so the same logits give the same tokens on every
+backend. `generate()` is `stream()` joined (with the text decoded once at the end: `GenerationSettings.stream_text`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 
 from .backend import Session
-from .detokenizer import StreamingDetokenizer
+from .detokenizer import FinalText, StreamingDetokenizer
 from .errors import GenerationError, PromptTooLong
 from .sampling import LogitsProcessor, Sampler, SamplingParams
 
@@ -37,6 +37,10 @@ class GenerationSettings:
     stop: tuple[str, ...] = ()
     stop_token_ids: tuple[int, ...] = ()
     processors: tuple[LogitsProcessor, ...] = ()
+    #: False: chunks carry no text until the last, which carries all of it, decoded once (what `generate()`
+    #: joins: the same text without detokenizing every token). Stop strings need the text as it comes, so with
+    #: `stop` set the text always streams.
+    stream_text: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
@@ -137,7 +141,7 @@ def stream_tokens(
             "to generate. Fix: shorten the prompt (or the chat history)."
         )
     sampler = Sampler(settings.sampling, settings.processors)
-    detok = StreamingDetokenizer(tokenizer)
+    detok = StreamingDetokenizer(tokenizer) if settings.stream_text or settings.stop else FinalText(tokenizer)
     stops = _StopStrings(settings.stop)
     stop_ids = frozenset(settings.stop_token_ids)
     # the prompt, then each token as it comes (no copy per token); the context bounds the tokens generated
@@ -149,6 +153,8 @@ def stream_tokens(
     finish: FinishReason = "length"
     hit_stop_string = False
 
+    # one token on a batch-1 cache: the session's fast path when it has one (logits valid until its next call)
+    step = getattr(session, "step", None) or (lambda token: session.forward(np.array([[token]], dtype=np.int64))[0])
     session.reset()
     logits = session.forward(prompt[None, :])[0]  # (V,) prefill
     while True:
@@ -170,7 +176,7 @@ def stream_tokens(
             yield Chunk(text=text, token_ids=(token,))
             break
         yield Chunk(text=text, token_ids=(token,))
-        logits = session.forward(np.array([[token]], dtype=np.int64))[0]  # (V,) decode one
+        logits = step(token)  # (V,) decode one
 
     tail = ""
     if not hit_stop_string:  # text held back for an incomplete character or a possible stop string

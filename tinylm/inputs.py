@@ -1,6 +1,7 @@
 """Checks every backend session applies to its inputs, in one place (typed errors that say how to fix).
 
 ids = inputs.token_ids(token_ids, spec, "forward()")                 # (B, T) int64, contiguous
+token = inputs.token_id(token_id, spec, "step()")                     # one id, an int in the vocabulary
 inputs.room(spec, cached=length, new=ids.shape[1], capacity=capacity)  # PromptTooLong when full
 inputs.same_batch(cached_batch, ids.shape[0], cached=length)          # no batch change mid-sequence
 ids, mask, types = inputs.embed_inputs(token_ids, attention_mask, token_type_ids, spec)
@@ -13,7 +14,7 @@ import numpy as np
 from .arch.spec import ModelSpec
 from .errors import CapabilityError, GenerationError, PromptTooLong
 
-__all__ = ["token_ids", "need_kind", "room", "same_batch", "embed_inputs"]
+__all__ = ["token_ids", "token_id", "need_kind", "room", "same_batch", "embed_inputs"]
 
 
 def token_ids(ids: np.ndarray, spec: ModelSpec, what: str) -> np.ndarray:
@@ -25,15 +26,23 @@ def token_ids(ids: np.ndarray, spec: ModelSpec, what: str) -> np.ndarray:
             "Fix: pass e.g. np.array([[1, 2, 3]], dtype=np.int64)."
         )
     if array.size == 1:  # a decode step: one id, no reductions
-        low = high = int(array[0, 0])
+        token_id(int(array[0, 0]), spec, what)
     else:
         low, high = int(array.min()), int(array.max())
-    if low < 0 or high >= spec.vocab_size:
+        token_id(low if low < 0 else high, spec, what)
+    return np.ascontiguousarray(array, dtype=np.int64)
+
+
+def token_id(token: int, spec: ModelSpec, what: str) -> int:
+    """One token id as an int inside the vocabulary (a decode step's input)."""
+    if not isinstance(token, (int, np.integer)):
+        raise GenerationError(f"{what} takes one integer token id, got {token!r}. Fix: pass e.g. 42.")
+    if not 0 <= token < spec.vocab_size:
         raise GenerationError(
-            f"token id {low if low < 0 else high} is outside the vocabulary [0, {spec.vocab_size}). "
+            f"token id {token} is outside the vocabulary [0, {spec.vocab_size}). "
             "Fix: encode text with this model's tokenizer."
         )
-    return np.ascontiguousarray(array, dtype=np.int64)
+    return int(token)
 
 
 def need_kind(spec: ModelSpec, kind: str, what: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
 import os
 import threading
@@ -272,6 +273,7 @@ class Model:
         ignore_eos: bool = False,
         logits_processors: Sequence[LogitsProcessor] = (),
         constraint: Constraint | None = None,
+        stream_text: bool = True,
     ) -> GenerationSettings:
         gen = self._folder.generation_config
         sampled = bool(gen.get("do_sample", False))
@@ -307,6 +309,7 @@ class Model:
             stop=stops,
             stop_token_ids=() if ignore_eos else self._folder.stop_token_ids(),
             processors=processors,
+            stream_text=stream_text,
         )
 
     def _prompt_ids(self, prompt: str | Sequence[int]) -> list[int]:
@@ -388,8 +391,14 @@ class Model:
             ignore_eos=ignore_eos,
             logits_processors=logits_processors,
         )
+        return self._begin(prompt, response_format, options)
+
+    def _begin(
+        self, prompt: str | Sequence[int], response_format: ResponseFormat | None, options: dict[str, Any]
+    ) -> Iterator[Chunk]:
+        """Compile and validate everything now (not at the first next()); the chunks of one generation."""
         constraint = self._compile(response_format)
-        self._settings(**options, constraint=constraint)  # validate now, not at the first next()
+        self._settings(**options, constraint=constraint)
         return self._stream(self._prompt_ids(prompt), constraint, options)
 
     def generate(
@@ -400,8 +409,13 @@ class Model:
         With `response_format`, `Completion.parsed` holds the parsed output; an output cut by
         `max_new_tokens` before it was complete raises `ConstraintError`.
         """
+        self._need("decoder", "generate()")
+        unknown = sorted(options.keys() - _STREAM_OPTIONS)
+        if unknown:
+            raise TypeError(f"generate() got an unexpected keyword argument {unknown[0]!r}")
         constraint = self._compile(response_format)
-        done = join_chunks(self.stream(prompt, response_format=constraint, **options))
+        # nothing streams: the text is decoded once at the end (the same text, see GenerationSettings.stream_text)
+        done = join_chunks(self._begin(prompt, constraint, {**options, "stream_text": False}))
         if constraint is None:
             return done
         if done.finish_reason != "stop":
@@ -477,6 +491,10 @@ class Model:
             vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
         vectors = vectors.astype(np.float32)
         return vectors[0] if single else vectors
+
+
+#: the generation options `stream()` names, which `generate()` and `chat()` pass through
+_STREAM_OPTIONS = frozenset(inspect.signature(Model.stream).parameters) - {"self", "prompt", "response_format"}
 
 
 def pool(hidden: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:

@@ -7,6 +7,7 @@ of 0 means greedy (argmax after the penalty). Extra logits processors — callab
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -16,6 +17,8 @@ from .errors import GenerationError
 
 __all__ = ["SamplingParams", "LogitsProcessor", "Sampler"]
 
+#: `(logits (V,), history (n,)) -> logits`: the logits array is valid during the call only (it may be a view of a
+#: backend's buffer): return a new array, or this one changed in place, and keep no reference to it.
 LogitsProcessor = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
@@ -98,14 +101,15 @@ class Sampler:
         self.params = params
         self.processors = tuple(processors)
         self.rng = np.random.default_rng(params.seed)
+        self._plain_greedy = params.greedy and not self.processors and params.repetition_penalty == 1.0
 
     def __call__(self, logits: np.ndarray, history: np.ndarray) -> int:
         """The next token id for `logits` (V,) given the ids seen so far."""
         p = self.params
         x = logits.astype(np.float32, copy=False)
-        if p.greedy and not self.processors and p.repetition_penalty == 1.0:
-            token = int(np.argmax(x))
-            if np.isfinite(x[token]):  # one pass over the logits; NaN or all -inf take the checked path below
+        if self._plain_greedy:
+            token = int(x.argmax())
+            if math.isfinite(x[token]):  # one pass over the logits; NaN or all -inf take the checked path below
                 return token
         for processor in self.processors:
             x = processor(x, history)

@@ -203,6 +203,35 @@ class BackendConformance:
         stepped = np.stack(steps)  # logits after positions 11..19
         self.assert_close(stepped, full[11:], f"{variant}: prefill+decode vs one forward")
 
+    def test_step_equals_forward(self, decoder: tuple[str, tinylm.Model]) -> None:
+        variant, model = decoder
+        session = model._live()
+        if not hasattr(session, "step"):
+            pytest.skip(f"backend {self.backend} has no Session.step (an optional fast path)")
+        ids = self._ids(model.spec.vocab_size, n=20, seed=7)
+        session.reset()
+        forwarded = [session.forward(ids[None, :12])[0]]
+        forwarded += [session.forward(ids[None, t : t + 1])[0] for t in range(12, 20)]
+        session.reset()
+        stepped = [session.forward(ids[None, :12])[0].copy()]
+        for t in range(12, 20):
+            logits = session.step(int(ids[t]))
+            assert logits.shape == (model.spec.vocab_size,) and logits.dtype == np.float32
+            stepped.append(logits.copy())  # a view the next step may rewrite
+        assert session.length == 20
+        np.testing.assert_array_equal(np.stack(stepped), np.stack(forwarded), err_msg=f"{variant}: step vs forward")
+        for outside in (model.spec.vocab_size, -1):
+            with pytest.raises(GenerationError, match="outside the vocabulary"):
+                session.step(outside)
+        with pytest.raises(GenerationError, match="Fix"):
+            session.step("7")  # type: ignore[arg-type]
+        assert session.length == 20  # a refused step appends nothing
+        session.reset()
+        session.forward(self._ids(model.spec.vocab_size, model.context_length - 1)[None])
+        session.step(5)  # exactly full
+        with pytest.raises(PromptTooLong, match="Fix"):
+            session.step(5)
+
     def test_chunked_prefill_equals_one_forward(self, decoder: tuple[str, tinylm.Model]) -> None:
         variant, model = decoder
         ids = self._ids(model.spec.vocab_size, n=30, seed=6)
@@ -281,6 +310,8 @@ class BackendConformance:
             model.generate([5] * (model.context_length + 1))
         with pytest.raises(CapabilityError):
             model.embed("not an encoder")
+        with pytest.raises(TypeError, match="generate\\(\\) got an unexpected keyword argument 'max_tokens'"):
+            model.generate([5, 6], max_tokens=3)  # a misspelt option is never ignored
         done = model.generate([5, 6, 7], max_new_tokens=2)  # the session still works afterwards
         assert done.usage.completion_tokens <= 2
 

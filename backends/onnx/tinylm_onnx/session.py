@@ -163,6 +163,22 @@ class OnnxSession:
         self._length += new
         return out if all_positions else out[:, 0]  # (B, T, V) or (B, V)
 
+    def step(self, token_id: int) -> np.ndarray:
+        """`forward` of one token on a batch-1 sequence; the logits (V,) are a view of the bound step buffer,
+        valid until the next call (the generation loop's fast path: no copy, nothing re-bound)."""
+        n = self._length + 1
+        bound = self._batch == 1 and self._bound_ids is self._step_ids and self._bound_out is self._step_out
+        if not bound or n > self._room:
+            # first step after a prefill (binds the step buffers), another batch size, or a cache to grow
+            return self.forward(np.array([[inputs.token_id(token_id, self.spec, "step()")]], np.int64))[0]
+        self._step_ids[0, 0] = inputs.token_id(token_id, self.spec, "step()")
+        self._seqlens[0] = n - 1
+        self._total[()] = n
+        self._from[0] = 0
+        self._live().run_with_iobinding(self._io)
+        self._length = n
+        return self._step_out[0, 0]
+
     def embed(self, token_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray) -> np.ndarray:
         sess = self._live()
         ids, mask, types = inputs.embed_inputs(token_ids, attention_mask, token_type_ids, self.spec)

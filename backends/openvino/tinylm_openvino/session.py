@@ -2,7 +2,8 @@
 
 Decoders are stateful: one `InferRequest` holds every layer's keys and values in OpenVINO state, which grows
 with the sequence; `reset()` empties it (`reset_state`). A call sets input_ids (B, T), beam_idx = arange(B),
-start = tokens cached and logits_from, runs, and copies out the logits (B, T or 1, V).
+start = tokens cached and logits_from, runs, and copies out the logits (B, T or 1, V). `step` (one token, batch 1)
+sets its own buffers as the inputs once and returns a view of the output: nothing is copied or re-set per token.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ class OpenVINOSession:
         self._beam = np.zeros(0, np.int32)
         self._start = np.zeros(1, np.int64)
         self._from = np.zeros(1, np.int64)
+        self._step_ids = np.zeros((1, 1), np.int64)
+        self._step_bound = False  # whether the request's inputs are step()'s buffers (forward() sets its own)
 
     def _live(self) -> Any:
         if self._req is None:
@@ -59,10 +62,33 @@ class OpenVINOSession:
         inputs.room(self.spec, cached=self._length, new=new, capacity=self.capacity)
         self._start[0] = self._length
         self._from[0] = 0 if all_positions else new - 1
-        req.infer({"input_ids": ids, "beam_idx": self._beam, "start": self._start, "logits_from": self._from})
+        feeds = {"input_ids": ids, "beam_idx": self._beam, "start": self._start, "logits_from": self._from}
+        req.infer(feeds, share_inputs=True)  # the request reads these arrays (no copy) while it runs
+        self._step_bound = False
         out = np.array(req.get_tensor("logits").data, dtype=np.float32)  # a copy: the next call reuses the buffer
         self._length += new
         return out if all_positions else out[:, 0]  # (B, T, V) or (B, V)
+
+    def step(self, token_id: int) -> np.ndarray:
+        """`forward` of one token on a batch-1 sequence; the logits (V,) are a view of the request's output,
+        valid until the next call (the generation loop's fast path: inputs set once, read in place)."""
+        req = self._live()
+        token = inputs.token_id(token_id, self.spec, "step()")
+        if self._batch != 1 or self._length >= self.capacity:  # the general path, with its typed errors
+            return self.forward(np.array([[token]], np.int64))[0]
+        if not self._step_bound:
+            import openvino as ov
+
+            feeds = {"input_ids": self._step_ids, "beam_idx": self._beam, "start": self._start}
+            for name, array in {**feeds, "logits_from": self._from}.items():
+                req.set_tensor(name, ov.Tensor(array, shared_memory=True))
+            self._step_bound = True
+        self._step_ids[0, 0] = token
+        self._start[0] = self._length
+        self._from[0] = 0
+        req.infer()
+        self._length += 1
+        return req.get_tensor("logits").data[0, 0]
 
     def embed(self, token_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray) -> np.ndarray:
         req = self._live()
