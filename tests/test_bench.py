@@ -94,3 +94,17 @@ def test_measured_processes_cache_bytecode_like_a_default_python(folder, tmp_pat
     monkeypatch.setattr(bench, "memory_bandwidth", lambda: 10.0)
     bench.run_bench(bench.BenchConfig(model=str(folder), backends=("torch",), precisions=("fp32",)))
     assert len(seen) == 2 and all("PYTHONDONTWRITEBYTECODE" not in env for env in seen)
+
+
+def test_artifact_bytes_are_the_inventory_not_the_machine_copies(tmp_path):
+    from tinylm.artifacts import MARKER
+
+    (tmp_path / "model.onnx").write_bytes(b"g" * 10)
+    (tmp_path / "model.onnx.data").write_bytes(b"w" * 1000)
+    (tmp_path / "compiled" / "key").mkdir(parents=True)
+    (tmp_path / "compiled" / "key" / "model.onnx.data").write_bytes(b"p" * 5000)  # this machine's packed copy
+    files = {"model.onnx": {"size": 10}, "model.onnx.data": {"size": 1000}}
+    (tmp_path / MARKER).write_text(json.dumps({"files": files}))
+    assert bench._folder_bytes(tmp_path) == 1010
+    (tmp_path / MARKER).unlink()  # a plain model folder: its weights and graphs, wherever they are
+    assert bench._folder_bytes(tmp_path) == 6010

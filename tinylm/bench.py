@@ -106,8 +106,15 @@ def _peak_rss_mb() -> float:
 
 
 def _folder_bytes(path: Path | None) -> int | None:
+    """The model's files: an artifact's inventory (what `tinylm convert` writes, without the copies a backend keeps
+    beside it for this machine, e.g. ONNX Runtime's pre-packed graph), else the folder's weights and graphs."""
     if path is None or not path.exists():
         return None
+    from .artifacts import read_marker
+
+    listed = (read_marker(path) or {}).get("files")
+    if isinstance(listed, dict) and listed:
+        return sum((path / name).stat().st_size for name in listed if (path / name).is_file())
     skip = {"tokenizer.json", "tokenizer_config.json", "config.json", "generation_config.json", "README.md"}
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and p.name not in skip)
 
