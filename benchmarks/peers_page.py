@@ -68,9 +68,9 @@ CAUSES = (
           "0.19 s on the artifact itself; `python benchmarks/onnx_compiled_cache.py`). Importing numpy and "
           "onnxruntime adds 0.08 s, tinylm's imports and plugin discovery 0.05 s (docs/backends/onnx.md, Loading)."),
     Cause("warm_load", "tinylm-openvino", ("fp32", "bf16", "fp16", "int8", "int4"),
-          "Importing numpy and openvino takes about 0.16 s before any model is read, 0.06-0.08 s of it "
-          "openvino's model-conversion API (openvino.tools.ovc, with its telemetry), which `import openvino` "
-          "loads though tinylm never converts through it (`python -X importtime -c 'import openvino'`); importing "
+          "Importing numpy and openvino takes about 0.09 s before any model is read (0.16 s with openvino's "
+          "model-conversion API, openvino.tools.ovc with its telemetry, which `import openvino` loads unless it "
+          "fails to import and which tinylm leaves to first use: tinylm_openvino/runtime.py); importing "
           "the compiled blob then takes 0.1-0.2 s (bf16, int8, int4) to 0.35 s at fp32, where the CPU plugin "
           "copies 540 MB of f32 weights into freshly allocated memory, against 1.1-1.5 s to compile without it "
           "(docs/backends/openvino.md, Compiled-model cache)."),
@@ -417,9 +417,10 @@ def _method(results: dict) -> str:
         f"process opening the converted model, with Python's bytecode cache as the earlier processes left it (as on "
         f"a default Python; an editable install under PYTHONDONTWRITEBYTECODE would recompile tinylm every load); "
         f"it covers {scopes}. Peak RSS is the measuring process's VmHWM. "
-        "Artifact is the bytes of the converted files (tinylm: its cached artifact; tinylm-onnx's and "
-        "tinylm-openvino's include the compiled copy their first load writes for this machine: ONNX Runtime's "
-        "optimized graph with its pre-packed weights, OpenVINO's compiled blob).\n\n"
+        "Artifact is the bytes of the converted files (tinylm: its artifact's files, as `tinylm convert` writes "
+        "them; the copy tinylm-onnx and tinylm-openvino keep beside it for this machine on their first load, ONNX "
+        "Runtime's optimized graph with its pre-packed weights or OpenVINO's compiled blob, is a cache of 1-2x the "
+        "artifact on disk and is not counted: docs/concepts.md).\n\n"
         "The roofline is the measured memory bandwidth (numpy copy, read + write) divided by the bytes of weights "
         "one decode step reads at the row's precision (every linear layer and the LM head, as `tinylm bench` counts "
         "them: 4, 2, 1 and 0.5 bytes a weight for fp32, bf16/fp16, int8, int4; llama.cpp's q8_0 and q4_0 store "

@@ -20,9 +20,9 @@ __all__ = ["core", "present", "default", "compile_properties", "check_device", "
 @lru_cache(maxsize=1)
 def core() -> Any:
     """The process's `openvino.Core` (created once: it loads the device plugins)."""
-    import openvino as ov
+    from .runtime import openvino
 
-    return ov.Core()
+    return openvino().Core()
 
 
 def present() -> list[str]:

@@ -77,8 +77,9 @@ class OpenVINOSession:
         if self._batch != 1 or self._length >= self.capacity:  # the general path, with its typed errors
             return self.forward(np.array([[token]], np.int64))[0]
         if not self._step_bound:
-            import openvino as ov
+            from .runtime import openvino
 
+            ov = openvino()
             feeds = {"input_ids": self._step_ids, "beam_idx": self._beam, "start": self._start}
             for name, array in {**feeds, "logits_from": self._from}.items():
                 req.set_tensor(name, ov.Tensor(array, shared_memory=True))
