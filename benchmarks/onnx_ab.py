@@ -12,9 +12,12 @@ Prints the medians of the rounds after a warm-up one, and each folder's median r
 from __future__ import annotations
 
 import argparse
-import random
-import statistics
+import sys
+from functools import partial
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ab import interleave, table
 
 
 def main() -> int:
@@ -27,25 +30,16 @@ def main() -> int:
     import tinylm
     from tinylm.bench import prompt_ids
 
-    models = {f: tinylm.load(f, backend="onnx") for f in args.folders}
+    models = {str(f): tinylm.load(f, backend="onnx") for f in args.folders}
     prompt = prompt_ids(next(iter(models.values())).spec.vocab_size, 32)
-    results: dict[Path, list[tuple[float, float]]] = {f: [] for f in args.folders}
-    order = list(args.folders)
-    for r in range(args.rounds + 1):
-        random.Random(r).shuffle(order)
-        for f in order:
-            usage = models[f].generate(prompt, max_new_tokens=args.new_tokens, temperature=0, ignore_eos=True).usage
-            if r:  # round 0 warms up
-                results[f].append((usage.time_to_first_token * 1000, usage.tokens_per_second))
-    base = results[args.folders[0]]
+
+    def run(model: tinylm.Model) -> tuple[float, float]:
+        usage = model.generate(prompt, max_new_tokens=args.new_tokens, temperature=0, ignore_eos=True).usage
+        return usage.time_to_first_token * 1000, usage.tokens_per_second
+
+    results = interleave({f: partial(run, m) for f, m in models.items()}, args.rounds)
     print(f"medians of {args.rounds} rounds, {args.new_tokens} new tokens\n")
-    print("| artifact | first token (ms) | decode tok/s | decode vs first, paired |")
-    print("|---|---:|---:|---:|")
-    for f, runs in results.items():
-        first = statistics.median(a for a, _ in runs)
-        decode = statistics.median(b for _, b in runs)
-        ratio = statistics.median(b / a for (_, a), (_, b) in zip(base, runs))
-        print(f"| {f} | {first:.1f} | {decode:.1f} | {ratio:.3f} |")
+    print(table(results))
     return 0
 
 

@@ -13,12 +13,15 @@ after a warm-up one.
 from __future__ import annotations
 
 import argparse
-import random
-import statistics
+import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ab import interleave, table
 
 
 def _run(request, prompt: np.ndarray, new_tokens: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
@@ -47,23 +50,11 @@ def main() -> int:
     from tinylm_openvino.options import BuildOptions
 
     opts = BuildOptions(precision=args.precision)
-    requests = {f: compile_folder(f, "CPU", opts, args.threads).create_infer_request() for f in args.folders}
+    requests = {str(f): compile_folder(f, "CPU", opts, args.threads).create_infer_request() for f in args.folders}
     prompt = (np.arange(32) * 37 % 1000 + 5)[None].astype(np.int64)
-    results: dict[Path, list[tuple[float, float]]] = {f: [] for f in args.folders}
-    order = list(args.folders)
-    for r in range(args.rounds + 1):
-        random.Random(r).shuffle(order)
-        for f in order:
-            measured = _run(requests[f], prompt, 64)
-            if r:  # round 0 warms up
-                results[f].append(measured)
+    results = interleave({f: partial(_run, r, prompt, 64) for f, r in requests.items()}, args.rounds)
     print(f"{args.precision}, {args.threads} threads, medians of {args.rounds} rounds\n")
-    print("| artifact | first token (ms) | decode tok/s |")
-    print("|---|---:|---:|")
-    for f, runs in results.items():
-        first = statistics.median(a for a, _ in runs)
-        decode = statistics.median(b for _, b in runs)
-        print(f"| {f} | {first:.1f} | {decode:.1f} |")
+    print(table(results))
     return 0
 
 

@@ -96,11 +96,11 @@ CAUSES = (
           "activations quantized to int8 before the dot products; the other 27% is 270 small operators "
           "(attention, norms, activation)."),
     Cause("decode", "tinylm-onnx", ("fp32", "int8", "int4"),
-          "Between two ONNX Runtime runs, `Model.generate` spends 0.21-0.23 ms in Python (the generation loop "
-          "and the session's bookkeeping): 3% of an int8 step, 4% of an int4 one (op_profile prints it last). "
-          "The session's share of it takes 11 µs with warm caches; each step's weights evict them. "
-          "onnxruntime-genai's loop "
-          "is C++, so where both runtimes' kernels are the same (MatMulNBits at int8/int4) it keeps that margin. "
+          "Between two ONNX Runtime runs, `Model.generate` spends 0.08 ms in Python (the generation loop and the "
+          "session's `step`, which rebinds and copies nothing; the text is decoded once at the end): about 1% of "
+          "an int8 step, 1.5% of an int4 one (op_profile prints it last; 0.21-0.23 ms before `Session.step`). "
+          "onnxruntime-genai's loop is C++, and where both runtimes' kernels are the same (MatMulNBits at "
+          "int8/int4, MatMul at fp32) single rounds on this VM swing 10-20% either way. "
           "MatMulNBits blocks of 64-256 instead of 32 decode 11-24% faster at int8 but fail the quality bar on "
           "the trained test llama (`python benchmarks/onnx_block_size.py`; docs/backends/onnx.md, Options)."),
     Cause("rss", "tinylm-onnx", ("fp32", "int8", "int4"),
