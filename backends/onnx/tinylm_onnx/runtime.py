@@ -28,6 +28,10 @@ def session_options(num_threads: int, *, optimized: bool = False, save_to: Path 
     level = ort.GraphOptimizationLevel
     so.graph_optimization_level = level.ORT_DISABLE_ALL if optimized else level.ORT_ENABLE_ALL
     so.log_severity_level = 3  # errors only: ORT's warnings go to stderr, not through logging
+    # The pool's threads block as soon as a run ends instead of spin-waiting for the next one: a spinning pool
+    # holds its cores while Python runs between decode steps and while another model (an embedder beside a
+    # generator) runs its own pool, which then waits for them (benchmarks/onnx_spinning.py; docs/backends/onnx.md).
+    so.add_session_config_entry("session.force_spinning_stop", "1")
     if save_to is not None:
         so.optimized_model_filepath = str(save_to / MODEL_FILE)
         so.add_session_config_entry("session.optimized_model_external_initializers_file_name", DATA_FILE)
