@@ -81,7 +81,8 @@ class OpenVINOSession:
 
             ov = openvino()
             feeds = {"input_ids": self._step_ids, "beam_idx": self._beam, "start": self._start}
-            for name, array in {**feeds, "logits_from": self._from}.items():
+            feeds["logits_from"] = self._from
+            for name, array in feeds.items():
                 req.set_tensor(name, ov.Tensor(array, shared_memory=True))
             self._step_bound = True
         self._step_ids[0, 0] = token
