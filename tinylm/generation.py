@@ -145,10 +145,9 @@ def stream_tokens(
     stops = _StopStrings(settings.stop)
     stop_ids = frozenset(settings.stop_token_ids)
     # the prompt, then each token as it comes (no copy per token); the context bounds the tokens generated
-    history = np.empty(prompt.size + min(settings.max_new_tokens, context_length) + 1, np.int64)
+    history = np.empty(prompt.size + min(settings.max_new_tokens, context_length), np.int64)
     history[: prompt.size] = prompt
     seen = prompt.size
-    generated: list[int] = []
     first_token_at = 0.0
     finish: FinishReason = "length"
     hit_stop_string = False
@@ -159,12 +158,11 @@ def stream_tokens(
     logits = session.forward(prompt[None, :])[0]  # (V,) prefill
     while True:
         token = sampler(logits, history[:seen])
-        if not generated:
+        if not first_token_at:
             first_token_at = time.perf_counter()
         if token in stop_ids:
             finish = "stop"
             break
-        generated.append(token)
         history[seen] = token
         seen += 1
         text, hit = stops.feed(detok.add(token))
@@ -172,7 +170,7 @@ def stream_tokens(
             yield Chunk(text=text, token_ids=(token,))
             finish, hit_stop_string = "stop", True
             break
-        if len(generated) >= settings.max_new_tokens or session.length >= context_length:
+        if seen - prompt.size >= settings.max_new_tokens or session.length >= context_length:
             yield Chunk(text=text, token_ids=(token,))
             break
         yield Chunk(text=text, token_ids=(token,))
@@ -184,7 +182,7 @@ def stream_tokens(
         if not hit:
             tail += stops.flush()
     end = time.perf_counter()
-    n = len(generated)
+    n = seen - prompt.size  # tokens generated
     decode_time = end - first_token_at if n > 1 else 0.0
     usage = Usage(
         prompt_tokens=int(prompt.size),
@@ -197,7 +195,7 @@ def stream_tokens(
 
 
 def join_chunks(chunks: Iterator[Chunk]) -> Completion:
-    """Join a stream into a `Completion` (this is all `generate()` does)."""
+    """Join a stream into a `Completion` (what `generate()` returns)."""
     texts: list[str] = []
     ids: list[int] = []
     for chunk in chunks:

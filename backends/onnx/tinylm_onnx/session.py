@@ -166,12 +166,13 @@ class OnnxSession:
     def step(self, token_id: int) -> np.ndarray:
         """`forward` of one token on a batch-1 sequence; the logits (V,) are a view of the bound step buffer,
         valid until the next call (the generation loop's fast path: no copy, nothing re-bound)."""
+        token = inputs.token_id(token_id, self.spec, "step()")
         n = self._length + 1
         bound = self._batch == 1 and self._bound_ids is self._step_ids and self._bound_out is self._step_out
         if not bound or n > self._room:
             # first step after a prefill (binds the step buffers), another batch size, or a cache to grow
-            return self.forward(np.array([[inputs.token_id(token_id, self.spec, "step()")]], np.int64))[0]
-        self._step_ids[0, 0] = inputs.token_id(token_id, self.spec, "step()")
+            return self.forward(np.array([[token]], np.int64))[0]
+        self._step_ids[0, 0] = token
         self._seqlens[0] = n - 1
         self._total[()] = n
         self._from[0] = 0

@@ -63,7 +63,7 @@ class Lowering:
         weights stacked along the outputs (each row keeps its own scale or groups, so the values are those of the
         separate layers), its outputs in the order given."""
         names = (prefix,) if isinstance(prefix, str) else prefix
-        name = names[0] if len(names) == 1 else "|".join(names)
+        name = "|".join(names)  # the one prefix, or "q|k|v"
         stacked = np.concatenate([self.w(f"{n}.weight") for n in names])  # (out, in)
         w = weight(stacked, storage or self.opts.plan.storage, name, group=self.opts.group_size)
         y = ops.matmul(x, w, transpose_a=False, transpose_b=True).output(0)

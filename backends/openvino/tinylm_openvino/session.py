@@ -80,8 +80,7 @@ class OpenVINOSession:
             from .runtime import openvino
 
             ov = openvino()
-            feeds = {"input_ids": self._step_ids, "beam_idx": self._beam, "start": self._start}
-            feeds["logits_from"] = self._from
+            feeds = dict(input_ids=self._step_ids, beam_idx=self._beam, start=self._start, logits_from=self._from)
             for name, array in feeds.items():
                 req.set_tensor(name, ov.Tensor(array, shared_memory=True))
             self._step_bound = True
