@@ -161,17 +161,55 @@ def _build(backend: Backend, request: OpenRequest, parent: Path, final: Path, *,
         }
         (tmp / MARKER).write_text(json.dumps(record, indent=2, default=str))
         os.replace(tmp, final)
-    except OSError as e:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        if e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EACCES, errno.EROFS):
+        reason = _write_failure(e, parent, sum(p.stat().st_size for p in weight_files(request.folder)))
+        if reason is not None:
             raise ArtifactError(
-                f"cannot write the converted model under {parent} ({e.strerror}); nothing was kept. "
+                f"cannot write the converted model under {parent} ({reason}); nothing was kept. "
                 "Fix: free disk space, or set TINYLM_HOME (or --out) to a writable disk with room."
-            ) from None
+            ) from (None if isinstance(e, OSError) else e)
         raise
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EACCES, errno.EROFS)
+
+
+def _write_failure(error: BaseException, parent: Path, size: int) -> str | None:
+    """Why a conversion could not write its files, when that is why it failed; else None.
+
+    Python writers raise an OSError that says so. A backend's native writer reports a full disk as an error of
+    its own (OpenVINO's `save_model`: "basic_ios::clear: iostream error"), so for any other exception the
+    folder is asked for `size` bytes (the source weights; an artifact holds at most about that): if it cannot
+    have them, that is the reason.
+    """
+    if isinstance(error, OSError):
+        return error.strerror if error.errno in _WRITE_ERRNOS else None
+    if not isinstance(error, Exception):  # KeyboardInterrupt, SystemExit
+        return None
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".room.", dir=parent)
+    except OSError as e:
+        return e.strerror if e.errno in _WRITE_ERRNOS else None
+    try:
+        _reserve(fd, size)
+    except OSError as e:
+        return e.strerror if e.errno in _WRITE_ERRNOS else None
+    finally:
+        os.close(fd)
+        os.unlink(probe)
+    return None
+
+
+def _reserve(fd: int, size: int) -> None:
+    """Allocate `size` bytes to the open file `fd` (raises OSError, e.g. ENOSPC, when the disk lacks them)."""
+    if hasattr(os, "posix_fallocate"):  # Linux; macOS has no posix_fallocate
+        os.posix_fallocate(fd, 0, max(size, 1))
+        return
+    block = bytes(_CHUNK)
+    for start in range(0, size, _CHUNK):
+        os.write(fd, block[: min(_CHUNK, size - start)])
+    os.fsync(fd)
 
 
 def _inventory(folder: Path) -> dict[str, dict[str, Any]]:

@@ -8,13 +8,12 @@ Measured on the trained 2-layer llama of conftest.py (loss 0.31): int8 19/20 con
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 from tinylm_onnx.quantize import dequantize_blocks, quantize_blocks
 
 import tinylm
+from tinylm.artifacts import read_marker
 
 
 @pytest.mark.parametrize("bits", [4, 8])
@@ -82,19 +81,10 @@ def test_quantized_artifact_records_parity(variant, precision, model_folder):
     if precision == "int8":  # int4 on random tiny weights is noise-bound (0.5-0.8); its packing is tested above
         assert relative < 0.15 and agree >= 0.8, (relative, agree)
     assert np.isfinite(got).all() and agree >= 0.2, agree
-    meta = json.loads(_marker(model).read_text())
+    meta = read_marker(model.artifact)  # the entry this model loaded (others share its source)
     assert meta["parity"]["max_logit_diff"] > 0 and 0 <= meta["parity"]["greedy_agreement"] <= 1
     assert meta["perplexity"]["fp32"] > 1 and "change" in meta["perplexity"]
     assert any("MatMulNBits" in op for op in meta["onnx"]["fused_ops"])
-
-
-def _marker(model: tinylm.Model):
-    from tinylm.artifacts import MARKER, list_artifacts
-
-    found = [a.path / MARKER for a in list_artifacts() if a.meta.get("source") == str(model.path)]
-    found = [p for p in found if json.loads(p.read_text())["precision"] == model.precision]
-    assert found, "no cache entry for this model"
-    return found[-1]
 
 
 def test_encoder_int8_embeddings_stay_close(model_folder):

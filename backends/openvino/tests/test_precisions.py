@@ -13,6 +13,7 @@ import pytest
 from tinylm_openvino.compress import dequantize, group_size, quantize
 
 import tinylm
+from tinylm.artifacts import read_marker
 
 
 @pytest.mark.parametrize(("bits", "k", "group"), [(8, 48, 48), (4, 64, 32), (4, 576, 64)])
@@ -47,15 +48,6 @@ def test_compressed_weights_compute_the_dequantized_product(storage):
     np.testing.assert_allclose(out, expected, atol=1e-4, rtol=1e-4)
 
 
-def _marker(model: tinylm.Model) -> dict:
-    from tinylm.artifacts import list_artifacts
-
-    found = [a.meta for a in list_artifacts() if a.meta.get("source") == str(model.path)]
-    found = [m for m in found if m["precision"] == model.precision]
-    assert found, "no cache entry for this model"
-    return found[-1]
-
-
 @pytest.mark.parametrize("precision", ["bf16", "int8", "int4"])
 def test_artifact_records_parity_and_perplexity(precision, model_folder):
     folder = model_folder("llama")
@@ -69,7 +61,7 @@ def test_artifact_records_parity_and_perplexity(precision, model_folder):
         assert relative < 0.15 and agree >= 0.8, (relative, agree)
     if precision == "bf16":
         assert relative < 0.05, relative
-    meta = _marker(model)
+    meta = read_marker(model.artifact)  # the entry this model loaded (others share its source)
     assert meta["parity"]["reference"] == "torch fp32" and meta["parity"]["max_logit_diff"] > 0
     assert meta["perplexity"]["fp32"] > 1 and "change" in meta["perplexity"]
     assert meta["openvino"]["stateful"] is True
@@ -77,7 +69,7 @@ def test_artifact_records_parity_and_perplexity(precision, model_folder):
 
 def test_fp32_artifact_records_exact_parity(model_folder):
     model = tinylm.load(model_folder("qwen2"), backend="openvino")
-    meta = _marker(model)
+    meta = read_marker(model.artifact)  # the entry this model loaded (others share its source)
     assert meta["parity"]["max_logit_diff"] < 1e-4 and meta["parity"]["greedy_agreement"] == 1.0
     assert meta["parity_execution"] == "f32"
 
