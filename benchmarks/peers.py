@@ -15,8 +15,9 @@ tokens/s (median, min-max), peak RSS, artifact bytes, and sentences/s at batch 1
 run on the same model folder with the same 32-token prompt (the one `tinylm bench` uses), the same number of new
 tokens (EOS ignored, greedy), 2 threads, each in its own processes: a conversion where the peer needs one (its
 wall time is the cold load), then a fresh process that loads and measures. Everything is measured --rounds times
-(default 2), tinylm and the peers back to back at each precision in alternating order, and each row reports the
-medians of its rounds, so a machine whose speed drifts during the run favours neither side. Each peer runs in its
+(default 3); in each round every tinylm backend runs back to back with the peers it is compared with (`Peer.beside`),
+in alternating order, and each row reports the medians of its rounds, so a machine whose speed drifts during the
+run favours neither side of a comparison. Each peer runs in its
 own interpreter (`--NAME-python` or `TINYLM_NAME_PYTHON`, below), so its packages never touch the project's
 environment; a peer that cannot be installed or run is a table row that says why, never dropped.
 """
@@ -49,7 +50,7 @@ from torch_vs_transformers import PROMPT_TOKENS, THREADS, _peak_rss_mb, machine_
 
 NEW_TOKENS = 128
 RUNS = 3
-ROUNDS = 2  # each (runtime, precision) measured this many times, in alternating order
+ROUNDS = 3  # each (runtime, precision) measured this many times, in alternating order
 QUICK_NEW_TOKENS = 16
 CHILD_TIMEOUT_S = 3600
 PRECISIONS = ("fp32", "bf16", "fp16", "int8", "int4")
@@ -339,23 +340,25 @@ class Peer:
     precisions: dict[str, str]  # row precision -> the precision its converter is given
     child: Callable[[dict], dict]
     convert: Callable[[dict], None] | None = None  # None: reads the model folder as it is
+    beside: str = ""  # the tinylm backend it is compared with, measured next to it; "": none in particular
 
 
 PEERS = {
     p.name: p
     for p in (
         Peer("transformers", "decoder", "transformers", "transformers", {"fp32": "fp32", "bf16": "bf16"},
-             child_transformers),
+             child_transformers, beside="torch"),
         Peer("optimum", "decoder", "optimum", "optimum", {"fp32": "fp32", "int8": "int8"},
-             child_optimum, convert_optimum),
+             child_optimum, convert_optimum, beside="onnx"),
         Peer("onnxruntime-genai", "decoder", "genai", "onnxruntime-genai",
-             {"fp32": "fp32", "int8": "int8", "int4": "int4"}, child_ort_genai, convert_ort_genai),
+             {"fp32": "fp32", "int8": "int8", "int4": "int4"}, child_ort_genai, convert_ort_genai, beside="onnx"),
         Peer("openvino-genai", "decoder", "ovgenai", "openvino-genai",
-             {"fp32": "fp32", "bf16": "fp16", "int8": "int8", "int4": "int4"}, child_ov_genai, convert_ov_genai),
+             {"fp32": "fp32", "bf16": "fp16", "int8": "int8", "int4": "int4"}, child_ov_genai, convert_ov_genai,
+             beside="openvino"),
         Peer("llama-cpp-python", "decoder", "llama", "llama-cpp-python",
              {"fp32": "f32", "bf16": "bf16", "int8": "q8_0", "int4": "q4_0"}, child_llama, convert_llama),
         Peer("sentence-transformers", "encoder", "st", "sentence-transformers", {"fp32": "fp32", "bf16": "bf16"},
-             child_sentence_transformers),
+             child_sentence_transformers, beside="torch"),
     )
 }  # fmt: skip
 
@@ -453,13 +456,14 @@ def measure_peer(args: argparse.Namespace, peer: Peer, subject: Measured, precis
         shutil.rmtree(job["out"] + ".cache", ignore_errors=True)
 
 
-def tinylm_rows(args: argparse.Namespace, model: str, folder: Path, home: Path, precision: str) -> list[Row]:
-    """`tinylm bench --json` for every available backend at `precision` (its progress goes to stderr), with its
-    own cache `home`: the first load of each backend is a conversion (the cold load)."""
+def tinylm_rows(
+    args: argparse.Namespace, model: str, folder: Path, home: Path, precision: str, backend: str
+) -> list[Row]:
+    """`tinylm bench --json` of one backend at `precision` (its progress goes to stderr; no row when the backend
+    has no such precision), with its own cache `home`: the first load is a conversion (the cold load)."""
     cmd = [sys.executable, "-m", "tinylm.cli", "bench", str(folder), "--json", "--runs", str(args.runs)]
     cmd += ["--new-tokens", str(args.new_tokens), "--prompt-tokens", str(PROMPT_TOKENS), "--precisions", precision]
-    if args.backends:
-        cmd += ["--backends", *args.backends]
+    cmd += ["--backends", backend]
     env = {**_env(), "TINYLM_HOME": str(home)}  # its saved ranking stays out of the user's home
     proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True, check=False)
     if proc.returncode:
@@ -516,21 +520,41 @@ def measure_model(args: argparse.Namespace, name: str, work: Path) -> tuple[dict
     record["all_weight_bytes"] = {p: int(count * BYTES_PER_PARAM[p]) for p in PRECISIONS}  # the RSS goal's base
     measured = Measured(name, folder, work, prompt_ids(spec.vocab_size, PROMPT_TOKENS))  # the tinylm rows' prompt
     peers = [p for p in PEERS.values() if p.kind == subject.kind and {"peers", p.name} & args.only]
+    backends = _tinylm_backends(args)
     rows: list[Row] = []
     for turn in range(args.rounds):
         home = work / f"tinylm-home-{turn}"  # a fresh cache each round: every round converts (its cold load)
         for precision in args.precisions or PRECISIONS:
-            # tinylm and the peers at one precision back to back, tinylm first in even rounds and last in odd
-            # ones, so a machine that drifts over the run favours neither side
-            who: list[Peer | None] = [None] if "tinylm" in args.only else []  # None: tinylm
-            who += [peer for peer in peers if precision in peer.precisions]
-            for peer in who if turn % 2 == 0 else who[::-1]:
-                if peer is None:
-                    rows += tinylm_rows(args, name, folder, home, precision)
-                else:
-                    rows.append(_peer(args, peer, measured, precision))
+            for group in _groups(args, backends, peers, precision):
+                # each tinylm backend back to back with the peers it is compared with, tinylm first in even
+                # rounds and last in odd ones, so a machine whose speed drifts favours neither side
+                for who in group if turn % 2 == 0 else group[::-1]:
+                    if isinstance(who, str):
+                        rows += tinylm_rows(args, name, folder, home, precision, who)
+                    else:
+                        rows.append(_peer(args, who, measured, precision))
         shutil.rmtree(home, ignore_errors=True)
     return record, _combined(rows)
+
+
+def _tinylm_backends(args: argparse.Namespace) -> list[str]:
+    """The tinylm backends to measure (--backends, else every registered one; an unavailable one is a row that
+    says why), in `tinylm bench`'s order."""
+    from tinylm.plugins import get_manager
+
+    return [b for b in sorted(get_manager().backends()) if not args.backends or b in args.backends]
+
+
+def _groups(args: argparse.Namespace, backends: list[str], peers: list[Peer], precision: str) -> list[list[str | Peer]]:
+    """What runs back to back at `precision`: each tinylm backend (by name) with the peers measured beside it,
+    then the peers beside no selected backend."""
+    at = [p for p in peers if precision in p.precisions]
+    groups: list[list[str | Peer]] = []
+    for backend in backends:
+        ours: list[str | Peer] = [backend] if "tinylm" in args.only else []
+        groups.append(ours + [p for p in at if p.beside == backend])
+    groups.append([p for p in at if p.beside not in backends])
+    return [g for g in groups if g]
 
 
 def _peer(args: argparse.Namespace, peer: Peer, measured: Measured, precision: str) -> Row:

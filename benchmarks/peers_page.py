@@ -437,9 +437,10 @@ def _rounds(results: dict) -> str:
     if rounds < 2:
         return ""
     return (
-        f" (every row was measured in {rounds} rounds, tinylm and the peers back to back at each precision, tinylm "
-        "first in one round and last in the next; a row's figures are the medians of its rounds, min–max over all "
-        "its runs)"
+        f" (every row was measured in {rounds} rounds; in each, every tinylm backend ran back to back with the "
+        "peers it is compared with (torch with transformers and sentence-transformers, onnx with optimum and "
+        "onnxruntime-genai, openvino with openvino-genai), tinylm first in one round and last in the next; a row's "
+        "figures are the medians of its rounds, min–max over all its runs)"
     )
 
 

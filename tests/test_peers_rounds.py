@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -41,3 +42,28 @@ def test_rows_are_grouped_by_runtime_and_precision_in_measured_order():
             _row(decode_tps=3.0)]  # fmt: skip
     combined = peers._combined(rows)
     assert [(r.runtime, r.decode_tps) for r in combined] == [("tinylm-onnx", 2.0), ("peer", 2.0)]
+
+
+def _names(groups):
+    return [[who if isinstance(who, str) else who.name for who in group] for group in groups]
+
+
+def test_each_tinylm_backend_runs_back_to_back_with_the_peers_it_is_compared_with():
+    args = argparse.Namespace(only={"tinylm", "peers"})
+    decoders = [p for p in peers.PEERS.values() if p.kind == "decoder"]
+    groups = _names(peers._groups(args, ["onnx", "openvino", "torch"], decoders, "int8"))
+    assert groups == [
+        ["onnx", "optimum", "onnxruntime-genai"],
+        ["openvino", "openvino-genai"],
+        ["torch"],  # transformers has no int8 row
+        ["llama-cpp-python"],  # beside no backend in particular
+    ]
+    # a peer whose backend is not selected still runs, after the pairs
+    assert _names(peers._groups(args, ["onnx"], decoders, "int4")) == [
+        ["onnx", "onnxruntime-genai"],
+        ["openvino-genai", "llama-cpp-python"],
+    ]
+    only_peers = argparse.Namespace(only={"peers"})
+    assert _names(peers._groups(only_peers, ["onnx"], [peers.PEERS["onnxruntime-genai"]], "int4")) == [
+        ["onnxruntime-genai"]
+    ]
