@@ -163,7 +163,7 @@ def _build(backend: Backend, request: OpenRequest, parent: Path, final: Path, *,
         os.replace(tmp, final)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        reason = _write_failure(e, parent, sum(p.stat().st_size for p in weight_files(request.folder)))
+        reason = _write_failure(e, parent, request.folder)
         if reason is not None:
             raise ArtifactError(
                 f"cannot write the converted model under {parent} ({reason}); nothing was kept. "
@@ -175,30 +175,33 @@ def _build(backend: Backend, request: OpenRequest, parent: Path, final: Path, *,
 _WRITE_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EACCES, errno.EROFS)
 
 
-def _write_failure(error: BaseException, parent: Path, size: int) -> str | None:
+def _write_failure(error: BaseException, parent: Path, source: Path) -> str | None:
     """Why a conversion could not write its files, when that is why it failed; else None.
 
     Python writers raise an OSError that says so. A backend's native writer reports a full disk as an error of
-    its own (OpenVINO's `save_model`: "basic_ios::clear: iostream error"), so for any other exception the
-    folder is asked for `size` bytes (the source weights; an artifact holds at most about that): if it cannot
-    have them, that is the reason.
+    its own (OpenVINO's `save_model`: "basic_ios::clear: iostream error"), so after any other exception the
+    folder is asked for the size of the `source` weights (an artifact holds at most about that): if it cannot
+    have it, that is the reason.
     """
     if isinstance(error, OSError):
-        return error.strerror if error.errno in _WRITE_ERRNOS else None
+        return _disk_reason(error)
     if not isinstance(error, Exception):  # KeyboardInterrupt, SystemExit
         return None
     try:
+        size = sum(p.stat().st_size for p in weight_files(source))
         fd, probe = tempfile.mkstemp(prefix=".room.", dir=parent)
+        try:
+            _reserve(fd, size)
+        finally:
+            os.close(fd)
+            os.unlink(probe)
     except OSError as e:
-        return e.strerror if e.errno in _WRITE_ERRNOS else None
-    try:
-        _reserve(fd, size)
-    except OSError as e:
-        return e.strerror if e.errno in _WRITE_ERRNOS else None
-    finally:
-        os.close(fd)
-        os.unlink(probe)
+        return _disk_reason(e)
     return None
+
+
+def _disk_reason(error: OSError) -> str | None:
+    return error.strerror if error.errno in _WRITE_ERRNOS else None
 
 
 def _reserve(fd: int, size: int) -> None:
