@@ -315,7 +315,10 @@ INTERPRETERS = {
     "transformers": Interpreter("TINYLM_TRANSFORMERS_PYTHON", sys.executable, ()),  # the project's own venv
     "optimum": Interpreter("TINYLM_OPTIMUM_PYTHON", "/tmp/peers-venv/bin/python", ("optimum[onnxruntime]", "torch")),
     "genai": Interpreter(
-        "TINYLM_GENAI_PYTHON", "/tmp/genai-venv/bin/python", ("onnxruntime-genai", "torch", "transformers>=5")
+        # onnx-ir: its model builder imports it without declaring it (onnxruntime-genai 0.18.0)
+        "TINYLM_GENAI_PYTHON",
+        "/tmp/genai-venv/bin/python",
+        ("onnxruntime-genai", "onnx-ir", "torch", "transformers>=5"),
     ),
     "ovgenai": Interpreter(
         "TINYLM_OVGENAI_PYTHON", "/tmp/ovgenai-venv/bin/python", ("openvino-genai", "optimum-intel[openvino]", "torch")
