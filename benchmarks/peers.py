@@ -309,6 +309,7 @@ class Interpreter:
     env: str
     default: str
     packages: tuple[str, ...]
+    remove: tuple[str, ...] = ()  # uninstalled after `packages`: what they pull in but the peer cannot import
 
 
 INTERPRETERS = {
@@ -321,7 +322,12 @@ INTERPRETERS = {
         ("onnxruntime-genai", "onnx-ir", "torch", "transformers>=5"),
     ),
     "ovgenai": Interpreter(
-        "TINYLM_OVGENAI_PYTHON", "/tmp/ovgenai-venv/bin/python", ("openvino-genai", "optimum-intel[openvino]", "torch")
+        "TINYLM_OVGENAI_PYTHON",
+        "/tmp/ovgenai-venv/bin/python",
+        ("openvino-genai", "optimum-intel[openvino]", "torch"),
+        # optimum-intel requires torchvision, whose PyPI build fails to import beside torch 2.13.0's CPU build
+        # ("operator torchvision::nms does not exist"), and then so does transformers' PreTrainedModel
+        remove=("torchvision",),
     ),
     # transformers: the version llama.cpp's converter pins (its requirements/requirements-convert_legacy_llama.txt)
     "llama": Interpreter(
@@ -622,6 +628,8 @@ def setup(args: argparse.Namespace) -> None:
         env = {**os.environ, "CMAKE_ARGS": "-DLLAVA_BUILD=OFF"}  # llama-cpp-python: only the library is needed
         pip = ["nice", "-n", "19", str(venv / "bin" / "pip"), "install", "-c", str(constraints), *interp.packages]
         subprocess.run(pip, check=True, env=env)
+        if interp.remove:
+            subprocess.run([str(venv / "bin" / "pip"), "uninstall", "-y", *interp.remove], check=True)
     if not (Path(args.llama_cpp_src) / "convert_hf_to_gguf.py").is_file() and Path(args.llama_python).exists():
         _fetch_converter(args.llama_python, Path(args.llama_cpp_src))
 
