@@ -25,9 +25,9 @@ BACKENDS = runnable_backends()
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One artifact cache for the module: each backend converts the bundled models once."""
-    return tmp_path_factory.mktemp("examples-home")
+def home(tinylm_home: Path) -> Path:
+    """The session's artifact cache: each backend converts the bundled models once, here or elsewhere."""
+    return tinylm_home
 
 
 def run(args: list[str], *, home: Path, backend: str | None, stdin: str = "", cwd: Path | None = None) -> str:

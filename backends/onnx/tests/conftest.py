@@ -1,4 +1,5 @@
-"""Shared fixtures: an isolated artifact cache, and tiny random models built once per session."""
+"""Shared fixtures: tiny random models built once per session (the artifact cache is the repository
+conftest's)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from tinylm.testing.fixtures import model_folder, tinylm_home, trained_model  # noqa: E402, F401 - pytest fixtures
+from tinylm.testing.fixtures import model_folder, trained_model  # noqa: E402, F401 - pytest fixtures
 
 transformers.utils.logging.disable_progress_bar()
 transformers.utils.logging.set_verbosity_error()
