@@ -17,9 +17,9 @@ tokens (EOS ignored, greedy), 2 threads, each in its own processes: a conversion
 wall time is the cold load), then a fresh process that loads and measures. Everything is measured --rounds times
 (default 3); in each round every tinylm backend runs back to back with the peers it is compared with (`Peer.beside`),
 in alternating order, and each row reports the medians of its rounds, so a machine whose speed drifts during the
-run favours neither side of a comparison. Each peer runs in its
-own interpreter (`--NAME-python` or `TINYLM_NAME_PYTHON`, below), so its packages never touch the project's
-environment; a peer that cannot be installed or run is a table row that says why, never dropped.
+run favours neither side of a comparison. Each peer runs in its own interpreter (`--NAME-python` or
+`TINYLM_NAME_PYTHON`, below), so its packages never touch the project's environment; a peer that cannot be
+installed or run is a table row that says why, never dropped.
 """
 
 from __future__ import annotations
@@ -316,9 +316,9 @@ INTERPRETERS = {
     "transformers": Interpreter("TINYLM_TRANSFORMERS_PYTHON", sys.executable, ()),  # the project's own venv
     "optimum": Interpreter("TINYLM_OPTIMUM_PYTHON", "/tmp/peers-venv/bin/python", ("optimum[onnxruntime]", "torch")),
     "genai": Interpreter(
-        # onnx-ir: its model builder imports it without declaring it (onnxruntime-genai 0.18.0)
         "TINYLM_GENAI_PYTHON",
         "/tmp/genai-venv/bin/python",
+        # onnx-ir: its model builder imports it without declaring it (onnxruntime-genai 0.18.0)
         ("onnxruntime-genai", "onnx-ir", "torch", "transformers>=5"),
     ),
     "ovgenai": Interpreter(
