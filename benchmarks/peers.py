@@ -310,6 +310,7 @@ class Interpreter:
     default: str
     packages: tuple[str, ...]
     remove: tuple[str, ...] = ()  # uninstalled after `packages`: what they pull in but the peer cannot import
+    cmake_args: str = ""  # CMAKE_ARGS for a package built from source (then built afresh, never pip's cached wheel)
 
 
 INTERPRETERS = {
@@ -329,11 +330,17 @@ INTERPRETERS = {
         # ("operator torchvision::nms does not exist"), and then so does transformers' PreTrainedModel
         remove=("torchvision",),
     ),
-    # transformers: the version llama.cpp's converter pins (its requirements/requirements-convert_legacy_llama.txt)
     "llama": Interpreter(
         "TINYLM_LLAMA_PYTHON",
         "/tmp/llama-venv/bin/python",
+        # transformers: the version llama.cpp's converter pins (its requirements/requirements-convert_legacy_llama.txt)
         ("llama-cpp-python", "gguf", "torch", "transformers==4.57.6", "sentencepiece", "safetensors"),
+        # only the library; built for this CPU but without its AMX kernels: on an AMX Xeon VM (2026-12-04,
+        # llama-cpp-python 0.3.36) q8_0 and q4_0 decoding segfaults in them, while its other kernels run
+        cmake_args=(
+            "-DLLAVA_BUILD=OFF -DCMAKE_C_FLAGS='-mno-amx-tile -mno-amx-int8 -mno-amx-bf16'"
+            " -DCMAKE_CXX_FLAGS='-mno-amx-tile -mno-amx-int8 -mno-amx-bf16'"
+        ),
     ),
     "st": Interpreter("TINYLM_ST_PYTHON", "/tmp/st-venv/bin/python", ("sentence-transformers", "torch")),
 }
@@ -625,8 +632,11 @@ def setup(args: argparse.Namespace) -> None:
         venv = python.parent.parent
         print(f"creating {venv} with {' '.join(interp.packages)}", file=sys.stderr, flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        env = {**os.environ, "CMAKE_ARGS": "-DLLAVA_BUILD=OFF"}  # llama-cpp-python: only the library is needed
         pip = ["nice", "-n", "19", str(venv / "bin" / "pip"), "install", "-c", str(constraints), *interp.packages]
+        env = dict(os.environ)
+        if interp.cmake_args:
+            env["CMAKE_ARGS"] = interp.cmake_args
+            pip.insert(5, "--no-cache-dir")
         subprocess.run(pip, check=True, env=env)
         if interp.remove:
             subprocess.run([str(venv / "bin" / "pip"), "uninstall", "-y", *interp.remove], check=True)
