@@ -60,6 +60,10 @@ class Cause:
     model: str = "smollm2"
 
 
+CAUSES_MACHINE = (
+    "Each cause below was measured apart from this run, with the command it names, on a 2-core AMD EPYC (Zen 4) "
+    "VM (from 2026-11-29), which need not be this run's machine; its figures are that machine's."
+)
 CAUSES = (
     Cause("warm_load", "tinylm-onnx", ("fp32", "int8", "int4"),
           "Creating the ONNX Runtime session is optimizing the graph and pre-packing every weight into the CPU "
@@ -78,8 +82,8 @@ CAUSES = (
           "A 32-token prefill multiplies the 106M weights of the linear layers by 32 tokens (the embedding is a "
           "lookup, the LM head runs for the last token only): 2 × 106M × 32 = 6.8 GFLOP, so at fp32 it is "
           "compute-bound: OpenVINO spends 43 of its 44 ms in FullyConnected (gemm_mlas_f32, "
-          "brgconv_avx512_1x1_f32), 158 GFLOP/s, 82% of the f32 FMA peak of 2 Zen 4 cores (2 × 32 FLOP a cycle at "
-          "about 3 GHz: 190 GFLOP/s), at which the prefill alone would still take 36 ms "
+          "brgconv_avx512_1x1_f32), 158 GFLOP/s, 82% of the f32 FMA peak of its 2 Zen 4 cores (2 × 32 FLOP a cycle "
+          "at about 3 GHz: 190 GFLOP/s), at which the prefill alone would still take 36 ms "
           "(`python benchmarks/op_profile.py MODEL --backend openvino --precision fp32`)."),
     Cause("ttft", "tinylm-onnx", ("fp32", "int8", "int4"),
           "The prefill is the linear layers: MatMulNBits is 88% of an int4 prefill (31.8 of 36.2 ms in operators; "
@@ -87,7 +91,7 @@ CAUSES = (
           "for OpenVINO (6.8 GFLOP)."),
     Cause("decode", "tinylm-openvino", ("bf16",),
           "OpenVINO's bf16 FullyConnected (brgemm_avx512_bf16) is 88% of a decode step (15.8 ms a step; op_profile "
-          "--precision bf16): it reads the 270 MB of weights at about 18 GB/s on this CPU (AVX512-BF16, no AMX). "
+          "--precision bf16): it reads the 270 MB of weights at about 18 GB/s on that CPU (AVX512-BF16, no AMX). "
           "Storing the weights as bf16 instead of f16 changed nothing (measured 2026-11-29). tinylm-onnx has no "
           "bf16: ONNX Runtime's CPU provider has no bf16 MatMul."),
     Cause("decode", "tinylm-onnx", ("int4",),
@@ -428,7 +432,8 @@ def _method(results: dict) -> str:
         "optimum int8 is dynamic quantization (MatMulInteger); onnxruntime-genai int8/int4 are MatMulNBits; "
         "openvino-genai runs an optimum-intel export (fp32; fp16 for the bf16 row; int8; int4 with group 64) with "
         "f32 forced at fp32, bf16 forced at bf16 and its CPU defaults otherwise; llama-cpp-python runs f32, bf16, "
-        "q8_0 and q4_0 GGUFs."
+        "q8_0 and q4_0 GGUFs, built from source for the machine's CPU without llama.cpp's AMX kernels (on an AMX "
+        "Xeon VM its q8_0 and q4_0 decoding segfaulted in them)."
     )
 
 
@@ -514,7 +519,7 @@ def page(results: dict, plot_path: Path | None) -> str:
             parts += [f"### {record['name']}\n", "\n".join(behind(results, record)) + "\n"]
     limits = [line for record in results["models"] if not record["status"] for line in causes(results, record)]
     if limits:
-        parts += ["## What limits tinylm where a goal is missed\n", "\n".join(limits) + "\n"]
+        parts += ["## What limits tinylm where a goal is missed\n", CAUSES_MACHINE + "\n", "\n".join(limits) + "\n"]
     parts += ["## Other benchmark pages\n", _other_pages()]
     return "\n".join(parts)
 
