@@ -632,12 +632,11 @@ def setup(args: argparse.Namespace) -> None:
         venv = python.parent.parent
         print(f"creating {venv} with {' '.join(interp.packages)}", file=sys.stderr, flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        pip = ["nice", "-n", "19", str(venv / "bin" / "pip"), "install", "-c", str(constraints), *interp.packages]
-        env = dict(os.environ)
+        env, fresh = dict(os.environ), []
         if interp.cmake_args:
-            env["CMAKE_ARGS"] = interp.cmake_args
-            pip.insert(5, "--no-cache-dir")
-        subprocess.run(pip, check=True, env=env)
+            env["CMAKE_ARGS"], fresh = interp.cmake_args, ["--no-cache-dir"]
+        pip = ["nice", "-n", "19", str(venv / "bin" / "pip"), "install", *fresh, "-c", str(constraints)]
+        subprocess.run([*pip, *interp.packages], check=True, env=env)
         if interp.remove:
             subprocess.run([str(venv / "bin" / "pip"), "uninstall", "-y", *interp.remove], check=True)
     if not (Path(args.llama_cpp_src) / "convert_hf_to_gguf.py").is_file() and Path(args.llama_python).exists():
