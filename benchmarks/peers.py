@@ -31,6 +31,7 @@ import importlib.metadata
 import json
 import math
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -313,6 +314,10 @@ class Interpreter:
     cmake_args: str = ""  # CMAKE_ARGS for a package built from source (then built afresh, never pip's cached wheel)
 
 
+NO_AMX = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"  # compiler flags that exist on x86 only
+LLAMA_CMAKE_ARGS = "-DLLAVA_BUILD=OFF" + (
+    f" -DCMAKE_C_FLAGS='{NO_AMX}' -DCMAKE_CXX_FLAGS='{NO_AMX}'" if platform.machine() in ("x86_64", "AMD64") else ""
+)
 INTERPRETERS = {
     "transformers": Interpreter("TINYLM_TRANSFORMERS_PYTHON", sys.executable, ()),  # the project's own venv
     "optimum": Interpreter("TINYLM_OPTIMUM_PYTHON", "/tmp/peers-venv/bin/python", ("optimum[onnxruntime]", "torch")),
@@ -337,10 +342,7 @@ INTERPRETERS = {
         ("llama-cpp-python", "gguf", "torch", "transformers==4.57.6", "sentencepiece", "safetensors"),
         # only the library; built for this CPU but without its AMX kernels: on an AMX Xeon VM (2026-12-04,
         # llama-cpp-python 0.3.36) q8_0 and q4_0 decoding segfaults in them, while its other kernels run
-        cmake_args=(
-            "-DLLAVA_BUILD=OFF -DCMAKE_C_FLAGS='-mno-amx-tile -mno-amx-int8 -mno-amx-bf16'"
-            " -DCMAKE_CXX_FLAGS='-mno-amx-tile -mno-amx-int8 -mno-amx-bf16'"
-        ),
+        cmake_args=LLAMA_CMAKE_ARGS,
     ),
     "st": Interpreter("TINYLM_ST_PYTHON", "/tmp/st-venv/bin/python", ("sentence-transformers", "torch")),
 }
