@@ -84,7 +84,7 @@ def _onnx(model: tinylm.Model, prompt: np.ndarray, steps: int, threads: int) -> 
 
     out = []
     for title, decode in ((f"prefill of {prompt.shape[1]} tokens", False), ("one decode step", True)):
-        so = session_options(threads)
+        so = session_options(threads, spin=model.spec.kind == "decoder")  # as tinylm opens it
         so.enable_profiling = True
         so.profile_file_prefix = str(model.artifact / "profile")
         ort_sess = ort.InferenceSession(str(model.artifact / MODEL_FILE), so, providers=["CPUExecutionProvider"])

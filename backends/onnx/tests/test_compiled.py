@@ -31,9 +31,9 @@ def opened(monkeypatch):
     calls: list[tuple[Path, bool, bool]] = []
     real = compiled.inference_session
 
-    def spy(model, num_threads, *, optimized=False, save_to=None):
-        calls.append((Path(model), optimized, save_to is not None))
-        return real(model, num_threads, optimized=optimized, save_to=save_to)
+    def spy(model, num_threads, **options):
+        calls.append((Path(model), options.get("optimized", False), options.get("save_to") is not None))
+        return real(model, num_threads, **options)
 
     monkeypatch.setattr(compiled, "inference_session", spy)
     return calls
@@ -115,10 +115,10 @@ def test_another_cpu_or_runtime_gets_its_own_copy_and_the_old_one_goes(model_fol
 def test_a_copy_that_cannot_be_written_leaves_the_artifact_working(model_folder, monkeypatch, caplog):
     real = compiled.inference_session
 
-    def no_room(model, num_threads, *, optimized=False, save_to=None):
-        if save_to is not None:
+    def no_room(model, num_threads, **options):
+        if options.get("save_to") is not None:
             raise RuntimeError("No space left on device")
-        return real(model, num_threads, optimized=optimized)
+        return real(model, num_threads, **options)
 
     monkeypatch.setattr(compiled, "inference_session", no_room)
     with caplog.at_level(logging.WARNING, logger="tinylm.onnx"):

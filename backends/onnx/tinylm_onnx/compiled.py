@@ -117,13 +117,13 @@ def _remove_others(compiled: Path, keep: str) -> None:
         shutil.rmtree(entry, ignore_errors=True)
 
 
-def _write(folder: Path, key: str, num_threads: int) -> Any:
+def _write(folder: Path, key: str, num_threads: int, spin: bool) -> Any:
     """Open the artifact while ONNX Runtime saves the optimized, packed copy; keep it as compiled/<key>."""
     compiled = folder / FOLDER
     compiled.mkdir(exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=compiled))
     try:
-        session = inference_session(folder / MODEL_FILE, num_threads, save_to=tmp)
+        session = inference_session(folder / MODEL_FILE, num_threads, spin=spin, save_to=tmp)
         (tmp / RECORD).write_text(json.dumps(_stats(tmp, (MODEL_FILE, DATA_FILE))))
         try:
             os.replace(tmp, compiled / key)
@@ -136,14 +136,14 @@ def _write(folder: Path, key: str, num_threads: int) -> Any:
         raise
 
 
-def open_compiled(folder: Path, num_threads: int) -> Any:
+def open_compiled(folder: Path, num_threads: int, *, spin: bool = False) -> Any:
     """An `InferenceSession` on the artifact in `folder`, through this machine's optimized copy of it
-    (opening it, or writing it on the first open)."""
+    (opening it, or writing it on the first open); `spin` as in `runtime.session_options`."""
     key = machine_key(folder)
     copy = folder / FOLDER / key
     if _complete(copy):
         try:
-            return inference_session(copy / MODEL_FILE, num_threads, optimized=True)
+            return inference_session(copy / MODEL_FILE, num_threads, spin=spin, optimized=True)
         except Exception as e:  # onnxruntime's own exception types: a damaged copy
             log.warning("%s: the optimized copy does not open (%s); making it again", copy, e)
             shutil.rmtree(copy, ignore_errors=True)
@@ -151,9 +151,9 @@ def open_compiled(folder: Path, num_threads: int) -> Any:
         log.warning("%s: the optimized copy's files changed since it was written; making it again", copy)
         shutil.rmtree(copy, ignore_errors=True)
     if not _writable(folder):
-        return inference_session(folder / MODEL_FILE, num_threads)
+        return inference_session(folder / MODEL_FILE, num_threads, spin=spin)
     try:
-        return _write(folder, key, num_threads)
+        return _write(folder, key, num_threads, spin)
     except Exception as e:  # no room, or a file system ONNX Runtime cannot save to: the artifact itself still opens
         log.warning("%s: could not save an optimized copy (%s); opening the artifact without one", folder, e)
-        return inference_session(folder / MODEL_FILE, num_threads)
+        return inference_session(folder / MODEL_FILE, num_threads, spin=spin)

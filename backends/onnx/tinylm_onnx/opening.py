@@ -25,8 +25,9 @@ def open_session(request: OpenRequest) -> OnnxSession:
     opts = BuildOptions.from_request(request.precision, request.options)
     meta = (read_marker(folder) or {}).get("onnx", {})
     cap = int(meta.get("capacity") or request.spec.max_positions)
+    spin = request.spec.kind == "decoder" if opts.spin_wait is None else opts.spin_wait
     if opts.compiled_cache:
-        session = open_compiled(folder, request.num_threads)
+        session = open_compiled(folder, request.num_threads, spin=spin)
     else:
-        session = inference_session(folder / MODEL_FILE, request.num_threads)
+        session = inference_session(folder / MODEL_FILE, request.num_threads, spin=spin)
     return OnnxSession(session, request.spec, capacity=cap)

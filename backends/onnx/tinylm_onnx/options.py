@@ -2,7 +2,7 @@
 
 Read from `tinylm.load(..., **options)` / `tinylm convert` options (each one set to something other than its
 default is part of the artifact cache key, so a different choice builds a different artifact; `compiled_cache`
-only changes how the artifact is opened):
+and `spin_wait` only change how the artifact is opened):
 
     block_size=32         MatMulNBits block along K (int8/int4)
     accuracy_level=4      MatMulNBits compute type: 4 = int8 activations (the fast CPU kernels)
@@ -18,6 +18,11 @@ only changes how the artifact is opened):
                           (session creation on SmolLM2-135M: 0.31 s instead of 0.54 s at fp32, 0.15 instead of
                           0.23 at int8; benchmarks/onnx_compiled_cache.py); costs disk, the weights again and
                           their packed copies
+    spin_wait=None        after a run, ONNX Runtime's pool threads spin-wait for the next one (about 25 ms)
+                          or block at once: None spins in a decoder (a generation's steps come back to back:
+                          +1-2% decode tokens/s) and blocks in an encoder (an embedding is one run; its pool
+                          spinning would hold a core through the prefill that follows); True/False for any model
+                          (benchmarks/onnx_spinning.py; docs/backends/onnx.md, "Threads")
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ class BuildOptions:
     external_data_threshold: int = 0
     parity: bool = True
     compiled_cache: bool = True
+    spin_wait: bool | None = None
 
     @property
     def bits(self) -> int:
@@ -61,4 +67,9 @@ class BuildOptions:
         built = cls(precision=precision, **dict(options))
         if built.block_size < 16 or built.block_size & (built.block_size - 1):
             raise ConfigError(f"block_size={built.block_size}: Fix: use a power of two >= 16 (e.g. 32).")
+        if not isinstance(built.spin_wait, (bool, type(None))):
+            raise ConfigError(
+                f"spin_wait={built.spin_wait!r}: Fix: pass True (pool threads spin-wait between runs), False (they "
+                "block) or leave it out (spin in a decoder, block in an encoder)."
+            )
         return built

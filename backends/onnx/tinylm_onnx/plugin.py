@@ -51,7 +51,7 @@ class OnnxBackend:
         """The options that shape the artifact (validated; see `tinylm.backend.key_options`)."""
         from .options import BuildOptions
 
-        return key_options(BuildOptions.from_request(precision, options), open_only=("compiled_cache",))
+        return key_options(BuildOptions.from_request(precision, options), open_only=("compiled_cache", "spin_wait"))
 
     def prepare(self, request: OpenRequest, out_dir: Path) -> dict[str, Any]:
         from .convert import prepare

@@ -16,9 +16,12 @@ MODEL_FILE = "model.onnx"
 DATA_FILE = "model.onnx.data"
 
 
-def session_options(num_threads: int, *, optimized: bool = False, save_to: Path | None = None) -> Any:
-    """Options for a CPU session: `optimized` for a graph ONNX Runtime already optimized (and saved with
-    `save_to`, a folder that receives the optimized graph with its weights pre-packed)."""
+def session_options(
+    num_threads: int, *, spin: bool = False, optimized: bool = False, save_to: Path | None = None
+) -> Any:
+    """Options for a CPU session: `spin` for a model whose runs come back to back (a decoder's steps),
+    `optimized` for a graph ONNX Runtime already optimized (and saved with `save_to`, a folder that receives the
+    optimized graph with its weights pre-packed)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -28,10 +31,11 @@ def session_options(num_threads: int, *, optimized: bool = False, save_to: Path 
     level = ort.GraphOptimizationLevel
     so.graph_optimization_level = level.ORT_DISABLE_ALL if optimized else level.ORT_ENABLE_ALL
     so.log_severity_level = 3  # errors only: ORT's warnings go to stderr, not through logging
-    # The pool's threads block as soon as a run ends instead of spin-waiting for the next one: a spinning pool
-    # holds its cores while Python runs between decode steps and while another model (an embedder beside a
-    # generator) runs its own pool, which then waits for them (benchmarks/onnx_spinning.py; docs/backends/onnx.md).
-    so.add_session_config_entry("session.force_spinning_stop", "1")
+    # After a run, the pool's threads either spin-wait for the next one (ONNX Runtime's default, for about 25 ms),
+    # which a decoder's next step finds awake, or block at once, which leaves the cores to whatever runs next:
+    # an embedder's pool spinning after a query's embedding would hold a core through the answer's prefill
+    # (benchmarks/onnx_spinning.py; docs/backends/onnx.md, "Threads").
+    so.add_session_config_entry("session.force_spinning_stop", "0" if spin else "1")
     if save_to is not None:
         so.optimized_model_filepath = str(save_to / MODEL_FILE)
         so.add_session_config_entry("session.optimized_model_external_initializers_file_name", DATA_FILE)
@@ -41,11 +45,16 @@ def session_options(num_threads: int, *, optimized: bool = False, save_to: Path 
 
 
 def inference_session(
-    model: Path | bytes, num_threads: int, *, optimized: bool = False, save_to: Path | None = None
+    model: Path | bytes,
+    num_threads: int,
+    *,
+    spin: bool = False,
+    optimized: bool = False,
+    save_to: Path | None = None,
 ) -> Any:
     """A CPU `InferenceSession` on a saved model (a path) or a serialized one (bytes); see `session_options`."""
     import onnxruntime as ort
 
     source = str(model) if isinstance(model, Path) else model
-    options = session_options(num_threads, optimized=optimized, save_to=save_to)
+    options = session_options(num_threads, spin=spin, optimized=optimized, save_to=save_to)
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
