@@ -20,8 +20,9 @@ and `spin_wait` only change how the artifact is opened):
                           their packed copies
     spin_wait=None        after a run, ONNX Runtime's pool threads spin-wait for the next one (about 25 ms)
                           or block at once: None spins in a decoder (a generation's steps come back to back:
-                          +1-2% decode tokens/s) and blocks in an encoder (an embedding is one run; its pool
-                          spinning would hold a core through the prefill that follows); True/False for any model
+                          +1.4-2.5% decode tokens/s at int4, nothing measurable at int8) and blocks in an encoder
+                          (an embedding is one run; its pool spinning would hold a core through the prefill that
+                          follows); True/False for any model
                           (benchmarks/onnx_spinning.py; docs/backends/onnx.md, "Threads")
 """
 
