@@ -477,8 +477,8 @@ def measure_peer(args: argparse.Namespace, peer: Peer, subject: Measured, precis
 def tinylm_rows(
     args: argparse.Namespace, model: str, folder: Path, home: Path, precision: str, backend: str
 ) -> list[Row]:
-    """`tinylm bench --json` of one backend at `precision` (its progress goes to stderr; no row when the backend
-    has no such precision), with its own cache `home`: the first load is a conversion (the cold load)."""
+    """`tinylm bench --json` of one backend at a precision it offers (its progress goes to stderr), with its own
+    cache `home`: the first load is a conversion (the cold load)."""
     cmd = [sys.executable, "-m", "tinylm.cli", "bench", str(folder), "--json", "--runs", str(args.runs)]
     cmd += ["--new-tokens", str(args.new_tokens), "--prompt-tokens", str(PROMPT_TOKENS), "--precisions", precision]
     cmd += ["--backends", backend]
@@ -566,10 +566,16 @@ def _tinylm_backends(args: argparse.Namespace) -> list[str]:
 def _groups(args: argparse.Namespace, backends: list[str], peers: list[Peer], precision: str) -> list[list[str | Peer]]:
     """What runs back to back at `precision`: each tinylm backend (by name) with the peers measured beside it,
     then the peers beside no selected backend."""
+    from tinylm.plugins import get_manager
+
+    registered = get_manager().backends()
     at = [p for p in peers if precision in p.precisions]
     groups: list[list[str | Peer]] = []
     for backend in backends:
-        ours: list[str | Peer] = [backend] if "tinylm" in args.only else []
+        b = registered[backend]
+        # `tinylm bench` refuses a precision the backend does not offer; one that cannot run here gives its reason
+        measured = precision in b.capabilities.precisions or not b.availability().ok
+        ours: list[str | Peer] = [backend] if "tinylm" in args.only and measured else []
         groups.append(ours + [p for p in at if p.beside == backend])
     groups.append([p for p in at if p.beside not in backends])
     return [g for g in groups if g]

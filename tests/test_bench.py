@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+import tinylm
 from tinylm import bench
 from tinylm.cli import main
 
@@ -56,11 +57,28 @@ def test_bench_measures_rows_and_saves_a_ranking(folder, tmp_path, monkeypatch, 
 
 def test_unavailable_backends_are_reported_not_dropped(folder, tmp_path, monkeypatch):
     monkeypatch.setenv("TINYLM_HOME", str(tmp_path / "home"))
-    plan, skipped = bench._plan(bench.BenchConfig(model=str(folder), backends=("torch", "coreml")))
+    plan, skipped, _ = bench._plan(bench.BenchConfig(model=str(folder), backends=("torch", "coreml")))
     assert all(b == "torch" for b, _ in plan)
     assert [r.backend for r in skipped] == ["coreml"] and "macOS" in skipped[0].error
     table = bench.format_table(skipped, 10.0)
     assert "not measured" in table and "coreml" in table
+
+
+def test_an_unknown_backend_is_an_error_that_lists_the_registered_ones(folder, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TINYLM_HOME", str(tmp_path / "home"))
+    with pytest.raises(tinylm.UnknownBackend, match=r"'nosuch'.*torch.*Fix"):
+        bench._plan(bench.BenchConfig(model=str(folder), backends=("torch", "nosuch")))
+    assert main(["bench", str(folder), "--backends", "nosuch"]) != 0
+    assert "unknown backend 'nosuch'" in capsys.readouterr().err
+
+
+def test_a_precision_no_backend_offers_is_an_error_and_a_partial_one_a_note(folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("TINYLM_HOME", str(tmp_path / "home"))
+    with pytest.raises(tinylm.PrecisionUnsupported, match=r"torch does not offer precision 'int3'.*Fix"):
+        bench._plan(bench.BenchConfig(model=str(folder), backends=("torch",), precisions=("int3",)))
+    plan, _, notes = bench._plan(bench.BenchConfig(model=str(folder), backends=("torch",), precisions=("fp32", "int3")))
+    assert plan == [("torch", "fp32")]
+    assert len(notes) == 1 and "'int3'" in notes[0] and "fp32" in notes[0]
 
 
 def test_auto_choice_follows_the_saved_ranking_only_when_asked(folder, tmp_path, monkeypatch):

@@ -63,6 +63,10 @@ def test_each_tinylm_backend_runs_back_to_back_with_the_peers_it_is_compared_wit
         ["onnx", "onnxruntime-genai"],
         ["openvino-genai", "llama-cpp-python"],
     ]
+    # a backend without the precision is not asked for it (`tinylm bench` refuses); one that cannot run here is,
+    # so its row says why (Core ML off macOS)
+    assert _names(peers._groups(args, ["coreml", "onnx", "torch"], [], "fp32")) == [["coreml"], ["onnx"], ["torch"]]
+    assert _names(peers._groups(args, ["onnx", "torch"], [], "bf16")) == [["torch"]]
     only_peers = argparse.Namespace(only={"peers"})
     assert _names(peers._groups(only_peers, ["onnx"], [peers.PEERS["onnxruntime-genai"]], "int4")) == [
         ["onnxruntime-genai"]

@@ -189,16 +189,26 @@ def _spawn(job: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
     return result
 
 
-def _plan(config: BenchConfig) -> tuple[list[tuple[str, str]], list[BenchResult]]:
+def _plan(config: BenchConfig) -> tuple[list[tuple[str, str]], list[BenchResult], list[str]]:
+    """(backend, precision) pairs to measure, rows for the backends that cannot run here, and a note for each
+    requested precision a backend does not offer. `UnknownBackend` for a name no plugin registers;
+    `PrecisionUnsupported` when the request leaves nothing to measure and nothing to report."""
+    from .errors import PrecisionUnsupported
     from .plugins import get_manager
     from .resolve import resolve_model
+    from .selection import unknown_backend
     from .source import ModelFolder
 
     manager = get_manager()
+    backends = manager.backends()
+    for name in config.backends:
+        if name not in backends:
+            raise unknown_backend(name, manager, source="--backends")
     kind = ModelFolder(resolve_model(config.model, manager)).spec.kind
     plan: list[tuple[str, str]] = []
     skipped: list[BenchResult] = []
-    for name, backend in sorted(manager.backends().items()):
+    notes: list[str] = []
+    for name, backend in sorted(backends.items()):
         if config.backends and name not in config.backends:
             continue
         av = backend.availability()
@@ -206,15 +216,27 @@ def _plan(config: BenchConfig) -> tuple[list[tuple[str, str]], list[BenchResult]
             reason = av.explain() if not av.ok else f"does not run {kind} models"
             skipped.append(BenchResult(backend=name, precision="-", error=reason))
             continue
-        for precision in config.precisions or backend.capabilities.precisions:
-            if precision in backend.capabilities.precisions:
-                plan.append((name, precision))
-    return plan, skipped
+        offered = backend.capabilities.precisions
+        plan += [(name, p) for p in config.precisions or offered if p in offered]
+        notes += [
+            f"{name} does not offer precision {p!r} (it offers {', '.join(offered)}): not measured"
+            for p in config.precisions
+            if p not in offered
+        ]
+    if not plan and not skipped:
+        raise PrecisionUnsupported(
+            "nothing to measure: " + "; ".join(notes) + ". Fix: ask for a precision one of the backends offers "
+            "(`tinylm backends` lists them), or leave --precisions out to measure each backend's own."
+        )
+    return plan, skipped, notes
 
 
 def run_bench(config: BenchConfig, *, progress: Any = None) -> tuple[list[BenchResult], float]:
     """Measure every planned (backend, precision) in separate processes; returns rows and GB/s."""
-    plan, rows = _plan(config)
+    plan, rows, notes = _plan(config)
+    for note in notes:
+        if progress:
+            progress(note)
     bandwidth = memory_bandwidth()
     threads = config.threads or settings.num_threads()
     base = {

@@ -42,6 +42,14 @@ def _summary(manager: PluginManager) -> str:
     return "; ".join(lines) or "none registered"
 
 
+def unknown_backend(name: str, manager: PluginManager, *, source: str) -> UnknownBackend:
+    """The error for a backend name no installed plugin registers, listing the ones that are."""
+    return UnknownBackend(
+        f"unknown backend {name!r} (from {source}). Registered backends: {_summary(manager)}. "
+        f"Fix: use one of those names, or {_INSTALL_HINT}."
+    )
+
+
 def _backend(
     requested: str | None, kind: str, manager: PluginManager, convert: bool, preferred: Sequence[str] = ()
 ) -> tuple[Backend, str]:
@@ -50,10 +58,7 @@ def _backend(
     if name:
         name = name.lower()
         if name not in backends:
-            raise UnknownBackend(
-                f"unknown backend {name!r} (from {reason}). Registered backends: {_summary(manager)}. "
-                f"Fix: use one of those names, or {_INSTALL_HINT}."
-            )
+            raise unknown_backend(name, manager, source=reason)
         backend = backends[name]
         av = backend.availability()
         if not av.ok and not (convert and av.convert_only):
