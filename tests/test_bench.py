@@ -57,7 +57,7 @@ def test_bench_measures_rows_and_saves_a_ranking(folder, tmp_path, monkeypatch, 
 
 def test_unavailable_backends_are_reported_not_dropped(folder, tmp_path, monkeypatch):
     monkeypatch.setenv("TINYLM_HOME", str(tmp_path / "home"))
-    plan, skipped, _ = bench._plan(bench.BenchConfig(model=str(folder), backends=("torch", "coreml")))
+    plan, skipped, _ = bench._plan(bench.BenchConfig(model=str(folder), backends=("Torch", "coreml")))
     assert all(b == "torch" for b, _ in plan)
     assert [r.backend for r in skipped] == ["coreml"] and "macOS" in skipped[0].error
     table = bench.format_table(skipped, 10.0)

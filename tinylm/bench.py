@@ -201,7 +201,8 @@ def _plan(config: BenchConfig) -> tuple[list[tuple[str, str]], list[BenchResult]
 
     manager = get_manager()
     backends = manager.backends()
-    for name in config.backends:
+    requested = [name.lower() for name in config.backends]  # names as `tinylm.load(backend=...)` takes them
+    for name in requested:
         if name not in backends:
             raise unknown_backend(name, manager, source="--backends")
     kind = ModelFolder(resolve_model(config.model, manager)).spec.kind
@@ -209,7 +210,7 @@ def _plan(config: BenchConfig) -> tuple[list[tuple[str, str]], list[BenchResult]
     skipped: list[BenchResult] = []
     notes: list[str] = []
     for name, backend in sorted(backends.items()):
-        if config.backends and name not in config.backends:
+        if requested and name not in requested:
             continue
         av = backend.availability()
         if not av.ok or kind not in backend.capabilities.kinds:
