@@ -28,10 +28,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ab import interleave, table
 
-POLICIES = {  # name -> which kind of model spins ("decoder", "encoder")
-    "tinylm: the generator spins, the embedder blocks": ("decoder",),
-    "every pool spins (ONNX Runtime's default)": ("decoder", "encoder"),
-    "every pool blocks (tinylm before)": (),
+POLICIES = {  # name -> the `spin_wait` option of the generator and of the embedder (None: tinylm's default)
+    "tinylm: the generator spins, the embedder blocks": (None, None),
+    "every pool spins (ONNX Runtime's default)": (True, True),
+    "every pool blocks (tinylm before)": (False, False),
 }
 
 
@@ -43,24 +43,17 @@ def main() -> int:
     parser.add_argument("--alone", action="store_true", help="a generator alone: spinning against blocking")
     args = parser.parse_args()
 
-    import tinylm_onnx.runtime as runtime
-
     import tinylm
     from tinylm.bench import EMBED_SENTENCES, prompt_ids
 
-    tinylm_options = runtime.session_options
-    policy = {"spins": ("decoder",), "kind": "decoder"}
+    def load(model: str, spin_wait: bool | None, **options: str) -> tinylm.Model:
+        return tinylm.load(model, backend="onnx", compiled_cache=False, spin_wait=spin_wait, **options)
 
-    def options(*a, **k):  # type: ignore[no-untyped-def]
-        return tinylm_options(*a, **{**k, "spin": policy["kind"] in policy["spins"]})
-
-    runtime.session_options = options  # type: ignore[assignment]
     if args.alone:
-        generators = {}
-        for name, spins in (("spins (tinylm)", ("decoder",)), ("blocks", ())):
-            policy["spins"] = spins
-            generators[name] = tinylm.load(args.model, backend="onnx", precision=args.precision, compiled_cache=False)
-        runtime.session_options = tinylm_options  # type: ignore[assignment]
+        generators = {
+            name: load(args.model, spin_wait, precision=args.precision)
+            for name, spin_wait in (("spins (tinylm)", None), ("blocks", False))
+        }
         prompt = prompt_ids(generators["blocks"].spec.vocab_size, 32)
 
         def generate(model: tinylm.Model) -> tuple[float, float]:
@@ -72,14 +65,10 @@ def main() -> int:
         print(f"{args.precision}, a generator alone, medians of {args.rounds} rounds\n")
         print(table(results, label="pool threads between runs"))
         return 0
-    pairs = {}
-    for name, spins in POLICIES.items():
-        policy["spins"] = spins
-        policy["kind"] = "decoder"
-        generator = tinylm.load(args.model, backend="onnx", precision=args.precision, compiled_cache=False)
-        policy["kind"] = "encoder"
-        pairs[name] = (generator, tinylm.load("support-embedder", backend="onnx", compiled_cache=False))
-    runtime.session_options = tinylm_options  # type: ignore[assignment]
+    pairs = {
+        name: (load(args.model, generator, precision=args.precision), load("support-embedder", embedder))
+        for name, (generator, embedder) in POLICIES.items()
+    }
     prompt = prompt_ids(next(iter(pairs.values()))[0].spec.vocab_size, 32)
     texts = EMBED_SENTENCES[:9]
 
