@@ -1,4 +1,4 @@
-"""The models shipped inside the tinylm package: registered, offline, small, float16, with complete cards."""
+"""The models shipped inside the tinylm package: registered, offline, small (float16 or int8), with complete cards."""
 
 from __future__ import annotations
 
@@ -25,13 +25,20 @@ def test_registered_with_the_card_title(name):
 
 
 @pytest.mark.parametrize("name", BUNDLED)
-def test_small_float16_and_a_complete_card(name):
+def test_small_float16_or_int8_and_a_complete_card(name):
     folder = MODELS_DIR / name
     size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
     assert size <= 25e6, f"{name} is {size / 1e6:.1f} MB, over the 25 MB bundle budget"
     weights = SafetensorsFile(folder / "model.safetensors")
-    assert {weights.get(k).dtype.name for k in weights.keys()} == {"float16"}
-    assert json.loads((folder / "config.json").read_text())["dtype"] == "float16"
+    config = json.loads((folder / "config.json").read_text())
+    stored = {weights.get(k).dtype.name for k in weights.keys()}
+    if "quantization_config" in config:  # int8 matrices, each with its float16 per-row scale
+        assert stored == {"float16", "int8"}
+        int8 = [k for k in weights.keys() if weights.get(k).dtype.name == "int8"]
+        assert all(f"{k}_scale" in weights.keys() for k in int8)
+    else:
+        assert stored == {"float16"}
+    assert config["dtype"] == "float16"
     card = (folder / "README.md").read_text(encoding="utf-8")
     for section in CARD_SECTIONS:
         assert section in card, f"{name}'s card lacks {section!r}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import numpy as np
 from .arch import check_weights, family_for
 from .arch.spec import ModelSpec, PoolingSpec
 from .artifacts import read_marker
+from .compressed import Int8Storage, int8_storage
 from .errors import ModelFileError, WeightsError
 from .tokenizer import Tokenizer
 from .weights import CheckpointWeights, weight_files
@@ -118,6 +120,8 @@ class ModelFolder:
                 f"{path / 'config.json'}: cannot describe this {self.family.name} model ({type(e).__name__}: {e}). "
                 "Fix: use the config.json the checkpoint was saved with."
             ) from None
+        #: Whether the weights are stored as int8 (compressed-tensors), widened to float32 on read.
+        self.int8_storage = int8_storage(self.config, where=str(path / "config.json"))
         self.generation_config = _json(path / "generation_config.json")
         #: The metadata of a folder written by `tinylm.convert` (its backend and precision), else None.
         self.artifact: dict[str, Any] | None = read_marker(path)
@@ -136,7 +140,9 @@ class ModelFolder:
     def weights(self) -> dict[str, np.ndarray]:
         """Canonical weights, memory-mapped where the file allows; validated against the spec."""
         with self._lock:
-            raw = CheckpointWeights(weight_files(self.path))
+            raw: Mapping[str, np.ndarray] = CheckpointWeights(weight_files(self.path))
+            if self.int8_storage:
+                raw = Int8Storage(raw, where=str(self.path))
             weights = self.family.sanitize(raw, self.spec)
             check_weights(self.spec, weights, where=str(self.path))
             check_finite(weights, where=str(self.path))
