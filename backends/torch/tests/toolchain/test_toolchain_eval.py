@@ -86,3 +86,51 @@ def test_retrieval_file_and_cli(model_folder, tmp_path, capsys):
     bad.write_text(json.dumps({"type": "query", "id": "q", "text": "x", "relevant": ["nope"]}) + "\n")
     with pytest.raises(DataError, match="relevant"):
         load_retrieval(bad)
+
+
+def test_eval_runs_at_the_precision_asked_for(model_folder, monkeypatch, tmp_path, capsys):
+    """--precision and --device reach tinylm.load (they were accepted and ignored: fp32 was evaluated)."""
+    import tinylm
+
+    path = tmp_path / "r.jsonl"
+    rows = [
+        {"type": "document", "id": "d1", "text": "track your parcel"},
+        {"type": "query", "id": "q1", "text": "where is my parcel", "relevant": ["d1"]},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    seen = []
+    real_load = tinylm.load
+
+    def spy(model, **options):
+        seen.append(options)
+        return real_load(model, **options)
+
+    monkeypatch.setattr(tinylm, "load", spy)
+    args = ["eval", str(model_folder("bert")), "--retrieval", str(path), "--backend", "torch"]
+    assert main([*args, "--precision", "int8", "--device", "cpu"]) == 0
+    assert seen and all(o["precision"] == "int8" and o["device"] == "cpu" for o in seen)
+    assert json.loads(capsys.readouterr().out)["precision"] == "int8"
+
+
+def test_max_records_is_per_file(tmp_path):
+    from tinylm_torch.toolchain.data import read_records
+
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_text("".join(json.dumps({"text": f"a{i}"}) + "\n" for i in range(5)))
+    b.write_text("".join(json.dumps({"text": f"b{i}"}) + "\n" for i in range(5)))
+    texts = [r.text for r in read_records([a, b], limit=2)]
+    assert texts == ["a0", "a1", "b0", "b1"]  # the first file no longer uses the whole limit
+
+
+def test_near_copies_marks_paraphrases_of_training_text():
+    from tinylm_torch.toolchain.data import near_copies
+
+    training = ["i need help to cancel order 123", "where is my refund"]
+    texts = [
+        "I need help to cancel order 123!",  # verbatim but for case and punctuation
+        "help me cancel order 123 i need",  # every word in one training text
+        "my parcel arrived broken, what now",  # new
+        "",
+    ]
+    assert near_copies(texts, training) == [True, True, False, False]
+    assert near_copies(["where is the refund for my order"], training, overlap=0.5) == [True]

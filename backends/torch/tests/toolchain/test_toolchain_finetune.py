@@ -77,3 +77,34 @@ def test_lora_finetune_on_chat_writes_a_model_that_runs(model_folder, tmp_path):
     assert not np.allclose(after["layers.0.attn.q.weight"], before["layers.0.attn.q.weight"])  # merged in
     np.testing.assert_array_equal(after["embed.weight"], before["embed.weight"])  # not adapted
     assert_runs_everywhere(out)
+
+
+def test_replay_mixes_earlier_data_into_the_run(tmp_path):
+    """--replay draws replay_ratio old records per new record, reproducibly (with replacement past the pool)."""
+    import json
+
+    import pytest
+    from tinylm_torch.toolchain.errors import ToolchainError
+    from tinylm_torch.toolchain.finetune import FinetuneConfig, replayed
+
+    old = tmp_path / "old.jsonl"
+    old.write_text("".join(json.dumps({"text": f"old {i}"}) + "\n" for i in range(10)))
+    config = FinetuneConfig(replay=(old,), replay_ratio=0.5)
+    drawn = replayed(config, 8, seed=0)
+    assert len(drawn) == 4 and len({r.text for r in drawn}) == 4  # without replacement while the pool suffices
+    assert all(r.text.startswith("old ") for r in drawn)
+    assert drawn == replayed(config, 8, seed=0) and drawn != replayed(config, 8, seed=1)
+    assert len(replayed(FinetuneConfig(replay=(old,), replay_ratio=3.0), 8, seed=0)) == 24  # with replacement
+    assert replayed(FinetuneConfig(), 8, seed=0) == []
+    with pytest.raises(ToolchainError, match="--replay-ratio"):
+        replayed(FinetuneConfig(replay=(old,), replay_ratio=0.0), 8, seed=0)
+
+
+def test_finetune_with_replay_records_both_sets_in_the_card(model_folder, tmp_path):
+    new = write_chat_jsonl(tmp_path / "new.jsonl", n=12, seed=1)
+    old = write_chat_jsonl(tmp_path / "old.jsonl", n=30, seed=2)
+    out = tmp_path / "ft"
+    args = ["finetune", str(model_folder("llama")), str(new), "--out", str(out), "--replay", str(old)]
+    assert main([*args, "--replay-ratio", "2", "--steps", "2", "--batch-size", "4", "--eval-every", "0"]) == 0
+    card = (out / "README.md").read_text()
+    assert "replay" in card and "old.jsonl" in card

@@ -122,6 +122,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         max_records=args.max_records,
         val_data=tuple(args.val_data),
         val_fraction=args.val_fraction,
+        replay=tuple(args.replay),
+        replay_ratio=args.replay_ratio,
         run=_run(args),
     )
     result = finetune(args.model, args.data, args.out, config)
@@ -198,6 +200,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import agreement, perplexity, retrieval, write_card_section
 
     report: dict[str, Any] = {"model": str(args.model)}
+    target = {"backend": args.backend, "device": args.device}
+    if args.precision:
+        report["precision"] = args.precision
     if not (args.data or args.retrieval):
         raise DataError(
             "nothing to evaluate. Fix: pass --data (perplexity, or agreement with --teacher) or --retrieval."
@@ -206,16 +211,29 @@ def cmd_eval(args: argparse.Namespace) -> int:
         report["teacher"] = str(args.teacher)
     if args.data and args.teacher:
         report["mean_cosine_with_teacher"] = agreement(
-            args.model, args.teacher, args.data, backend=args.backend, fields=args.fields, max_records=args.max_records
+            args.model,
+            args.teacher,
+            args.data,
+            **target,
+            precision=args.precision,
+            fields=args.fields,
+            max_records=args.max_records,
         )
     elif args.data:
         report["perplexity"] = asdict(
-            perplexity(args.model, args.data, backend=args.backend, fields=args.fields, max_records=args.max_records)
+            perplexity(
+                args.model,
+                args.data,
+                **target,
+                precision=args.precision,
+                fields=args.fields,
+                max_records=args.max_records,
+            )
         )
     for path in args.retrieval:
-        entry: dict[str, Any] = {"model": asdict(retrieval(args.model, path, backend=args.backend))}
+        entry: dict[str, Any] = {"model": asdict(retrieval(args.model, path, **target, precision=args.precision))}
         if args.teacher:
-            entry["teacher"] = asdict(retrieval(args.teacher, path, backend=args.backend))
+            entry["teacher"] = asdict(retrieval(args.teacher, path, **target))
             entry["mrr_ratio"] = entry["model"]["mrr"] / entry["teacher"]["mrr"]
         report.setdefault("retrieval", {})[str(path)] = entry
     if args.data:
@@ -261,6 +279,14 @@ def add_commands(subparsers: argparse._SubParsersAction, add_common: Callable[[A
     p.add_argument("--lora-alpha", type=float, default=16.0)
     p.add_argument("--all-tokens", action="store_true", help="loss on every token of chats, not just the assistant's")
     p.add_argument("--max-length", type=int, default=512)
+    p.add_argument(
+        "--replay",
+        type=Path,
+        nargs="+",
+        default=[],
+        help="data the model was trained on before, mixed in so it keeps its old tasks (recommended for a new task)",
+    )
+    p.add_argument("--replay-ratio", type=float, default=1.0, help="replayed records per new record (default 1.0)")
     _add_data(p)
     _add_run(p, steps=200, lr=1e-4, batch_size=8)
     p.set_defaults(func=cmd_finetune)

@@ -18,7 +18,7 @@ from typing import Any
 
 from .errors import DataError
 
-__all__ = ["Record", "read_records", "record_texts", "split_holdout"]
+__all__ = ["Record", "read_records", "record_texts", "split_holdout", "near_copies"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,9 +78,10 @@ def _txt(path: Path) -> Iterator[Record]:
 
 
 def read_records(paths: Sequence[str | Path], *, fields: Sequence[str] = (), limit: int | None = None) -> list[Record]:
-    """Every record of `paths` in order (at most `limit`); `DataError` when a file is missing or empty."""
+    """Every record of `paths` in order, at most `limit` from each file; `DataError` when a file is missing or empty."""
     records: list[Record] = []
     for p in map(Path, paths):
+        taken = 0
         if not p.is_file():
             raise DataError(f"no data file at {p}. Fix: pass existing .txt or .jsonl files.")
         if p.suffix == ".jsonl":
@@ -90,9 +91,10 @@ def read_records(paths: Sequence[str | Path], *, fields: Sequence[str] = (), lim
         else:
             raise DataError(f"{p}: unknown data format {p.suffix!r}. Fix: use .txt (paragraphs) or .jsonl files.")
         for record in found:
+            if limit is not None and taken >= limit:
+                break
             records.append(record)
-            if limit is not None and len(records) >= limit:
-                return records
+            taken += 1
     if not records:
         raise DataError(f"no records in {', '.join(map(str, paths))}. Fix: check the files and the --field names.")
     return records
@@ -118,3 +120,32 @@ def split_holdout(records: list[Record], fraction: float) -> tuple[list[Record],
         )
     n = max(1, round(len(records) * fraction))
     return records[:-n], records[-n:]
+
+
+def _words(text: str) -> set[str]:
+    return set("".join(c if c.isalnum() else " " for c in text.lower()).split())
+
+
+def near_copies(texts: Sequence[str], training: Sequence[str], *, overlap: float = 0.8) -> list[bool]:
+    """For each text, whether a training text holds at least `overlap` of its words (verbatim copies included).
+
+    A held-out split whose rows paraphrase the training rows measures memory, not generalisation:
+    drop the rows this marks before reporting figures on it.
+    """
+    pool = [_words(t) for t in training]
+    index: dict[str, list[int]] = {}
+    for i, words in enumerate(pool):
+        for w in words:
+            index.setdefault(w, []).append(i)
+    marks = []
+    for text in texts:
+        words = _words(text)
+        if not words:
+            marks.append(False)
+            continue
+        counts: dict[int, int] = {}
+        for w in words:
+            for i in index.get(w, ()):
+                counts[i] = counts.get(i, 0) + 1
+        marks.append(max(counts.values(), default=0) >= overlap * len(words))
+    return marks

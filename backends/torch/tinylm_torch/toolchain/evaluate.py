@@ -63,12 +63,12 @@ class RetrievalResult:
     documents: int = 0
 
 
-def _open(model, backend: str | None):
+def _open(model, backend: str | None, device: str | None = None, precision: str | None = None):
     import tinylm
 
     from .common import open_source
 
-    return tinylm.load(open_source(model).path, backend=backend)
+    return tinylm.load(open_source(model).path, backend=backend, device=device, precision=precision)
 
 
 def perplexity(
@@ -76,6 +76,8 @@ def perplexity(
     data: Sequence[Path],
     *,
     backend: str | None = None,
+    device: str | None = None,
+    precision: str | None = None,
     fields: Sequence[str] = (),
     max_records: int | None = None,
 ) -> PerplexityResult:
@@ -83,7 +85,7 @@ def perplexity(
     from .examples import Codec
 
     records = read_records(data, fields=fields, limit=max_records)
-    with _open(model, backend) as m:
+    with _open(model, backend, device, precision) as m:
         codec = Codec(m.path)
         window = m.context_length
         total, count = 0.0, 0
@@ -164,12 +166,19 @@ def retrieval_metrics(
     )
 
 
-def retrieval(model: str | Path, path: Path, *, backend: str | None = None) -> RetrievalResult:
+def retrieval(
+    model: str | Path,
+    path: Path,
+    *,
+    backend: str | None = None,
+    device: str | None = None,
+    precision: str | None = None,
+) -> RetrievalResult:
     """Retrieval metrics of embedding model `model` on the retrieval file `path`."""
     rs = load_retrieval(path)
     doc_ids = list(rs.documents)
     index = {d: i for i, d in enumerate(doc_ids)}
-    with _open(model, backend) as m:
+    with _open(model, backend, device, precision) as m:
         docs = m.embed([rs.documents[d] for d in doc_ids])
         queries = m.embed(list(rs.queries.values()))
     return retrieval_metrics(queries, docs, [{index[d] for d in rs.relevant[q]} for q in rs.queries])
@@ -181,6 +190,8 @@ def agreement(
     data: Sequence[Path],
     *,
     backend: str | None = None,
+    device: str | None = None,
+    precision: str | None = None,
     fields: Sequence[str] = (),
     max_records: int | None = None,
 ) -> float:
@@ -189,10 +200,10 @@ def agreement(
     from .distill import PROJECTION_FILE
 
     texts = record_texts(read_records(data, fields=fields, limit=max_records))
-    with _open(model, backend) as m:
+    with _open(model, backend, device, precision) as m:
         ours = m.embed(texts)
         projection = m.path / PROJECTION_FILE
-    with _open(teacher, backend) as t:
+    with _open(teacher, backend, device) as t:  # the reference at its own default precision
         theirs = t.embed(texts)
     if ours.shape[1] != theirs.shape[1]:
         if not projection.is_file():

@@ -3,6 +3,11 @@
 Chat records are rendered with the model's chat template and, by default, only the assistant turns
 carry loss (`examples.assistant_spans`). LoRA adapters are merged into the weights before saving, so
 the output is a plain model of the same family.
+
+Replay: training on a new task alone makes a small model forget the old ones (the bundled assistant,
+LoRA-tuned on one new intent, fell from 96% to 31% on-intent replies on the others). `replay` names the
+data the model was trained on before; `replay_ratio` records of it (drawn with the run's seed, with
+replacement when there are fewer) are mixed in per new record.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from .export import Draft, check_out, save_model
 from .lora import TARGETS
 from .train import TrainResult
 
-__all__ = ["FinetuneConfig", "finetune"]
+__all__ = ["FinetuneConfig", "finetune", "replayed"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,6 +38,8 @@ class FinetuneConfig:
     max_records: int | None = None
     val_data: tuple[Path, ...] = ()
     val_fraction: float = 0.05
+    replay: tuple[Path, ...] = ()  # earlier training data mixed in against forgetting
+    replay_ratio: float = 1.0  # replayed records per new record
     run: RunOptions = field(default_factory=lambda: RunOptions(lr=1e-4, batch_size=8))
 
 
@@ -61,6 +68,8 @@ def finetune(model: str | Path, data: list[Path], out: Path, config: FinetuneCon
         val_records = read_records(config.val_data, fields=config.fields)
     else:
         records, val_records = split_holdout(records, config.val_fraction)
+    new_records = len(records)
+    records = records + replayed(config, new_records, seed=run.seed)
     limit = min(config.max_length, source.spec.max_positions)
     codec = Codec(source.path, max_length=limit)
     examples = [codec.record(r, assistant_only=config.assistant_only) for r in records]
@@ -91,7 +100,8 @@ def finetune(model: str | Path, data: list[Path], out: Path, config: FinetuneCon
         task="finetune",
         command=command or command_line(),
         base_model=str(source.path),
-        data=data_rows("train", data, len(records))
+        data=data_rows("train", data, new_records)
+        + data_rows("replay", config.replay, len(records) - new_records)
         + data_rows("validation", config.val_data or data, len(val_records)),
         metrics=metrics,
         training={
@@ -108,3 +118,20 @@ def finetune(model: str | Path, data: list[Path], out: Path, config: FinetuneCon
         shutil.rmtree(ckpt, ignore_errors=True)
         outcome.checkpoint = None
     return outcome
+
+
+def replayed(config: FinetuneConfig, new_records: int, *, seed: int) -> list:
+    """`replay_ratio * new_records` records of `config.replay`, drawn with `seed` (empty without replay data)."""
+    import random
+
+    if not config.replay:
+        return []
+    if not config.replay_ratio > 0:
+        raise ToolchainError(
+            f"replay ratio {config.replay_ratio} mixes in nothing. Fix: pass a positive --replay-ratio (1.0: one "
+            "replayed record per new one), or leave out --replay."
+        )
+    pool = read_records(config.replay, fields=config.fields)
+    n = round(config.replay_ratio * new_records)
+    rng = random.Random(seed)
+    return rng.sample(pool, n) if n <= len(pool) else [rng.choice(pool) for _ in range(n)]
