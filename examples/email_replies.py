@@ -4,6 +4,8 @@
 
 Reads INBOX/*.txt (the customer's message; a first line "Subject: ..." is used as context), writes
 OUT/<name>.reply.txt, shows a progress bar on stderr, and skips drafts that already exist unless --overwrite.
+The assistant's `{{Placeholder}}`s are filled from the company profile (`--company`, default
+examples/data/company.toml; see examples/placeholders.py).
 """
 
 from __future__ import annotations
@@ -13,7 +15,11 @@ import sys
 import time
 from pathlib import Path
 
+from placeholders import fill, load_profile
+
 import tinylm
+
+PROFILE = Path(__file__).resolve().parent / "data" / "company.toml"
 
 
 def progress(done: int, total: int, started: float) -> None:
@@ -31,7 +37,9 @@ def main() -> int:
     parser.add_argument("--model", default="support-assistant")
     parser.add_argument("--max-new-tokens", type=int, default=200)
     parser.add_argument("--overwrite", action="store_true", help="replace drafts that already exist")
+    parser.add_argument("--company", type=Path, default=PROFILE, help="TOML profile that fills the placeholders")
     args = parser.parse_args()
+    profile = load_profile(args.company)
 
     emails = sorted(args.inbox.glob("*.txt"))
     if not emails:
@@ -46,7 +54,7 @@ def main() -> int:
         if args.overwrite or not target.exists():
             message = email.read_text(encoding="utf-8").strip()
             reply = model.chat([{"role": "user", "content": message}], max_new_tokens=args.max_new_tokens)
-            target.write_text(reply.text.strip() + "\n", encoding="utf-8")
+            target.write_text(fill(reply.text, profile).strip() + "\n", encoding="utf-8")
         progress(done, len(emails), started)
     print(f"{len(emails)} drafts in {args.out}")
     return 0

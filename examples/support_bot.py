@@ -1,17 +1,24 @@
 """An interactive support chat that streams its replies and remembers the conversation.
 
-    python examples/support_bot.py [--model support-assistant] [--max-new-tokens 160]
+    python examples/support_bot.py [--model support-assistant] [--max-new-tokens 160] [--company PROFILE.toml]
 
 Type a message and press Enter; an empty line or Ctrl-D ends the chat. When the conversation no longer fits the
-model's context, the oldest exchanges are dropped (the system message, if any, is kept).
+model's context, the oldest exchanges are dropped (the system message, if any, is kept). The assistant's
+`{{Placeholder}}`s (website, phone number, opening hours, ...) are filled from the company profile
+(default: examples/data/company.toml; see examples/placeholders.py), so customers never see braces.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+from placeholders import fill_stream, load_profile
 
 import tinylm
+
+PROFILE = Path(__file__).resolve().parent / "data" / "company.toml"
 
 
 def fit(model: tinylm.Model, history: list[dict[str, str]], reserve: int) -> list[dict[str, str]]:
@@ -30,8 +37,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="support-assistant")
     parser.add_argument("--max-new-tokens", type=int, default=160)
+    parser.add_argument("--company", type=Path, default=PROFILE, help="TOML profile that fills the placeholders")
     args = parser.parse_args()
 
+    profile = load_profile(args.company)
     model = tinylm.load(args.model)
     print(f"[{args.model} on {model.backend}/{model.device}; empty line to quit]", file=sys.stderr)
     history: list[dict[str, str]] = []
@@ -45,9 +54,10 @@ def main() -> int:
         history = fit(model, [*history, {"role": "user", "content": text}], args.max_new_tokens)
         print("bot> ", end="", flush=True)
         reply = []
-        for chunk in model.stream_chat(history, max_new_tokens=args.max_new_tokens):
-            print(chunk.text, end="", flush=True)
-            reply.append(chunk.text)
+        chunks = (chunk.text for chunk in model.stream_chat(history, max_new_tokens=args.max_new_tokens))
+        for text in fill_stream(chunks, profile):
+            print(text, end="", flush=True)
+            reply.append(text)
         print()
         history.append({"role": "assistant", "content": "".join(reply)})
     return 0

@@ -77,6 +77,24 @@ def test_support_bot_drops_the_oldest_turns_when_the_context_is_full():
         assert len(model.tokenizer.encode(model.chat_prompt(kept))) + 64 <= model.context_length
 
 
+def test_placeholders_are_filled_from_the_profile_also_mid_stream(tmp_path):
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        from placeholders import fill, fill_stream, load_profile
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    profile = load_profile(EXAMPLES / "data" / "company.toml")
+    text = "Call {{Customer Support Phone Number}} or open {{ order history }} on {{Website Name}}; {x} {{"
+    want = "Call +1 555 0100 or open order history on shop.example.com; {x} {{"
+    assert fill(text, profile) == want
+    for size in range(1, 12):  # every way the stream may cut the text gives the same result
+        assert "".join(fill_stream([text[i : i + size] for i in range(0, len(text), size)], profile)) == want
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[placeholders]\nname = 3\n")
+    with pytest.raises(ValueError, match="Fix:"):
+        load_profile(bad)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_email_replies_writes_one_draft_per_email(backend, home, tmp_path):
     inbox = tmp_path / "inbox"
@@ -87,6 +105,7 @@ def test_email_replies_writes_one_draft_per_email(backend, home, tmp_path):
     drafts = sorted(p.name for p in out.iterdir())
     assert drafts == sorted(f"{p.stem}.reply.txt" for p in inbox.glob("*.txt"))
     assert all((out / d).read_text().strip() for d in drafts)
+    assert not any("{{" in (out / d).read_text() for d in drafts)  # placeholders filled from the company profile
     assert f"{len(drafts)} drafts" in printed
 
 
