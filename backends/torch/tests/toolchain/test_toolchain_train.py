@@ -123,3 +123,40 @@ def test_a_killed_train_process_resumes(tiny_text, tmp_path):
     assert has_checkpoint(ckpt) and not out.exists()
     assert main([*_args(tiny_text, out)[:-4], "--steps", "400", "--checkpoint-every", "5"]) == 0
     assert (out / "model.safetensors").is_file()
+
+
+def test_a_checkpoint_from_before_a_new_setting_resumes_at_its_default(tmp_path):
+    """A setting added after a checkpoint was written: at its default the run resumes; changed, it is refused."""
+    import dataclasses
+
+    import pytest
+    import torch
+    from tinylm_torch.toolchain.checkpoint import CheckpointError, TrainingState, load_checkpoint, save_checkpoint
+    from tinylm_torch.toolchain.common import fingerprint_of
+
+    @dataclasses.dataclass(frozen=True)
+    class Old:
+        lr: float = 0.1
+
+    @dataclasses.dataclass(frozen=True)
+    class New:
+        lr: float = 0.1
+        replay_ratio: float = 1.0
+
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.AdamW(model.parameters())
+    save_checkpoint(
+        tmp_path / "ck",
+        model=model,
+        optimizer=optimizer,
+        state=TrainingState(step=3),
+        fingerprint=fingerprint_of(Old()),
+    )
+    state = load_checkpoint(tmp_path / "ck", model=model, optimizer=optimizer, fingerprint=fingerprint_of(New()))
+    assert state.step == 3
+    with pytest.raises(CheckpointError, match="replay_ratio"):
+        load_checkpoint(
+            tmp_path / "ck", model=model, optimizer=optimizer, fingerprint=fingerprint_of(New(replay_ratio=2.0))
+        )
+    with pytest.raises(CheckpointError, match="lr"):
+        load_checkpoint(tmp_path / "ck", model=model, optimizer=optimizer, fingerprint=fingerprint_of(New(lr=0.2)))

@@ -128,8 +128,13 @@ def load_checkpoint(
             f"{folder}: the checkpoint is unreadable ({e}). Fix: delete {folder} to start over."
         ) from None
     saved = comparable(meta.get("fingerprint", {}))  # older checkpoints may carry since-dropped keys
-    if saved != json.loads(json.dumps(fingerprint)):
-        changed = sorted(k for k in set(saved) | set(fingerprint) if saved.get(k) != fingerprint.get(k))
+    current = json.loads(json.dumps(fingerprint))
+    defaults = json.loads(json.dumps(getattr(fingerprint, "defaults", {})))
+    for key, value in current.items():  # settings added since the checkpoint was written, left at their default
+        if key not in saved and key in defaults and value == defaults[key]:
+            saved[key] = value
+    if saved != current:
+        changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
         raise CheckpointError(
             f"{folder} holds a checkpoint of a different run (changed: {', '.join(changed)}). "
             f"Fix: rerun with the original options to resume, or delete {folder} (or pass --no-resume) to start over."

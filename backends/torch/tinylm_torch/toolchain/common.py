@@ -75,14 +75,28 @@ def loop_config(run: RunOptions, *, label: str, ckpt: Path | None) -> LoopConfig
     )
 
 
-def fingerprint_of(*parts: Any) -> dict[str, Any]:
+class Fingerprint(dict):
+    """A run's settings, with `defaults`: the default value of each dataclass setting.
+
+    A checkpoint written before a setting existed lacks its key; it resumes when the setting is at its
+    default (the run it belongs to behaved that way)."""
+
+    defaults: dict[str, Any]
+
+
+def fingerprint_of(*parts: Any) -> Fingerprint:
     """The settings that define a run (a checkpoint only resumes the same run); paths become strings.
 
     Left out, so they may change when resuming: bookkeeping, threads, `autocast` (compute precision
     only) and `steps` (the schedule then follows the new total from the step reached)."""
-    out: dict[str, Any] = {}
+    out = Fingerprint()
+    out.defaults = {}
     for part in parts:
         out.update(comparable(dataclasses.asdict(part) if dataclasses.is_dataclass(part) else dict(part)))
+        if dataclasses.is_dataclass(part):
+            for f in dataclasses.fields(part):
+                if f.default is not dataclasses.MISSING:
+                    out.defaults[f.name] = comparable(f.default)
     return out
 
 
