@@ -426,23 +426,25 @@ class Model:
         return dataclasses.replace(done, parsed=constraint.parse(done.text))
 
     def chat_prompt(self, messages: Sequence[dict[str, Any]], *, add_generation_prompt: bool = True) -> str:
-        """The prompt text the model's chat template makes of `messages`."""
+        """The prompt text the model's chat template makes of `messages` (to read; `chat_ids` gives what runs)."""
         return self.tokenizer.apply_chat_template(messages, add_generation_prompt=add_generation_prompt)
 
-    def _chat_ids(self, messages: Sequence[dict[str, Any]]) -> list[int]:
-        # The template already wrote the special tokens (e.g. BOS): do not add them twice.
-        return self.tokenizer.encode(self.chat_prompt(messages), add_special_tokens=False)
+    def chat_ids(self, messages: Sequence[dict[str, Any]], *, add_generation_prompt: bool = True) -> list[int]:
+        """The token ids `chat()` feeds the model for `messages`: the template's markers are control tokens,
+        message content is text (a special token typed in a message never becomes one)."""
+        # the template already wrote the special tokens it wants (e.g. BOS): none are added
+        return self.tokenizer.encode_chat(messages, add_generation_prompt=add_generation_prompt)
 
     def stream_chat(self, messages: Sequence[dict[str, Any]], **options: Any) -> Iterator[Chunk]:
         """Stream the assistant's reply to `messages` (role/content dicts) using the model's chat template;
         the options of `stream`."""
         self._need("decoder", "chat()")
-        return self.stream(self._chat_ids(messages), **options)
+        return self.stream(self.chat_ids(messages), **options)
 
     def chat(self, messages: Sequence[dict[str, Any]], **options: Any) -> Completion:
         """The assistant's reply to `messages`: `stream_chat` joined (the options of `generate`)."""
         self._need("decoder", "chat()")
-        return self.generate(self._chat_ids(messages), **options)
+        return self.generate(self.chat_ids(messages), **options)
 
     # scoring and embeddings -----------------------------------------------------------------
 

@@ -9,11 +9,12 @@ own truncation and padding are switched off so tinylm applies one rule.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .chat import Message, render_chat
+from .chat import Message, mark_special_text, render_chat
 from .errors import ChatTemplateError, TokenizerError
 
 __all__ = ["Tokenizer"]
@@ -69,6 +70,12 @@ class Tokenizer:
             max_length = min(int(declared), max_length) if max_length else int(declared)
         self.max_length = max_length
         self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
+        #: the text of each special (control) token -> its id
+        self.control_tokens: dict[str, int] = {
+            t.content: i for i, t in self._tok.get_added_tokens_decoder().items() if t.special
+        }
+        self._plain: Any = None  # a copy that reads special tokens' text as text (see encode_chat)
+        self._plain_lock = threading.Lock()
 
     @staticmethod
     def _chat_template(folder: Path, config: dict[str, Any]) -> str | None:
@@ -120,6 +127,18 @@ class Tokenizer:
     def id_to_token(self, token_id: int) -> str | None:
         return self._tok.id_to_token(token_id)
 
+    def encode_text(self, text: str) -> list[int]:
+        """Token ids of `text` read as text: the text of a special token becomes ordinary tokens, never
+        the control token."""
+        with self._plain_lock:
+            if self._plain is None:
+                from tokenizers import Tokenizer as HFTokenizer
+
+                self._plain = HFTokenizer.from_str(self._tok.to_str())
+                self._plain.encode_special_tokens = True
+            plain = self._plain
+        return plain.encode(text, add_special_tokens=False).ids
+
     # chat -----------------------------------------------------------------------------------
 
     def apply_chat_template(
@@ -138,3 +157,42 @@ class Tokenizer:
             special_tokens=self.special_tokens,
             **kwargs,
         )
+
+    def encode_chat(
+        self, messages: Sequence[Message], *, add_generation_prompt: bool = True, **kwargs: Any
+    ) -> list[int]:
+        """Token ids of the chat prompt for `messages`, with message content read as text.
+
+        The template's own markers (`<|im_start|>`, ...) are control tokens; the same text typed inside a
+        message (or a tool description) is encoded as ordinary text, so no one can forge a turn. Apart from
+        such text the ids equal `encode(apply_chat_template(messages), add_special_tokens=False)`.
+        """
+        marked, pattern = mark_special_text(
+            {"messages": list(messages), "tools": kwargs.pop("tools", None)}, list(self.control_tokens)
+        )
+        if pattern is None:
+            prompt = self.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, **kwargs)
+            return self.encode(prompt, add_special_tokens=False)
+        if marked["tools"] is not None:
+            kwargs["tools"] = marked["tools"]
+        prompt = self.apply_chat_template(marked["messages"], add_generation_prompt=add_generation_prompt, **kwargs)
+        # put the typed text back, remember where it is, and encode the whole prompt once (the template's
+        # markers as control tokens); then re-encode as text each control token that lies in typed text
+        specials = list(self.control_tokens)
+        parts: list[str] = []
+        typed: list[tuple[int, int]] = []
+        cursor = length = 0
+        for m in pattern.finditer(prompt):
+            parts += [prompt[cursor : m.start()], specials[int(m.group(1))]]
+            length += m.start() - cursor
+            typed.append((length, length + len(parts[-1])))
+            length += len(parts[-1])
+            cursor = m.end()
+        full = "".join([*parts, prompt[cursor:]])
+        encoding = self._tok.encode(full, add_special_tokens=False)
+        control = set(self.control_tokens.values())
+        ids: list[int] = []
+        for token, (a, b) in zip(encoding.ids, encoding.offsets):
+            span = next(((s, e) for s, e in typed if a < e and s < b), None) if token in control else None
+            ids.extend(self.encode_text(full[span[0] : span[1]]) if span else [token])
+        return ids

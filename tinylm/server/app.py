@@ -215,8 +215,7 @@ def create_app(models: Mapping[str, Model], config: ServerConfig | None = None) 
     async def chat_completions(req: ChatRequest) -> Any:
         model, slot = pick(req.model, "decoder")
         messages = [m.model_dump(exclude_none=True) for m in req.messages]
-        prompt = model.chat_prompt(messages)
-        ids = prompt_ids(model, model.tokenizer.encode(prompt, add_special_tokens=False))
+        ids = prompt_ids(model, model.chat_ids(messages))  # message content is text: no forged turns
         rid, now = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         head = {"id": rid, "created": now, "model": req.model}
         if not req.stream:
