@@ -10,7 +10,7 @@ pooling, choosing a backend — lives in the core, once.
         version = "1.0"
         capabilities = Capabilities(precisions=("fp32",), default_precision="fp32")
         def availability(self) -> Availability: ...
-        def devices(self) -> list[str]: ...
+        def devices(self) -> list[str]: ...  # lower-case names: "cpu", "gpu.0", ...
         def open(self, request: OpenRequest) -> Session: ...
         # only when capabilities.converts: prepare(request, out_dir) writes an artifact folder, and
         # optionally artifact_options(precision, options) -> the options as the cache key sees them
@@ -61,7 +61,7 @@ class Availability:
         """One line for users: the reason and the fix."""
         if self.ok:
             return "available"
-        return f"{self.reason}" + (f" Fix: {self.hint}" if self.hint else "")
+        return f"{self.reason} Fix: {self.hint or 'choose another backend (`tinylm backends` lists them)'}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -190,13 +190,15 @@ def requires_runtimes(packages: dict[str, str], *, extra: str) -> Availability |
     `packages` maps import names to distribution names, e.g. {"onnxruntime": "onnxruntime"};
     `extra` is the tinylm extra that installs them (e.g. "onnx").
     """
+    from .install import install_command
+
     missing = [dist for module, dist in packages.items() if not runtime_available(module)]
     if not missing:
         return None
     return Availability(
         ok=False,
         reason=f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed.",
-        hint=f"pip install tinylm[{extra}]  (or: pip install {' '.join(missing)})",
+        hint=f"{install_command(extra)}  (or: pip install {' '.join(missing)})",
     )
 
 

@@ -112,15 +112,15 @@ def cmd_backends(args: argparse.Namespace) -> int:
         print(json.dumps({"backends": rows, "plugin_errors": errors}, indent=2))
         return 0
     if not rows:
-        print("no backends registered. Fix: pip install tinylm[torch] (or [onnx], [openvino], [coreml]).")
-    for r in rows:
-        devices = ",".join(r["devices"]) or "-"
-        print(
-            f"{r['name']:<10} {r['status']:<12} v{r['version']:<8} devices={devices:<10} "
-            f"precisions={','.join(r['precisions'])}"
-        )
+        from .install import install_command
+
+        print(f"no backends registered. Fix: {install_command('onnx')} (or another backend: torch, openvino, coreml).")
+    cells = [[r["name"], r["status"], f"v{r['version']}", f"devices={','.join(r['devices']) or '-'}"] for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(4)] if cells else []
+    for r, row in zip(rows, cells):
+        print(" ".join(c.ljust(w) for c, w in zip(row, widths)), f"precisions={','.join(r['precisions'])}")
         if r["reason"]:
-            print(f"{'':<10} {r['reason']}")
+            print(" " * (widths[0] + 1) + r["reason"])
     for e in errors:
         print(f"plugin error: {e['error']}")
     return 0
@@ -254,8 +254,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from .server import ServerConfig, serve
     except ImportError as e:
         from .errors import TinyLMError
+        from .install import install_command
 
-        raise TinyLMError(f"the server needs FastAPI and uvicorn ({e}). Fix: pip install tinylm[serve].") from None
+        raise TinyLMError(f"the server needs FastAPI and uvicorn ({e}). Fix: {install_command('serve')}.") from None
     from .model import load
 
     models = {}

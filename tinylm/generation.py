@@ -206,4 +206,6 @@ def join_chunks(chunks: Iterator[Chunk]) -> Completion:
             return Completion(
                 text="".join(texts), token_ids=tuple(ids), finish_reason=chunk.finish_reason, usage=chunk.usage
             )
-    raise GenerationError("the stream ended without a finish reason")  # pragma: no cover - loop always finishes
+    raise GenerationError(  # pragma: no cover - the loop always finishes
+        "the stream ended without a finish reason. Fix: this is a bug in tinylm; please report it."
+    )

@@ -51,6 +51,7 @@ def _prepare(
     manager = get_manager()
     folder = ModelFolder(resolve_model(model, manager))
     built = folder.artifact
+    source = "argument"
     if built is not None:
         wanted = backend or settings.backend_name()
         if wanted and wanted.lower() != built["backend"]:
@@ -70,6 +71,8 @@ def _prepare(
                 f"the files of {folder.path} changed since `tinylm convert` wrote them. "
                 "Fix: convert the original model again."
             )
+        if not backend:
+            source = "TINYLM_BACKEND" if settings.backend_name() else "the converted folder"
         backend, precision = built["backend"], built["precision"]
     preferred: list[str] = []
     if built is None and not backend and settings.auto_bench():
@@ -85,12 +88,20 @@ def _prepare(
             precision=precision,
             convert=convert,
             preferred=preferred,
+            source=source,
         )
-    except BackendUnavailable as e:
+    except BackendUnavailable:
         if built is None:
             raise
-        # e.g. a Core ML package converted on Linux: say where the artifact is, for the machine that runs it
-        raise BackendUnavailable(f"{e} The converted model is in {folder.path}; copy that folder there.") from None
+        available = manager.backends()[built["backend"]].availability()
+        if not available.convert_only:
+            raise  # e.g. its runtime is missing: the message says what to install
+        # e.g. a Core ML package converted on Linux: it is ready, for the machine that runs it
+        raise BackendUnavailable(
+            f"{folder.path} is a model converted for backend {built['backend']!r}, which cannot run on this "
+            f"machine: {available.reason} Fix: copy {folder.path} to a machine where {built['backend']} runs "
+            "and load it there."
+        ) from None
     request = OpenRequest(
         spec=folder.spec,
         folder=folder.path,
@@ -249,12 +260,11 @@ class Model:
 
     def _need(self, kind: str, what: str) -> None:
         if self.spec.kind != kind:
-            alt = "embed()" if kind == "decoder" else "generate()/chat()"
-            article = {"decoder": "a", "encoder": "an"}
+            does = "embeds text" if self.spec.kind == "encoder" else "generates text"
+            use = "embed() (`tinylm embed`)" if self.spec.kind == "encoder" else "generate() or chat()"
             raise CapabilityError(
-                f"{what} needs {article[kind]} {kind} model, but {self.path.name} is "
-                f"{article[self.spec.kind]} {self.spec.kind} ({self.spec.family}). "
-                f"Fix: use {alt} with this model, or load a {kind} model."
+                f"{what} needs {_a(kind)} model, but {self.path.name} is {_a(self.spec.kind)} model "
+                f"({self.spec.family}): it {does}. Fix: use {use} with this model, or load {_a(kind)} model."
             )
 
     # generation --------------------------------------------------------------------------------
@@ -344,7 +354,7 @@ class Model:
         return compile_constraint(response_format, self._constraint_tokenizer, vocab_size=self.spec.vocab_size)
 
     def _stream(self, prompt_ids: list[int], constraint: Constraint | None, options: dict[str, Any]) -> Iterator[Chunk]:
-        self._need("decoder", "generation")
+        self._need("decoder", "text generation")
         settings = self._settings(**options, constraint=constraint)
         with self._lock:
             yield from stream_tokens(
@@ -378,7 +388,7 @@ class Model:
         decoding with up to 256 new tokens. `response_format` constrains the output (see
         `constraint`). The last chunk carries `finish_reason` and `usage`.
         """
-        self._need("decoder", "stream()")
+        self._need("decoder", "text generation (generate, stream, chat)")
         options = dict(
             max_new_tokens=max_new_tokens,
             temperature=temperature,
@@ -409,7 +419,7 @@ class Model:
         With `response_format`, `Completion.parsed` holds the parsed output; an output cut by
         `max_new_tokens` before it was complete raises `ConstraintError`.
         """
-        self._need("decoder", "generate()")
+        self._need("decoder", "text generation (generate, stream, chat)")
         unknown = sorted(options.keys() - _STREAM_OPTIONS)
         if unknown:
             raise TypeError(f"generate() got an unexpected keyword argument {unknown[0]!r}")
@@ -438,12 +448,12 @@ class Model:
     def stream_chat(self, messages: Sequence[dict[str, Any]], **options: Any) -> Iterator[Chunk]:
         """Stream the assistant's reply to `messages` (role/content dicts) using the model's chat template;
         the options of `stream`."""
-        self._need("decoder", "chat()")
+        self._need("decoder", "text generation (generate, stream, chat)")
         return self.stream(self.chat_ids(messages), **options)
 
     def chat(self, messages: Sequence[dict[str, Any]], **options: Any) -> Completion:
         """The assistant's reply to `messages`: `stream_chat` joined (the options of `generate`)."""
-        self._need("decoder", "chat()")
+        self._need("decoder", "text generation (generate, stream, chat)")
         return self.generate(self.chat_ids(messages), **options)
 
     # scoring and embeddings -----------------------------------------------------------------
@@ -493,6 +503,11 @@ class Model:
             vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
         vectors = vectors.astype(np.float32)
         return vectors[0] if single else vectors
+
+
+def _a(word: str) -> str:
+    """`word` with its indefinite article: "an encoder", "a decoder"."""
+    return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
 
 
 #: the generation options `stream()` names, which `generate()` and `chat()` pass through

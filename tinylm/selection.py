@@ -19,7 +19,11 @@ from .plugins import PluginManager
 
 __all__ = ["Choice", "choose"]
 
-_INSTALL_HINT = "install a backend, e.g. `pip install tinylm[torch]` or `pip install tinylm[onnx]`"
+
+def _install_hint() -> str:
+    from .install import install_command
+
+    return f"install a backend, e.g. `{install_command('onnx')}` or `{install_command('torch')}`"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,15 +50,20 @@ def unknown_backend(name: str, manager: PluginManager, *, source: str) -> Unknow
     """The error for a backend name no installed plugin registers, listing the ones that are."""
     return UnknownBackend(
         f"unknown backend {name!r} (from {source}). Registered backends: {_summary(manager)}. "
-        f"Fix: use one of those names, or {_INSTALL_HINT}."
+        f"Fix: use one of those names, or {_install_hint()}."
     )
 
 
 def _backend(
-    requested: str | None, kind: str, manager: PluginManager, convert: bool, preferred: Sequence[str] = ()
+    requested: str | None,
+    kind: str,
+    manager: PluginManager,
+    convert: bool,
+    preferred: Sequence[str] = (),
+    source: str = "argument",
 ) -> tuple[Backend, str]:
     backends = manager.backends()
-    name, reason = (requested, "argument") if requested else (settings.backend_name(), "TINYLM_BACKEND")
+    name, reason = (requested, source) if requested else (settings.backend_name(), "TINYLM_BACKEND")
     if name:
         name = name.lower()
         if name not in backends:
@@ -62,8 +71,10 @@ def _backend(
         backend = backends[name]
         av = backend.availability()
         if not av.ok and not (convert and av.convert_only):
+            fix = av.hint or "choose one of the available backends"
             raise BackendUnavailable(
-                f"backend {name!r} (from {reason}) cannot run here: {av.explain()} Backends: {_summary(manager)}."
+                f"backend {name!r} (from {reason}) cannot run here: {av.reason} Backends: {_summary(manager)}. "
+                f"Fix: {fix.rstrip('.')}."
             )
         if kind not in backend.capabilities.kinds:
             raise CapabilityError(
@@ -74,7 +85,7 @@ def _backend(
     candidates = [b for b in backends.values() if kind in b.capabilities.kinds and b.availability().ok]
     if not candidates:
         raise BackendUnavailable(
-            f"no backend can run a {kind} model here. Backends: {_summary(manager)}. Fix: {_INSTALL_HINT}."
+            f"no backend can run a {kind} model here. Backends: {_summary(manager)}. Fix: {_install_hint()}."
         )
     for name in preferred:
         for b in candidates:
@@ -93,14 +104,16 @@ def choose(
     precision: str | None = None,
     convert: bool = False,
     preferred: Sequence[str] = (),
+    source: str = "argument",
 ) -> Choice:
     """Resolve backend, device and precision for a model of `kind` ("decoder" or "encoder").
 
     `preferred`: backend names in order (the saved `tinylm bench` ranking, opt-in with
     `TINYLM_AUTO_BENCH=1`); the automatic choice takes the first available one before the static order.
 
-    `convert=True` (for `tinylm.convert`) also accepts a named backend that is `convert_only` here."""
-    chosen, reason = _backend(backend, kind, manager, convert, preferred)
+    `convert=True` (for `tinylm.convert`) also accepts a named backend that is `convert_only` here.
+    `source`: where a given `backend` comes from, for messages and `Choice.reason` (default "argument")."""
+    chosen, reason = _backend(backend, kind, manager, convert, preferred, source)
     want_device = device or settings.device_name()
     if want_device is None:
         default = getattr(chosen, "default_device", None)  # optional: skips listing (probing) every device

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from .arch import check_weights, family_for
+from .arch.config_types import check_config_types
 from .arch.spec import ModelSpec, PoolingSpec
 from .artifacts import read_marker
 from .compressed import Int8Storage, int8_storage
@@ -113,6 +114,11 @@ class ModelFolder:
         check_links(path)
         self.config = _json(path / "config.json", required=True)
         self.family = family_for(self.config, where=str(path / "config.json"))
+        wrong = check_config_types(self.config)
+        if wrong:
+            raise ModelFileError(
+                f"{path / 'config.json'}: {wrong}. Fix: use the config.json the checkpoint was saved with."
+            )
         try:
             spec: ModelSpec = self.family.from_config(self.config)
         except (KeyError, TypeError, ValueError) as e:

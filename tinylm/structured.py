@@ -45,8 +45,10 @@ def _llguidance() -> Any:
         import llguidance
         import llguidance.numpy
     except ImportError:
+        from .install import install_command
+
         raise ConstraintError(
-            "structured output needs the llguidance package. Fix: pip install tinylm[structured]"
+            f"structured output needs the llguidance package. Fix: {install_command('structured')}"
         ) from None
     return llguidance
 
@@ -148,7 +150,10 @@ class _Mask:
         if self.seen is not None:
             for token in history[self.seen :]:  # the tokens sampled since the last call
                 if not self.matcher.consume_token(int(token)):
-                    raise GenerationError(f"constraint violated: {self.matcher.get_error()}")
+                    raise GenerationError(
+                        f"constraint violated: {self.matcher.get_error()}. Fix: this is a bug (the constraint "
+                        "allowed a token it then refused): report it, and generate without response_format meanwhile."
+                    )
         self.seen = len(history)
         self._numpy.fill_next_token_bitmask(self.matcher, self.bitmask, 0)
         allowed = np.unpackbits(self.bitmask[0].view(np.uint8), bitorder="little")[: logits.shape[-1]]  # (V,)

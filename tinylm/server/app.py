@@ -141,7 +141,13 @@ def create_app(models: Mapping[str, Model], config: ServerConfig | None = None) 
         model = models[name]
         if model.spec.kind != kind:
             use = "/v1/embeddings" if model.spec.kind == "encoder" else "/v1/chat/completions or /v1/completions"
-            raise APIError(400, f"model {name!r} is an {model.spec.kind}; use {use}", param="model")
+            article = "an" if model.spec.kind == "encoder" else "a"
+            raise APIError(
+                400,
+                f"model {name!r} is {article} {model.spec.kind} model, which this route cannot serve. "
+                f"Fix: send this request to {use}, or name {'a decoder' if kind == 'decoder' else 'an encoder'} model.",
+                param="model",
+            )
         return model, slots[name]
 
     def prompt_ids(model: Model, ids: list[int]) -> list[int]:

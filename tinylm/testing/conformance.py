@@ -176,6 +176,9 @@ class BackendConformance:
         _, model = decoder
         assert model.backend == self.backend
         assert model.device and model.precision
+        devices = get_manager().backends()[self.backend].devices()
+        assert all(d == d.lower() for d in devices), f"device names are lower case; got {devices}"
+        assert model.device in devices
 
     def test_logits_match_reference(self, decoder: tuple[str, tinylm.Model], folders: dict[str, Path]) -> None:
         variant, model = decoder

@@ -78,4 +78,8 @@ def test_loading_a_converted_package_off_macos_says_where_it_is(model_folder, tm
     out = tinylm.convert(model_folder("llama"), backend="coreml", out=tmp_path / "pkg")
     with pytest.raises(tinylm.BackendUnavailable, match="runs only on macOS") as err:
         tinylm.load(out)
-    assert str(out) in str(err.value)
+    message = str(err.value)
+    assert str(out) in message and "(from argument)" not in message  # no backend was passed
+    assert message.count("Fix: ") == 1
+    fix = message[message.index("Fix: ") :]
+    assert "copy" in fix and str(out) in fix and "tinylm convert" not in fix  # it is converted already

@@ -20,8 +20,8 @@ def test_devices_are_openvinos_and_listed_by_the_cli():
     from tinylm_openvino.plugin import OpenVINOBackend
 
     devices = OpenVINOBackend().devices()
-    assert devices[0] == "CPU" and devices[-1] == "AUTO"
-    assert set(ov.Core().available_devices) <= set(devices)
+    assert devices[0] == "cpu" and devices[-1] == "auto"
+    assert {d.lower() for d in ov.Core().available_devices} <= set(devices)
     out = subprocess.run(
         [sys.executable, "-m", "tinylm.cli", "backends", "--json"], capture_output=True, text=True, check=True
     ).stdout
@@ -33,15 +33,15 @@ def test_a_load_naming_no_device_runs_on_the_cpu_without_probing_the_others(mode
     from tinylm_openvino import devices
     from tinylm_openvino.plugin import OpenVINOBackend
 
-    assert devices.default() == OpenVINOBackend().devices()[0] == "CPU"
+    assert devices.default().lower() == OpenVINOBackend().devices()[0] == "cpu"
     monkeypatch.delenv("TINYLM_DEVICE", raising=False)
     monkeypatch.setattr(devices, "present", lambda: pytest.fail("probed every device plugin"))
     with tinylm.load(model_folder("llama"), backend="openvino", parity=False) as m:
-        assert m.device == "CPU"
+        assert m.device == "cpu"
 
 
 def test_absent_device_is_a_typed_error_listing_the_present_ones(model_folder, monkeypatch):
-    with pytest.raises(DeviceUnavailable, match="present: CPU"):
+    with pytest.raises(DeviceUnavailable, match="present: cpu"):
         tinylm.load(model_folder("llama"), backend="openvino", device="GPU.7")
     monkeypatch.setenv("TINYLM_DEVICE", "npu")
     with pytest.raises(DeviceUnavailable, match="TINYLM_DEVICE"):
@@ -49,10 +49,10 @@ def test_absent_device_is_a_typed_error_listing_the_present_ones(model_folder, m
 
 
 def test_device_names_match_case_insensitively(model_folder):
-    with tinylm.load(model_folder("llama"), backend="openvino", device="cpu", parity=False) as m:
-        assert m.device == "CPU"
-    with tinylm.load(model_folder("llama"), backend="openvino", device="auto", parity=False) as m:
-        assert m.device == "AUTO" and m.generate([5, 6], max_new_tokens=3).usage.completion_tokens == 3
+    with tinylm.load(model_folder("llama"), backend="openvino", device="CPU", parity=False) as m:
+        assert m.device == "cpu"
+    with tinylm.load(model_folder("llama"), backend="openvino", device="Auto", parity=False) as m:
+        assert m.device == "auto" and m.generate([5, 6], max_new_tokens=3).usage.completion_tokens == 3
 
 
 def test_npu_explains_static_shapes(model_folder, monkeypatch):

@@ -1,8 +1,10 @@
 """OpenVINO devices under tinylm's names, and the properties a model is compiled with.
 
-`TINYLM_DEVICE` / `device=` take OpenVINO's own names, matched case-insensitively by the core: CPU, GPU (the
-first GPU; GPU.0, GPU.1, ... where several are present), NPU, and AUTO (OpenVINO picks, CPU first while the
-GPU compiles). The core raises `DeviceUnavailable` listing these when the requested one is absent.
+`TINYLM_DEVICE` / `device=` take OpenVINO's names, listed in lower case as every backend lists its devices
+and matched case-insensitively by the core: cpu, gpu (the first GPU; gpu.0, gpu.1, ... where several are
+present), npu, and auto (OpenVINO picks, CPU first while the GPU compiles). The core raises
+`DeviceUnavailable` listing these when the requested one is absent. This module speaks OpenVINO's own
+upper-case spelling; the plugin lowers it.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ def check_device(device: str) -> None:
         raise CapabilityError(
             "device 'NPU' needs static shapes (fixed batch, prompt and KV-cache lengths), and tinylm-openvino "
             "builds dynamic-shape stateful models, which the NPU compiler rejects. "
-            "Fix: use device='CPU' or 'GPU' (or 'AUTO'), or run the model on NPU with openvino-genai's "
+            "Fix: use device='cpu' or 'gpu' (or 'auto'), or run the model on NPU with openvino-genai's "
             "LLMPipeline, which reshapes an exported model to static prefill/decode shapes."
         )
 

@@ -33,7 +33,9 @@ def _cache_usable(folder: Path) -> bool:
 
 
 def compile_folder(folder: Path, device: str, opts: BuildOptions, num_threads: int) -> Any:
-    """The IR in `folder` compiled for `device` (through the compiled-model cache when it is on)."""
+    """The IR in `folder` compiled for `device` (tinylm's lower-case name, or OpenVINO's; through the
+    compiled-model cache when it is on)."""
+    device = device.upper()  # OpenVINO's own spelling: CPU, GPU.0, AUTO
     check_device(device)
     cache = str(folder / CACHE_FOLDER) if opts.compiled_cache and _cache_usable(folder) else None
     props = compile_properties(device, opts, num_threads, cache)

@@ -45,16 +45,17 @@ class OpenVINOBackend:
         return requires_runtimes({"openvino": "openvino"}, extra="openvino") or Availability(ok=True)
 
     def devices(self) -> list[str]:
-        """OpenVINO's devices present here (imports openvino; the core calls this only when available)."""
+        """OpenVINO's devices present here, in lower case as every backend names them ("cpu", "gpu", "npu",
+        "auto"); imports openvino (the core calls this only when available)."""
         from .devices import present
 
-        return present()
+        return [d.lower() for d in present()]
 
     def default_device(self) -> str:
         """`devices()[0]` without probing every device (see `devices.default`)."""
         from .devices import default
 
-        return default()
+        return default().lower()
 
     def artifact_options(self, precision: str, options: Mapping[str, Any]) -> dict[str, Any]:
         """The options that shape the artifact (validated; see `tinylm.backend.key_options`)."""

@@ -7,7 +7,7 @@ import sys
 from tinylm.backend import Availability, Capabilities, OpenRequest, Session, installed_version, runtime_available
 from tinylm.hookspecs import hookimpl
 
-__all__ = ["TorchBackend", "register_backends", "register_commands"]
+__all__ = ["TorchBackend", "register_backends", "register_models", "register_commands"]
 
 
 class TorchBackend:
@@ -30,7 +30,9 @@ class TorchBackend:
     def availability(self) -> Availability:
         if runtime_available("torch"):
             return Availability(ok=True)
-        return Availability(ok=False, reason="PyTorch is not installed.", hint="pip install tinylm[torch]")
+        from tinylm.install import install_command
+
+        return Availability(ok=False, reason="PyTorch is not installed.", hint=install_command("torch"))
 
     def devices(self) -> list[str]:
         devices = ["cpu"]
@@ -48,6 +50,15 @@ class TorchBackend:
 @hookimpl
 def register_backends(register) -> None:  # type: ignore[no-untyped-def]
     register(TorchBackend())
+
+
+@hookimpl
+def register_models(register) -> None:  # type: ignore[no-untyped-def]
+    """The models the toolchain knows by name (installed PyPI packages; see `toolchain.known`)."""
+    from .toolchain.known import installed_models
+
+    for name, folder in installed_models().items():
+        register(name, folder, description="shipped in a PyPI package, verified by hash before training on it")
 
 
 @hookimpl

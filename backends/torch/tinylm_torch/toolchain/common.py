@@ -14,6 +14,7 @@ import torch
 from tinylm.source import ModelFolder
 
 from .checkpoint import comparable
+from .errors import IntegrityError
 from .loop import LoopConfig
 
 __all__ = ["RunOptions", "setup", "loop_config", "checkpoint_dir", "open_source", "fingerprint_of"]
@@ -107,5 +108,23 @@ def open_source(model: str | Path) -> ModelFolder:
 
     from .known import known_model_folder
 
-    known = known_model_folder(str(model))
-    return ModelFolder(known if known is not None else resolve_model(model, get_manager()))
+    known = known_model_folder(str(model))  # a known name: its package is installed and its hashes match
+    folder = resolve_model(model, get_manager())  # the one resolver, as tinylm.load uses
+    if known is not None and known.resolve() != folder.resolve():  # pragma: no cover - another plugin took the name
+        raise IntegrityError(
+            f"{model} names {folder}, not the verified package folder {known}. "
+            "Fix: disable the plugin that registers this name (TINYLM_DISABLE_PLUGINS)."
+        )
+    return ModelFolder(folder)
+
+
+def check_counts(config: Any, names: tuple[str, ...], error: type[Exception]) -> None:
+    """Raise `error` naming the first of `config`'s fields `names` that is set but not a positive integer
+    (before a string such as "four" reaches arithmetic and fails there with Python's own words)."""
+    for name in names:
+        value = getattr(config, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise error(
+                f"{type(config).__name__}.{name} is {value!r}; it must be a positive integer. "
+                f"Fix: pass a whole number, e.g. {name}=4."
+            )

@@ -28,9 +28,9 @@ import torch
 from tinylm.source import ModelFolder
 
 from .card import ModelCard, command_line, data_rows, parameter_count
-from .common import RunOptions, checkpoint_dir, fingerprint_of, loop_config, open_source, setup
+from .common import RunOptions, check_counts, checkpoint_dir, fingerprint_of, loop_config, open_source, setup
 from .data import Record, read_records, record_texts, split_holdout
-from .errors import TokenizerMismatch, ToolchainError
+from .errors import DataError, TokenizerMismatch, ToolchainError
 from .export import Draft, check_out, save_model
 from .loop import LoopResult
 from .surgery import keep_layers, spaced_layers
@@ -53,6 +53,9 @@ class DistillConfig:
     val_data: tuple[Path, ...] = ()
     val_fraction: float = 0.05
     run: RunOptions = field(default_factory=lambda: RunOptions(lr=2e-4, batch_size=32))
+
+    def __post_init__(self) -> None:
+        check_counts(self, ("num_layers", "max_length", "max_records"), DataError)
 
 
 @dataclass(kw_only=True)

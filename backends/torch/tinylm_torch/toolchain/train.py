@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .card import ModelCard, command_line, data_rows, parameter_count
-from .common import RunOptions, checkpoint_dir, fingerprint_of, loop_config, setup
+from .common import RunOptions, check_counts, checkpoint_dir, fingerprint_of, loop_config, setup
 from .data import read_records, record_texts, split_holdout
 from .errors import DataError
 from .export import Draft, check_out, save_model
@@ -42,6 +42,10 @@ class TrainConfig:
     val_fraction: float = 0.05
     val_blocks: int = 64
     run: RunOptions = field(default_factory=lambda: RunOptions(lr=3e-3, weight_decay=0.1))
+
+    def __post_init__(self) -> None:
+        sizes = ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size")
+        check_counts(self, (*sizes, "context", "vocab_size", "val_blocks", "max_records"), DataError)
 
 
 @dataclass(kw_only=True)
