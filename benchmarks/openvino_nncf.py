@@ -13,8 +13,8 @@ force); they differ in the embedding table, which NNCF compresses (int8) and tin
 runs through tinylm's OpenVINO session with the precision's compile properties (f32 execution, f32 KV cache),
 2 threads.
 
-Quality is measured on the bundled support assistant (a trained model): greedy agreement over 20 chat prompts
-x 32 tokens (the FAQ questions of examples/data/faq.json under its chat template) against the fp32 model, and
+Quality is measured on the bundled support assistant (a trained model): greedy agreement over N chat prompts
+x 32 tokens (every FAQ question of examples/data/faq.json under its chat template) against the fp32 model, and
 perplexity on `tinylm.parity.TEXT`. Speed on the SmolLM2-135M-shaped random model: decode tokens/s over 127
 steps after a 32-token prompt (median of 3 after a warm-up), compile time of the IR (no compiled-model cache).
 
@@ -42,7 +42,7 @@ sys.path.insert(0, str(HERE))
 from torch_vs_transformers import THREADS, machine_line  # noqa: E402
 
 DOCS = HERE.parent / "docs" / "benchmarks-openvino-nncf.md"
-PROMPTS, GREEDY = 20, 32
+GREEDY = 32
 
 COMPRESS = """
 import json, sys
@@ -134,7 +134,8 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
     spec_q, tok = quality_model.spec, quality_model.tokenizer
     with tinylm.load(args.quality_model, backend="openvino", precision="fp32") as m:
         faq = json.loads((HERE.parent / "examples" / "data" / "faq.json").read_text())
-        prompts = [tok.encode(m.chat_prompt([{"role": "user", "content": q["question"]}])) for q in faq][:PROMPTS]
+        prompts = [tok.encode(m.chat_prompt([{"role": "user", "content": q["question"]}])) for q in faq]
+    results["prompts"] = len(prompts)
     text = np.asarray(tok.encode(TEXT), np.int64)[None]
     quality = _artifacts(args.quality_model)
     speed = _artifacts(str(args.speed_model))
@@ -188,7 +189,9 @@ def page(results: dict) -> str:
         "# tinylm-openvino's weight compression vs NNCF\n\n"
         f"Measured {results['date']} with `python benchmarks/openvino_nncf.py --write-docs`.\n\n"
         f"Machine: {results['machine']}.\n\n"
-        + "\n\n".join(p.replace("\n", " ") for p in __doc__.split("\n\n")[2:4])
+        + "\n\n".join(p.replace("\n", " ") for p in __doc__.split("\n\n")[2:4]).replace(
+            "over N chat prompts", f"over {results['prompts']} chat prompts"
+        )
         + "\n\n"
         + table(results)
         + "\n"

@@ -58,3 +58,91 @@ def test_the_quickstart_runs(tmp_path, monkeypatch):
             if line.startswith("tinylm "):
                 args = shlex.split(line)[1:]
                 subprocess.run([sys.executable, "-m", "tinylm.cli", *args], check=True, timeout=300)
+
+
+README = DOCS.parent / "README.md"
+
+
+def readme_block(marker: str) -> str:
+    """The fenced bash block after `<!-- ci:MARKER -->` in the README (what .ci/run executes)."""
+    text = README.read_text(encoding="utf-8")
+    found = re.search(rf"<!-- ci:{marker} -->\n```bash\n(.*?)^```", text, re.MULTILINE | re.DOTALL)
+    assert found, f"README.md lacks the ci:{marker} block"
+    return found.group(1)
+
+
+def test_the_readme_says_how_to_build_the_docs_and_ci_runs_it():
+    docs = readme_block("docs")
+    assert '".[docs]"' in docs and "mkdocs build --strict" in docs
+    ci = (DOCS.parent / ".ci" / "run").read_text(encoding="utf-8")
+    assert "readme_block docs" in ci and 'bash -euo pipefail -c "$docs"' in ci
+
+
+def test_the_test_extra_leaves_the_docs_toolchain_to_the_docs_extra():
+    pyproject = (DOCS.parent / "pyproject.toml").read_text(encoding="utf-8")
+    test_extra = re.search(r"^test = \[(.*?)^\]", pyproject, re.MULTILINE | re.DOTALL).group(1)
+    docs_extra = re.search(r"^docs = \[(.*?)\]", pyproject, re.MULTILINE | re.DOTALL).group(1)
+    assert "mkdocs" in docs_extra and "mkdocs" not in test_extra
+    assert '".[test]"' in readme_block("test")
+
+
+def test_the_readme_python_snippet_runs(monkeypatch, tmp_path):
+    monkeypatch.setenv("TINYLM_BACKEND", "torch")  # the snippet as written, on the backend that converts nothing
+    monkeypatch.setenv("TINYLM_HOME", str(tmp_path / "home"))
+    text = README.read_text(encoding="utf-8")
+    blocks = re.findall(r"^```python\n(.*?)^```", text, re.MULTILINE | re.DOTALL)
+    assert blocks
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {})  # our own documentation
+
+
+def test_the_readme_commands_run(tmp_path):
+    text = README.read_text(encoding="utf-8")
+    block = re.search(r"^## Command line\n\n```\n(.*?)^```", text, re.MULTILINE | re.DOTALL).group(1)
+    names = {"decoder": "support-assistant", "encoder": "support-embedder"}
+    env = {**__import__("os").environ, "TINYLM_BACKEND": "torch", "TINYLM_HOME": str(tmp_path / "home")}
+    ran = []
+    for line in block.splitlines():
+        command = line.split("#")[0].strip()
+        if " | " in command:  # `tinylm cache ls | prune`: the listing (prune deletes)
+            command = command.split(" | ")[0]
+        args = shlex.split(command)[1:]
+        model = names["encoder" if args[0] == "embed" else "decoder"]
+        args = [model if a == "MODEL" else a for a in args]
+        done = subprocess.run(
+            [sys.executable, "-m", "tinylm.cli", *args],
+            input="Where is my order?\n" if args[0] == "chat" else "",
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+        assert done.returncode == 0, (line, done.stderr)
+        ran.append(args[0])
+    assert {"backends", "generate", "chat", "embed", "info", "doctor", "cache"} <= set(ran)
+
+
+def test_the_nncf_page_counts_the_prompts_the_script_uses():
+    faq = __import__("json").loads((DOCS.parent / "examples" / "data" / "faq.json").read_text(encoding="utf-8"))
+    page = (DOCS / "benchmarks-openvino-nncf.md").read_text(encoding="utf-8")
+    assert f"greedy agreement over {len(faq)} chat prompts" in page
+    script = (DOCS.parent / "benchmarks" / "openvino_nncf.py").read_text(encoding="utf-8")
+    assert "over N chat prompts" in script and "[:PROMPTS]" not in script  # the page gets the count it used
+
+
+def table_rows(text: str) -> dict[str, list[str]]:
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and len(cells) > 1 and cells[0] and not set(cells[0]) <= set("-:"):
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_toolchain_page_quotes_the_embedder_card():
+    card = table_rows((DOCS.parent / "tinylm" / "models" / "support-embedder" / "README.md").read_text("utf-8"))
+    page = table_rows((DOCS / "toolchain.md").read_text(encoding="utf-8"))
+    quoted = [label for label in card if label.startswith(("retrieval MRR", "mean cosine"))]
+    assert len(quoted) >= 3
+    for label in quoted:
+        assert page.get(label) == card[label], label

@@ -153,3 +153,19 @@ def test_the_example_backend_package_passes_the_conformance_suite(tmp_path):
     done = subprocess.run(args, capture_output=True, text=True, env=env, cwd=package, timeout=1200)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert " passed" in done.stdout and " failed" not in done.stdout
+
+
+def test_quickstart_answers_are_whole():
+    """The quickstart's token limit leaves room for whole answers: the model ends each reply itself."""
+    import re
+
+    import tinylm
+
+    source = (EXAMPLES / "quickstart.py").read_text(encoding="utf-8")
+    questions = re.findall(r'"content": "([^"]+)"', source)
+    limits = {int(n) for n in re.findall(r"max_new_tokens=(\d+)", source)}
+    assert len(questions) == 2 and len(limits) == 1
+    with tinylm.load("support-assistant", backend="torch") as model:
+        for question in questions:
+            reply = model.chat([{"role": "user", "content": question}], max_new_tokens=max(limits))
+            assert reply.finish_reason == "stop", (question, reply.text)
