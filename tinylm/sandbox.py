@@ -59,9 +59,12 @@ class _Budget:
         self.limits = limits
         self.deadline = time.monotonic() + limits.seconds if timed else float("inf")
         self.emitted = 0
+        self.steps = 0
 
     def tick(self) -> None:
-        if time.monotonic() > self.deadline:
+        # the clock is read every 16 steps: each step is bounded in size, so this overshoots by milliseconds
+        self.steps += 1
+        if not self.steps & 15 and time.monotonic() > self.deadline:
             raise LimitExceeded(f"rendering took longer than {self.limits.seconds:g} s")
 
     def size(self, n: int, what: str) -> None:
@@ -245,17 +248,14 @@ def _guard_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
     return guarded
 
 
-def _tojson(value: Any, indent: Any = None, **kwargs: Any) -> str:
+def _tojson(
+    value: Any, ensure_ascii: bool = False, indent: Any = None, separators: Any = None, sort_keys: bool = False
+) -> str:
     """`tojson` as transformers defines it (non-ASCII kept), built chunk by chunk within the size limit."""
     budget = _budget()
     if (isinstance(indent, int) and indent > 16) or (isinstance(indent, str) and len(indent) > 16):
         raise LimitExceeded(f"tojson indent {indent!r} is over 16")
-    encoder = json.JSONEncoder(
-        ensure_ascii=kwargs.get("ensure_ascii", False),
-        indent=indent,
-        separators=kwargs.get("separators"),
-        sort_keys=kwargs.get("sort_keys", False),
-    )
+    encoder = json.JSONEncoder(ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
     parts, size = [], 0
     for chunk in encoder.iterencode(value):
         size += len(chunk)
@@ -372,7 +372,11 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
         return self.from_string(tree)
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        _budget().tick()
+        budget = _budget()
+        budget.tick()
+        if operator == "+" and type(left) is str and type(right) is str:  # the common case, kept cheap
+            budget.size(len(left) + len(right), "a '+' concatenation")
+            return left + right
         _binop_size(operator, left, right)
         result = super().call_binop(context, operator, left, right)
         # sizes were bounded before; integers are checked here (their size is cheap to read)
