@@ -129,20 +129,3 @@ def test_the_nncf_page_counts_the_prompts_the_script_uses():
     script = (DOCS.parent / "benchmarks" / "openvino_nncf.py").read_text(encoding="utf-8")
     assert "over N chat prompts" in script and "[:PROMPTS]" not in script  # the page gets the count it used
 
-
-def table_rows(text: str) -> dict[str, list[str]]:
-    rows = {}
-    for line in text.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if line.startswith("|") and len(cells) > 1 and cells[0] and not set(cells[0]) <= set("-:"):
-            rows[cells[0]] = cells[1:]
-    return rows
-
-
-def test_toolchain_page_quotes_the_embedder_card():
-    card = table_rows((DOCS.parent / "tinylm" / "models" / "support-embedder" / "README.md").read_text("utf-8"))
-    page = table_rows((DOCS / "toolchain.md").read_text(encoding="utf-8"))
-    quoted = [label for label in card if label.startswith(("retrieval MRR", "mean cosine"))]
-    assert len(quoted) >= 3
-    for label in quoted:
-        assert page.get(label) == card[label], label
