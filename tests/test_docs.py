@@ -128,4 +128,3 @@ def test_the_nncf_page_counts_the_prompts_the_script_uses():
     assert f"greedy agreement over {len(faq)} chat prompts" in page
     script = (DOCS.parent / "benchmarks" / "openvino_nncf.py").read_text(encoding="utf-8")
     assert "over N chat prompts" in script and "[:PROMPTS]" not in script  # the page gets the count it used
-

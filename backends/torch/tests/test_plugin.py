@@ -38,7 +38,9 @@ def test_unavailable_says_how_to_install(monkeypatch):
 
     monkeypatch.setattr(plugin, "runtime_available", lambda name: False)
     av = plugin.TorchBackend().availability()
-    assert not av.ok and "pip install tinylm[torch]" in av.explain()
+    from tinylm.install import install_command
+
+    assert not av.ok and av.explain().endswith(f"Fix: {install_command('torch')}")  # the command that works here
 
 
 def test_kind_mismatch(model_folder):
