@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import (
     ArtifactError,
     BackendError,
+    BatchError,
     BackendUnavailable,
     CapabilityError,
     ChatTemplateError,
@@ -30,6 +31,7 @@ from .errors import (
     PluginLoadError,
     PrecisionUnsupported,
     PromptTooLong,
+    RayUnavailable,
     TinyLMError,
     TokenizerError,
     UnknownBackend,
@@ -93,6 +95,8 @@ __all__ = [
     "ConfigError",
     "ArtifactError",
     "ConstraintError",
+    "BatchError",
+    "RayUnavailable",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover

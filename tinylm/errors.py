@@ -26,6 +26,8 @@ __all__ = [
     "ConfigError",
     "ArtifactError",
     "ConstraintError",
+    "BatchError",
+    "RayUnavailable",
 ]
 
 
@@ -107,6 +109,15 @@ class PromptTooLong(GenerationError):
 
 class ArtifactError(TinyLMError):
     """A converted artifact could not be written (disk full, no permission) or was changed on disk."""
+
+
+class BatchError(TinyLMError, ValueError):
+    """A `tinylm batch` input line is not a usable row (bad JSON, a missing field, a repeated id), or the
+    output file holds a line that is not a complete JSON row."""
+
+
+class RayUnavailable(TinyLMError):
+    """Ray is not installed (the `tinylm[ray]` extra), or the Ray cluster at the given address cannot be reached."""
 
 
 class PluginLoadError(TinyLMError):
