@@ -1,4 +1,4 @@
-"""The `tinylm` command line: backends, generate, chat, embed, info, doctor, cache.
+"""The `tinylm` command line: backends, generate, chat, embed, batch, info, doctor, cache.
 
 Plugins add subcommands through the `register_commands` hook. Errors tinylm raises on purpose
 are printed as one line (`error: ...` with the fix) and exit with status 1.
@@ -81,6 +81,13 @@ def _print_stats(model: Any, usage: Any) -> None:
         f"{usage.tokens_per_second:.1f} tok/s",
         file=sys.stderr,
     )
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
 
 
 # commands ----------------------------------------------------------------------------------------
@@ -189,6 +196,43 @@ def cmd_embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_batch(args: argparse.Namespace) -> int:
+    from .batch import BatchJob, Progress, run_local
+
+    job = BatchJob(
+        model=args.model,
+        input=Path(args.input),
+        output=Path(args.output),
+        task=args.task,
+        backend=args.backend,
+        device=args.device,
+        precision=args.precision,
+        generation={} if args.task == "embed" else _sampling(args),
+        normalize=not args.no_normalize,
+        batch_size=args.batch_size,
+    )
+
+    def progress(total: int, done: int) -> Progress:
+        if done:
+            print(f"resuming: {done} of {total} rows already in {job.output}", file=sys.stderr)
+        return Progress(total=total, done=done, enabled=not args.no_progress)
+
+    if args.ray is None:
+        report = run_local(job, on_start=progress)
+    else:
+        from .ray import run_on_ray  # raises RayUnavailable with the fix when Ray is not installed
+
+        report = run_on_ray(
+            job, address=args.ray or None, workers=args.workers, threads=args.threads, on_start=progress
+        )
+    print(
+        f"{report.written} rows written to {job.output} in {report.seconds:.1f} s "
+        f"({report.skipped} already there, {report.rows} in the input)",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from .arch import expected_shapes
     from .plugins import get_manager
@@ -257,6 +301,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from .install import install_command
 
         raise TinyLMError(f"the server needs FastAPI and uvicorn ({e}). Fix: {install_command('serve')}.") from None
+    if args.ray_replicas is not None:
+        return _serve_on_ray(args)
     from .model import load
 
     models = {}
@@ -272,6 +318,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     config = ServerConfig(api_key=args.api_key, max_queue=args.max_queue)
     serve(models, host=args.host, port=args.port, config=config)
+    return 0
+
+
+def _serve_on_ray(args: argparse.Namespace) -> int:
+    from .ray import ModelRef, serve_on_ray  # raises RayUnavailable with the fix when Ray is not installed
+
+    refs = []
+    for item in args.models:
+        name, sep, ref = item.partition("=")
+        refs.append(ModelRef(name=name if sep else "", model=ref if sep else item))
+    serve_on_ray(
+        refs,
+        replicas=args.ray_replicas,
+        backend=args.backend,
+        device=args.device,
+        precision=args.precision,
+        api_key=args.api_key,
+        max_queue=args.max_queue,
+        host=args.host,
+        port=args.port,
+        threads=args.threads,
+    )
     return 0
 
 
@@ -346,6 +414,29 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.set_defaults(func=cmd_embed)
 
+    p = sub.add_parser("batch", help="run a JSON Lines file through a model, resumably; on Ray with --ray")
+    p.add_argument("model")
+    p.add_argument("input", help="JSON Lines: 'id' (default: line number) and 'prompt' | 'messages' | 'text'")
+    p.add_argument("output", help="JSON Lines written one row per id; an existing file is resumed")
+    p.add_argument("--task", choices=["generate", "chat", "embed"], required=True)
+    p.add_argument("--batch-size", type=_positive, default=16, help="rows per call (and per fsync of the output)")
+    p.add_argument("--no-normalize", action="store_true", help="embed: raw pooled vectors")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="run on Ray Data (pip install tinylm[ray]); without ADDRESS a local Ray cluster is started",
+    )
+    p.add_argument("--workers", type=_positive, default=1, help="with --ray: model replicas (Ray actors)")
+    p.add_argument("--threads", type=_positive, default=1, help="with --ray: threads (CPUs) per worker")
+    _add_common(p)
+    _add_sampling(p)
+    _add_structured(p)
+    p.set_defaults(func=cmd_batch)
+
     p = sub.add_parser("info", help="describe a model: family, sizes, template")
     p.add_argument("model")
     p.add_argument("--json", action="store_true")
@@ -367,6 +458,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--api-key", default=os.environ.get("TINYLM_API_KEY"), help="require this Bearer token")
     p.add_argument("--max-queue", type=int, default=32, help="requests waiting per model before 429")
+    p.add_argument(
+        "--ray-replicas",
+        type=_positive,
+        metavar="N",
+        help="serve N replicas behind Ray Serve's router (pip install tinylm[ray]; RAY_ADDRESS picks a cluster)",
+    )
+    p.add_argument("--threads", type=_positive, default=1, help="with --ray-replicas: threads (CPUs) per replica")
     _add_common(p)
     p.set_defaults(func=cmd_serve)
 
