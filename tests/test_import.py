@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-HEAVY = ("torch", "onnxruntime", "openvino", "coremltools", "transformers", "tokenizers", "numpy")
+HEAVY = ("torch", "onnxruntime", "openvino", "coremltools", "transformers", "tokenizers", "numpy", "ray")
 
 
 def test_import_tinylm_imports_no_runtime_and_writes_nothing(tmp_path):

@@ -1,0 +1,23 @@
+"""tinylm on Ray (extra `tinylm[ray]`): Ray Data for batch jobs, Ray Serve for the OpenAI-compatible server.
+
+    import ray, tinylm.ray
+    ds = ray.data.read_json("tickets.jsonl")
+    ds = tinylm.ray.map_batches(ds, "support-embedder", task="embed", workers=2)   # adds an "embedding" column
+
+Only this package imports Ray; `import tinylm`, `tinylm.batch` and `tinylm batch` without `--ray` never do.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+from ..errors import RayUnavailable
+
+if importlib.util.find_spec("ray") is None:
+    raise RayUnavailable("Ray is not installed. Fix: pip install tinylm[ray] (or run without --ray, in this process).")
+
+from .data import TinyLMPredictor, map_batches  # after the check that says how to install Ray
+from .job import run_on_ray
+from .serve import ModelRef, deployment, serve_on_ray
+
+__all__ = ["TinyLMPredictor", "map_batches", "run_on_ray", "ModelRef", "deployment", "serve_on_ray"]
