@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 from .errors import (
     ArtifactError,
     BackendError,
-    BatchError,
     BackendUnavailable,
+    BatchError,
     CapabilityError,
     ChatTemplateError,
     ConfigError,
