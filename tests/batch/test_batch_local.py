@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -96,6 +97,26 @@ def test_the_embedded_path_never_imports_ray(tiny_models, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
     assert len(read_jsonl(tmp_path / "o.jsonl")) == 2
+
+
+def test_ray_flag_without_ray_installed_says_how_to_install_it(tmp_path):
+    import sysconfig
+
+    site = Path(sysconfig.get_paths()["purelib"])
+    without_ray = tmp_path / "site"  # this environment's packages but Ray
+    without_ray.mkdir()
+    for entry in site.iterdir():
+        if not entry.name.lower().startswith("ray"):
+            (without_ray / entry.name).symlink_to(entry)
+    src = write_jsonl(tmp_path / "in.jsonl", texts(1))
+    code = (
+        f"import sys; sys.path = [p for p in sys.path if p != {str(site)!r}] + [{str(without_ray)!r}]; "
+        "from tinylm.cli import main; "
+        f"sys.exit(main(['batch', 'm', {str(src)!r}, {str(tmp_path / 'o.jsonl')!r}, '--task', 'embed', '--ray']))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 1, out.stderr
+    assert "error: Ray is not installed. Fix: pip install tinylm[ray]" in out.stderr
 
 
 def _cli(*args: str) -> list[str]:

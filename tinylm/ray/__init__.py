@@ -13,11 +13,12 @@ import importlib.util
 
 from ..errors import RayUnavailable
 
-if importlib.util.find_spec("ray") is None:
+_spec = importlib.util.find_spec("ray")
+if _spec is None or _spec.origin is None:  # None: a stray folder named ray (Ray's /tmp/ray), not the package
     raise RayUnavailable("Ray is not installed. Fix: pip install tinylm[ray] (or run without --ray, in this process).")
 
-from .data import TinyLMPredictor, map_batches  # after the check that says how to install Ray
-from .job import run_on_ray
-from .serve import ModelRef, deployment, serve_on_ray
+from .data import TinyLMPredictor, map_batches  # noqa: E402 - after the check that says how to install Ray
+from .job import run_on_ray  # noqa: E402
+from .serve import ModelRef, deployment, serve_on_ray  # noqa: E402
 
 __all__ = ["TinyLMPredictor", "map_batches", "run_on_ray", "ModelRef", "deployment", "serve_on_ray"]
