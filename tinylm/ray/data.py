@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from ray.data import ActorPoolStrategy
 
 from ..batch.process import process_rows
 from ..batch.rows import INPUT_FIELD, Row, Task
@@ -125,7 +126,7 @@ def map_batches(
             "input_column": input_column,
         },
         batch_size=batch_size,
-        concurrency=workers,
+        compute=ActorPoolStrategy(size=workers),
         num_cpus=threads,
         batch_format="numpy",
     )

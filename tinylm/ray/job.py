@@ -4,6 +4,7 @@ output already has and writes the output itself, so resume works exactly as in o
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import ray
+import ray.data
 
 from ..batch.job import BatchJob, BatchReport, pending_rows
 from ..batch.output import OutputFile
@@ -55,12 +57,14 @@ def run_on_ray(
             with connected(address, cpus=workers * threads):
                 ray.data.DataContext.get_current().enable_progress_bars = False  # the job has its own
                 items = [{"row": json.dumps({"id": r.id, "value": r.value}, ensure_ascii=False)} for r in todo]
-                blocks = max(1, min(len(items) // job.batch_size, 8 * workers))  # batches to share among actors
+                # enough blocks for every actor to have work, not so many that each is a tiny task
+                batches = math.ceil(len(items) / job.batch_size)
+                blocks = min(len(items), max(workers, min(batches, 8 * workers)))
                 ds = ray.data.from_items(items, override_num_blocks=blocks).map_batches(
                     JsonRowsPredictor,
                     fn_constructor_kwargs={"job": job, "threads": threads},
                     batch_size=job.batch_size,
-                    concurrency=workers,
+                    compute=ray.data.ActorPoolStrategy(size=workers),
                     num_cpus=threads,
                     batch_format="numpy",
                 )
