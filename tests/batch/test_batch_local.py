@@ -116,7 +116,9 @@ def test_ray_flag_without_ray_installed_says_how_to_install_it(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 1, out.stderr
-    assert "error: Ray is not installed. Fix: pip install tinylm[ray]" in out.stderr
+    from tinylm.install import install_command
+
+    assert f"error: Ray is not installed. Fix: {install_command('ray')}" in out.stderr
 
 
 def _cli(*args: str) -> list[str]:

@@ -15,7 +15,11 @@ from ..errors import RayUnavailable
 
 _spec = importlib.util.find_spec("ray")
 if _spec is None or _spec.origin is None:  # None: a stray folder named ray (Ray's /tmp/ray), not the package
-    raise RayUnavailable("Ray is not installed. Fix: pip install tinylm[ray] (or run without --ray, in this process).")
+    from ..install import install_command
+
+    raise RayUnavailable(
+        f"Ray is not installed. Fix: {install_command('ray')} (or run without --ray, in this process)."
+    )
 
 from .data import TinyLMPredictor, map_batches  # noqa: E402 - after the check that says how to install Ray
 from .job import run_on_ray  # noqa: E402
