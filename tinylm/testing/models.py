@@ -61,6 +61,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
             },
         },
     },
+    # dynamic NTK: the base changes only past max_position_embeddings, which no session reaches.
+    "llama-rope-dynamic": {
+        "config": "LlamaConfig",
+        "kwargs": {
+            **_LLAMA,
+            "num_key_value_heads": 1,
+            "rope_parameters": {"rope_type": "dynamic", "rope_theta": 10000.0, "factor": 2.0},
+        },
+    },
     # The same block with a SentencePiece-style tokenizer (the second tokenizer kind the suite covers).
     "llama-sp": {
         "config": "LlamaConfig",
@@ -77,6 +86,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },
     # A sliding window shorter than the test sequences, so the window mask is exercised.
     "mistral": {"config": "MistralConfig", "kwargs": {**_LLAMA, "num_key_value_heads": 2, "sliding_window": 16}},
+    # A window of 5 with one KV head for four query heads, untied: decode runs far past the window.
+    "mistral-window5": {
+        "config": "MistralConfig",
+        "kwargs": {**_LLAMA, "num_key_value_heads": 1, "sliding_window": 5, "tie_word_embeddings": False},
+    },
     "qwen2": {
         "config": "Qwen2Config",
         "kwargs": {
@@ -103,6 +117,23 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "phi3": {
         "config": "Phi3Config",
         "kwargs": {**_LLAMA, "num_key_value_heads": 2, "original_max_position_embeddings": 256},
+    },
+    # longrope past the original context (16 < the suite's sequences): every position switches to the long
+    # factors once a sequence outgrows it; head_dim 16 lets ONNX Runtime rotate inside GroupQueryAttention.
+    "phi3-longrope": {
+        "config": "Phi3Config",
+        "kwargs": {
+            **_LLAMA,
+            "num_key_value_heads": 2,
+            "original_max_position_embeddings": 16,
+            "rope_parameters": {
+                "rope_type": "longrope",
+                "rope_theta": 10000.0,
+                "short_factor": [1.0, 1.1, 1.3, 1.6, 2.0, 2.5, 3.1, 3.8],
+                "long_factor": [1.0, 1.5, 2.4, 3.9, 6.0, 9.2, 13.5, 19.0],
+                "original_max_position_embeddings": 16,
+            },
+        },
     },
     "phi3-partial-rotary": {
         "config": "Phi3Config",

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tinylm.arch.rope import switch_length
 from tinylm.source import ModelFolder
 from tinylm.testing.models import DECODER_VARIANTS
 
@@ -19,7 +20,7 @@ transformers = pytest.importorskip("transformers")
 from tinylm_coreml.evaluate import Evaluator  # noqa: E402
 
 ATOL = 1e-4  # float32 evaluation: the lowering itself, before fp16 (measured ~1e-5 on every family)
-FAST = ("llama", "mistral", "qwen3", "phi3-partial-rotary", "gemma", "gpt2")
+FAST = ("llama", "mistral", "mistral-window5", "qwen3", "phi3-partial-rotary", "phi3-longrope", "gemma", "gpt2")
 
 
 def _reference_logits(folder: Path, ids: np.ndarray) -> np.ndarray:
@@ -32,10 +33,24 @@ def _check_decoder(folder: Path, stateful: bool) -> None:
     model = ModelFolder(folder)
     ids = np.random.default_rng(0).integers(3, 400, size=20).astype(np.int64)  # > mistral's window of 16
     ev = Evaluator(model.spec, model.weights(), capacity=model.spec.max_positions, stateful=stateful)
+    switch = switch_length(model.spec.rope)  # longrope: 16 for phi3-longrope, crossed while decoding
     prefill = ev.forward(ids[:12])  # (12, V)
-    decode = [ev.forward(ids[t : t + 1])[0] for t in range(12, 20)]
+    decode = []
+    for t in range(12, 20):
+        if ev.length == switch:  # what tinylm.rope_switch does on the crossing call: run it all again
+            ev.reset()
+            decode.append(ev.forward(ids[: t + 1])[-1])
+        else:
+            decode.append(ev.forward(ids[t : t + 1])[0])
     ours = np.concatenate([prefill, np.stack(decode)])
-    diff = float(np.abs(ours - _reference_logits(folder, ids)).max())
+    if switch is None:
+        want = _reference_logits(folder, ids)
+    else:  # each position as transformers computes it over the sequence so far
+        want = np.concatenate(
+            [_reference_logits(folder, ids[:12])]
+            + [_reference_logits(folder, ids[: t + 1])[-1:] for t in range(12, 20)]
+        )
+    diff = float(np.abs(ours - want).max())
     assert ev.length == 20 and diff <= ATOL, f"max |logits - transformers| = {diff:.3g}"
 
 

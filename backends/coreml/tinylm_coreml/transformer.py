@@ -15,7 +15,7 @@ import numpy as np
 from coremltools.converters.mil import Builder as mb
 from coremltools.converters.mil.mil import Var
 
-from tinylm.arch.rope import cos_sin
+from tinylm.arch.rope import cos_sin, switch_length
 from tinylm.arch.spec import ModelSpec
 
 from .attention import Frame, attention
@@ -65,13 +65,19 @@ def _embed(ids: Var, positions: Var, types: Var | None, spec: ModelSpec, w: Cons
 
 
 def _rope_tables(spec: ModelSpec, w: Constants, positions: Var, capacity: int) -> tuple[Var | None, Var | None]:
-    """cos, sin (1, 1, T, rd) for `positions`, gathered from tables baked for [0, capacity)."""
+    """cos, sin (1, 1, T, rd) for `positions`, gathered from tables baked for [0, capacity). longrope: both
+    tables baked; a sequence longer than the switch length (its last position >= switch) reads the long one."""
     if spec.rope is None:
         return None, None
-    cos, sin = cos_sin(spec.rope, capacity)  # (C, rd) float32
-    pick = [
-        mb.gather(x=w.table(name, t), indices=positions, axis=0) for name, t in (("rope_cos", cos), ("rope_sin", sin))
-    ]
+    switch = switch_length(spec.rope)
+    tables = [w.table(name, t) for name, t in zip(("rope_cos", "rope_sin"), cos_sin(spec.rope, capacity))]  # (C, rd)
+    if switch is not None and switch < capacity:
+        long = [
+            w.table(f"{n}_long", t) for n, t in zip(("rope_cos", "rope_sin"), cos_sin(spec.rope, capacity, long=True))
+        ]
+        past = mb.greater_equal(x=mb.reduce_max(x=positions, axes=[0]), y=np.int32(switch))  # a scalar bool
+        tables = [mb.select(cond=past, a=lt, b=st) for lt, st in zip(long, tables)]
+    pick = [mb.gather(x=t, indices=positions, axis=0) for t in tables]
     return tuple(mb.expand_dims(x=t, axes=[0, 1]) for t in pick)  # type: ignore[return-value]
 
 

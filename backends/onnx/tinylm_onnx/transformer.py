@@ -109,7 +109,7 @@ def _rope_frame(lw: Lowering, cap: int) -> None:
     if s.rope is None:
         return
     if s.kind == "decoder" and lw.opts.fused_ops and gqa_can_rotate(s):
-        f.cos_cache, f.sin_cache = gqa_caches(lw.g, s, cap)
+        f.cos_cache, f.sin_cache = gqa_caches(lw.g, s, cap, f.span[1])
     else:
         f.cos, f.sin = external_tables(lw.g, s, cap, f.span)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tinylm.arch.rope import cos_sin
+from tinylm.arch.rope import cos_sin, switch_length
 from tinylm.arch.spec import ModelSpec
 
 from .compress import weight
@@ -85,14 +85,20 @@ class Lowering:
         return y.output(0)
 
     def rope_frame(self, positions: int) -> None:
-        """cos and signed sin rows [start, end), shaped (1, 1, T, rd) to broadcast over (B, n, T, rd)."""
+        """cos and sin rows [start, end), shaped (1, 1, T, rd) to broadcast over (B, n, T, rd). longrope: both
+        tables baked, the long one read at every position of a sequence longer than the switch length."""
         s, f = self.spec, self.frame
         if s.rope is None:
             return
-        cos, sin = cos_sin(s.rope, positions)  # (P, rd)
+        switch = switch_length(s.rope)
         rows = []
-        for table, name in ((cos, "rope.cos"), (sin, "rope.sin")):
-            picked = ops.slice(const(table, name), f.start, f.end, ints([1]), ints([0]))  # (T, rd)
+        for i, name in enumerate(("rope.cos", "rope.sin")):
+            table: Output = const(cos_sin(s.rope, positions)[i], name)  # (P, rd)
+            if switch is not None:
+                long = const(cos_sin(s.rope, positions, long=True)[i], f"{name}_long")
+                past = ops.greater(f.end, ints([switch]))  # (1,) bool
+                table = ops.select(past, long, table).output(0)
+            picked = ops.slice(table, f.start, f.end, ints([1]), ints([0]))  # (T, rd)
             rows.append(ops.unsqueeze(picked, ints([0, 1])).output(0))  # (1, 1, T, rd)
         f.cos, f.sin = rows
 
