@@ -37,6 +37,16 @@ CASES = {
     "qwen3": ("Qwen3Config", {**SMALL, "head_dim": 24}),
     "phi3": ("Phi3Config", {**SMALL, "partial_rotary_factor": 0.5}),
     "gemma": ("GemmaConfig", {**SMALL, "head_dim": 16}),
+    "granite": (
+        "GraniteConfig",
+        {
+            **SMALL,
+            "embedding_multiplier": 12.0,
+            "residual_multiplier": 0.22,
+            "attention_multiplier": 0.015625,
+            "logits_scaling": 8.0,
+        },
+    ),
     "gpt2": ("GPT2Config", dict(n_embd=64, n_head=4, n_layer=2)),
     "gpt2-untied": ("GPT2Config", dict(n_embd=64, n_head=4, n_layer=2, tie_word_embeddings=False)),
     "bert": ("BertConfig", {**SMALL, "num_key_value_heads": None}),

@@ -6,8 +6,10 @@ It describes a transformer as a stack of identical blocks built from a handful o
     embed -> [embed_norm] -> N x block -> [final_norm] -> lm_head        (decoder)
     embed (+ positions + token types) -> embed_norm -> N x block          (encoder)
 
-    pre-norm block:   x = x + attn(norm(x));  x = x + mlp(norm(x))
+    pre-norm block:   x = x + r * attn(norm(x));  x = x + r * mlp(norm(x))   (r = residual_scale, Granite)
     post-norm block:  x = norm(x + attn(x));  x = norm(x + mlp(x))        (BERT)
+
+    logits = lm_head(x) / logits_scaling                                    (Granite)
 
 Weights use the canonical names of `tinylm.arch.layout` whatever the checkpoint called them; the
 family's `sanitize` maps checkpoint names there (fused qkv split, GPT-2 Conv1D transposed, ...).
@@ -94,6 +96,8 @@ class ModelSpec:
     final_norm: bool = True
     tie_embeddings: bool = False
     attn_scale: float | None = None
+    residual_scale: float = 1.0
+    logits_scaling: float = 1.0
     sliding_window: int | None = None
     bos_token_id: int | None = None
     eos_token_ids: tuple[int, ...] = ()

@@ -168,6 +168,20 @@ VARIANTS: dict[str, dict[str, Any]] = {
             "rope_parameters": {"rope_type": "default", "rope_theta": 100000.0},
         },
     },
+    # Granite's four multipliers, head_dim 8 (rotated outside ONNX Runtime's GQA), 4 query heads per KV head.
+    "granite": {
+        "config": "GraniteConfig",
+        "kwargs": {
+            **_LLAMA,
+            "num_attention_heads": 8,
+            "num_key_value_heads": 2,
+            "embedding_multiplier": 4.0,
+            "residual_multiplier": 0.5,
+            "attention_multiplier": 0.1,
+            "logits_scaling": 2.5,
+            "tie_word_embeddings": False,
+        },
+    },
     "gpt2": {
         "config": "GPT2Config",
         "kwargs": {"n_embd": 64, "n_layer": 2, "n_head": 4, "n_positions": 256, "activation_function": "gelu_new"},

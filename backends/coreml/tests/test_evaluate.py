@@ -20,7 +20,17 @@ transformers = pytest.importorskip("transformers")
 from tinylm_coreml.evaluate import Evaluator  # noqa: E402
 
 ATOL = 1e-4  # float32 evaluation: the lowering itself, before fp16 (measured ~1e-5 on every family)
-FAST = ("llama", "mistral", "mistral-window5", "qwen3", "phi3-partial-rotary", "phi3-longrope", "gemma", "gpt2")
+FAST = (
+    "llama",
+    "mistral",
+    "mistral-window5",
+    "qwen3",
+    "phi3-partial-rotary",
+    "phi3-longrope",
+    "gemma",
+    "gpt2",
+    "granite",
+)
 
 
 def _reference_logits(folder: Path, ids: np.ndarray) -> np.ndarray:

@@ -47,8 +47,13 @@ def _block(x: Var, spec: ModelSpec, w: Constants, layer: int, frame: Frame) -> V
     if spec.norm_placement == "post":
         x = _norm(mb.add(x=x, y=attention(x, spec, w, layer, frame)), spec, w, f"{p}.attn_norm")
         return _norm(mb.add(x=x, y=_mlp(x, spec, w, layer)), spec, w, f"{p}.mlp_norm")
-    x = mb.add(x=x, y=attention(_norm(x, spec, w, f"{p}.attn_norm"), spec, w, layer, frame))
-    return mb.add(x=x, y=_mlp(_norm(x, spec, w, f"{p}.mlp_norm"), spec, w, layer))
+    x = mb.add(x=x, y=_residual_scaled(attention(_norm(x, spec, w, f"{p}.attn_norm"), spec, w, layer, frame), spec))
+    return mb.add(x=x, y=_residual_scaled(_mlp(_norm(x, spec, w, f"{p}.mlp_norm"), spec, w, layer), spec))
+
+
+def _residual_scaled(y: Var, spec: ModelSpec) -> Var:
+    """A sublayer's output as the residual stream adds it: times residual_scale (Granite)."""
+    return y if spec.residual_scale == 1.0 else mb.mul(x=y, y=np.float32(spec.residual_scale))
 
 
 def _embed(ids: Var, positions: Var, types: Var | None, spec: ModelSpec, w: Constants) -> Var:
@@ -75,7 +80,8 @@ def _rope_tables(spec: ModelSpec, w: Constants, positions: Var, capacity: int) -
         long = [
             w.table(f"{n}_long", t) for n, t in zip(("rope_cos", "rope_sin"), cos_sin(spec.rope, capacity, long=True))
         ]
-        past = mb.greater_equal(x=mb.reduce_max(x=positions, axes=[0]), y=np.int32(switch))  # a scalar bool
+        last = mb.slice_by_index(x=positions, begin=[-1], end=[0], end_mask=[True])  # (1,) the last position
+        past = mb.greater_equal(x=last, y=np.int32(switch))  # (1,) bool, broadcast over the (C, rd) tables
         tables = [mb.select(cond=past, a=lt, b=st) for lt, st in zip(long, tables)]
     pick = [mb.gather(x=t, indices=positions, axis=0) for t in tables]
     return tuple(mb.expand_dims(x=t, axes=[0, 1]) for t in pick)  # type: ignore[return-value]
@@ -92,7 +98,10 @@ def decoder_logits(
         x = _block(x, spec, w, layer, frame)
     if spec.final_norm:
         x = _norm(x, spec, w, "final_norm")
-    return linear(x, w.head())  # (1, T, V)
+    logits = linear(x, w.head())  # (1, T, V)
+    if spec.logits_scaling != 1.0:
+        logits = mb.real_div(x=logits, y=np.float32(spec.logits_scaling))
+    return logits
 
 
 def encoder_hidden(spec: ModelSpec, w: Constants, ids: Var, attention_mask: Var, types: Var | None) -> Var:

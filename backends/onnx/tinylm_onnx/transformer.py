@@ -130,8 +130,8 @@ def _decoder(lw: Lowering) -> None:
         past = g.input(f"past_key.{i}", FLOAT, cache_shape), g.input(f"past_value.{i}", FLOAT, cache_shape)
         a, pk, pv = decoder_attention(lw, h, i, *past)
         presents.append((i, pk, pv))
-        h, residual = lw.add_norm(a, residual, f"layers.{i}.mlp_norm")
-        m = mlp(lw, h, i)
+        h, residual = lw.add_norm(_residual_scaled(lw, a), residual, f"layers.{i}.mlp_norm")
+        m = _residual_scaled(lw, mlp(lw, h, i))
         if i + 1 < s.num_layers:
             h, residual = lw.add_norm(m, residual, f"layers.{i + 1}.attn_norm")
         elif s.final_norm:
@@ -145,15 +145,26 @@ def _decoder(lw: Lowering) -> None:
         g.output(pv, f"present_value.{i}", FLOAT, cache_shape)
 
 
+def _residual_scaled(lw: Lowering, y: str) -> str:
+    """A sublayer's output as the residual stream adds it: times residual_scale (Granite)."""
+    r = lw.spec.residual_scale
+    return y if r == 1.0 else lw.g.op("Mul", [y, lw.g.scalar(r, np.float32)], hint="residual.scaled")
+
+
 def _head(lw: Lowering, h: str) -> str:
     s, g, o = lw.spec, lw.g, lw.opts
     if lw.head_table is not None:
-        return g.op("MatMul", [h, lw.head_table], hint="lm_head")
-    weight = lw.w("embed.weight" if s.tie_embeddings else "lm_head.weight")  # (V, H)
-    bits = o.bits if o.quantize_lm_head else 0
-    return linear(
-        g, h, weight, None, bits=bits, block=o.block_size, level=o.accuracy_level, hint="lm_head", stored=lw.head_stored
-    )
+        logits = g.op("MatMul", [h, lw.head_table], hint="lm_head")
+    else:
+        weight = lw.w("embed.weight" if s.tie_embeddings else "lm_head.weight")  # (V, H)
+        bits = o.bits if o.quantize_lm_head else 0
+        logits = linear(
+            g, h, weight, None, bits=bits, block=o.block_size, level=o.accuracy_level, hint="lm_head",
+            stored=lw.head_stored,
+        )  # fmt: skip
+    if s.logits_scaling != 1.0:
+        logits = g.op("Div", [logits, g.scalar(s.logits_scaling, np.float32)], hint="logits.scaled")
+    return logits
 
 
 def _encoder(lw: Lowering) -> None:
@@ -174,8 +185,8 @@ def _encoder(lw: Lowering) -> None:
             x, _ = lw.add_norm(encoder_attention(lw, x, i), x, f"{p}.attn_norm")
             x, _ = lw.add_norm(mlp(lw, x, i), x, f"{p}.mlp_norm")
         else:
-            x = g.op("Add", [x, encoder_attention(lw, lw.norm(x, f"{p}.attn_norm"), i)])
-            x = g.op("Add", [x, mlp(lw, lw.norm(x, f"{p}.mlp_norm"), i)])
+            x = g.op("Add", [x, _residual_scaled(lw, encoder_attention(lw, lw.norm(x, f"{p}.attn_norm"), i))])
+            x = g.op("Add", [x, _residual_scaled(lw, mlp(lw, lw.norm(x, f"{p}.mlp_norm"), i))])
     if s.final_norm:
         x = lw.norm(x, "final_norm")
     g.output(x, "hidden", FLOAT, ["B", "T", s.hidden_size])

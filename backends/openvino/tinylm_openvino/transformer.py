@@ -54,6 +54,12 @@ def _mlp(lw: Lowering, x: Output, i: int) -> Output:
     return lw.linear(up, f"{p}.down", bias=s.mlp_bias)
 
 
+def _residual_scaled(lw: Lowering, y: Output) -> Output:
+    """A sublayer's output as the residual stream adds it: times residual_scale (Granite)."""
+    r = lw.spec.residual_scale
+    return y if r == 1.0 else ops.multiply(y, const(np.float32(r), "residual_scale")).output(0)
+
+
 def _table(lw: Lowering) -> Output:
     """The embedding table (V, H) as float32."""
     return weight(lw.w("embed.weight"), lw.opts.plan.embed, "embed.weight")
@@ -108,8 +114,8 @@ def _decoder(lw: Lowering) -> ov.Model:
     for i in range(s.num_layers):
         a, assigns = decoder_attention(lw, lw.norm(x, f"layers.{i}.attn_norm"), i)
         sinks += assigns
-        x = ops.add(x, a).output(0)
-        x = ops.add(x, _mlp(lw, lw.norm(x, f"layers.{i}.mlp_norm"), i)).output(0)
+        x = ops.add(x, _residual_scaled(lw, a)).output(0)
+        x = ops.add(x, _residual_scaled(lw, _mlp(lw, lw.norm(x, f"layers.{i}.mlp_norm"), i))).output(0)
     if s.final_norm:
         x = lw.norm(x, "final_norm")
     x = ops.slice(x, logits_from, ints([2**62]), ints([1]), ints([1])).output(0)  # (B, T', H)
@@ -117,6 +123,8 @@ def _decoder(lw: Lowering) -> ov.Model:
         logits = ops.matmul(x, table, False, True).output(0)  # one table for the lookup and the head
     else:
         logits = lw.linear(x, "embed" if s.tie_embeddings else "lm_head", bias=False, storage=plan.head)
+    if s.logits_scaling != 1.0:
+        logits = ops.divide(logits, const(np.float32(s.logits_scaling), "logits_scaling")).output(0)
     return model([named(logits, "logits")], sinks, [p_ids, p_beam, p_start, p_from], s.family)
 
 
@@ -139,8 +147,8 @@ def _encoder(lw: Lowering) -> ov.Model:
             x = lw.norm(ops.add(x, encoder_attention(lw, x, i)).output(0), f"{p}.attn_norm")
             x = lw.norm(ops.add(x, _mlp(lw, x, i)).output(0), f"{p}.mlp_norm")
         else:
-            x = ops.add(x, encoder_attention(lw, lw.norm(x, f"{p}.attn_norm"), i)).output(0)
-            x = ops.add(x, _mlp(lw, lw.norm(x, f"{p}.mlp_norm"), i)).output(0)
+            x = ops.add(x, _residual_scaled(lw, encoder_attention(lw, lw.norm(x, f"{p}.attn_norm"), i))).output(0)
+            x = ops.add(x, _residual_scaled(lw, _mlp(lw, lw.norm(x, f"{p}.mlp_norm"), i))).output(0)
     if s.final_norm:
         x = lw.norm(x, "final_norm")
     return model([named(x, "hidden")], [], params, s.family)

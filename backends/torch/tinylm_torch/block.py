@@ -1,6 +1,6 @@
 """One transformer block, pre-norm (Llama, GPT-2) or post-norm (BERT).
 
-pre:   x = x + attn(attn_norm(x));  x = x + mlp(mlp_norm(x))
+pre:   x = x + r * attn(attn_norm(x));  x = x + r * mlp(mlp_norm(x))       (r = residual_scale, Granite)
 post:  x = attn_norm(x + attn(x));  x = mlp_norm(x + mlp(x))
 """
 
@@ -27,10 +27,14 @@ class Block(nn.Module):
         self.attn = Attention(spec, index)
         self.mlp_norm = make_norm(spec.norm, spec.hidden_size)
         self.mlp = MLP(spec)
+        self.r = spec.residual_scale
+
+    def _scaled(self, y: torch.Tensor) -> torch.Tensor:
+        return y if self.r == 1.0 else y * self.r
 
     def forward(self, x: torch.Tensor, frame: Frame) -> torch.Tensor:
         if self.post_norm:
             x = self.attn_norm(x + self.attn(x, frame))
             return self.mlp_norm(x + self.mlp(x))
-        x = x + self.attn(self.attn_norm(x), frame)
-        return x + self.mlp(self.mlp_norm(x))
+        x = x + self._scaled(self.attn(self.attn_norm(x), frame))
+        return x + self._scaled(self.mlp(self.mlp_norm(x)))

@@ -1,6 +1,7 @@
 """The whole model, built from a `ModelSpec` alone:
 
     embed (* embed_scale) (+ positions + token types) -> [embed_norm] -> N x Block -> [final_norm] -> lm_head
+    [/ logits_scaling]
 
 Two ways in:
     model(ids) -> logits (B, T, V)                 cache-free, differentiable: training and scoring
@@ -63,9 +64,10 @@ class Transformer(nn.Module):
         """Final norm and LM head: (B, T, H) -> logits (B, T, V)."""
         if self.final_norm is not None:
             x = self.final_norm(x)
-        if self.lm_head is not None:
-            return self.lm_head(x)
-        return F.linear(x, self.embed.weight)  # tied
+        logits = self.lm_head(x) if self.lm_head is not None else F.linear(x, self.embed.weight)  # or tied
+        if self.spec.logits_scaling != 1.0:
+            logits = logits / self.spec.logits_scaling
+        return logits
 
     def _frame(self, x: torch.Tensor, start: int, cache: KVCache | None, mask: torch.Tensor | None) -> Frame:
         return make_frame(

@@ -15,6 +15,7 @@ from ._base import Family
 from .bert import BERT
 from .gemma import GEMMA
 from .gpt2 import GPT2
+from .granite import GRANITE
 from .llama import LLAMA
 from .phi3 import PHI3
 from .qwen2 import QWEN2
@@ -22,7 +23,7 @@ from .qwen3 import QWEN3
 
 __all__ = ["Family", "FAMILIES", "family_for"]
 
-FAMILIES: tuple[Family, ...] = (LLAMA, QWEN2, QWEN3, PHI3, GEMMA, GPT2, BERT)
+FAMILIES: tuple[Family, ...] = (LLAMA, QWEN2, QWEN3, PHI3, GEMMA, GPT2, BERT, GRANITE)
 _BY_TYPE: dict[str, Family] = {t: f for f in FAMILIES for t in f.model_types}
 
 
