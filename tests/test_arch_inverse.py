@@ -47,6 +47,7 @@ CASES = {
             "logits_scaling": 8.0,
         },
     ),
+    "olmo2": ("Olmo2Config", SMALL),
     "gpt2": ("GPT2Config", dict(n_embd=64, n_head=4, n_layer=2)),
     "gpt2-untied": ("GPT2Config", dict(n_embd=64, n_head=4, n_layer=2, tie_word_embeddings=False)),
     "bert": ("BertConfig", {**SMALL, "num_key_value_heads": None}),

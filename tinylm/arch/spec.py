@@ -8,6 +8,8 @@ It describes a transformer as a stack of identical blocks built from a handful o
 
     pre-norm block:   x = x + r * attn(norm(x));  x = x + r * mlp(norm(x))   (r = residual_scale, Granite)
     post-norm block:  x = norm(x + attn(x));  x = norm(x + mlp(x))        (BERT)
+    sandwich block:   x = x + norm'(attn(norm(x)));  x = x + norm'(mlp(norm(x)))   (Gemma 2, Gemma 3)
+    output block:     x = x + norm'(attn(x));  x = x + norm'(mlp(x))      (OLMo 2)
 
     logits = lm_head(x) / logits_scaling                                    (Granite)
 
@@ -80,13 +82,14 @@ class ModelSpec:
     intermediate_size: int
     max_positions: int
     norm: NormSpec
-    norm_placement: Literal["pre", "post"] = "pre"
+    norm_placement: Literal["pre", "post", "sandwich", "output"] = "pre"
     activation: Activation = "silu"
     gated_mlp: bool = True
     mlp_bias: bool = False
     qkv_bias: bool = False
     out_bias: bool = False
     qk_norm: bool = False
+    qk_norm_over: Literal["head", "all"] = "head"
     rope: RopeSpec | None = None
     learned_positions: bool = False
     position_offset: int = 0
@@ -114,6 +117,17 @@ class ModelSpec:
     def causal(self) -> bool:
         """Decoders attend to the past only; encoders attend both ways."""
         return self.kind == "decoder"
+
+    @property
+    def input_norms(self) -> bool:
+        """Whether each sublayer normalises its input (`attn_norm`, `mlp_norm` before attention and MLP)."""
+        return self.norm_placement in ("pre", "sandwich")
+
+    @property
+    def output_norms(self) -> bool:
+        """Whether each sublayer's output is normalised before the residual add (`attn_post_norm`,
+        `mlp_post_norm`)."""
+        return self.norm_placement in ("sandwich", "output")
 
     @property
     def scale(self) -> float:

@@ -182,6 +182,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
             "tie_word_embeddings": False,
         },
     },
+    # Norms on the sublayers' outputs, q/k norms over the whole projections; MHA, head_dim 16, tied.
+    "olmo2": {
+        "config": "Olmo2Config",
+        "kwargs": {**_LLAMA, "num_key_value_heads": 4, "tie_word_embeddings": True},
+    },
     "gpt2": {
         "config": "GPT2Config",
         "kwargs": {"n_embd": 64, "n_layer": 2, "n_head": 4, "n_positions": 256, "activation_function": "gelu_new"},

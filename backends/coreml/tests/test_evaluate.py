@@ -30,6 +30,7 @@ FAST = (
     "gemma",
     "gpt2",
     "granite",
+    "olmo2",
 )
 
 

@@ -55,10 +55,14 @@ def attention(x: Var, spec: ModelSpec, w: Constants, layer: int, frame: Frame) -
     """x (B, T, H) -> (B, T, H)."""
     p = f"layers.{layer}.attn"
     nh, nkv, hd = spec.num_heads, spec.num_kv_heads, spec.head_dim
-    q = _heads(linear(x, w(f"{p}.q.weight"), w.optional(f"{p}.q.bias")), nh, hd)  # (B, nh, T, hd)
-    k = _heads(linear(x, w(f"{p}.k.weight"), w.optional(f"{p}.k.bias")), nkv, hd)  # (B, nkv, T, hd)
+    q = linear(x, w(f"{p}.q.weight"), w.optional(f"{p}.q.bias"))  # (B, T, nh * hd)
+    k = linear(x, w(f"{p}.k.weight"), w.optional(f"{p}.k.bias"))  # (B, T, nkv * hd)
+    whole = spec.qk_norm and spec.qk_norm_over == "all"  # OLMo 2: over the whole projection
+    if whole:
+        q, k = norm(q, spec.norm, w(f"{p}.q_norm.weight")), norm(k, spec.norm, w(f"{p}.k_norm.weight"))
+    q, k = _heads(q, nh, hd), _heads(k, nkv, hd)  # (B, nh, T, hd), (B, nkv, T, hd)
     v = _heads(linear(x, w(f"{p}.v.weight"), w.optional(f"{p}.v.bias")), nkv, hd)
-    if spec.qk_norm:
+    if spec.qk_norm and not whole:
         q = norm(q, spec.norm, w(f"{p}.q_norm.weight"))
         k = norm(k, spec.norm, w(f"{p}.k_norm.weight"))
     if frame.cos is not None and spec.rope is not None:

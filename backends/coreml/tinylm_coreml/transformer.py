@@ -2,8 +2,10 @@
 
     embed (* embed_scale) (+ positions + token types) -> [embed_norm] -> N x block -> [final_norm] -> lm_head
 
-    pre-norm block:   x = x + attn(attn_norm(x));  x = x + mlp(mlp_norm(x))
+    pre-norm block:   x = x + r * attn(attn_norm(x));  x = x + r * mlp(mlp_norm(x))   (r: Granite)
     post-norm block:  x = attn_norm(x + attn(x));  x = mlp_norm(x + mlp(x))        (BERT)
+    sandwich / output blocks: attention's and the MLP's outputs normalised before the residual add
+    (Gemma 2/3 with the input norms too; OLMo 2 without them)
 
 `decoder_logits` and `encoder_hidden` take input vars and return output vars; `program.py` wraps them
 in Core ML program signatures, `evaluate.py` feeds them constants.
@@ -47,8 +49,21 @@ def _block(x: Var, spec: ModelSpec, w: Constants, layer: int, frame: Frame) -> V
     if spec.norm_placement == "post":
         x = _norm(mb.add(x=x, y=attention(x, spec, w, layer, frame)), spec, w, f"{p}.attn_norm")
         return _norm(mb.add(x=x, y=_mlp(x, spec, w, layer)), spec, w, f"{p}.mlp_norm")
-    x = mb.add(x=x, y=_residual_scaled(attention(_norm(x, spec, w, f"{p}.attn_norm"), spec, w, layer, frame), spec))
-    return mb.add(x=x, y=_residual_scaled(_mlp(_norm(x, spec, w, f"{p}.mlp_norm"), spec, w, layer), spec))
+    a = attention(_input_norm(x, spec, w, f"{p}.attn_norm"), spec, w, layer, frame)
+    x = mb.add(x=x, y=_sublayer_out(a, spec, w, f"{p}.attn_post_norm"))
+    m = _mlp(_input_norm(x, spec, w, f"{p}.mlp_norm"), spec, w, layer)
+    return mb.add(x=x, y=_sublayer_out(m, spec, w, f"{p}.mlp_post_norm"))
+
+
+def _input_norm(x: Var, spec: ModelSpec, w: Constants, prefix: str) -> Var:
+    """A sublayer's input: x normalised by `prefix`, or x itself where the spec has no input norms (OLMo 2)."""
+    return _norm(x, spec, w, prefix) if spec.input_norms else x
+
+
+def _sublayer_out(y: Var, spec: ModelSpec, w: Constants, prefix: str) -> Var:
+    """A sublayer's output as the residual stream adds it: normalised by `prefix` where the spec has output norms
+    (Gemma 2/3, OLMo 2), times residual_scale (Granite)."""
+    return _residual_scaled(_norm(y, spec, w, prefix) if spec.output_norms else y, spec)
 
 
 def _residual_scaled(y: Var, spec: ModelSpec) -> Var:

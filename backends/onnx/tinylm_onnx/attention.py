@@ -40,8 +40,10 @@ def _qkv(lw: Lowering, x: str, i: int) -> tuple[str, str, str]:
 
 
 def _head_norm(lw: Lowering, x: str, heads: int, prefix: str) -> str:
-    """RMS norm over each head of x (B, T, heads * hd) (Qwen3's q_norm/k_norm)."""
+    """RMS norm over each head of x (B, T, heads * hd) (Qwen3's q_norm/k_norm), or over all of it (OLMo 2)."""
     g, hd = lw.g, lw.spec.head_dim
+    if lw.spec.qk_norm_over == "all":
+        return lw.norm(x, prefix)
     x4 = g.op("Reshape", [x, g.scalar([0, 0, heads, hd])], hint=f"{prefix}.heads")  # (B, T, n, hd)
     y = lw.norm(x4, prefix)
     return g.op("Reshape", [y, g.scalar([0, 0, heads * hd])], hint=f"{prefix}.flat")

@@ -125,15 +125,17 @@ def _decoder(lw: Lowering) -> None:
     _rope_frame(lw, capacity(s, lw.opts))
     x = _embed(lw, ids, None)
     presents = []
-    residual, h = x, lw.norm(x, "layers.0.attn_norm")
+    residual, h = x, _input_norm(lw, x, x, "layers.0.attn_norm")[0]
     for i in range(s.num_layers):
         past = g.input(f"past_key.{i}", FLOAT, cache_shape), g.input(f"past_value.{i}", FLOAT, cache_shape)
         a, pk, pv = decoder_attention(lw, h, i, *past)
         presents.append((i, pk, pv))
-        h, residual = lw.add_norm(_residual_scaled(lw, a), residual, f"layers.{i}.mlp_norm")
-        m = _residual_scaled(lw, mlp(lw, h, i))
+        h, residual = _input_norm(
+            lw, _sublayer_out(lw, a, f"layers.{i}.attn_post_norm"), residual, f"layers.{i}.mlp_norm"
+        )
+        m = _sublayer_out(lw, mlp(lw, h, i), f"layers.{i}.mlp_post_norm")
         if i + 1 < s.num_layers:
-            h, residual = lw.add_norm(m, residual, f"layers.{i + 1}.attn_norm")
+            h, residual = _input_norm(lw, m, residual, f"layers.{i + 1}.attn_norm")
         elif s.final_norm:
             h, _ = lw.add_norm(m, residual, "final_norm")
         else:
@@ -143,6 +145,26 @@ def _decoder(lw: Lowering) -> None:
     for i, pk, pv in presents:
         g.output(pk, f"present_key.{i}", FLOAT, cache_shape)
         g.output(pv, f"present_value.{i}", FLOAT, cache_shape)
+
+
+def _input_norm(lw: Lowering, y: str, residual: str, prefix: str) -> tuple[str, str]:
+    """(the next sublayer's input, the residual stream) after adding y to it: the sum normalised by `prefix`
+    (fused with the add where the runtime can), or the sum itself where sublayers take their input as is (OLMo 2).
+    For the first layer, y is the embedding and residual the same value: nothing is added."""
+    if y == residual:
+        return (lw.norm(y, prefix) if lw.spec.input_norms else y), y
+    if lw.spec.input_norms:
+        return lw.add_norm(y, residual, prefix)
+    total = lw.g.op("Add", [y, residual], hint=f"{prefix}.residual")
+    return total, total
+
+
+def _sublayer_out(lw: Lowering, y: str, prefix: str) -> str:
+    """A sublayer's output as the residual stream adds it: normalised by `prefix` where the spec has output norms
+    (Gemma 2/3, OLMo 2), times residual_scale (Granite)."""
+    if lw.spec.output_norms:
+        y = lw.norm(y, prefix)
+    return _residual_scaled(lw, y)
 
 
 def _residual_scaled(lw: Lowering, y: str) -> str:

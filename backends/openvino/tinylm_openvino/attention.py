@@ -36,7 +36,11 @@ def _qkv(lw: Lowering, x: Output, i: int) -> tuple[Output, Output, Output]:
     the transpose (SmolLM2-135M on CPU: first token 3-9% sooner, decode up to 8% faster than three projections;
     docs/backends/openvino.md); separate ones where Qwen3 normalises q and k per head before the transpose."""
     s, p = lw.spec, f"layers.{i}.attn"
-    if s.qk_norm:
+    if s.qk_norm and s.qk_norm_over == "all":  # OLMo 2: over the whole projection, before the heads split
+        q = _heads(lw, lw.norm(lw.linear(x, f"{p}.q", bias=s.qkv_bias), f"{p}.q_norm"), s.num_heads, "", False)
+        k = _heads(lw, lw.norm(lw.linear(x, f"{p}.k", bias=s.qkv_bias), f"{p}.k_norm"), s.num_kv_heads, "", False)
+        v = _heads(lw, lw.linear(x, f"{p}.v", bias=s.qkv_bias), s.num_kv_heads, f"{p}.v", False)
+    elif s.qk_norm:
         q = _heads(lw, lw.linear(x, f"{p}.q", bias=s.qkv_bias), s.num_heads, f"{p}.q_norm", True)
         k = _heads(lw, lw.linear(x, f"{p}.k", bias=s.qkv_bias), s.num_kv_heads, f"{p}.k_norm", True)
         v = _heads(lw, lw.linear(x, f"{p}.v", bias=s.qkv_bias), s.num_kv_heads, f"{p}.v", False)

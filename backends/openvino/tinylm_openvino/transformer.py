@@ -54,6 +54,17 @@ def _mlp(lw: Lowering, x: Output, i: int) -> Output:
     return lw.linear(up, f"{p}.down", bias=s.mlp_bias)
 
 
+def _input_norm(lw: Lowering, x: Output, prefix: str) -> Output:
+    """A sublayer's input: x normalised by `prefix`, or x itself where the spec has no input norms (OLMo 2)."""
+    return lw.norm(x, prefix) if lw.spec.input_norms else x
+
+
+def _sublayer_out(lw: Lowering, y: Output, prefix: str) -> Output:
+    """A sublayer's output as the residual stream adds it: normalised by `prefix` where the spec has output norms
+    (Gemma 2/3, OLMo 2), times residual_scale (Granite)."""
+    return _residual_scaled(lw, lw.norm(y, prefix) if lw.spec.output_norms else y)
+
+
 def _residual_scaled(lw: Lowering, y: Output) -> Output:
     """A sublayer's output as the residual stream adds it: times residual_scale (Granite)."""
     r = lw.spec.residual_scale
@@ -112,10 +123,13 @@ def _decoder(lw: Lowering) -> ov.Model:
     x = _embed(lw, ids, None, table)
     sinks: list[object] = []
     for i in range(s.num_layers):
-        a, assigns = decoder_attention(lw, lw.norm(x, f"layers.{i}.attn_norm"), i)
+        p = f"layers.{i}"
+        a, assigns = decoder_attention(lw, _input_norm(lw, x, f"{p}.attn_norm"), i)
         sinks += assigns
-        x = ops.add(x, _residual_scaled(lw, a)).output(0)
-        x = ops.add(x, _residual_scaled(lw, _mlp(lw, lw.norm(x, f"layers.{i}.mlp_norm"), i))).output(0)
+        x = ops.add(x, _sublayer_out(lw, a, f"{p}.attn_post_norm")).output(0)
+        x = ops.add(
+            x, _sublayer_out(lw, _mlp(lw, _input_norm(lw, x, f"{p}.mlp_norm"), i), f"{p}.mlp_post_norm")
+        ).output(0)
     if s.final_norm:
         x = lw.norm(x, "final_norm")
     x = ops.slice(x, logits_from, ints([2**62]), ints([1]), ints([1])).output(0)  # (B, T', H)

@@ -41,8 +41,10 @@ class Attention(nn.Module):
         self.scale = spec.scale
         self.qkv = Linear(spec.hidden_size, spec.q_size + 2 * spec.kv_size, bias=spec.qkv_bias)
         self.o = Linear(spec.q_size, spec.hidden_size, bias=spec.out_bias)
-        self.q_norm = RMSNorm(spec.head_dim, spec.norm.eps) if spec.qk_norm else None
-        self.k_norm = RMSNorm(spec.head_dim, spec.norm.eps) if spec.qk_norm else None
+        self.qk_whole = spec.qk_norm_over == "all"  # OLMo 2: over the whole projection, not per head
+        q_dim, k_dim = (spec.q_size, spec.kv_size) if self.qk_whole else (spec.head_dim, spec.head_dim)
+        self.q_norm = RMSNorm(q_dim, spec.norm.eps) if spec.qk_norm else None
+        self.k_norm = RMSNorm(k_dim, spec.norm.eps) if spec.qk_norm else None
 
     def forward(self, x: torch.Tensor, frame: Frame) -> torch.Tensor:
         B, T, _ = x.shape
@@ -50,7 +52,13 @@ class Attention(nn.Module):
         qkv = self.qkv(x).view(B, T, nh + 2 * nkv, self.hd)  # (B, T, nh + 2 nkv, hd)
         qk, v = qkv.split([nh + nkv, nkv], dim=2)  # (B, T, nh + nkv, hd), (B, T, nkv, hd)
         if self.q_norm is not None:
-            qk = torch.cat([self.q_norm(qk[:, :, :nh]), self.k_norm(qk[:, :, nh:])], dim=2)
+            q, k = qk[:, :, :nh], qk[:, :, nh:]  # (B, T, nh, hd), (B, T, nkv, hd)
+            if self.qk_whole:
+                q = self.q_norm(q.reshape(B, T, -1)).view(B, T, nh, self.hd)
+                k = self.k_norm(k.reshape(B, T, -1)).view(B, T, nkv, self.hd)
+            else:
+                q, k = self.q_norm(q), self.k_norm(k)
+            qk = torch.cat([q, k], dim=2)
         if frame.cos is not None:
             qk = rotate(qk, frame.cos, frame.sin)
         q, k = qk.transpose(1, 2).split([nh, nkv], dim=1)  # (B, nh, T, hd), (B, nkv, T, hd)

@@ -2,8 +2,10 @@
 
     embed (* embed_scale) (+ positions + token types) -> [embed_norm] -> N x block -> [final_norm] -> lm_head
 
-    pre-norm block:   x = x + attn(attn_norm(x));  x = x + mlp(mlp_norm(x))
+    pre-norm block:   x = x + r * attn(attn_norm(x));  x = x + r * mlp(mlp_norm(x))   (r: residual_scale)
     post-norm block:  x = attn_norm(x + attn(x));  x = mlp_norm(x + mlp(x))      (BERT)
+    sandwich/output:  the sublayers' outputs normalised (attn_post_norm, mlp_post_norm) before the add,
+                      with (sandwich) or without (output) the input norms
 
 Two ways in: `step` (decoders: appends to a `KVCache`, returns logits) and `hidden` (encoders: the
 last hidden states of a padded batch, no cache). Everything a family varies is read from the spec;
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tinylm.arch.rope import cos_sin
+from tinylm.arch.rope import cos_sin, switch_length
 from tinylm.arch.spec import ModelSpec
 
 from .cache import KVCache, causal_mask
@@ -75,10 +77,13 @@ class Transformer:
         return linear(x, self.w[f"{name}.weight"], self.w.get(f"{name}.bias"))
 
     def _rope(self, start: int, end: int) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """cos, sin (T, rd) for positions [start, end), with the checkpoint's scaling (tinylm.arch.rope)."""
-        if self.spec.rope is None:
+        """cos, sin (T, rd) for positions [start, end), with the checkpoint's scaling (tinylm.arch.rope); a
+        sequence longer than longrope's switch length reads the long table at every position."""
+        rope = self.spec.rope
+        if rope is None:
             return None, None
-        return cos_sin(self.spec.rope, np.arange(start, end))
+        switch = switch_length(rope)
+        return cos_sin(rope, np.arange(start, end), long=switch is not None and end > switch)
 
     def _embed(self, ids: np.ndarray, start: int, token_type_ids: np.ndarray | None) -> np.ndarray:
         s, w = self.spec, self.w
@@ -103,16 +108,30 @@ class Transformer:
         if self.spec.norm_placement == "post":
             x = self._norm(x + self._attention(x, i, frame), f"{p}.attn_norm")
             return self._norm(x + self._mlp(x, i), f"{p}.mlp_norm")
-        x = x + self._attention(self._norm(x, f"{p}.attn_norm"), i, frame)
-        return x + self._mlp(self._norm(x, f"{p}.mlp_norm"), i)
+        x = x + self._out(self._attention(self._in(x, f"{p}.attn_norm"), i, frame), f"{p}.attn_post_norm")
+        return x + self._out(self._mlp(self._in(x, f"{p}.mlp_norm"), i), f"{p}.mlp_post_norm")
+
+    def _in(self, x: np.ndarray, name: str) -> np.ndarray:
+        """A sublayer's input: normalised, unless the spec norms only the outputs (OLMo 2)."""
+        return self._norm(x, name) if self.spec.input_norms else x
+
+    def _out(self, y: np.ndarray, name: str) -> np.ndarray:
+        """A sublayer's output as the residual adds it: normalised where the spec says, times residual_scale."""
+        y = self._norm(y, name) if self.spec.output_norms else y
+        return y * np.float32(self.spec.residual_scale) if self.spec.residual_scale != 1.0 else y
 
     def _attention(self, x: np.ndarray, i: int, frame: Frame) -> np.ndarray:
         s, p = self.spec, f"layers.{i}.attn"
         B, T, _ = x.shape
-        q = self._linear(x, f"{p}.q").reshape(B, T, s.num_heads, s.head_dim)  # (B, T, nh, hd)
-        k = self._linear(x, f"{p}.k").reshape(B, T, s.num_kv_heads, s.head_dim)  # (B, T, nkv, hd)
+        q, k = self._linear(x, f"{p}.q"), self._linear(x, f"{p}.k")  # (B, T, nh*hd), (B, T, nkv*hd)
+        whole = s.qk_norm and s.qk_norm_over == "all"
+        if whole:  # OLMo 2: an RMS norm over the whole projection
+            q = rms_norm(q, self.w[f"{p}.q_norm.weight"], s.norm.eps)
+            k = rms_norm(k, self.w[f"{p}.k_norm.weight"], s.norm.eps)
+        q = q.reshape(B, T, s.num_heads, s.head_dim)  # (B, T, nh, hd)
+        k = k.reshape(B, T, s.num_kv_heads, s.head_dim)  # (B, T, nkv, hd)
         v = self._linear(x, f"{p}.v").reshape(B, T, s.num_kv_heads, s.head_dim)  # (B, T, nkv, hd)
-        if s.qk_norm:  # Qwen3: an RMS norm over each head, before rotary
+        if s.qk_norm and not whole:  # Qwen3: an RMS norm over each head, before rotary
             q = rms_norm(q, self.w[f"{p}.q_norm.weight"], s.norm.eps)
             k = rms_norm(k, self.w[f"{p}.k_norm.weight"], s.norm.eps)
         if frame.cos is not None and frame.sin is not None:
@@ -136,4 +155,7 @@ class Transformer:
         if self.spec.final_norm:
             x = self._norm(x, "final_norm")
         head = self.w["embed.weight"] if self.spec.tie_embeddings else self.w["lm_head.weight"]  # (V, H)
-        return np.ascontiguousarray(linear(x, head), dtype=np.float32)
+        logits = linear(x, head)
+        if self.spec.logits_scaling != 1.0:
+            logits = logits / np.float32(self.spec.logits_scaling)
+        return np.ascontiguousarray(logits, dtype=np.float32)
