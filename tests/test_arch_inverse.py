@@ -48,6 +48,11 @@ CASES = {
         },
     ),
     "olmo2": ("Olmo2Config", SMALL),
+    "smollm3": ("SmolLM3Config", {**SMALL, "num_hidden_layers": 4, "no_rope_layer_interval": 2}),
+    "smollm3-window": (
+        "SmolLM3Config",
+        {**SMALL, "num_hidden_layers": 4, "no_rope_layer_interval": 2, "use_sliding_window": True, "sliding_window": 8},
+    ),
     "gpt2": ("GPT2Config", dict(n_embd=64, n_head=4, n_layer=2)),
     "gpt2-untied": ("GPT2Config", dict(n_embd=64, n_head=4, n_layer=2, tie_word_embeddings=False)),
     "bert": ("BertConfig", {**SMALL, "num_key_value_heads": None}),
@@ -75,7 +80,7 @@ def test_config_round_trip(case):
     assert family.from_config(fresh) == spec
     updated = family.to_config(spec, original)  # the original config, updated
     assert family.from_config(updated) == spec
-    smaller = dataclasses.replace(spec, num_layers=1, intermediate_size=spec.intermediate_size // 2, vocab_size=77)
+    smaller = dataclasses.replace(spec.with_layers([1]), intermediate_size=spec.intermediate_size // 2, vocab_size=77)
     assert family.from_config(family.to_config(smaller, original)) == smaller
 
 

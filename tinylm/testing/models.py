@@ -187,6 +187,21 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "config": "Olmo2Config",
         "kwargs": {**_LLAMA, "num_key_value_heads": 4, "tie_word_embeddings": True},
     },
+    # NoPE on every second layer, and a window of 6 on those (4 layers: rope+full, nope+window, ...); GQA 3:1.
+    "smollm3": {
+        "config": "SmolLM3Config",
+        "kwargs": {
+            **_LLAMA,
+            "num_hidden_layers": 4,
+            "hidden_size": 48,
+            "num_attention_heads": 6,
+            "num_key_value_heads": 2,
+            "no_rope_layer_interval": 2,
+            "use_sliding_window": True,
+            "sliding_window": 6,
+            "tie_word_embeddings": True,
+        },
+    },
     "gpt2": {
         "config": "GPT2Config",
         "kwargs": {"n_embd": 64, "n_layer": 2, "n_head": 4, "n_positions": 256, "activation_function": "gelu_new"},

@@ -31,6 +31,7 @@ FAST = (
     "gpt2",
     "granite",
     "olmo2",
+    "smollm3",
 )
 
 

@@ -19,7 +19,20 @@ ct = pytest.importorskip("coremltools")
 from coremltools.proto import FeatureTypes_pb2 as ft  # noqa: E402
 
 #: One variant per family tinylm describes (the fast suite converts each of these).
-FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "phi3", "phi3-longrope", "gemma", "gpt2", "bert", "granite", "olmo2")
+FAMILIES = (
+    "llama",
+    "mistral",
+    "qwen2",
+    "qwen3",
+    "phi3",
+    "phi3-longrope",
+    "gemma",
+    "gpt2",
+    "bert",
+    "granite",
+    "olmo2",
+    "smollm3",
+)
 
 Converted = Callable[..., tuple[Path, dict[str, Any]]]
 

@@ -7,7 +7,7 @@ number elsewhere) and comes from the host, so causal, sliding-window and padding
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from coremltools.converters.mil import Builder as mb
 from coremltools.converters.mil.mil import Var
@@ -23,13 +23,14 @@ __all__ = ["Frame", "attention"]
 
 @dataclass(frozen=True)
 class Frame:
-    """What every layer needs for one call: rotary tables (1, 1, T, rd) or None, the additive mask
-    (B or 1, 1, T, S), and the KV cache."""
+    """What every layer needs for one call: rotary tables (1, 1, T, rd) by `ModelSpec.rope_kind`, the additive
+    mask (B or 1, 1, T, S) from the host, the additive band of each per-layer sliding window (added to the mask
+    on the layers that have that window), and the KV cache."""
 
-    cos: Var | None
-    sin: Var | None
+    rope: dict[str, tuple[Var, Var]]
     mask: Var
     cache: KVCache
+    bands: dict[int, Var] = field(default_factory=dict)
 
 
 def _heads(x: Var, n: int, hd: int) -> Var:
@@ -65,11 +66,14 @@ def attention(x: Var, spec: ModelSpec, w: Constants, layer: int, frame: Frame) -
     if spec.qk_norm and not whole:
         q = norm(q, spec.norm, w(f"{p}.q_norm.weight"))
         k = norm(k, spec.norm, w(f"{p}.k_norm.weight"))
-    if frame.cos is not None and spec.rope is not None:
-        q = rotate(q, frame.cos, frame.sin, spec.rope.rotary_dim, hd)
-        k = rotate(k, frame.cos, frame.sin, spec.rope.rotary_dim, hd)
+    kind = spec.rope_kind(layer)  # None on layers without rotary positions
+    if kind is not None:
+        (cos, sin), rd = frame.rope[kind], spec.rope_of(kind).rotary_dim
+        q, k = rotate(q, cos, sin, rd, hd), rotate(k, cos, sin, rd, hd)
     k, v = frame.cache.append(layer, k, v)  # (B, nkv, S, hd)
-    y = _attend(mb.mul(x=q, y=spec.scale), k, v, frame.mask, spec)  # (B, nh, T, hd)
+    window = spec.window(layer)
+    mask = mb.add(x=frame.mask, y=frame.bands[window]) if window in frame.bands else frame.mask
+    y = _attend(mb.mul(x=q, y=spec.scale), k, v, mask, spec)  # (B, nh, T, hd)
     y = mb.transpose(x=y, perm=[0, 2, 1, 3])  # (B, T, nh, hd)
     y = mb.reshape(x=y, shape=dynamic_shape(y, 2, [nh * hd]))  # (B, T, nh * hd)
     return linear(y, w(f"{p}.o.weight"), w.optional(f"{p}.o.bias"))

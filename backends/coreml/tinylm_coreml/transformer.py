@@ -84,30 +84,56 @@ def _embed(ids: Var, positions: Var, types: Var | None, spec: ModelSpec, w: Cons
     return _norm(x, spec, w, "embed_norm") if spec.embed_norm else x
 
 
-def _rope_tables(spec: ModelSpec, w: Constants, positions: Var, capacity: int) -> tuple[Var | None, Var | None]:
-    """cos, sin (1, 1, T, rd) for `positions`, gathered from tables baked for [0, capacity). longrope: both
-    tables baked; a sequence longer than the switch length (its last position >= switch) reads the long one."""
-    if spec.rope is None:
-        return None, None
-    switch = switch_length(spec.rope)
-    tables = [w.table(name, t) for name, t in zip(("rope_cos", "rope_sin"), cos_sin(spec.rope, capacity))]  # (C, rd)
-    if switch is not None and switch < capacity:
-        long = [
-            w.table(f"{n}_long", t) for n, t in zip(("rope_cos", "rope_sin"), cos_sin(spec.rope, capacity, long=True))
-        ]
-        last = mb.slice_by_index(x=positions, begin=[-1], end=[0], end_mask=[True])  # (1,) the last position
-        past = mb.greater_equal(x=last, y=np.int32(switch))  # (1,) bool, broadcast over the (C, rd) tables
-        tables = [mb.select(cond=past, a=lt, b=st) for lt, st in zip(long, tables)]
-    pick = [mb.gather(x=t, indices=positions, axis=0) for t in tables]
-    return tuple(mb.expand_dims(x=t, axes=[0, 1]) for t in pick)  # type: ignore[return-value]
+def _rope_tables(spec: ModelSpec, w: Constants, positions: Var, capacity: int) -> dict[str, tuple[Var, Var]]:
+    """For each rotary table the layers use: cos, sin (1, 1, T, rd) for `positions`, gathered from tables baked
+    for [0, capacity). longrope: both tables baked; a sequence longer than the switch length (its last position
+    >= switch) reads the long one."""
+    out = {}
+    for kind in spec.rope_kinds:
+        rope, prefix = spec.rope_of(kind), "rope" if kind == "global" else f"rope_{kind}"
+        names = (f"{prefix}_cos", f"{prefix}_sin")
+        tables = [w.table(name, t) for name, t in zip(names, cos_sin(rope, capacity))]  # (C, rd)
+        switch = switch_length(rope)
+        if switch is not None and switch < capacity:
+            long = [w.table(f"{n}_long", t) for n, t in zip(names, cos_sin(rope, capacity, long=True))]
+            last = mb.slice_by_index(x=positions, begin=[-1], end=[0], end_mask=[True])  # (1,) the last position
+            past = mb.greater_equal(x=last, y=np.int32(switch))  # (1,) bool, broadcast over the (C, rd) tables
+            tables = [mb.select(cond=past, a=lt, b=st) for lt, st in zip(long, tables)]
+        cos, sin = (mb.expand_dims(x=mb.gather(x=t, indices=positions, axis=0), axes=[0, 1]) for t in tables)
+        out[kind] = (cos, sin)
+    return out
+
+
+def _window_bands(spec: ModelSpec, positions: Var, mask: Var) -> dict[int, Var]:
+    """Per-layer sliding windows (the host's mask is causal only when windows differ by layer): for each window,
+    (1, 1, T, S) additive, MASKED where key position k <= q - window. Keys are the mask's S slots: positions
+    0..S-T-1 (the cache, in both layouts) then this call's `positions`."""
+    if not spec.layer_windows:
+        return {}
+    T = mb.gather(x=mb.shape(x=positions), indices=0, axis=0)
+    S = mb.gather(x=mb.shape(x=mask), indices=3, axis=0)
+    keys = mb.concat(values=[mb.range_1d(start=0, end=mb.sub(x=S, y=T), step=1), positions], axis=0)  # (S,)
+    q = mb.expand_dims(x=positions, axes=[1])  # (T, 1)
+    bands = {}
+    for window in spec.windows:
+        if window is None:
+            continue
+        inside = mb.greater_equal(x=mb.sub(x=mb.add(x=keys, y=np.int32(window)), y=q), y=np.int32(1))  # (T, S)
+        band = mb.mul(x=mb.sub(x=np.float32(1.0), y=mb.cast(x=inside, dtype="fp32")), y=np.float32(MASKED))
+        bands[window] = mb.expand_dims(x=band, axes=[0, 1])  # (1, 1, T, S)
+    return bands
 
 
 def decoder_logits(
     spec: ModelSpec, w: Constants, ids: Var, positions: Var, mask: Var, cache: KVCache, capacity: int
 ) -> Var:
     """ids (1, T) int32, positions (T,) int32, additive mask (1, 1, T, S) float32 -> logits (1, T, V) float32."""
-    cos, sin = _rope_tables(spec, w, positions, capacity)
-    frame = Frame(cos=cos, sin=sin, mask=mask, cache=cache)
+    frame = Frame(
+        rope=_rope_tables(spec, w, positions, capacity),
+        mask=mask,
+        cache=cache,
+        bands=_window_bands(spec, positions, mask),
+    )
     x = _embed(ids, positions, None, spec, w)  # (1, T, H)
     for layer in range(spec.num_layers):
         x = _block(x, spec, w, layer, frame)
@@ -126,8 +152,7 @@ def encoder_hidden(spec: ModelSpec, w: Constants, ids: Var, attention_mask: Var,
     keep = mb.cast(x=attention_mask, dtype="fp32")  # (B, T)
     additive = mb.mul(x=mb.sub(x=1.0, y=keep), y=np.float32(MASKED))
     mask = mb.expand_dims(x=additive, axes=[1, 2])  # (B, 1, 1, T)
-    cos, sin = _rope_tables(spec, w, positions, spec.max_positions)
-    frame = Frame(cos=cos, sin=sin, mask=mask, cache=NoCache())
+    frame = Frame(rope=_rope_tables(spec, w, positions, spec.max_positions), mask=mask, cache=NoCache())
     x = _embed(ids, positions, types, spec, w)  # (B, T, H)
     for layer in range(spec.num_layers):
         x = _block(x, spec, w, layer, frame)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import numpy as np
 
 from tinylm.arch.rope import cos_sin, switch_length
-from tinylm.arch.spec import ModelSpec
+from tinylm.arch.spec import ModelSpec, RopeSpec
 
 from .graph import Graph
 
@@ -25,23 +25,24 @@ __all__ = ["gqa_can_rotate", "gqa_caches", "external_tables", "rotate"]
 
 
 def gqa_can_rotate(spec: ModelSpec) -> bool:
-    rd = spec.rope.rotary_dim if spec.rope else 0
-    return rd > 0 and rd <= spec.head_dim and (rd // 2) % 8 == 0
+    """Whether GQA can apply every rotary table the layers use (each table's rotary_dim/2 a multiple of 8)."""
+    dims = [spec.rope_of(kind).rotary_dim for kind in spec.rope_kinds]
+    return bool(dims) and all(0 < rd <= spec.head_dim and (rd // 2) % 8 == 0 for rd in dims)
 
 
 def _tables(
     g: Graph,
-    spec: ModelSpec,
+    rope: RopeSpec,
     positions: int,
     end: str | None,
     shape: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
+    prefix: str,
 ) -> tuple[str, str]:
     """cos, sin tables (shaped by `shape`) as graph values: the one table, or longrope's two chosen by
     `end` ((1,) int64, the sequence's total length) against the switch length."""
-    assert spec.rope is not None
-    switch = switch_length(spec.rope) if end is not None else None
-    tables = [shape(*cos_sin(spec.rope, positions, long=long)) for long in ((False, True) if switch else (False,))]
-    names = ("rope.cos", "rope.sin")
+    switch = switch_length(rope) if end is not None else None
+    tables = [shape(*cos_sin(rope, positions, long=long)) for long in ((False, True) if switch else (False,))]
+    names = (f"{prefix}.cos", f"{prefix}.sin")
     short = [g.const(t, n) for t, n in zip(tables[0], names)]
     if switch is None:
         return short[0], short[1]
@@ -51,11 +52,10 @@ def _tables(
     return cos, sin
 
 
-def gqa_caches(g: Graph, spec: ModelSpec, positions: int, end: str | None = None) -> tuple[str, str]:
+def gqa_caches(g: Graph, rope: RopeSpec, positions: int, end: str | None, prefix: str = "rope") -> tuple[str, str]:
     """GQA's cos_cache and sin_cache (P, rd/2)."""
-    assert spec.rope is not None
-    half = spec.rope.rotary_dim // 2
-    return _tables(g, spec, positions, end, lambda cos, sin: (cos[:, :half], sin[:, :half]))  # halves equal
+    half = rope.rotary_dim // 2
+    return _tables(g, rope, positions, end, lambda cos, sin: (cos[:, :half], sin[:, :half]), prefix)  # halves equal
 
 
 def _signed(cos: np.ndarray, sin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -64,12 +64,14 @@ def _signed(cos: np.ndarray, sin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return cos, sin
 
 
-def external_tables(g: Graph, spec: ModelSpec, positions: int, span: tuple[str, str]) -> tuple[str, str]:
+def external_tables(
+    g: Graph, rope: RopeSpec, positions: int, span: tuple[str, str], prefix: str = "rope"
+) -> tuple[str, str]:
     """cos and signed sin rows [lo, hi) of `span`, shaped (1, T, 1, rd) to broadcast over (B, T, heads, rd)."""
-    tables = _tables(g, spec, positions, span[1], _signed)  # (P, rd)
+    tables = _tables(g, rope, positions, span[1], _signed, prefix)  # (P, rd)
     axes = g.scalar([0, 2])
     out = []
-    for table, name in zip(tables, ("rope.cos", "rope.signed_sin")):
+    for table, name in zip(tables, (f"{prefix}.cos", f"{prefix}.signed_sin")):
         picked = g.op("Slice", [table, *span, g.scalar([0])], hint=f"{name}.at")  # (T, rd)
         out.append(g.op("Unsqueeze", [picked, axes], hint=f"{name}.bcast"))  # (1, T, 1, rd)
     return out[0], out[1]

@@ -106,12 +106,13 @@ def _span(g: Graph, ids: str, total: str | None) -> tuple[str, str]:
 
 def _rope_frame(lw: Lowering, cap: int) -> None:
     s, f = lw.spec, lw.frame
-    if s.rope is None:
-        return
-    if s.kind == "decoder" and lw.opts.fused_ops and gqa_can_rotate(s):
-        f.cos_cache, f.sin_cache = gqa_caches(lw.g, s, cap, f.span[1])
-    else:
-        f.cos, f.sin = external_tables(lw.g, s, cap, f.span)
+    inside = s.kind == "decoder" and lw.opts.fused_ops and gqa_can_rotate(s)
+    for kind in s.rope_kinds:  # "global" [, "local"]: the tables some layer uses
+        rope, prefix = s.rope_of(kind), "rope" if kind == "global" else f"rope_{kind}"
+        if inside:
+            f.inside[kind] = gqa_caches(lw.g, rope, cap, f.span[1], prefix)
+        else:
+            f.outside[kind] = external_tables(lw.g, rope, cap, f.span, prefix)
 
 
 def _decoder(lw: Lowering) -> None:

@@ -48,8 +48,9 @@ def _qkv(lw: Lowering, x: Output, i: int) -> tuple[Output, Output, Output]:
         qkv = lw.linear(x, (f"{p}.q", f"{p}.k", f"{p}.v"), bias=s.qkv_bias)  # (B, T, (nh + 2 nkv) hd)
         heads = _heads(lw, qkv, s.num_heads + 2 * s.num_kv_heads, "", False)  # (B, nh + 2 nkv, T, hd)
         q, k, v = ops.variadic_split(heads, ints(1), ints([s.num_heads, s.num_kv_heads, s.num_kv_heads])).outputs()
-    if s.rope is not None:
-        q, k = lw.rotate(q, f"{p}.rope_q"), lw.rotate(k, f"{p}.rope_k")
+    kind = s.rope_kind(i)  # None on layers without rotary positions
+    if kind is not None:
+        q, k = lw.rotate(q, kind, f"{p}.rope_q"), lw.rotate(k, kind, f"{p}.rope_k")
     return q, k, v
 
 
@@ -95,10 +96,14 @@ def decoder_attention(lw: Lowering, x: Output, i: int) -> tuple[Output, list[obj
     q, k, v = _qkv(lw, x, i)
     k, assign_k = _state(lw, k, f"past_key.{i}")
     v, assign_v = _state(lw, v, f"past_value.{i}")
-    return _sdpa(lw, q, _repeat_kv(lw, k), _repeat_kv(lw, v), lw.frame.mask, i), [assign_k, assign_v]
+    window = lw.spec.window(i)
+    mask = lw.frame.masks[window] if window is not None else lw.frame.mask
+    return _sdpa(lw, q, _repeat_kv(lw, k), _repeat_kv(lw, v), mask, i), [assign_k, assign_v]
 
 
 def encoder_attention(lw: Lowering, x: Output, i: int) -> Output:
     """Bidirectional attention over x (B, T, H) with the frame's padding mask."""
     q, k, v = _qkv(lw, x, i)
-    return _sdpa(lw, q, _repeat_kv(lw, k), _repeat_kv(lw, v), lw.frame.mask, i)
+    window = lw.spec.window(i)
+    mask = lw.frame.masks[window] if window is not None else lw.frame.mask
+    return _sdpa(lw, q, _repeat_kv(lw, k), _repeat_kv(lw, v), mask, i)

@@ -90,16 +90,21 @@ def _embed(lw: Lowering, ids: Output, types: Output | None, table: Output) -> Ou
     return lw.norm(x, "embed_norm") if s.embed_norm else x
 
 
-def _causal_mask(lw: Lowering) -> Output:
-    """(1, 1, T, S) float: query position q attends key position k when k <= q (and q - k < window)."""
+def _causal_masks(lw: Lowering) -> None:
+    """(1, 1, T, S) float: query position q attends key position k when k <= q (and q - k < window): the frame's
+    `mask` for layers without a window, `masks[window]` for each sliding window a layer has."""
     f, s = lw.frame, lw.spec
     start, end = ops.squeeze(f.start, ints([0])), ops.squeeze(f.end, ints([0]))
     q = ops.unsqueeze(ops.range(start, end, ints(1), "i64"), ints([1]))  # (T, 1)
     k = ops.unsqueeze(ops.range(ints(0), end, ints(1), "i64"), ints([0]))  # (1, S)
-    allowed = ops.less_equal(k, q)
-    if s.sliding_window:
-        allowed = ops.logical_and(allowed, ops.less(ops.subtract(q, k), ints(s.sliding_window)))
-    return ops.unsqueeze(_additive(allowed), ints([0, 1])).output(0)
+    causal = ops.less_equal(k, q)
+    for window in s.windows:
+        allowed = causal if window is None else ops.logical_and(causal, ops.less(ops.subtract(q, k), ints(window)))
+        mask = ops.unsqueeze(_additive(allowed), ints([0, 1])).output(0)
+        if window is None:
+            f.mask = mask
+        else:
+            f.masks[window] = mask
 
 
 def _additive(allowed: Output) -> Output:
@@ -117,7 +122,7 @@ def _decoder(lw: Lowering) -> ov.Model:
     shape = ops.shape_of(ids)  # [B, T]
     f.batch = ops.gather(shape, ints([0]), ints(0)).output(0)
     f.end = ops.add(f.start, ops.gather(shape, ints([1]), ints(0))).output(0)
-    f.mask = _causal_mask(lw)
+    _causal_masks(lw)
     lw.rope_frame(capacity(s, lw.opts))
     table = _table(lw)
     x = _embed(lw, ids, None, table)

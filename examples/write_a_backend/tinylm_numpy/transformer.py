@@ -52,9 +52,16 @@ class Transformer:
     def step(self, ids: np.ndarray, cache: KVCache, *, last_only: bool = True) -> np.ndarray:
         """Append ids (B, T) to `cache`; float32 logits (B, V) for the last position, or (B, T, V)."""
         start, end = cache.length, cache.length + ids.shape[1]
-        cos, sin = self._rope(start, end)
-        frame = Frame(start, cos, sin, causal_mask(start, end, self.spec.sliding_window), cache)
-        x = self._blocks(self._embed(ids, start, None), frame)  # (B, T, H)
+        frames = [
+            Frame(
+                start,
+                *self._rope(start, end, self.spec.rope_kind(i)),
+                causal_mask(start, end, self.spec.window(i)),
+                cache,
+            )
+            for i in range(self.spec.num_layers)
+        ]  # each layer's rotary table (or none) and sliding window (or none)
+        x = self._blocks(self._embed(ids, start, None), frames)  # (B, T, H)
         cache.length = end  # only now: a call that raised leaves the cache as it was
         if last_only:
             return self._head(x[:, -1])  # (B, V)
@@ -63,9 +70,10 @@ class Transformer:
     def hidden(self, ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray) -> np.ndarray:
         """Last hidden states (B, T, H) of a padded batch; padding keys are masked out."""
         mask = attention_mask.astype(bool)[:, None, None, :]  # (B, 1, 1, S): every query sees every real key
-        cos, sin = self._rope(0, ids.shape[1])
-        frame = Frame(0, cos, sin, mask)
-        x = self._blocks(self._embed(ids, 0, token_type_ids), frame)  # (B, T, H)
+        frames = [
+            Frame(0, *self._rope(0, ids.shape[1], self.spec.rope_kind(i)), mask) for i in range(self.spec.num_layers)
+        ]
+        x = self._blocks(self._embed(ids, 0, token_type_ids), frames)  # (B, T, H)
         return self._norm(x, "final_norm") if self.spec.final_norm else x
 
     # pieces ---------------------------------------------------------------------------------------
@@ -76,12 +84,13 @@ class Transformer:
     def _linear(self, x: np.ndarray, name: str) -> np.ndarray:
         return linear(x, self.w[f"{name}.weight"], self.w.get(f"{name}.bias"))
 
-    def _rope(self, start: int, end: int) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """cos, sin (T, rd) for positions [start, end), with the checkpoint's scaling (tinylm.arch.rope); a
-        sequence longer than longrope's switch length reads the long table at every position."""
-        rope = self.spec.rope
-        if rope is None:
+    def _rope(self, start: int, end: int, kind: str | None) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """cos, sin (T, rd) for positions [start, end) from the `kind` table (`ModelSpec.rope_kind`), with the
+        checkpoint's scaling (tinylm.arch.rope); a sequence longer than longrope's switch length reads the long
+        table at every position."""
+        if kind is None:
             return None, None
+        rope = self.spec.rope_of(kind)  # type: ignore[arg-type]
         switch = switch_length(rope)
         return cos_sin(rope, np.arange(start, end), long=switch is not None and end > switch)
 
@@ -98,8 +107,8 @@ class Transformer:
             x = x + w["type_embed.weight"][types]  # (B, T, H)
         return self._norm(x, "embed_norm") if s.embed_norm else x
 
-    def _blocks(self, x: np.ndarray, frame: Frame) -> np.ndarray:
-        for i in range(self.spec.num_layers):
+    def _blocks(self, x: np.ndarray, frames: list[Frame]) -> np.ndarray:
+        for i, frame in enumerate(frames):
             x = self._block(x, i, frame)
         return x
 
