@@ -12,6 +12,8 @@ It describes a transformer as a stack of identical blocks built from a handful o
     output block:     x = x + norm'(attn(x));  x = x + norm'(mlp(x))      (OLMo 2)
 
     logits = lm_head(x) / logits_scaling                                    (Granite)
+    logits = cap * tanh(logits / cap)        cap = logits_softcap             (Gemma 2)
+    attention scores s = q.k * scale -> cap * tanh(s / cap), cap = attn_softcap, before the mask (Gemma 2)
 
 Weights use the canonical names of `tinylm.arch.layout` whatever the checkpoint called them; the
 family's `sanitize` maps checkpoint names there (fused qkv split, GPT-2 Conv1D transposed, ...).
@@ -102,6 +104,8 @@ class ModelSpec:
     attn_scale: float | None = None
     residual_scale: float = 1.0
     logits_scaling: float = 1.0
+    attn_softcap: float | None = None
+    logits_softcap: float | None = None
     sliding_window: int | None = None
     layer_windows: tuple[int | None, ...] = ()
     nope_layers: tuple[int, ...] = ()
@@ -141,10 +145,11 @@ class ModelSpec:
 
     def with_layers(self, keep: Sequence[int]) -> ModelSpec:
         """The spec of the layers `keep` (in that order, renumbered from 0), their per-layer attributes kept."""
+        windows = tuple(self.layer_windows[i] for i in keep) if self.layer_windows else ()
         return replace(
             self,
             num_layers=len(keep),
-            layer_windows=tuple(self.layer_windows[i] for i in keep) if self.layer_windows else (),
+            layer_windows=windows if any(w is not None for w in windows) else (),
             nope_layers=tuple(new for new, old in enumerate(keep) if old in self.nope_layers),
         )
 

@@ -202,6 +202,24 @@ VARIANTS: dict[str, dict[str, Any]] = {
             "tie_word_embeddings": True,
         },
     },
+    # Sandwich norms, soft-capped scores and logits (caps small enough to bite on random weights),
+    # query_pre_attn_scalar != head_dim, window 5 on alternate layers of 4; head_dim 24 (rotated outside GQA).
+    "gemma2": {
+        "config": "Gemma2Config",
+        "kwargs": {
+            **_SMALL,
+            "num_hidden_layers": 4,
+            "hidden_size": 48,
+            "intermediate_size": 96,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "head_dim": 24,
+            "query_pre_attn_scalar": 32,
+            "sliding_window": 5,
+            "attn_logit_softcapping": 3.0,
+            "final_logit_softcapping": 5.0,
+        },
+    },
     "gpt2": {
         "config": "GPT2Config",
         "kwargs": {"n_embd": 64, "n_layer": 2, "n_head": 4, "n_positions": 256, "activation_function": "gelu_new"},

@@ -32,6 +32,7 @@ FAST = (
     "granite",
     "olmo2",
     "smollm3",
+    "gemma2",
 )
 
 

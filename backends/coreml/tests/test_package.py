@@ -32,6 +32,7 @@ FAMILIES = (
     "granite",
     "olmo2",
     "smollm3",
+    "gemma2",
 )
 
 Converted = Callable[..., tuple[Path, dict[str, Any]]]
@@ -46,7 +47,7 @@ MIL_OPS = {
     "add", "cast", "concat", "const", "expand_dims", "gather", "identity", "layer_norm", "linear", "matmul", "mul",
     "range_1d", "read_state", "reshape", "shape", "silu", "sigmoid", "slice_by_index", "slice_update", "softmax",
     "split", "squeeze", "stack", "sub", "transpose", "write_state", "gelu", "relu", "real_div", "select",
-    "greater_equal", "constexpr_blockwise_shift_scale", "constexpr_affine_dequantize", "constexpr_lut_to_dense",
+    "greater_equal", "tanh", "constexpr_blockwise_shift_scale", "constexpr_affine_dequantize", "constexpr_lut_to_dense",
 }  # fmt: skip
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 from coremltools.converters.mil import Builder as mb
 from coremltools.converters.mil.mil import Var
 
@@ -38,16 +39,25 @@ def _heads(x: Var, n: int, hd: int) -> Var:
     return mb.transpose(x=mb.reshape(x=x, shape=dynamic_shape(x, 2, [n, hd])), perm=[0, 2, 1, 3])
 
 
+def _capped(scores: Var, spec: ModelSpec) -> Var:
+    """Gemma 2's soft-capped scores, cap * tanh(s / cap), or the scores as they are."""
+    if spec.attn_softcap is None:
+        return scores
+    cap = np.float32(spec.attn_softcap)
+    return mb.mul(x=mb.tanh(x=mb.real_div(x=scores, y=cap)), y=cap)
+
+
 def _attend(q: Var, k: Var, v: Var, mask: Var, spec: ModelSpec) -> Var:
     """softmax(q k^T + mask) v for q (B, nh, T, hd), k, v (B, nkv, S, hd) -> (B, nh, T, hd); q is pre-scaled."""
     nh, nkv, hd = spec.num_heads, spec.num_kv_heads, spec.head_dim
     if nh == nkv:
-        scores = mb.add(x=mb.matmul(x=q, y=k, transpose_y=True), y=mask)  # (B, nh, T, S)
+        scores = mb.add(x=_capped(mb.matmul(x=q, y=k, transpose_y=True), spec), y=mask)  # (B, nh, T, S)
         return mb.matmul(x=mb.softmax(x=scores, axis=-1), y=v)
     g = nh // nkv
     q5 = mb.reshape(x=q, shape=dynamic_shape(q, 1, [nkv, g, -1, hd]))  # (B, nkv, g, T, hd)
     k5, v5 = mb.expand_dims(x=k, axes=[2]), mb.expand_dims(x=v, axes=[2])  # (B, nkv, 1, S, hd)
-    scores = mb.add(x=mb.matmul(x=q5, y=k5, transpose_y=True), y=mb.expand_dims(x=mask, axes=[2]))  # (B, nkv, g, T, S)
+    scores = _capped(mb.matmul(x=q5, y=k5, transpose_y=True), spec)  # (B, nkv, g, T, S)
+    scores = mb.add(x=scores, y=mb.expand_dims(x=mask, axes=[2]))
     y = mb.matmul(x=mb.softmax(x=scores, axis=-1), y=v5)  # (B, nkv, g, T, hd)
     return mb.reshape(x=y, shape=dynamic_shape(y, 1, [nh, -1, hd]))  # (B, nh, T, hd)
 

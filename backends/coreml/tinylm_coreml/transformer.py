@@ -142,6 +142,9 @@ def decoder_logits(
     logits = linear(x, w.head())  # (1, T, V)
     if spec.logits_scaling != 1.0:
         logits = mb.real_div(x=logits, y=np.float32(spec.logits_scaling))
+    if spec.logits_softcap is not None:
+        cap = np.float32(spec.logits_softcap)
+        logits = mb.mul(x=mb.tanh(x=mb.real_div(x=logits, y=cap)), y=cap)
     return logits
 
 

@@ -80,6 +80,7 @@ def decoder_attention(lw: Lowering, x: str, i: int, past_k: str, past_v: str) ->
         do_rotary=int(internal),
         rotary_interleaved=0,
         local_window_size=int(s.window(i) or -1),
+        softcap=float(s.attn_softcap or 0.0),  # 0: no cap
     )
     out = lw.linear(y, [f"{p}.o"], bias=s.out_bias, hint=f"{p}.o")
     return out, present_k, present_v
@@ -110,6 +111,9 @@ def encoder_attention(lw: Lowering, x: str, i: int) -> str:
     qh, kh, vh = heads(q, s.num_heads, "q"), heads(k, s.num_kv_heads, "k"), heads(v, s.num_kv_heads, "v")
     kt = g.op("Transpose", [kh], perm=[0, 1, 3, 2], hint=f"{p}.kt")  # (B, nh, hd, T)
     scores = g.op("Mul", [g.op("MatMul", [qh, kt]), g.scalar(s.scale, "float32")], hint=f"{p}.scores")
+    if s.attn_softcap is not None:
+        cap = g.scalar(s.attn_softcap, "float32")
+        scores = g.op("Mul", [g.op("Tanh", [g.op("Div", [scores, cap])]), cap], hint=f"{p}.capped")
     probs = g.op("Softmax", [g.op("Add", [scores, lw.frame.mask_bias])], axis=-1, hint=f"{p}.probs")  # (B, nh, T, T)
     y = g.op("Transpose", [g.op("MatMul", [probs, vh])], perm=[0, 2, 1, 3], hint=f"{p}.y")  # (B, T, nh, hd)
     y = g.op("Reshape", [y, g.scalar([0, 0, s.q_size])], hint=f"{p}.merge")  # (B, T, nh*hd)

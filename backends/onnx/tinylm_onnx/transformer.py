@@ -187,6 +187,9 @@ def _head(lw: Lowering, h: str) -> str:
         )  # fmt: skip
     if s.logits_scaling != 1.0:
         logits = g.op("Div", [logits, g.scalar(s.logits_scaling, np.float32)], hint="logits.scaled")
+    if s.logits_softcap is not None:
+        cap = g.scalar(s.logits_softcap, np.float32)
+        logits = g.op("Mul", [g.op("Tanh", [g.op("Div", [logits, cap])]), cap], hint="logits.capped")
     return logits
 
 

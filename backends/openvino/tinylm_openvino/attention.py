@@ -69,7 +69,13 @@ def _sdpa(lw: Lowering, q: Output, k: Output, v: Output, mask: Output, i: int) -
     """softmax(q k^T * scale + mask) v, merged back to (B, T, nh * hd) and projected."""
     s, p = lw.spec, f"layers.{i}.attn"
     scale = const(np.float32(s.scale), "scale")
-    y = ops.scaled_dot_product_attention(q, k, v, mask, scale, causal=False)  # (B, nh, T, hd)
+    if s.attn_softcap is None:
+        y = ops.scaled_dot_product_attention(q, k, v, mask, scale, causal=False)  # (B, nh, T, hd)
+    else:  # Gemma 2's soft-capped scores, which SDPA has no parameter for: cap * tanh(q.k * scale / cap)
+        cap = const(np.float32(s.attn_softcap), "softcap")
+        scores = ops.multiply(ops.matmul(q, k, False, True), scale)  # (B, nh, T, S)
+        scores = ops.add(ops.multiply(ops.tanh(ops.divide(scores, cap)), cap), mask)
+        y = ops.matmul(ops.softmax(scores, -1), v, False, False)  # (B, nh, T, hd)
     y = ops.transpose(y, ints([0, 2, 1, 3]))  # (B, T, nh, hd)
     y = ops.reshape(y, ints([0, 0, s.q_size]), special_zero=True).output(0)  # (B, T, nh * hd)
     return lw.linear(y, f"{p}.o", bias=s.out_bias)

@@ -144,6 +144,9 @@ def _decoder(lw: Lowering) -> ov.Model:
         logits = lw.linear(x, "embed" if s.tie_embeddings else "lm_head", bias=False, storage=plan.head)
     if s.logits_scaling != 1.0:
         logits = ops.divide(logits, const(np.float32(s.logits_scaling), "logits_scaling")).output(0)
+    if s.logits_softcap is not None:
+        cap = const(np.float32(s.logits_softcap), "logits_softcap")
+        logits = ops.multiply(ops.tanh(ops.divide(logits, cap)), cap).output(0)
     return model([named(logits, "logits")], sinks, [p_ids, p_beam, p_start, p_from], s.family)
 
 

@@ -69,6 +69,8 @@ class Transformer(nn.Module):
         logits = self.lm_head(x) if self.lm_head is not None else F.linear(x, self.embed.weight)  # or tied
         if self.spec.logits_scaling != 1.0:
             logits = logits / self.spec.logits_scaling
+        if self.spec.logits_softcap is not None:
+            logits = torch.tanh(logits / self.spec.logits_softcap) * self.spec.logits_softcap
         return logits
 
     def _frame(

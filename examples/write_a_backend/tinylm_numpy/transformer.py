@@ -148,7 +148,7 @@ class Transformer:
         q, k, v = (t.transpose(0, 2, 1, 3) for t in (q, k, v))  # (B, heads, T, hd)
         if frame.cache is not None:
             k, v = frame.cache.store(i, k, v, frame.start)  # (B, nkv, S, hd): everything so far
-        y = attend(q, k, v, frame.mask, s.scale)  # (B, nh, T, hd)
+        y = attend(q, k, v, frame.mask, s.scale, s.attn_softcap)  # (B, nh, T, hd)
         return self._linear(y.transpose(0, 2, 1, 3).reshape(B, T, s.q_size), f"{p}.o")  # (B, T, H)
 
     def _mlp(self, x: np.ndarray, i: int) -> np.ndarray:
@@ -167,4 +167,6 @@ class Transformer:
         logits = linear(x, head)
         if self.spec.logits_scaling != 1.0:
             logits = logits / np.float32(self.spec.logits_scaling)
+        if self.spec.logits_softcap is not None:
+            logits = np.tanh(logits / self.spec.logits_softcap) * self.spec.logits_softcap
         return np.ascontiguousarray(logits, dtype=np.float32)

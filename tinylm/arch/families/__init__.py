@@ -14,6 +14,7 @@ from ...errors import UnsupportedArchitecture
 from ._base import Family
 from .bert import BERT
 from .gemma import GEMMA
+from .gemma2 import GEMMA2
 from .gpt2 import GPT2
 from .granite import GRANITE
 from .llama import LLAMA
@@ -25,7 +26,7 @@ from .smollm3 import SMOLLM3
 
 __all__ = ["Family", "FAMILIES", "family_for"]
 
-FAMILIES: tuple[Family, ...] = (LLAMA, QWEN2, QWEN3, PHI3, GEMMA, GPT2, BERT, GRANITE, OLMO2, SMOLLM3)
+FAMILIES: tuple[Family, ...] = (LLAMA, QWEN2, QWEN3, PHI3, GEMMA, GPT2, BERT, GRANITE, OLMO2, SMOLLM3, GEMMA2)
 _BY_TYPE: dict[str, Family] = {t: f for f in FAMILIES for t in f.model_types}
 
 

@@ -28,7 +28,8 @@ def _layer_windows(cfg: dict[str, Any], uses_rope: list[int]) -> tuple[int | Non
     types = cfg.get("layer_types") or [
         "sliding_attention" if not rope else "full_attention" for rope in uses_rope
     ]  # transformers' default: the NoPE layers slide
-    return tuple(int(window) if t == "sliding_attention" else None for t in types)
+    windows = tuple(int(window) if t == "sliding_attention" else None for t in types)
+    return windows if any(w is not None for w in windows) else ()
 
 
 def smollm3_spec(cfg: dict[str, Any]) -> ModelSpec:
