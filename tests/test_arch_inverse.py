@@ -48,6 +48,10 @@ CASES = {
         },
     ),
     "olmo2": ("Olmo2Config", SMALL),
+    "gemma3": (
+        "Gemma3TextConfig",
+        {**SMALL, "head_dim": 16, "num_hidden_layers": 6, "sliding_window": 8, "_sliding_window_pattern": 3},
+    ),
     "gemma2": ("Gemma2Config", {**SMALL, "head_dim": 16, "num_hidden_layers": 4, "sliding_window": 8}),
     "smollm3": ("SmolLM3Config", {**SMALL, "num_hidden_layers": 4, "no_rope_layer_interval": 2}),
     "smollm3-window": (

@@ -220,6 +220,24 @@ VARIANTS: dict[str, dict[str, Any]] = {
             "final_logit_softcapping": 5.0,
         },
     },
+    # q/k norms per head, local rotary base 10000 on the sliding layers (window 6) and 1e6 on the global ones,
+    # untied head; head_dim 16 lets ONNX Runtime rotate inside GQA with two tables.
+    "gemma3": {
+        "config": "Gemma3TextConfig",
+        "kwargs": {
+            **_SMALL,
+            "num_hidden_layers": 4,
+            "hidden_size": 64,
+            "intermediate_size": 96,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 1,
+            "head_dim": 16,
+            "query_pre_attn_scalar": 16,
+            "sliding_window": 6,
+            "layer_types": ["sliding_attention", "sliding_attention", "full_attention", "sliding_attention"],
+            "tie_word_embeddings": False,
+        },
+    },
     "gpt2": {
         "config": "GPT2Config",
         "kwargs": {"n_embd": 64, "n_layer": 2, "n_head": 4, "n_positions": 256, "activation_function": "gelu_new"},

@@ -33,6 +33,7 @@ FAST = (
     "olmo2",
     "smollm3",
     "gemma2",
+    "gemma3",
 )
 
 

@@ -33,6 +33,7 @@ FAMILIES = (
     "olmo2",
     "smollm3",
     "gemma2",
+    "gemma3",
 )
 
 Converted = Callable[..., tuple[Path, dict[str, Any]]]

@@ -15,6 +15,7 @@ from ._base import Family
 from .bert import BERT
 from .gemma import GEMMA
 from .gemma2 import GEMMA2
+from .gemma3 import GEMMA3
 from .gpt2 import GPT2
 from .granite import GRANITE
 from .llama import LLAMA
@@ -26,7 +27,7 @@ from .smollm3 import SMOLLM3
 
 __all__ = ["Family", "FAMILIES", "family_for"]
 
-FAMILIES: tuple[Family, ...] = (LLAMA, QWEN2, QWEN3, PHI3, GEMMA, GPT2, BERT, GRANITE, OLMO2, SMOLLM3, GEMMA2)
+FAMILIES: tuple[Family, ...] = (LLAMA, QWEN2, QWEN3, PHI3, GEMMA, GPT2, BERT, GRANITE, OLMO2, SMOLLM3, GEMMA2, GEMMA3)
 _BY_TYPE: dict[str, Family] = {t: f for f in FAMILIES for t in f.model_types}
 
 
