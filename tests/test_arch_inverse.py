@@ -61,6 +61,8 @@ CASES = {
     "gpt2": ("GPT2Config", dict(n_embd=64, n_head=4, n_layer=2)),
     "gpt2-untied": ("GPT2Config", dict(n_embd=64, n_head=4, n_layer=2, tie_word_embeddings=False)),
     "bert": ("BertConfig", {**SMALL, "num_key_value_heads": None}),
+    "roberta": ("RobertaConfig", {**SMALL, "num_key_value_heads": None}),
+    "xlm-roberta": ("XLMRobertaConfig", {**SMALL, "num_key_value_heads": None, "type_vocab_size": 1}),
 }
 
 

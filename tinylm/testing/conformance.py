@@ -46,7 +46,7 @@ class Reference:
 
         self.torch = torch
         config = transformers.AutoConfig.from_pretrained(folder)
-        if config.model_type == "bert":
+        if config.model_type in ("bert", "roberta", "xlm-roberta"):  # the encoders: hidden states
             self.model = transformers.AutoModel.from_pretrained(folder, dtype=torch.float32)
         else:
             self.model = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)

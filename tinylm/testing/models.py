@@ -254,8 +254,33 @@ VARIANTS: dict[str, dict[str, Any]] = {
             "hidden_act": "gelu",
         },
     },
+    # Positions past the padding index; one token type (as XLM-R checkpoints have), GELU-tanh for variety.
+    "roberta": {
+        "config": "RobertaConfig",
+        "kwargs": {
+            "hidden_size": 48,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 3,
+            "intermediate_size": 96,
+            "max_position_embeddings": 128,
+            "type_vocab_size": 1,
+            "hidden_act": "gelu",
+        },
+    },
+    "xlm-roberta": {
+        "config": "XLMRobertaConfig",
+        "kwargs": {
+            "hidden_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "intermediate_size": 128,
+            "max_position_embeddings": 130,
+            "type_vocab_size": 1,
+            "hidden_act": "gelu",
+        },
+    },
 }
-ENCODER_VARIANTS = ("bert",)
+ENCODER_VARIANTS = ("bert", "roberta", "xlm-roberta")
 DECODER_VARIANTS = tuple(v for v in VARIANTS if v not in ENCODER_VARIANTS)
 
 DECODER_VOCAB = 448
@@ -390,10 +415,10 @@ def build_model(variant: str, folder: Path, *, seed: int = 0) -> Path:
     else:
         kwargs.update(write_decoder_tokenizer(folder, max_length, kind=entry.get("tokenizer", "byte-level")))
     config = getattr(transformers, entry["config"])(**kwargs)
-    model_cls = transformers.BertModel if encoder else transformers.AutoModelForCausalLM
+    model_cls = transformers.AutoModel if encoder else transformers.AutoModelForCausalLM
     torch.manual_seed(seed)
     with torch.device("cpu"):
-        model = model_cls(config) if encoder else model_cls.from_config(config)
+        model = model_cls.from_config(config, add_pooling_layer=False) if encoder else model_cls.from_config(config)
     _randomize(model, seed)
     model.eval()
     logging = transformers.utils.logging

@@ -12,7 +12,7 @@ import pytest
 
 from tinylm.arch.rope import switch_length
 from tinylm.source import ModelFolder
-from tinylm.testing.models import DECODER_VARIANTS
+from tinylm.testing.models import DECODER_VARIANTS, ENCODER_VARIANTS
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -91,14 +91,16 @@ def test_every_decoder_variant_matches_transformers(
     _check_decoder(model_folder(variant), stateful)
 
 
-def test_encoder_program_matches_transformers(model_folder: Callable[[str], Path]) -> None:
-    folder = model_folder("bert")
+@pytest.mark.parametrize("variant", ENCODER_VARIANTS)
+def test_encoder_program_matches_transformers(variant: str, model_folder: Callable[[str], Path]) -> None:
+    folder = model_folder(variant)
     model = ModelFolder(folder)
     ids = np.random.default_rng(0).integers(5, 300, size=(2, 10)).astype(np.int64)
     mask = np.ones_like(ids)
     mask[1, 6:] = 0  # a padded row: padding must not leak into the real tokens
     types = np.zeros_like(ids)
-    types[:, 5:] = 1
+    if model.spec.type_vocab_size > 1:
+        types[:, 5:] = 1
     ours = Evaluator(model.spec, model.weights(), capacity=model.spec.max_positions).embed(ids, mask, types)
     ref = transformers.AutoModel.from_pretrained(folder, dtype=torch.float32).eval()
     with torch.no_grad():

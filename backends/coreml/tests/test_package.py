@@ -34,6 +34,7 @@ FAMILIES = (
     "smollm3",
     "gemma2",
     "gemma3",
+    "xlm-roberta",
 )
 
 Converted = Callable[..., tuple[Path, dict[str, Any]]]
