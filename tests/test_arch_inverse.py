@@ -37,9 +37,32 @@ CASES = {
     "qwen3": ("Qwen3Config", {**SMALL, "head_dim": 24}),
     "phi3": ("Phi3Config", {**SMALL, "partial_rotary_factor": 0.5}),
     "gemma": ("GemmaConfig", {**SMALL, "head_dim": 16}),
+    "granite": (
+        "GraniteConfig",
+        {
+            **SMALL,
+            "embedding_multiplier": 12.0,
+            "residual_multiplier": 0.22,
+            "attention_multiplier": 0.015625,
+            "logits_scaling": 8.0,
+        },
+    ),
+    "olmo2": ("Olmo2Config", SMALL),
+    "gemma3": (
+        "Gemma3TextConfig",
+        {**SMALL, "head_dim": 16, "num_hidden_layers": 6, "sliding_window": 8, "_sliding_window_pattern": 3},
+    ),
+    "gemma2": ("Gemma2Config", {**SMALL, "head_dim": 16, "num_hidden_layers": 4, "sliding_window": 8}),
+    "smollm3": ("SmolLM3Config", {**SMALL, "num_hidden_layers": 4, "no_rope_layer_interval": 2}),
+    "smollm3-window": (
+        "SmolLM3Config",
+        {**SMALL, "num_hidden_layers": 4, "no_rope_layer_interval": 2, "use_sliding_window": True, "sliding_window": 8},
+    ),
     "gpt2": ("GPT2Config", dict(n_embd=64, n_head=4, n_layer=2)),
     "gpt2-untied": ("GPT2Config", dict(n_embd=64, n_head=4, n_layer=2, tie_word_embeddings=False)),
     "bert": ("BertConfig", {**SMALL, "num_key_value_heads": None}),
+    "roberta": ("RobertaConfig", {**SMALL, "num_key_value_heads": None}),
+    "xlm-roberta": ("XLMRobertaConfig", {**SMALL, "num_key_value_heads": None, "type_vocab_size": 1}),
 }
 
 
@@ -64,7 +87,7 @@ def test_config_round_trip(case):
     assert family.from_config(fresh) == spec
     updated = family.to_config(spec, original)  # the original config, updated
     assert family.from_config(updated) == spec
-    smaller = dataclasses.replace(spec, num_layers=1, intermediate_size=spec.intermediate_size // 2, vocab_size=77)
+    smaller = dataclasses.replace(spec.with_layers([1]), intermediate_size=spec.intermediate_size // 2, vocab_size=77)
     assert family.from_config(family.to_config(smaller, original)) == smaller
 
 

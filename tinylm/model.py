@@ -27,6 +27,7 @@ from .errors import (
 from .generation import Chunk, Completion, GenerationSettings, join_chunks, stream_tokens
 from .plugins import get_manager
 from .resolve import resolve_model
+from .rope_switch import with_rope_switch
 from .sampling import LogitsProcessor, SamplingParams
 from .selection import Choice, choose
 from .source import ModelFolder
@@ -147,7 +148,7 @@ def load(
         from .artifacts import ensure_artifact
 
         request = ensure_artifact(choice.backend, request)
-    session = choice.backend.open(request)
+    session = with_rope_switch(request.spec, choice.backend.open(request))
     log.info(
         "loaded %s on %s/%s (%s, backend chosen by %s)",
         folder.path,

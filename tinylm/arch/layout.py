@@ -8,8 +8,10 @@ Linear weights are stored (out_features, in_features), as `torch.nn.Linear` hold
     embed_norm.{weight,bias}          (H,)        BERT
     layers.{i}.attn_norm.{weight,bias}            before attention (pre) / after its residual (post)
     layers.{i}.attn.{q,k,v,o}.{weight,bias}       q: (nh*hd, H)  k,v: (nkv*hd, H)  o: (H, nh*hd)
-    layers.{i}.attn.{q_norm,k_norm}.weight (hd,)  Qwen3
+    layers.{i}.attn.{q_norm,k_norm}.weight (hd,)  Qwen3; (nh*hd,), (nkv*hd,) over the whole projection (OLMo 2)
+    layers.{i}.attn_post_norm.weight  (H,)        on attention's output (Gemma 2/3 sandwich, OLMo 2)
     layers.{i}.mlp_norm.{weight,bias}
+    layers.{i}.mlp_post_norm.weight   (H,)        on the MLP's output
     layers.{i}.mlp.{gate,up}.{weight,bias}        (I, H)   (gate only for gated MLPs)
     layers.{i}.mlp.down.{weight,bias}             (H, I)
     final_norm.{weight,bias}          (H,)
@@ -30,7 +32,7 @@ __all__ = ["expected_shapes", "check_weights", "is_norm_weight", "NORMS"]
 Shape = tuple[int, ...]
 
 # the modules whose `.weight` is a norm scale (`NormSpec.weight_offset` applies to these)
-NORMS = ("attn_norm", "mlp_norm", "embed_norm", "final_norm", "q_norm", "k_norm")
+NORMS = ("attn_norm", "mlp_norm", "attn_post_norm", "mlp_post_norm", "embed_norm", "final_norm", "q_norm", "k_norm")
 
 
 def is_norm_weight(name: str) -> bool:
@@ -65,15 +67,21 @@ def expected_shapes(spec: ModelSpec) -> dict[str, Shape]:
         shapes.update(_norm("embed_norm", s.norm, h))
     for i in range(s.num_layers):
         p = f"layers.{i}"
-        shapes.update(_norm(f"{p}.attn_norm", s.norm, h))
+        if s.norm_placement != "output":
+            shapes.update(_norm(f"{p}.attn_norm", s.norm, h))
+        if s.output_norms:
+            shapes.update(_norm(f"{p}.attn_post_norm", s.norm, h))
+            shapes.update(_norm(f"{p}.mlp_post_norm", s.norm, h))
         shapes.update(_linear(f"{p}.attn.q", s.q_size, h, s.qkv_bias))
         shapes.update(_linear(f"{p}.attn.k", s.kv_size, h, s.qkv_bias))
         shapes.update(_linear(f"{p}.attn.v", s.kv_size, h, s.qkv_bias))
         shapes.update(_linear(f"{p}.attn.o", h, s.q_size, s.out_bias))
         if s.qk_norm:
-            shapes[f"{p}.attn.q_norm.weight"] = (s.head_dim,)
-            shapes[f"{p}.attn.k_norm.weight"] = (s.head_dim,)
-        shapes.update(_norm(f"{p}.mlp_norm", s.norm, h))
+            whole = s.qk_norm_over == "all"
+            shapes[f"{p}.attn.q_norm.weight"] = (s.q_size,) if whole else (s.head_dim,)
+            shapes[f"{p}.attn.k_norm.weight"] = (s.kv_size,) if whole else (s.head_dim,)
+        if s.norm_placement != "output":
+            shapes.update(_norm(f"{p}.mlp_norm", s.norm, h))
         if s.gated_mlp:
             shapes.update(_linear(f"{p}.mlp.gate", s.intermediate_size, h, s.mlp_bias))
         shapes.update(_linear(f"{p}.mlp.up", s.intermediate_size, h, s.mlp_bias))

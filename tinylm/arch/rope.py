@@ -1,8 +1,17 @@
 """Rotary position embedding: frequencies (with the checkpoint's scaling) and cos/sin tables.
 
 This is architecture knowledge, so it lives here once; backends bake the tables into their graphs.
-Supported `rope_type`s: default, linear, dynamic (exact up to the original context), llama3, yarn,
-longrope. Computed in float64 and returned as float32.
+Supported `rope_type`s: default, linear, dynamic, llama3, yarn, longrope. Computed in float64 and
+returned as float32.
+
+Two scalings depend on the length of the sequence, as transformers defines them:
+
+- longrope uses its short factors while the sequence fits `original_max_position_embeddings` and its
+  long factors for *every* position once it is longer (`switch_length`). Backends bake both tables
+  (`cos_sin(..., long=True)`) and pick by the total length of the call; the core re-runs the cached
+  prefix when a sequence crosses the switch (`tinylm.rope_switch`), since every cached key changes.
+- dynamic NTK changes the base only past `max_position_embeddings`, which no tinylm session reaches
+  (its capacity is at most that), so within a session it is exact as the default table.
 """
 
 from __future__ import annotations
@@ -16,7 +25,10 @@ import numpy as np
 from ..errors import UnsupportedArchitecture
 from .spec import RopeSpec
 
-__all__ = ["inv_freq", "cos_sin", "ROPE_TYPES"]
+__all__ = ["inv_freq", "cos_sin", "switch_length", "ROPE_TYPES"]
+
+
+RopeFn = Callable[[RopeSpec, dict[str, Any], bool], tuple[np.ndarray, float]]
 
 
 def _base(rope: RopeSpec) -> np.ndarray:
@@ -25,15 +37,15 @@ def _base(rope: RopeSpec) -> np.ndarray:
     return 1.0 / (rope.theta ** (np.arange(0, dim, 2, dtype=np.float64) / dim))
 
 
-def _default(rope: RopeSpec, s: dict[str, Any]) -> tuple[np.ndarray, float]:
+def _default(rope: RopeSpec, s: dict[str, Any], long: bool = False) -> tuple[np.ndarray, float]:
     return _base(rope), 1.0
 
 
-def _linear(rope: RopeSpec, s: dict[str, Any]) -> tuple[np.ndarray, float]:
+def _linear(rope: RopeSpec, s: dict[str, Any], long: bool = False) -> tuple[np.ndarray, float]:
     return _base(rope) / float(s["factor"]), 1.0
 
 
-def _llama3(rope: RopeSpec, s: dict[str, Any]) -> tuple[np.ndarray, float]:
+def _llama3(rope: RopeSpec, s: dict[str, Any], long: bool = False) -> tuple[np.ndarray, float]:
     base = _base(rope)
     factor = float(s["factor"])
     low, high = float(s["low_freq_factor"]), float(s["high_freq_factor"])
@@ -46,7 +58,7 @@ def _llama3(rope: RopeSpec, s: dict[str, Any]) -> tuple[np.ndarray, float]:
     return np.where(medium, smoothed, scaled), 1.0
 
 
-def _yarn(rope: RopeSpec, s: dict[str, Any]) -> tuple[np.ndarray, float]:
+def _yarn(rope: RopeSpec, s: dict[str, Any], long: bool = False) -> tuple[np.ndarray, float]:
     dim, theta = rope.rotary_dim, rope.theta
     original = float(s.get("original_max_position_embeddings") or rope.max_positions)
     factor = s.get("factor") or rope.max_positions / original
@@ -78,20 +90,21 @@ def _yarn(rope: RopeSpec, s: dict[str, Any]) -> tuple[np.ndarray, float]:
     return base / factor * (1 - extrapolation) + base * extrapolation, float(attention)
 
 
-def _longrope(rope: RopeSpec, s: dict[str, Any]) -> tuple[np.ndarray, float]:
-    original = float(s.get("original_max_position_embeddings") or rope.max_positions)
-    factor = rope.max_positions / original
+def _original(rope: RopeSpec, s: dict[str, Any]) -> int:
+    return int(s.get("original_max_position_embeddings") or rope.max_positions)
+
+
+def _longrope(rope: RopeSpec, s: dict[str, Any], long: bool = False) -> tuple[np.ndarray, float]:
+    original = _original(rope, s)
+    factor = float(s.get("factor") or rope.max_positions / original)
     attention = s.get("attention_factor")
     if attention is None:
         attention = 1.0 if factor <= 1 else math.sqrt(1 + math.log(factor) / math.log(original))
-    # transformers switches every position to the long factors once a sequence outgrows the
-    # original context (which invalidates a KV cache built so far); tinylm keeps one static table
-    # built from the short factors, exact while sequences fit the original context.
-    ext = s["short_factor"]
+    ext = s["long_factor"] if long else s["short_factor"]
     return _base(rope) / np.asarray(ext, dtype=np.float64), float(attention)
 
 
-ROPE_TYPES: dict[str, Callable[[RopeSpec, dict[str, Any]], tuple[np.ndarray, float]]] = {
+ROPE_TYPES: dict[str, RopeFn] = {
     "default": _default,
     "linear": _linear,
     "dynamic": _default,
@@ -101,8 +114,22 @@ ROPE_TYPES: dict[str, Callable[[RopeSpec, dict[str, Any]], tuple[np.ndarray, flo
 }
 
 
-def inv_freq(rope: RopeSpec) -> tuple[np.ndarray, float]:
-    """The inverse frequencies (rotary_dim/2,) float64 and the factor cos/sin are multiplied by."""
+def switch_length(rope: RopeSpec | None) -> int | None:
+    """The sequence length past which every position rotates by the long table (longrope whose long
+    factors differ from its short ones), or None when the tables never change with the length."""
+    scaling = (rope.scaling if rope is not None else None) or {}
+    if scaling.get("rope_type") != "longrope" or "long_factor" not in scaling:
+        return None
+    if list(scaling["long_factor"]) == list(scaling["short_factor"]):
+        return None
+    assert rope is not None
+    return _original(rope, scaling)
+
+
+def inv_freq(rope: RopeSpec, *, long: bool = False) -> tuple[np.ndarray, float]:
+    """The inverse frequencies (rotary_dim/2,) float64 and the factor cos/sin are multiplied by.
+
+    `long`: the table for sequences longer than `switch_length(rope)` (longrope's long factors)."""
     scaling = rope.scaling or {}
     kind = scaling.get("rope_type", "default")
     try:
@@ -112,12 +139,13 @@ def inv_freq(rope: RopeSpec) -> tuple[np.ndarray, float]:
             f"rope_type {kind!r} is not supported (supported: {', '.join(sorted(ROPE_TYPES))}). "
             "Fix: use a checkpoint with one of those, or open an issue naming the model."
         ) from None
-    return fn(rope, scaling)
+    return fn(rope, scaling, long)
 
 
-def cos_sin(rope: RopeSpec, positions: int | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """cos and sin tables of shape (P, rotary_dim), float32, for `positions` (a count or an array)."""
-    freqs, factor = inv_freq(rope)
+def cos_sin(rope: RopeSpec, positions: int | np.ndarray, *, long: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """cos and sin tables of shape (P, rotary_dim), float32, for `positions` (a count or an array);
+    `long`: longrope's table for sequences past `switch_length(rope)`."""
+    freqs, factor = inv_freq(rope, long=long)
     pos = np.arange(positions, dtype=np.float64) if np.isscalar(positions) else np.asarray(positions, np.float64)
     angles = pos[:, None] * freqs[None, :]  # (P, rotary_dim/2)
     emb = np.concatenate([angles, angles], axis=-1)  # (P, rotary_dim)

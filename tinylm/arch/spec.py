@@ -6,8 +6,14 @@ It describes a transformer as a stack of identical blocks built from a handful o
     embed -> [embed_norm] -> N x block -> [final_norm] -> lm_head        (decoder)
     embed (+ positions + token types) -> embed_norm -> N x block          (encoder)
 
-    pre-norm block:   x = x + attn(norm(x));  x = x + mlp(norm(x))
+    pre-norm block:   x = x + r * attn(norm(x));  x = x + r * mlp(norm(x))   (r = residual_scale, Granite)
     post-norm block:  x = norm(x + attn(x));  x = norm(x + mlp(x))        (BERT)
+    sandwich block:   x = x + norm'(attn(norm(x)));  x = x + norm'(mlp(norm(x)))   (Gemma 2, Gemma 3)
+    output block:     x = x + norm'(attn(x));  x = x + norm'(mlp(x))      (OLMo 2)
+
+    logits = lm_head(x) / logits_scaling                                    (Granite)
+    logits = cap * tanh(logits / cap)        cap = logits_softcap             (Gemma 2)
+    attention scores s = q.k * scale -> cap * tanh(s / cap), cap = attn_softcap, before the mask (Gemma 2)
 
 Weights use the canonical names of `tinylm.arch.layout` whatever the checkpoint called them; the
 family's `sanitize` maps checkpoint names there (fused qkv split, GPT-2 Conv1D transposed, ...).
@@ -15,7 +21,8 @@ family's `sanitize` maps checkpoint names there (fused qkv split, GPT-2 Conv1D t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 __all__ = ["ModelSpec", "NormSpec", "RopeSpec", "PoolingSpec", "Activation"]
@@ -78,13 +85,14 @@ class ModelSpec:
     intermediate_size: int
     max_positions: int
     norm: NormSpec
-    norm_placement: Literal["pre", "post"] = "pre"
+    norm_placement: Literal["pre", "post", "sandwich", "output"] = "pre"
     activation: Activation = "silu"
     gated_mlp: bool = True
     mlp_bias: bool = False
     qkv_bias: bool = False
     out_bias: bool = False
     qk_norm: bool = False
+    qk_norm_over: Literal["head", "all"] = "head"
     rope: RopeSpec | None = None
     learned_positions: bool = False
     position_offset: int = 0
@@ -94,7 +102,14 @@ class ModelSpec:
     final_norm: bool = True
     tie_embeddings: bool = False
     attn_scale: float | None = None
+    residual_scale: float = 1.0
+    logits_scaling: float = 1.0
+    attn_softcap: float | None = None
+    logits_softcap: float | None = None
     sliding_window: int | None = None
+    layer_windows: tuple[int | None, ...] = ()
+    nope_layers: tuple[int, ...] = ()
+    local_rope: RopeSpec | None = None
     bos_token_id: int | None = None
     eos_token_ids: tuple[int, ...] = ()
     pad_token_id: int | None = None
@@ -105,11 +120,65 @@ class ModelSpec:
     def __post_init__(self) -> None:
         if self.num_heads % self.num_kv_heads:
             raise ValueError(f"num_heads={self.num_heads} is not a multiple of num_kv_heads={self.num_kv_heads}")
+        if self.layer_windows and (len(self.layer_windows) != self.num_layers or self.sliding_window is not None):
+            raise ValueError("layer_windows needs one entry per layer, and sliding_window=None (it is per layer)")
+
+    # per-layer attention: a model mixes layers with and without a sliding window, with and without rotary
+    # positions, and (Gemma 3) with a rotary base of their own on the sliding layers.
+
+    def window(self, layer: int) -> int | None:
+        """The sliding window of `layer` (a query at q sees keys k with q - window < k <= q), or None."""
+        return self.layer_windows[layer] if self.layer_windows else self.sliding_window
+
+    def rope_kind(self, layer: int) -> Literal["global", "local"] | None:
+        """Which rotary table `layer` uses: `rope` ("global"), `local_rope` ("local": the sliding layers of a
+        model that has one), or None (no rotary positions: NoPE layers, learned positions)."""
+        if self.rope is None or layer in self.nope_layers:
+            return None
+        return "local" if self.local_rope is not None and self.window(layer) is not None else "global"
+
+    def rope_of(self, kind: Literal["global", "local"]) -> RopeSpec:
+        """The rotary spec behind a `rope_kind`."""
+        rope = self.local_rope if kind == "local" else self.rope
+        assert rope is not None
+        return rope
+
+    def with_layers(self, keep: Sequence[int]) -> ModelSpec:
+        """The spec of the layers `keep` (in that order, renumbered from 0), their per-layer attributes kept."""
+        windows = tuple(self.layer_windows[i] for i in keep) if self.layer_windows else ()
+        return replace(
+            self,
+            num_layers=len(keep),
+            layer_windows=windows if any(w is not None for w in windows) else (),
+            nope_layers=tuple(new for new, old in enumerate(keep) if old in self.nope_layers),
+        )
+
+    @property
+    def rope_kinds(self) -> tuple[Literal["global", "local"], ...]:
+        """The rotary tables some layer uses, in a fixed order."""
+        used = {self.rope_kind(i) for i in range(self.num_layers)}
+        return tuple(k for k in ("global", "local") if k in used)  # type: ignore[return-value]
+
+    @property
+    def windows(self) -> tuple[int | None, ...]:
+        """The distinct windows of the layers (None: full attention), in layer order."""
+        return tuple(dict.fromkeys(self.window(i) for i in range(self.num_layers)))
 
     @property
     def causal(self) -> bool:
         """Decoders attend to the past only; encoders attend both ways."""
         return self.kind == "decoder"
+
+    @property
+    def input_norms(self) -> bool:
+        """Whether each sublayer normalises its input (`attn_norm`, `mlp_norm` before attention and MLP)."""
+        return self.norm_placement in ("pre", "sandwich")
+
+    @property
+    def output_norms(self) -> bool:
+        """Whether each sublayer's output is normalised before the residual add (`attn_post_norm`,
+        `mlp_post_norm`)."""
+        return self.norm_placement in ("sandwich", "output")
 
     @property
     def scale(self) -> float:

@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 
 import tinylm
+from tinylm.arch.rope import switch_length
 from tinylm.errors import CapabilityError, GenerationError, PromptTooLong
 from tinylm.plugins import get_manager
 
@@ -45,7 +46,7 @@ class Reference:
 
         self.torch = torch
         config = transformers.AutoConfig.from_pretrained(folder)
-        if config.model_type == "bert":
+        if config.model_type in ("bert", "roberta", "xlm-roberta"):  # the encoders: hidden states
             self.model = transformers.AutoModel.from_pretrained(folder, dtype=torch.float32)
         else:
             self.model = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
@@ -200,10 +201,21 @@ class BackendConformance:
         failure = greedy_check(ours, ref, margins, self.logits_atol)
         assert failure is None, f"{variant}: {failure}"
 
+    @staticmethod
+    def _fed(model: tinylm.Model, ids: np.ndarray, ends: list[int]) -> np.ndarray:
+        """The logits (T, V) a sequence fed in chunks ending at `ends` must give: at each chunk's positions, one
+        forward over the sequence so far. That is one forward over all of `ids`, except past longrope's switch
+        length, where transformers rotates every position by the long table once a sequence outgrows it."""
+        switch = switch_length(model.spec.rope)
+        if switch is None or len(ids) <= switch:
+            return model.logits(ids)
+        starts = [0, *ends[:-1]]
+        return np.concatenate([model.logits(ids[:e])[a:e] for a, e in zip(starts, ends)])
+
     def test_cache_prefill_then_decode_equals_one_forward(self, decoder: tuple[str, tinylm.Model]) -> None:
         variant, model = decoder
         ids = self._ids(model.spec.vocab_size, n=20, seed=2)
-        full = model.logits(ids)  # (T, V)
+        full = self._fed(model, ids, [12, *range(13, 21)])  # (T, V)
         session = model._live()
         session.reset()
         steps = [session.forward(ids[None, :12])[0]]
@@ -245,7 +257,7 @@ class BackendConformance:
     def test_chunked_prefill_equals_one_forward(self, decoder: tuple[str, tinylm.Model]) -> None:
         variant, model = decoder
         ids = self._ids(model.spec.vocab_size, n=30, seed=6)
-        full = model.logits(ids)
+        full = self._fed(model, ids, [12, 30])
         session = model._live()
         session.reset()
         first = session.forward(ids[None, :12], all_positions=True)[0]

@@ -61,6 +61,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
             },
         },
     },
+    # dynamic NTK: the base changes only past max_position_embeddings, which no session reaches.
+    "llama-rope-dynamic": {
+        "config": "LlamaConfig",
+        "kwargs": {
+            **_LLAMA,
+            "num_key_value_heads": 1,
+            "rope_parameters": {"rope_type": "dynamic", "rope_theta": 10000.0, "factor": 2.0},
+        },
+    },
     # The same block with a SentencePiece-style tokenizer (the second tokenizer kind the suite covers).
     "llama-sp": {
         "config": "LlamaConfig",
@@ -77,6 +86,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },
     # A sliding window shorter than the test sequences, so the window mask is exercised.
     "mistral": {"config": "MistralConfig", "kwargs": {**_LLAMA, "num_key_value_heads": 2, "sliding_window": 16}},
+    # A window of 5 with one KV head for four query heads, untied: decode runs far past the window.
+    "mistral-window5": {
+        "config": "MistralConfig",
+        "kwargs": {**_LLAMA, "num_key_value_heads": 1, "sliding_window": 5, "tie_word_embeddings": False},
+    },
     "qwen2": {
         "config": "Qwen2Config",
         "kwargs": {
@@ -103,6 +117,23 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "phi3": {
         "config": "Phi3Config",
         "kwargs": {**_LLAMA, "num_key_value_heads": 2, "original_max_position_embeddings": 256},
+    },
+    # longrope past the original context (16 < the suite's sequences): every position switches to the long
+    # factors once a sequence outgrows it; head_dim 16 lets ONNX Runtime rotate inside GroupQueryAttention.
+    "phi3-longrope": {
+        "config": "Phi3Config",
+        "kwargs": {
+            **_LLAMA,
+            "num_key_value_heads": 2,
+            "original_max_position_embeddings": 16,
+            "rope_parameters": {
+                "rope_type": "longrope",
+                "rope_theta": 10000.0,
+                "short_factor": [1.0, 1.1, 1.3, 1.6, 2.0, 2.5, 3.1, 3.8],
+                "long_factor": [1.0, 1.5, 2.4, 3.9, 6.0, 9.2, 13.5, 19.0],
+                "original_max_position_embeddings": 16,
+            },
+        },
     },
     "phi3-partial-rotary": {
         "config": "Phi3Config",
@@ -137,6 +168,76 @@ VARIANTS: dict[str, dict[str, Any]] = {
             "rope_parameters": {"rope_type": "default", "rope_theta": 100000.0},
         },
     },
+    # Granite's four multipliers, head_dim 8 (rotated outside ONNX Runtime's GQA), 4 query heads per KV head.
+    "granite": {
+        "config": "GraniteConfig",
+        "kwargs": {
+            **_LLAMA,
+            "num_attention_heads": 8,
+            "num_key_value_heads": 2,
+            "embedding_multiplier": 4.0,
+            "residual_multiplier": 0.5,
+            "attention_multiplier": 0.1,
+            "logits_scaling": 2.5,
+            "tie_word_embeddings": False,
+        },
+    },
+    # Norms on the sublayers' outputs, q/k norms over the whole projections; MHA, head_dim 16, tied.
+    "olmo2": {
+        "config": "Olmo2Config",
+        "kwargs": {**_LLAMA, "num_key_value_heads": 4, "tie_word_embeddings": True},
+    },
+    # NoPE on every second layer, and a window of 6 on those (4 layers: rope+full, nope+window, ...); GQA 3:1.
+    "smollm3": {
+        "config": "SmolLM3Config",
+        "kwargs": {
+            **_LLAMA,
+            "num_hidden_layers": 4,
+            "hidden_size": 48,
+            "num_attention_heads": 6,
+            "num_key_value_heads": 2,
+            "no_rope_layer_interval": 2,
+            "use_sliding_window": True,
+            "sliding_window": 6,
+            "tie_word_embeddings": True,
+        },
+    },
+    # Sandwich norms, soft-capped scores and logits (caps small enough to bite on random weights),
+    # query_pre_attn_scalar != head_dim, window 5 on alternate layers of 4; head_dim 24 (rotated outside GQA).
+    "gemma2": {
+        "config": "Gemma2Config",
+        "kwargs": {
+            **_SMALL,
+            "num_hidden_layers": 4,
+            "hidden_size": 48,
+            "intermediate_size": 96,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "head_dim": 24,
+            "query_pre_attn_scalar": 32,
+            "sliding_window": 5,
+            "attn_logit_softcapping": 3.0,
+            "final_logit_softcapping": 5.0,
+        },
+    },
+    # q/k norms per head, local rotary base 10000 on the sliding layers (window 6) and 1e6 on the global ones,
+    # untied head; head_dim 16 lets ONNX Runtime rotate inside GQA with two tables.
+    "gemma3": {
+        "config": "Gemma3TextConfig",
+        "kwargs": {
+            **_SMALL,
+            "num_hidden_layers": 4,
+            "hidden_size": 64,
+            "intermediate_size": 96,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 1,
+            "head_dim": 16,
+            "query_pre_attn_scalar": 16,
+            "sliding_window": 6,
+            "layer_types": ["sliding_attention", "sliding_attention", "full_attention", "sliding_attention"],
+            "tie_word_embeddings": False,
+        },
+    },
     "gpt2": {
         "config": "GPT2Config",
         "kwargs": {"n_embd": 64, "n_layer": 2, "n_head": 4, "n_positions": 256, "activation_function": "gelu_new"},
@@ -153,8 +254,33 @@ VARIANTS: dict[str, dict[str, Any]] = {
             "hidden_act": "gelu",
         },
     },
+    # Positions past the padding index; one token type (as XLM-R checkpoints have), GELU-tanh for variety.
+    "roberta": {
+        "config": "RobertaConfig",
+        "kwargs": {
+            "hidden_size": 48,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 3,
+            "intermediate_size": 96,
+            "max_position_embeddings": 128,
+            "type_vocab_size": 1,
+            "hidden_act": "gelu",
+        },
+    },
+    "xlm-roberta": {
+        "config": "XLMRobertaConfig",
+        "kwargs": {
+            "hidden_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "intermediate_size": 128,
+            "max_position_embeddings": 130,
+            "type_vocab_size": 1,
+            "hidden_act": "gelu",
+        },
+    },
 }
-ENCODER_VARIANTS = ("bert",)
+ENCODER_VARIANTS = ("bert", "roberta", "xlm-roberta")
 DECODER_VARIANTS = tuple(v for v in VARIANTS if v not in ENCODER_VARIANTS)
 
 DECODER_VOCAB = 448
@@ -289,10 +415,10 @@ def build_model(variant: str, folder: Path, *, seed: int = 0) -> Path:
     else:
         kwargs.update(write_decoder_tokenizer(folder, max_length, kind=entry.get("tokenizer", "byte-level")))
     config = getattr(transformers, entry["config"])(**kwargs)
-    model_cls = transformers.BertModel if encoder else transformers.AutoModelForCausalLM
+    model_cls = transformers.AutoModel if encoder else transformers.AutoModelForCausalLM
     torch.manual_seed(seed)
     with torch.device("cpu"):
-        model = model_cls(config) if encoder else model_cls.from_config(config)
+        model = model_cls.from_config(config, add_pooling_layer=False) if encoder else model_cls.from_config(config)
     _randomize(model, seed)
     model.eval()
     logging = transformers.utils.logging

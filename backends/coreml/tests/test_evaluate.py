@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tinylm.arch.rope import switch_length
 from tinylm.source import ModelFolder
-from tinylm.testing.models import DECODER_VARIANTS
+from tinylm.testing.models import DECODER_VARIANTS, ENCODER_VARIANTS
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -19,7 +20,21 @@ transformers = pytest.importorskip("transformers")
 from tinylm_coreml.evaluate import Evaluator  # noqa: E402
 
 ATOL = 1e-4  # float32 evaluation: the lowering itself, before fp16 (measured ~1e-5 on every family)
-FAST = ("llama", "mistral", "qwen3", "phi3-partial-rotary", "gemma", "gpt2")
+FAST = (
+    "llama",
+    "mistral",
+    "mistral-window5",
+    "qwen3",
+    "phi3-partial-rotary",
+    "phi3-longrope",
+    "gemma",
+    "gpt2",
+    "granite",
+    "olmo2",
+    "smollm3",
+    "gemma2",
+    "gemma3",
+)
 
 
 def _reference_logits(folder: Path, ids: np.ndarray) -> np.ndarray:
@@ -32,10 +47,24 @@ def _check_decoder(folder: Path, stateful: bool) -> None:
     model = ModelFolder(folder)
     ids = np.random.default_rng(0).integers(3, 400, size=20).astype(np.int64)  # > mistral's window of 16
     ev = Evaluator(model.spec, model.weights(), capacity=model.spec.max_positions, stateful=stateful)
+    switch = switch_length(model.spec.rope)  # longrope: 16 for phi3-longrope, crossed while decoding
     prefill = ev.forward(ids[:12])  # (12, V)
-    decode = [ev.forward(ids[t : t + 1])[0] for t in range(12, 20)]
+    decode = []
+    for t in range(12, 20):
+        if ev.length == switch:  # what tinylm.rope_switch does on the crossing call: run it all again
+            ev.reset()
+            decode.append(ev.forward(ids[: t + 1])[-1])
+        else:
+            decode.append(ev.forward(ids[t : t + 1])[0])
     ours = np.concatenate([prefill, np.stack(decode)])
-    diff = float(np.abs(ours - _reference_logits(folder, ids)).max())
+    if switch is None:
+        want = _reference_logits(folder, ids)
+    else:  # each position as transformers computes it over the sequence so far
+        want = np.concatenate(
+            [_reference_logits(folder, ids[:12])]
+            + [_reference_logits(folder, ids[: t + 1])[-1:] for t in range(12, 20)]
+        )
+    diff = float(np.abs(ours - want).max())
     assert ev.length == 20 and diff <= ATOL, f"max |logits - transformers| = {diff:.3g}"
 
 
@@ -62,14 +91,16 @@ def test_every_decoder_variant_matches_transformers(
     _check_decoder(model_folder(variant), stateful)
 
 
-def test_encoder_program_matches_transformers(model_folder: Callable[[str], Path]) -> None:
-    folder = model_folder("bert")
+@pytest.mark.parametrize("variant", ENCODER_VARIANTS)
+def test_encoder_program_matches_transformers(variant: str, model_folder: Callable[[str], Path]) -> None:
+    folder = model_folder(variant)
     model = ModelFolder(folder)
     ids = np.random.default_rng(0).integers(5, 300, size=(2, 10)).astype(np.int64)
     mask = np.ones_like(ids)
     mask[1, 6:] = 0  # a padded row: padding must not leak into the real tokens
     types = np.zeros_like(ids)
-    types[:, 5:] = 1
+    if model.spec.type_vocab_size > 1:
+        types[:, 5:] = 1
     ours = Evaluator(model.spec, model.weights(), capacity=model.spec.max_positions).embed(ids, mask, types)
     ref = transformers.AutoModel.from_pretrained(folder, dtype=torch.float32).eval()
     with torch.no_grad():

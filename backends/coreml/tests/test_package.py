@@ -19,7 +19,23 @@ ct = pytest.importorskip("coremltools")
 from coremltools.proto import FeatureTypes_pb2 as ft  # noqa: E402
 
 #: One variant per family tinylm describes (the fast suite converts each of these).
-FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "phi3", "gemma", "gpt2", "bert")
+FAMILIES = (
+    "llama",
+    "mistral",
+    "qwen2",
+    "qwen3",
+    "phi3",
+    "phi3-longrope",
+    "gemma",
+    "gpt2",
+    "bert",
+    "granite",
+    "olmo2",
+    "smollm3",
+    "gemma2",
+    "gemma3",
+    "xlm-roberta",
+)
 
 Converted = Callable[..., tuple[Path, dict[str, Any]]]
 
@@ -33,7 +49,7 @@ MIL_OPS = {
     "add", "cast", "concat", "const", "expand_dims", "gather", "identity", "layer_norm", "linear", "matmul", "mul",
     "range_1d", "read_state", "reshape", "shape", "silu", "sigmoid", "slice_by_index", "slice_update", "softmax",
     "split", "squeeze", "stack", "sub", "transpose", "write_state", "gelu", "relu", "real_div", "select",
-    "greater_equal", "constexpr_blockwise_shift_scale", "constexpr_affine_dequantize", "constexpr_lut_to_dense",
+    "greater_equal", "tanh", "constexpr_blockwise_shift_scale", "constexpr_affine_dequantize", "constexpr_lut_to_dense",
 }  # fmt: skip
 
 

@@ -2,8 +2,10 @@
 
     embed (* embed_scale) (+ positions + token types) -> [embed_norm] -> N x block -> [final_norm] -> lm_head
 
-    pre-norm block:   x = x + attn(attn_norm(x));  x = x + mlp(mlp_norm(x))
+    pre-norm block:   x = x + r * attn(attn_norm(x));  x = x + r * mlp(mlp_norm(x))   (r: Granite)
     post-norm block:  x = attn_norm(x + attn(x));  x = mlp_norm(x + mlp(x))        (BERT)
+    sandwich / output blocks: attention's and the MLP's outputs normalised before the residual add
+    (Gemma 2/3 with the input norms too; OLMo 2 without them)
 
 `decoder_logits` and `encoder_hidden` take input vars and return output vars; `program.py` wraps them
 in Core ML program signatures, `evaluate.py` feeds them constants.
@@ -15,7 +17,7 @@ import numpy as np
 from coremltools.converters.mil import Builder as mb
 from coremltools.converters.mil.mil import Var
 
-from tinylm.arch.rope import cos_sin
+from tinylm.arch.rope import cos_sin, switch_length
 from tinylm.arch.spec import ModelSpec
 
 from .attention import Frame, attention
@@ -47,8 +49,26 @@ def _block(x: Var, spec: ModelSpec, w: Constants, layer: int, frame: Frame) -> V
     if spec.norm_placement == "post":
         x = _norm(mb.add(x=x, y=attention(x, spec, w, layer, frame)), spec, w, f"{p}.attn_norm")
         return _norm(mb.add(x=x, y=_mlp(x, spec, w, layer)), spec, w, f"{p}.mlp_norm")
-    x = mb.add(x=x, y=attention(_norm(x, spec, w, f"{p}.attn_norm"), spec, w, layer, frame))
-    return mb.add(x=x, y=_mlp(_norm(x, spec, w, f"{p}.mlp_norm"), spec, w, layer))
+    a = attention(_input_norm(x, spec, w, f"{p}.attn_norm"), spec, w, layer, frame)
+    x = mb.add(x=x, y=_sublayer_out(a, spec, w, f"{p}.attn_post_norm"))
+    m = _mlp(_input_norm(x, spec, w, f"{p}.mlp_norm"), spec, w, layer)
+    return mb.add(x=x, y=_sublayer_out(m, spec, w, f"{p}.mlp_post_norm"))
+
+
+def _input_norm(x: Var, spec: ModelSpec, w: Constants, prefix: str) -> Var:
+    """A sublayer's input: x normalised by `prefix`, or x itself where the spec has no input norms (OLMo 2)."""
+    return _norm(x, spec, w, prefix) if spec.input_norms else x
+
+
+def _sublayer_out(y: Var, spec: ModelSpec, w: Constants, prefix: str) -> Var:
+    """A sublayer's output as the residual stream adds it: normalised by `prefix` where the spec has output norms
+    (Gemma 2/3, OLMo 2), times residual_scale (Granite)."""
+    return _residual_scaled(_norm(y, spec, w, prefix) if spec.output_norms else y, spec)
+
+
+def _residual_scaled(y: Var, spec: ModelSpec) -> Var:
+    """A sublayer's output as the residual stream adds it: times residual_scale (Granite)."""
+    return y if spec.residual_scale == 1.0 else mb.mul(x=y, y=np.float32(spec.residual_scale))
 
 
 def _embed(ids: Var, positions: Var, types: Var | None, spec: ModelSpec, w: Constants) -> Var:
@@ -64,29 +84,68 @@ def _embed(ids: Var, positions: Var, types: Var | None, spec: ModelSpec, w: Cons
     return _norm(x, spec, w, "embed_norm") if spec.embed_norm else x
 
 
-def _rope_tables(spec: ModelSpec, w: Constants, positions: Var, capacity: int) -> tuple[Var | None, Var | None]:
-    """cos, sin (1, 1, T, rd) for `positions`, gathered from tables baked for [0, capacity)."""
-    if spec.rope is None:
-        return None, None
-    cos, sin = cos_sin(spec.rope, capacity)  # (C, rd) float32
-    pick = [
-        mb.gather(x=w.table(name, t), indices=positions, axis=0) for name, t in (("rope_cos", cos), ("rope_sin", sin))
-    ]
-    return tuple(mb.expand_dims(x=t, axes=[0, 1]) for t in pick)  # type: ignore[return-value]
+def _rope_tables(spec: ModelSpec, w: Constants, positions: Var, capacity: int) -> dict[str, tuple[Var, Var]]:
+    """For each rotary table the layers use: cos, sin (1, 1, T, rd) for `positions`, gathered from tables baked
+    for [0, capacity). longrope: both tables baked; a sequence longer than the switch length (its last position
+    >= switch) reads the long one."""
+    out = {}
+    for kind in spec.rope_kinds:
+        rope, prefix = spec.rope_of(kind), "rope" if kind == "global" else f"rope_{kind}"
+        names = (f"{prefix}_cos", f"{prefix}_sin")
+        tables = [w.table(name, t) for name, t in zip(names, cos_sin(rope, capacity))]  # (C, rd)
+        switch = switch_length(rope)
+        if switch is not None and switch < capacity:
+            long = [w.table(f"{n}_long", t) for n, t in zip(names, cos_sin(rope, capacity, long=True))]
+            last = mb.slice_by_index(x=positions, begin=[-1], end=[0], end_mask=[True])  # (1,) the last position
+            past = mb.greater_equal(x=last, y=np.int32(switch))  # (1,) bool, broadcast over the (C, rd) tables
+            tables = [mb.select(cond=past, a=lt, b=st) for lt, st in zip(long, tables)]
+        cos, sin = (mb.expand_dims(x=mb.gather(x=t, indices=positions, axis=0), axes=[0, 1]) for t in tables)
+        out[kind] = (cos, sin)
+    return out
+
+
+def _window_bands(spec: ModelSpec, positions: Var, mask: Var) -> dict[int, Var]:
+    """Per-layer sliding windows (the host's mask is causal only when windows differ by layer): for each window,
+    (1, 1, T, S) additive, MASKED where key position k <= q - window. Keys are the mask's S slots: positions
+    0..S-T-1 (the cache, in both layouts) then this call's `positions`."""
+    if not spec.layer_windows:
+        return {}
+    T = mb.gather(x=mb.shape(x=positions), indices=0, axis=0)
+    S = mb.gather(x=mb.shape(x=mask), indices=3, axis=0)
+    keys = mb.concat(values=[mb.range_1d(start=0, end=mb.sub(x=S, y=T), step=1), positions], axis=0)  # (S,)
+    q = mb.expand_dims(x=positions, axes=[1])  # (T, 1)
+    bands = {}
+    for window in spec.windows:
+        if window is None:
+            continue
+        inside = mb.greater_equal(x=mb.sub(x=mb.add(x=keys, y=np.int32(window)), y=q), y=np.int32(1))  # (T, S)
+        band = mb.mul(x=mb.sub(x=np.float32(1.0), y=mb.cast(x=inside, dtype="fp32")), y=np.float32(MASKED))
+        bands[window] = mb.expand_dims(x=band, axes=[0, 1])  # (1, 1, T, S)
+    return bands
 
 
 def decoder_logits(
     spec: ModelSpec, w: Constants, ids: Var, positions: Var, mask: Var, cache: KVCache, capacity: int
 ) -> Var:
     """ids (1, T) int32, positions (T,) int32, additive mask (1, 1, T, S) float32 -> logits (1, T, V) float32."""
-    cos, sin = _rope_tables(spec, w, positions, capacity)
-    frame = Frame(cos=cos, sin=sin, mask=mask, cache=cache)
+    frame = Frame(
+        rope=_rope_tables(spec, w, positions, capacity),
+        mask=mask,
+        cache=cache,
+        bands=_window_bands(spec, positions, mask),
+    )
     x = _embed(ids, positions, None, spec, w)  # (1, T, H)
     for layer in range(spec.num_layers):
         x = _block(x, spec, w, layer, frame)
     if spec.final_norm:
         x = _norm(x, spec, w, "final_norm")
-    return linear(x, w.head())  # (1, T, V)
+    logits = linear(x, w.head())  # (1, T, V)
+    if spec.logits_scaling != 1.0:
+        logits = mb.real_div(x=logits, y=np.float32(spec.logits_scaling))
+    if spec.logits_softcap is not None:
+        cap = np.float32(spec.logits_softcap)
+        logits = mb.mul(x=mb.tanh(x=mb.real_div(x=logits, y=cap)), y=cap)
+    return logits
 
 
 def encoder_hidden(spec: ModelSpec, w: Constants, ids: Var, attention_mask: Var, types: Var | None) -> Var:
@@ -96,8 +155,7 @@ def encoder_hidden(spec: ModelSpec, w: Constants, ids: Var, attention_mask: Var,
     keep = mb.cast(x=attention_mask, dtype="fp32")  # (B, T)
     additive = mb.mul(x=mb.sub(x=1.0, y=keep), y=np.float32(MASKED))
     mask = mb.expand_dims(x=additive, axes=[1, 2])  # (B, 1, 1, T)
-    cos, sin = _rope_tables(spec, w, positions, spec.max_positions)
-    frame = Frame(cos=cos, sin=sin, mask=mask, cache=NoCache())
+    frame = Frame(rope=_rope_tables(spec, w, positions, spec.max_positions), mask=mask, cache=NoCache())
     x = _embed(ids, positions, types, spec, w)  # (B, T, H)
     for layer in range(spec.num_layers):
         x = _block(x, spec, w, layer, frame)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from .graph import MS
 from .lowering import Lowering
-from .rope import gqa_can_rotate, rotate
+from .rope import rotate
 
 __all__ = ["decoder_attention", "encoder_attention"]
 
@@ -40,8 +40,10 @@ def _qkv(lw: Lowering, x: str, i: int) -> tuple[str, str, str]:
 
 
 def _head_norm(lw: Lowering, x: str, heads: int, prefix: str) -> str:
-    """RMS norm over each head of x (B, T, heads * hd) (Qwen3's q_norm/k_norm)."""
+    """RMS norm over each head of x (B, T, heads * hd) (Qwen3's q_norm/k_norm), or over all of it (OLMo 2)."""
     g, hd = lw.g, lw.spec.head_dim
+    if lw.spec.qk_norm_over == "all":
+        return lw.norm(x, prefix)
     x4 = g.op("Reshape", [x, g.scalar([0, 0, heads, hd])], hint=f"{prefix}.heads")  # (B, T, n, hd)
     y = lw.norm(x4, prefix)
     return g.op("Reshape", [y, g.scalar([0, 0, heads * hd])], hint=f"{prefix}.flat")
@@ -50,21 +52,22 @@ def _head_norm(lw: Lowering, x: str, heads: int, prefix: str) -> str:
 def decoder_attention(lw: Lowering, x: str, i: int, past_k: str, past_v: str) -> tuple[str, str, str]:
     """(output (B, T, H), present_key, present_value) for layer i."""
     s, g, f, p = lw.spec, lw.g, lw.frame, f"layers.{i}.attn"
-    internal = f.cos_cache is not None and gqa_can_rotate(s)
+    kind = s.rope_kind(i)  # None on layers without rotary positions
+    internal = kind is not None and kind in f.inside
     qkv = _packed_qkv(lw, x, i)
-    if not s.qk_norm and (s.rope is None or internal):  # GQA reads q|k|v packed: no Split node
+    if not s.qk_norm and (kind is None or internal):  # GQA reads q|k|v packed: no Split node
         inputs = [qkv, "", "", past_k, past_v, f.seqlens, f.total]
     else:
         q, k, v = _split(lw, qkv, i)
         if s.qk_norm:
             q, k = _head_norm(lw, q, s.num_heads, f"{p}.q_norm"), _head_norm(lw, k, s.num_kv_heads, f"{p}.k_norm")
-        if s.rope is not None and not internal:
-            rd = s.rope.rotary_dim
-            q = rotate(g, q, s.num_heads, s.head_dim, rd, f.cos, f.sin, f"{p}.rope_q")
-            k = rotate(g, k, s.num_kv_heads, s.head_dim, rd, f.cos, f.sin, f"{p}.rope_k")
+        if kind is not None and not internal:
+            rd, (cos, sin) = s.rope_of(kind).rotary_dim, f.outside[kind]
+            q = rotate(g, q, s.num_heads, s.head_dim, rd, cos, sin, f"{p}.rope_q")
+            k = rotate(g, k, s.num_kv_heads, s.head_dim, rd, cos, sin, f"{p}.rope_k")
         inputs = [q, k, v, past_k, past_v, f.seqlens, f.total]
     if internal:
-        inputs += [f.cos_cache, f.sin_cache]
+        inputs += list(f.inside[kind])
     y, present_k, present_v = g.op(
         "GroupQueryAttention",
         inputs,
@@ -76,7 +79,8 @@ def decoder_attention(lw: Lowering, x: str, i: int, past_k: str, past_v: str) ->
         scale=float(s.scale),
         do_rotary=int(internal),
         rotary_interleaved=0,
-        local_window_size=int(s.sliding_window or -1),
+        local_window_size=int(s.window(i) or -1),
+        softcap=float(s.attn_softcap or 0.0),  # 0: no cap
     )
     out = lw.linear(y, [f"{p}.o"], bias=s.out_bias, hint=f"{p}.o")
     return out, present_k, present_v
@@ -88,10 +92,11 @@ def encoder_attention(lw: Lowering, x: str, i: int) -> str:
     q, k, v = _qkv(lw, x, i)
     if s.qk_norm:
         q, k = _head_norm(lw, q, s.num_heads, f"{p}.q_norm"), _head_norm(lw, k, s.num_kv_heads, f"{p}.k_norm")
-    if s.rope is not None:
-        f = lw.frame
-        q = rotate(g, q, s.num_heads, s.head_dim, s.rope.rotary_dim, f.cos, f.sin, f"{p}.rope_q")
-        k = rotate(g, k, s.num_kv_heads, s.head_dim, s.rope.rotary_dim, f.cos, f.sin, f"{p}.rope_k")
+    kind = s.rope_kind(i)
+    if kind is not None:
+        rd, (cos, sin) = s.rope_of(kind).rotary_dim, lw.frame.outside[kind]
+        q = rotate(g, q, s.num_heads, s.head_dim, rd, cos, sin, f"{p}.rope_q")
+        k = rotate(g, k, s.num_kv_heads, s.head_dim, rd, cos, sin, f"{p}.rope_k")
     group = s.num_heads // s.num_kv_heads
 
     def heads(t: str, n: int, name: str) -> str:
@@ -106,6 +111,9 @@ def encoder_attention(lw: Lowering, x: str, i: int) -> str:
     qh, kh, vh = heads(q, s.num_heads, "q"), heads(k, s.num_kv_heads, "k"), heads(v, s.num_kv_heads, "v")
     kt = g.op("Transpose", [kh], perm=[0, 1, 3, 2], hint=f"{p}.kt")  # (B, nh, hd, T)
     scores = g.op("Mul", [g.op("MatMul", [qh, kt]), g.scalar(s.scale, "float32")], hint=f"{p}.scores")
+    if s.attn_softcap is not None:
+        cap = g.scalar(s.attn_softcap, "float32")
+        scores = g.op("Mul", [g.op("Tanh", [g.op("Div", [scores, cap])]), cap], hint=f"{p}.capped")
     probs = g.op("Softmax", [g.op("Add", [scores, lw.frame.mask_bias])], axis=-1, hint=f"{p}.probs")  # (B, nh, T, T)
     y = g.op("Transpose", [g.op("MatMul", [probs, vh])], perm=[0, 2, 1, 3], hint=f"{p}.y")  # (B, T, nh, hd)
     y = g.op("Reshape", [y, g.scalar([0, 0, s.q_size])], hint=f"{p}.merge")  # (B, T, nh*hd)

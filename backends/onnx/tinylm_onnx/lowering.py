@@ -25,10 +25,10 @@ class Frame:
     span: tuple[str, str] | None = None  # [lo, hi) (1,) int64 each: absolute positions of the new tokens
     seqlens: str | None = None  # (B,) int32 GQA: total length - 1 per row
     total: str | None = None  # () int32 GQA: total length
-    cos_cache: str | None = None  # (P, rd/2) GQA's own rotary
-    sin_cache: str | None = None
-    cos: str | None = None  # (1, T, 1, rd) rotary applied outside GQA
-    sin: str | None = None
+    # rotary tables by `ModelSpec.rope_kind` ("global", "local"): GQA's own cos/sin caches (P, rd/2) when it
+    # rotates, else cos and signed sin rows (1, T, 1, rd) applied outside GQA
+    inside: dict[str, tuple[str, str]] = field(default_factory=dict)
+    outside: dict[str, tuple[str, str]] = field(default_factory=dict)
     mask_bias: str | None = None  # (B, 1, 1, T) encoders: 0 where attended, very negative at padding
 
 

@@ -5,12 +5,19 @@ GQA's rotary needs rotary_dim/2 to be a multiple of 8 (rotary_dim <= head_dim); 
 8 or 24, Phi-3's partial rotary of 8 dims) are rotated here, in the rotate-half layout:
 
     rotate_half(x) * sin == roll(x, rd/2) * [-sin | sin]       (the sign folded into the table once)
+
+longrope past its switch length: both tables are baked and Where(end > switch) picks one per call, so a
+sequence longer than the original context rotates every position by the long table (as transformers does).
 """
 
 from __future__ import annotations
 
-from tinylm.arch.rope import cos_sin
-from tinylm.arch.spec import ModelSpec
+from collections.abc import Callable
+
+import numpy as np
+
+from tinylm.arch.rope import cos_sin, switch_length
+from tinylm.arch.spec import ModelSpec, RopeSpec
 
 from .graph import Graph
 
@@ -18,27 +25,54 @@ __all__ = ["gqa_can_rotate", "gqa_caches", "external_tables", "rotate"]
 
 
 def gqa_can_rotate(spec: ModelSpec) -> bool:
-    rd = spec.rope.rotary_dim if spec.rope else 0
-    return rd > 0 and rd <= spec.head_dim and (rd // 2) % 8 == 0
+    """Whether GQA can apply every rotary table the layers use (each table's rotary_dim/2 a multiple of 8)."""
+    dims = [spec.rope_of(kind).rotary_dim for kind in spec.rope_kinds]
+    return bool(dims) and all(0 < rd <= spec.head_dim and (rd // 2) % 8 == 0 for rd in dims)
 
 
-def gqa_caches(g: Graph, spec: ModelSpec, positions: int) -> tuple[str, str]:
-    """GQA's cos_cache and sin_cache (P, rd/2) initializers."""
-    assert spec.rope is not None
-    cos, sin = cos_sin(spec.rope, positions)  # (P, rd), halves equal
-    half = spec.rope.rotary_dim // 2
-    return g.const(cos[:, :half], "rope.cos_cache"), g.const(sin[:, :half], "rope.sin_cache")
+def _tables(
+    g: Graph,
+    rope: RopeSpec,
+    positions: int,
+    end: str | None,
+    shape: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
+    prefix: str,
+) -> tuple[str, str]:
+    """cos, sin tables (shaped by `shape`) as graph values: the one table, or longrope's two chosen by
+    `end` ((1,) int64, the sequence's total length) against the switch length."""
+    switch = switch_length(rope) if end is not None else None
+    tables = [shape(*cos_sin(rope, positions, long=long)) for long in ((False, True) if switch else (False,))]
+    names = (f"{prefix}.cos", f"{prefix}.sin")
+    short = [g.const(t, n) for t, n in zip(tables[0], names)]
+    if switch is None:
+        return short[0], short[1]
+    long = [g.const(t, f"{n}_long") for t, n in zip(tables[1], names)]
+    past = g.op("Greater", [end, g.scalar([switch])], hint="rope.past_switch")  # (1,) bool
+    cos, sin = (g.op("Where", [past, lt, st], hint=f"{n}.pick") for lt, st, n in zip(long, short, names))
+    return cos, sin
 
 
-def external_tables(g: Graph, spec: ModelSpec, positions: int, span: tuple[str, str]) -> tuple[str, str]:
+def gqa_caches(g: Graph, rope: RopeSpec, positions: int, end: str | None, prefix: str = "rope") -> tuple[str, str]:
+    """GQA's cos_cache and sin_cache (P, rd/2)."""
+    half = rope.rotary_dim // 2
+    return _tables(g, rope, positions, end, lambda cos, sin: (cos[:, :half], sin[:, :half]), prefix)  # halves equal
+
+
+def _signed(cos: np.ndarray, sin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    sin = sin.copy()
+    sin[:, : sin.shape[1] // 2] *= -1.0
+    return cos, sin
+
+
+def external_tables(
+    g: Graph, rope: RopeSpec, positions: int, span: tuple[str, str], prefix: str = "rope"
+) -> tuple[str, str]:
     """cos and signed sin rows [lo, hi) of `span`, shaped (1, T, 1, rd) to broadcast over (B, T, heads, rd)."""
-    assert spec.rope is not None
-    cos, sin = cos_sin(spec.rope, positions)  # (P, rd)
-    sin[:, : spec.rope.rotary_dim // 2] *= -1.0
+    tables = _tables(g, rope, positions, span[1], _signed, prefix)  # (P, rd)
     axes = g.scalar([0, 2])
     out = []
-    for table, name in ((cos, "rope.cos"), (sin, "rope.signed_sin")):
-        picked = g.op("Slice", [g.const(table, name), *span, g.scalar([0])], hint=f"{name}.at")  # (T, rd)
+    for table, name in zip(tables, (f"{prefix}.cos", f"{prefix}.signed_sin")):
+        picked = g.op("Slice", [table, *span, g.scalar([0])], hint=f"{name}.at")  # (T, rd)
         out.append(g.op("Unsqueeze", [picked, axes], hint=f"{name}.bcast"))  # (1, T, 1, rd)
     return out[0], out[1]
 

@@ -106,12 +106,13 @@ def _span(g: Graph, ids: str, total: str | None) -> tuple[str, str]:
 
 def _rope_frame(lw: Lowering, cap: int) -> None:
     s, f = lw.spec, lw.frame
-    if s.rope is None:
-        return
-    if s.kind == "decoder" and lw.opts.fused_ops and gqa_can_rotate(s):
-        f.cos_cache, f.sin_cache = gqa_caches(lw.g, s, cap)
-    else:
-        f.cos, f.sin = external_tables(lw.g, s, cap, f.span)
+    inside = s.kind == "decoder" and lw.opts.fused_ops and gqa_can_rotate(s)
+    for kind in s.rope_kinds:  # "global" [, "local"]: the tables some layer uses
+        rope, prefix = s.rope_of(kind), "rope" if kind == "global" else f"rope_{kind}"
+        if inside:
+            f.inside[kind] = gqa_caches(lw.g, rope, cap, f.span[1], prefix)
+        else:
+            f.outside[kind] = external_tables(lw.g, rope, cap, f.span, prefix)
 
 
 def _decoder(lw: Lowering) -> None:
@@ -125,15 +126,17 @@ def _decoder(lw: Lowering) -> None:
     _rope_frame(lw, capacity(s, lw.opts))
     x = _embed(lw, ids, None)
     presents = []
-    residual, h = x, lw.norm(x, "layers.0.attn_norm")
+    residual, h = x, _input_norm(lw, x, x, "layers.0.attn_norm")[0]
     for i in range(s.num_layers):
         past = g.input(f"past_key.{i}", FLOAT, cache_shape), g.input(f"past_value.{i}", FLOAT, cache_shape)
         a, pk, pv = decoder_attention(lw, h, i, *past)
         presents.append((i, pk, pv))
-        h, residual = lw.add_norm(a, residual, f"layers.{i}.mlp_norm")
-        m = mlp(lw, h, i)
+        h, residual = _input_norm(
+            lw, _sublayer_out(lw, a, f"layers.{i}.attn_post_norm"), residual, f"layers.{i}.mlp_norm"
+        )
+        m = _sublayer_out(lw, mlp(lw, h, i), f"layers.{i}.mlp_post_norm")
         if i + 1 < s.num_layers:
-            h, residual = lw.add_norm(m, residual, f"layers.{i + 1}.attn_norm")
+            h, residual = _input_norm(lw, m, residual, f"layers.{i + 1}.attn_norm")
         elif s.final_norm:
             h, _ = lw.add_norm(m, residual, "final_norm")
         else:
@@ -145,15 +148,49 @@ def _decoder(lw: Lowering) -> None:
         g.output(pv, f"present_value.{i}", FLOAT, cache_shape)
 
 
+def _input_norm(lw: Lowering, y: str, residual: str, prefix: str) -> tuple[str, str]:
+    """(the next sublayer's input, the residual stream) after adding y to it: the sum normalised by `prefix`
+    (fused with the add where the runtime can), or the sum itself where sublayers take their input as is (OLMo 2).
+    For the first layer, y is the embedding and residual the same value: nothing is added."""
+    if y == residual:
+        return (lw.norm(y, prefix) if lw.spec.input_norms else y), y
+    if lw.spec.input_norms:
+        return lw.add_norm(y, residual, prefix)
+    total = lw.g.op("Add", [y, residual], hint=f"{prefix}.residual")
+    return total, total
+
+
+def _sublayer_out(lw: Lowering, y: str, prefix: str) -> str:
+    """A sublayer's output as the residual stream adds it: normalised by `prefix` where the spec has output norms
+    (Gemma 2/3, OLMo 2), times residual_scale (Granite)."""
+    if lw.spec.output_norms:
+        y = lw.norm(y, prefix)
+    return _residual_scaled(lw, y)
+
+
+def _residual_scaled(lw: Lowering, y: str) -> str:
+    """A sublayer's output as the residual stream adds it: times residual_scale (Granite)."""
+    r = lw.spec.residual_scale
+    return y if r == 1.0 else lw.g.op("Mul", [y, lw.g.scalar(r, np.float32)], hint="residual.scaled")
+
+
 def _head(lw: Lowering, h: str) -> str:
     s, g, o = lw.spec, lw.g, lw.opts
     if lw.head_table is not None:
-        return g.op("MatMul", [h, lw.head_table], hint="lm_head")
-    weight = lw.w("embed.weight" if s.tie_embeddings else "lm_head.weight")  # (V, H)
-    bits = o.bits if o.quantize_lm_head else 0
-    return linear(
-        g, h, weight, None, bits=bits, block=o.block_size, level=o.accuracy_level, hint="lm_head", stored=lw.head_stored
-    )
+        logits = g.op("MatMul", [h, lw.head_table], hint="lm_head")
+    else:
+        weight = lw.w("embed.weight" if s.tie_embeddings else "lm_head.weight")  # (V, H)
+        bits = o.bits if o.quantize_lm_head else 0
+        logits = linear(
+            g, h, weight, None, bits=bits, block=o.block_size, level=o.accuracy_level, hint="lm_head",
+            stored=lw.head_stored,
+        )  # fmt: skip
+    if s.logits_scaling != 1.0:
+        logits = g.op("Div", [logits, g.scalar(s.logits_scaling, np.float32)], hint="logits.scaled")
+    if s.logits_softcap is not None:
+        cap = g.scalar(s.logits_softcap, np.float32)
+        logits = g.op("Mul", [g.op("Tanh", [g.op("Div", [logits, cap])]), cap], hint="logits.capped")
+    return logits
 
 
 def _encoder(lw: Lowering) -> None:
@@ -174,8 +211,8 @@ def _encoder(lw: Lowering) -> None:
             x, _ = lw.add_norm(encoder_attention(lw, x, i), x, f"{p}.attn_norm")
             x, _ = lw.add_norm(mlp(lw, x, i), x, f"{p}.mlp_norm")
         else:
-            x = g.op("Add", [x, encoder_attention(lw, lw.norm(x, f"{p}.attn_norm"), i)])
-            x = g.op("Add", [x, mlp(lw, lw.norm(x, f"{p}.mlp_norm"), i)])
+            x = g.op("Add", [x, _residual_scaled(lw, encoder_attention(lw, lw.norm(x, f"{p}.attn_norm"), i))])
+            x = g.op("Add", [x, _residual_scaled(lw, mlp(lw, lw.norm(x, f"{p}.mlp_norm"), i))])
     if s.final_norm:
         x = lw.norm(x, "final_norm")
     g.output(x, "hidden", FLOAT, ["B", "T", s.hidden_size])

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tinylm.arch.rope import cos_sin
+from tinylm.arch.rope import cos_sin, switch_length
 from tinylm.arch.spec import ModelSpec
 
 from .compress import weight
@@ -41,9 +41,9 @@ class Frame:
 
     start: Output | None = None  # (1,) int64 position of the first new token
     end: Output | None = None  # (1,) int64 start + T
-    cos: Output | None = None  # (1, 1, T, rd)
-    sin: Output | None = None  # (1, 1, T, rd)
+    rope: dict[str, tuple[Output, Output]] = field(default_factory=dict)  # rope_kind -> cos, sin (1, 1, T, rd)
     mask: Output | None = None  # float, broadcast to (B, nh, T, S): 0 where attended, float32's lowest elsewhere
+    masks: dict[int, Output] = field(default_factory=dict)  # sliding window -> its mask (layers that have one)
     beam_idx: Output | None = None  # (B,) int32 decoders: the rows of the state each new row continues
     batch: Output | None = None  # (1,) int64 B
 
@@ -85,29 +85,36 @@ class Lowering:
         return y.output(0)
 
     def rope_frame(self, positions: int) -> None:
-        """cos and signed sin rows [start, end), shaped (1, 1, T, rd) to broadcast over (B, n, T, rd)."""
+        """For each rotary table the layers use: cos and sin rows [start, end), shaped (1, 1, T, rd) to broadcast
+        over (B, n, T, rd). longrope: both tables baked, the long one read at every position of a sequence longer
+        than the switch length."""
         s, f = self.spec, self.frame
-        if s.rope is None:
-            return
-        cos, sin = cos_sin(s.rope, positions)  # (P, rd)
-        rows = []
-        for table, name in ((cos, "rope.cos"), (sin, "rope.sin")):
-            picked = ops.slice(const(table, name), f.start, f.end, ints([1]), ints([0]))  # (T, rd)
-            rows.append(ops.unsqueeze(picked, ints([0, 1])).output(0))  # (1, 1, T, rd)
-        f.cos, f.sin = rows
+        for kind in s.rope_kinds:
+            rope, prefix = s.rope_of(kind), "rope" if kind == "global" else f"rope_{kind}"
+            switch = switch_length(rope)
+            rows = []
+            for i, name in enumerate((f"{prefix}.cos", f"{prefix}.sin")):
+                table: Output = const(cos_sin(rope, positions)[i], name)  # (P, rd)
+                if switch is not None:
+                    long = const(cos_sin(rope, positions, long=True)[i], f"{name}_long")
+                    past = ops.greater(f.end, ints([switch]))  # (1,) bool
+                    table = ops.select(past, long, table).output(0)
+                picked = ops.slice(table, f.start, f.end, ints([1]), ints([0]))  # (T, rd)
+                rows.append(ops.unsqueeze(picked, ints([0, 1])).output(0))  # (1, 1, T, rd)
+            f.rope[kind] = (rows[0], rows[1])
 
-    def rotate(self, x: Output, hint: str) -> Output:
-        """Rotate x (B, n, T, hd) by the frame's tables; dims past rotary_dim pass through."""
-        s, f = self.spec, self.frame
-        assert s.rope is not None
-        rd, hd = s.rope.rotary_dim, s.head_dim
+    def rotate(self, x: Output, kind: str, hint: str) -> Output:
+        """Rotate x (B, n, T, hd) by the frame's `kind` tables; dims past rotary_dim pass through."""
+        s = self.spec
+        cos, sin = self.frame.rope[kind]
+        rd, hd = s.rope_of(kind).rotary_dim, s.head_dim  # type: ignore[arg-type]
         half = rd // 2
         big = np.iinfo(np.int64).max
         rot = x if rd == hd else ops.slice(x, ints([0]), ints([rd]), ints([1]), ints([3]))  # (B, n, T, rd)
         lo = ops.slice(rot, ints([0]), ints([half]), ints([1]), ints([3]))
         hi = ops.slice(rot, ints([half]), ints([big]), ints([1]), ints([3]))
         rolled = ops.concat([ops.multiply(hi, const(np.float32(-1.0), "minus_one")), lo], -1)  # rotate_half
-        y = ops.add(ops.multiply(rot, f.cos), ops.multiply(rolled, f.sin))
+        y = ops.add(ops.multiply(rot, cos), ops.multiply(rolled, sin))
         if rd < hd:
             y = ops.concat([y, ops.slice(x, ints([rd]), ints([big]), ints([1]), ints([3]))], -1)
         return y.output(0)

@@ -54,6 +54,23 @@ def _mlp(lw: Lowering, x: Output, i: int) -> Output:
     return lw.linear(up, f"{p}.down", bias=s.mlp_bias)
 
 
+def _input_norm(lw: Lowering, x: Output, prefix: str) -> Output:
+    """A sublayer's input: x normalised by `prefix`, or x itself where the spec has no input norms (OLMo 2)."""
+    return lw.norm(x, prefix) if lw.spec.input_norms else x
+
+
+def _sublayer_out(lw: Lowering, y: Output, prefix: str) -> Output:
+    """A sublayer's output as the residual stream adds it: normalised by `prefix` where the spec has output norms
+    (Gemma 2/3, OLMo 2), times residual_scale (Granite)."""
+    return _residual_scaled(lw, lw.norm(y, prefix) if lw.spec.output_norms else y)
+
+
+def _residual_scaled(lw: Lowering, y: Output) -> Output:
+    """A sublayer's output as the residual stream adds it: times residual_scale (Granite)."""
+    r = lw.spec.residual_scale
+    return y if r == 1.0 else ops.multiply(y, const(np.float32(r), "residual_scale")).output(0)
+
+
 def _table(lw: Lowering) -> Output:
     """The embedding table (V, H) as float32."""
     return weight(lw.w("embed.weight"), lw.opts.plan.embed, "embed.weight")
@@ -73,16 +90,21 @@ def _embed(lw: Lowering, ids: Output, types: Output | None, table: Output) -> Ou
     return lw.norm(x, "embed_norm") if s.embed_norm else x
 
 
-def _causal_mask(lw: Lowering) -> Output:
-    """(1, 1, T, S) float: query position q attends key position k when k <= q (and q - k < window)."""
+def _causal_masks(lw: Lowering) -> None:
+    """(1, 1, T, S) float: query position q attends key position k when k <= q (and q - k < window): the frame's
+    `mask` for layers without a window, `masks[window]` for each sliding window a layer has."""
     f, s = lw.frame, lw.spec
     start, end = ops.squeeze(f.start, ints([0])), ops.squeeze(f.end, ints([0]))
     q = ops.unsqueeze(ops.range(start, end, ints(1), "i64"), ints([1]))  # (T, 1)
     k = ops.unsqueeze(ops.range(ints(0), end, ints(1), "i64"), ints([0]))  # (1, S)
-    allowed = ops.less_equal(k, q)
-    if s.sliding_window:
-        allowed = ops.logical_and(allowed, ops.less(ops.subtract(q, k), ints(s.sliding_window)))
-    return ops.unsqueeze(_additive(allowed), ints([0, 1])).output(0)
+    causal = ops.less_equal(k, q)
+    for window in s.windows:
+        allowed = causal if window is None else ops.logical_and(causal, ops.less(ops.subtract(q, k), ints(window)))
+        mask = ops.unsqueeze(_additive(allowed), ints([0, 1])).output(0)
+        if window is None:
+            f.mask = mask
+        else:
+            f.masks[window] = mask
 
 
 def _additive(allowed: Output) -> Output:
@@ -100,16 +122,19 @@ def _decoder(lw: Lowering) -> ov.Model:
     shape = ops.shape_of(ids)  # [B, T]
     f.batch = ops.gather(shape, ints([0]), ints(0)).output(0)
     f.end = ops.add(f.start, ops.gather(shape, ints([1]), ints(0))).output(0)
-    f.mask = _causal_mask(lw)
+    _causal_masks(lw)
     lw.rope_frame(capacity(s, lw.opts))
     table = _table(lw)
     x = _embed(lw, ids, None, table)
     sinks: list[object] = []
     for i in range(s.num_layers):
-        a, assigns = decoder_attention(lw, lw.norm(x, f"layers.{i}.attn_norm"), i)
+        p = f"layers.{i}"
+        a, assigns = decoder_attention(lw, _input_norm(lw, x, f"{p}.attn_norm"), i)
         sinks += assigns
-        x = ops.add(x, a).output(0)
-        x = ops.add(x, _mlp(lw, lw.norm(x, f"layers.{i}.mlp_norm"), i)).output(0)
+        x = ops.add(x, _sublayer_out(lw, a, f"{p}.attn_post_norm")).output(0)
+        x = ops.add(
+            x, _sublayer_out(lw, _mlp(lw, _input_norm(lw, x, f"{p}.mlp_norm"), i), f"{p}.mlp_post_norm")
+        ).output(0)
     if s.final_norm:
         x = lw.norm(x, "final_norm")
     x = ops.slice(x, logits_from, ints([2**62]), ints([1]), ints([1])).output(0)  # (B, T', H)
@@ -117,6 +142,11 @@ def _decoder(lw: Lowering) -> ov.Model:
         logits = ops.matmul(x, table, False, True).output(0)  # one table for the lookup and the head
     else:
         logits = lw.linear(x, "embed" if s.tie_embeddings else "lm_head", bias=False, storage=plan.head)
+    if s.logits_scaling != 1.0:
+        logits = ops.divide(logits, const(np.float32(s.logits_scaling), "logits_scaling")).output(0)
+    if s.logits_softcap is not None:
+        cap = const(np.float32(s.logits_softcap), "logits_softcap")
+        logits = ops.multiply(ops.tanh(ops.divide(logits, cap)), cap).output(0)
     return model([named(logits, "logits")], sinks, [p_ids, p_beam, p_start, p_from], s.family)
 
 
@@ -139,8 +169,8 @@ def _encoder(lw: Lowering) -> ov.Model:
             x = lw.norm(ops.add(x, encoder_attention(lw, x, i)).output(0), f"{p}.attn_norm")
             x = lw.norm(ops.add(x, _mlp(lw, x, i)).output(0), f"{p}.mlp_norm")
         else:
-            x = ops.add(x, encoder_attention(lw, lw.norm(x, f"{p}.attn_norm"), i)).output(0)
-            x = ops.add(x, _mlp(lw, lw.norm(x, f"{p}.mlp_norm"), i)).output(0)
+            x = ops.add(x, _residual_scaled(lw, encoder_attention(lw, lw.norm(x, f"{p}.attn_norm"), i))).output(0)
+            x = ops.add(x, _residual_scaled(lw, _mlp(lw, lw.norm(x, f"{p}.mlp_norm"), i))).output(0)
     if s.final_norm:
         x = lw.norm(x, "final_norm")
     return model([named(x, "hidden")], [], params, s.family)

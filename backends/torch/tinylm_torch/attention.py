@@ -20,8 +20,27 @@ from .rope import rotate
 __all__ = ["Attention", "attend"]
 
 
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, frame: Frame, scale: float) -> torch.Tensor:
+def _capped(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, frame: Frame, scale: float, cap: float) -> torch.Tensor:
+    """softmax(cap * tanh(q k^T * scale / cap) + mask) v (Gemma 2's soft-capped scores: no fused kernel has it)."""
+    B, nh, T, hd = q.shape
+    nkv, S = k.shape[1], k.shape[2]
+    scores = q.reshape(B, nkv, nh // nkv * T, hd) @ k.transpose(-1, -2)  # (B, nkv, g*T, S)
+    scores = torch.tanh(scores.view(B, nh, T, S) * (scale / cap)) * cap  # (B, nh, T, S)
+    mask = frame.mask
+    if frame.causal:
+        mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)[None, None]
+    if mask is not None:
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    probs = torch.softmax(scores, dim=-1).view(B, nkv, nh // nkv * T, S)
+    return (probs @ v).view(B, nh, T, hd)
+
+
+def attend(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, frame: Frame, scale: float, softcap: float | None = None
+) -> torch.Tensor:
     """softmax(q k^T * scale + mask) v for q (B, nh, T, hd) and k, v (B, nkv, S, hd) -> (B, nh, T, hd)."""
+    if softcap is not None:
+        return _capped(q, k, v, frame, scale, softcap)
     B, nh, T, hd = q.shape
     nkv = k.shape[1]
     if T == 1 and frame.mask is None:
@@ -39,10 +58,13 @@ class Attention(nn.Module):
         self.index = index
         self.nh, self.nkv, self.hd = spec.num_heads, spec.num_kv_heads, spec.head_dim
         self.scale = spec.scale
+        self.softcap = spec.attn_softcap
         self.qkv = Linear(spec.hidden_size, spec.q_size + 2 * spec.kv_size, bias=spec.qkv_bias)
         self.o = Linear(spec.q_size, spec.hidden_size, bias=spec.out_bias)
-        self.q_norm = RMSNorm(spec.head_dim, spec.norm.eps) if spec.qk_norm else None
-        self.k_norm = RMSNorm(spec.head_dim, spec.norm.eps) if spec.qk_norm else None
+        self.qk_whole = spec.qk_norm_over == "all"  # OLMo 2: over the whole projection, not per head
+        q_dim, k_dim = (spec.q_size, spec.kv_size) if self.qk_whole else (spec.head_dim, spec.head_dim)
+        self.q_norm = RMSNorm(q_dim, spec.norm.eps) if spec.qk_norm else None
+        self.k_norm = RMSNorm(k_dim, spec.norm.eps) if spec.qk_norm else None
 
     def forward(self, x: torch.Tensor, frame: Frame) -> torch.Tensor:
         B, T, _ = x.shape
@@ -50,7 +72,13 @@ class Attention(nn.Module):
         qkv = self.qkv(x).view(B, T, nh + 2 * nkv, self.hd)  # (B, T, nh + 2 nkv, hd)
         qk, v = qkv.split([nh + nkv, nkv], dim=2)  # (B, T, nh + nkv, hd), (B, T, nkv, hd)
         if self.q_norm is not None:
-            qk = torch.cat([self.q_norm(qk[:, :, :nh]), self.k_norm(qk[:, :, nh:])], dim=2)
+            q, k = qk[:, :, :nh], qk[:, :, nh:]  # (B, T, nh, hd), (B, T, nkv, hd)
+            if self.qk_whole:
+                q = self.q_norm(q.reshape(B, T, -1)).view(B, T, nh, self.hd)
+                k = self.k_norm(k.reshape(B, T, -1)).view(B, T, nkv, self.hd)
+            else:
+                q, k = self.q_norm(q), self.k_norm(k)
+            qk = torch.cat([q, k], dim=2)
         if frame.cos is not None:
             qk = rotate(qk, frame.cos, frame.sin)
         q, k = qk.transpose(1, 2).split([nh, nkv], dim=1)  # (B, nh, T, hd), (B, nkv, T, hd)
@@ -59,5 +87,5 @@ class Attention(nn.Module):
             cached_k, cached_v = frame.cache.update(self.index, k, v, frame)  # (B, nkv, S, hd)
             if frame.start > 0:  # attend to what came before too (a fresh cache holds just k, v)
                 k, v = cached_k, cached_v
-        y = attend(q, k, v, frame, self.scale)  # (B, nh, T, hd)
+        y = attend(q, k, v, frame, self.scale, self.softcap)  # (B, nh, T, hd)
         return self.o(y.transpose(1, 2).reshape(B, T, nh * self.hd))

@@ -1,7 +1,9 @@
-"""One transformer block, pre-norm (Llama, GPT-2) or post-norm (BERT).
+"""One transformer block; the norms sit where `ModelSpec.norm_placement` says.
 
-pre:   x = x + attn(attn_norm(x));  x = x + mlp(mlp_norm(x))
-post:  x = attn_norm(x + attn(x));  x = mlp_norm(x + mlp(x))
+pre:       x = x + r * attn(attn_norm(x));  x = x + r * mlp(mlp_norm(x))       (r = residual_scale, Granite)
+post:      x = attn_norm(x + attn(x));  x = mlp_norm(x + mlp(x))               (BERT)
+sandwich:  x = x + attn_post_norm(attn(attn_norm(x)));  likewise the MLP      (Gemma 2, Gemma 3)
+output:    x = x + attn_post_norm(attn(x));  x = x + mlp_post_norm(mlp(x))    (OLMo 2)
 """
 
 from __future__ import annotations
@@ -22,15 +24,24 @@ __all__ = ["Block"]
 class Block(nn.Module):
     def __init__(self, spec: ModelSpec, index: int) -> None:
         super().__init__()
+        h = spec.hidden_size
         self.post_norm = spec.norm_placement == "post"
-        self.attn_norm = make_norm(spec.norm, spec.hidden_size)
+        self.attn_norm = make_norm(spec.norm, h) if spec.norm_placement != "output" else None
         self.attn = Attention(spec, index)
-        self.mlp_norm = make_norm(spec.norm, spec.hidden_size)
+        self.attn_post_norm = make_norm(spec.norm, h) if spec.output_norms else None
+        self.mlp_norm = make_norm(spec.norm, h) if spec.norm_placement != "output" else None
         self.mlp = MLP(spec)
+        self.mlp_post_norm = make_norm(spec.norm, h) if spec.output_norms else None
+        self.r = spec.residual_scale
+
+    def _scaled(self, y: torch.Tensor) -> torch.Tensor:
+        return y if self.r == 1.0 else y * self.r
 
     def forward(self, x: torch.Tensor, frame: Frame) -> torch.Tensor:
         if self.post_norm:
             x = self.attn_norm(x + self.attn(x, frame))
             return self.mlp_norm(x + self.mlp(x))
-        x = x + self.attn(self.attn_norm(x), frame)
-        return x + self.mlp(self.mlp_norm(x))
+        a = self.attn(self.attn_norm(x) if self.attn_norm is not None else x, frame)
+        x = x + self._scaled(self.attn_post_norm(a) if self.attn_post_norm is not None else a)
+        m = self.mlp(self.mlp_norm(x) if self.mlp_norm is not None else x)
+        return x + self._scaled(self.mlp_post_norm(m) if self.mlp_post_norm is not None else m)

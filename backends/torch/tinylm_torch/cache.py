@@ -77,20 +77,26 @@ def make_frame(
     start: int,
     length: int,
     rope: Rope | None,
+    window: int | None,
     dtype: torch.dtype,
     device: torch.device,
     cache: KVCache | None = None,
     attention_mask: torch.Tensor | None = None,
 ) -> Frame:
-    """The frame for `length` new tokens at positions [start, start + length)."""
+    """The frame for `length` new tokens at positions [start, start + length), for the layers with this rotary
+    table (or none) and this sliding window (or none)."""
     end = start + length
     cos = sin = None
     if rope is not None:
         cos, sin = rope.tables(start, end, dtype, device)
     if not spec.causal:
         mask = None if attention_mask is None else attention_mask.bool()[:, None, None, :]  # (B, 1, 1, S)
+        if window is not None:  # bidirectional, within the window both ways (ModernBERT's local layers)
+            q = torch.arange(end, device=device)
+            band = ((q[:, None] - q[None, :]).abs() <= window // 2)[None, None]  # (1, 1, T, S)
+            mask = band if mask is None else mask & band
         return Frame(start=start, end=end, cos=cos, sin=sin, mask=mask, cache=cache)
-    window = spec.sliding_window if spec.sliding_window and end > spec.sliding_window else None
+    window = window if window and end > window else None
     if length == 1:  # decode: attend to everything cached, or to the window's last keys
         lo = end - window if window else 0
         return Frame(start=start, end=end, lo=lo, cos=cos, sin=sin, cache=cache)

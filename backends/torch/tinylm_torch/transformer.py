@@ -1,6 +1,7 @@
 """The whole model, built from a `ModelSpec` alone:
 
     embed (* embed_scale) (+ positions + token types) -> [embed_norm] -> N x Block -> [final_norm] -> lm_head
+    [/ logits_scaling]
 
 Two ways in:
     model(ids) -> logits (B, T, V)                 cache-free, differentiable: training and scoring
@@ -38,7 +39,9 @@ class Transformer(nn.Module):
         self.final_norm = make_norm(spec.norm, h) if spec.final_norm else None
         has_head = spec.kind == "decoder" and not spec.tie_embeddings
         self.lm_head = Linear(h, spec.vocab_size, bias=False) if has_head else None
-        self.rope = Rope(spec.rope) if spec.rope is not None else None
+        self.ropes = {kind: Rope(spec.rope_of(kind)) for kind in spec.rope_kinds}  # "global" [, "local"]
+        # the (rotary table, window) of each layer: one Frame per distinct pair is computed per call
+        self.kinds = [(spec.rope_kind(i), spec.window(i)) for i in range(spec.num_layers)]
 
     # pieces ---------------------------------------------------------------------------------
 
@@ -54,30 +57,40 @@ class Transformer(nn.Module):
             x = x + self.type_embed(types)
         return self.embed_norm(x) if self.embed_norm is not None else x
 
-    def _blocks(self, x: torch.Tensor, frame: Frame) -> torch.Tensor:
-        for layer in self.layers:
-            x = layer(x, frame)
+    def _blocks(self, x: torch.Tensor, frames: dict[tuple[str | None, int | None], Frame]) -> torch.Tensor:
+        for layer, kind in zip(self.layers, self.kinds):
+            x = layer(x, frames[kind])
         return x
 
     def head(self, x: torch.Tensor) -> torch.Tensor:
         """Final norm and LM head: (B, T, H) -> logits (B, T, V)."""
         if self.final_norm is not None:
             x = self.final_norm(x)
-        if self.lm_head is not None:
-            return self.lm_head(x)
-        return F.linear(x, self.embed.weight)  # tied
+        logits = self.lm_head(x) if self.lm_head is not None else F.linear(x, self.embed.weight)  # or tied
+        if self.spec.logits_scaling != 1.0:
+            logits = logits / self.spec.logits_scaling
+        if self.spec.logits_softcap is not None:
+            logits = torch.tanh(logits / self.spec.logits_softcap) * self.spec.logits_softcap
+        return logits
 
-    def _frame(self, x: torch.Tensor, start: int, cache: KVCache | None, mask: torch.Tensor | None) -> Frame:
-        return make_frame(
-            self.spec,
-            start=start,
-            length=x.shape[1],
-            rope=self.rope,
-            dtype=x.dtype,
-            device=x.device,
-            cache=cache,
-            attention_mask=mask,
-        )
+    def _frame(
+        self, x: torch.Tensor, start: int, cache: KVCache | None, mask: torch.Tensor | None
+    ) -> dict[tuple[str | None, int | None], Frame]:
+        """One Frame per distinct (rotary table, window) of the layers."""
+        return {
+            (rope, window): make_frame(
+                self.spec,
+                start=start,
+                length=x.shape[1],
+                rope=self.ropes[rope] if rope is not None else None,
+                window=window,
+                dtype=x.dtype,
+                device=x.device,
+                cache=cache,
+                attention_mask=mask,
+            )
+            for rope, window in dict.fromkeys(self.kinds)
+        }
 
     # entry points ---------------------------------------------------------------------------
 

@@ -90,7 +90,9 @@ def rotate(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
 # attention ---------------------------------------------------------------------------------------
 
 
-def attend(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray, scale: float) -> np.ndarray:
+def attend(
+    q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray, scale: float, softcap: float | None = None
+) -> np.ndarray:
     """softmax(q k^T * scale, where mask) v, with grouped key-value heads.
 
     q (B, nh, T, hd); k, v (B, nkv, S, hd); mask bool, broadcastable to (B, nh, T, S), True where a
@@ -101,6 +103,8 @@ def attend(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray, scale:
     nkv, S = k.shape[1], k.shape[2]
     grouped = q.reshape(B, nkv, nh // nkv * T, hd)  # (B, nkv, g*T, hd)
     scores = (grouped @ k.swapaxes(-1, -2)).reshape(B, nh, T, S) * scale  # (B, nh, T, S)
+    if softcap is not None:  # Gemma 2: cap * tanh(scores / cap), before the mask
+        scores = np.tanh(scores / softcap) * softcap
     scores = np.where(mask, scores, np.finfo(scores.dtype).min)
     weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
     weights /= weights.sum(axis=-1, keepdims=True)  # (B, nh, T, S)

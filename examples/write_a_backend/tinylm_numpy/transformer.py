@@ -2,8 +2,10 @@
 
     embed (* embed_scale) (+ positions + token types) -> [embed_norm] -> N x block -> [final_norm] -> lm_head
 
-    pre-norm block:   x = x + attn(attn_norm(x));  x = x + mlp(mlp_norm(x))
+    pre-norm block:   x = x + r * attn(attn_norm(x));  x = x + r * mlp(mlp_norm(x))   (r: residual_scale)
     post-norm block:  x = attn_norm(x + attn(x));  x = mlp_norm(x + mlp(x))      (BERT)
+    sandwich/output:  the sublayers' outputs normalised (attn_post_norm, mlp_post_norm) before the add,
+                      with (sandwich) or without (output) the input norms
 
 Two ways in: `step` (decoders: appends to a `KVCache`, returns logits) and `hidden` (encoders: the
 last hidden states of a padded batch, no cache). Everything a family varies is read from the spec;
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tinylm.arch.rope import cos_sin
+from tinylm.arch.rope import cos_sin, switch_length
 from tinylm.arch.spec import ModelSpec
 
 from .cache import KVCache, causal_mask
@@ -50,9 +52,16 @@ class Transformer:
     def step(self, ids: np.ndarray, cache: KVCache, *, last_only: bool = True) -> np.ndarray:
         """Append ids (B, T) to `cache`; float32 logits (B, V) for the last position, or (B, T, V)."""
         start, end = cache.length, cache.length + ids.shape[1]
-        cos, sin = self._rope(start, end)
-        frame = Frame(start, cos, sin, causal_mask(start, end, self.spec.sliding_window), cache)
-        x = self._blocks(self._embed(ids, start, None), frame)  # (B, T, H)
+        frames = [
+            Frame(
+                start,
+                *self._rope(start, end, self.spec.rope_kind(i)),
+                causal_mask(start, end, self.spec.window(i)),
+                cache,
+            )
+            for i in range(self.spec.num_layers)
+        ]  # each layer's rotary table (or none) and sliding window (or none)
+        x = self._blocks(self._embed(ids, start, None), frames)  # (B, T, H)
         cache.length = end  # only now: a call that raised leaves the cache as it was
         if last_only:
             return self._head(x[:, -1])  # (B, V)
@@ -61,9 +70,10 @@ class Transformer:
     def hidden(self, ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray) -> np.ndarray:
         """Last hidden states (B, T, H) of a padded batch; padding keys are masked out."""
         mask = attention_mask.astype(bool)[:, None, None, :]  # (B, 1, 1, S): every query sees every real key
-        cos, sin = self._rope(0, ids.shape[1])
-        frame = Frame(0, cos, sin, mask)
-        x = self._blocks(self._embed(ids, 0, token_type_ids), frame)  # (B, T, H)
+        frames = [
+            Frame(0, *self._rope(0, ids.shape[1], self.spec.rope_kind(i)), mask) for i in range(self.spec.num_layers)
+        ]
+        x = self._blocks(self._embed(ids, 0, token_type_ids), frames)  # (B, T, H)
         return self._norm(x, "final_norm") if self.spec.final_norm else x
 
     # pieces ---------------------------------------------------------------------------------------
@@ -74,11 +84,15 @@ class Transformer:
     def _linear(self, x: np.ndarray, name: str) -> np.ndarray:
         return linear(x, self.w[f"{name}.weight"], self.w.get(f"{name}.bias"))
 
-    def _rope(self, start: int, end: int) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """cos, sin (T, rd) for positions [start, end), with the checkpoint's scaling (tinylm.arch.rope)."""
-        if self.spec.rope is None:
+    def _rope(self, start: int, end: int, kind: str | None) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """cos, sin (T, rd) for positions [start, end) from the `kind` table (`ModelSpec.rope_kind`), with the
+        checkpoint's scaling (tinylm.arch.rope); a sequence longer than longrope's switch length reads the long
+        table at every position."""
+        if kind is None:
             return None, None
-        return cos_sin(self.spec.rope, np.arange(start, end))
+        rope = self.spec.rope_of(kind)  # type: ignore[arg-type]
+        switch = switch_length(rope)
+        return cos_sin(rope, np.arange(start, end), long=switch is not None and end > switch)
 
     def _embed(self, ids: np.ndarray, start: int, token_type_ids: np.ndarray | None) -> np.ndarray:
         s, w = self.spec, self.w
@@ -93,8 +107,8 @@ class Transformer:
             x = x + w["type_embed.weight"][types]  # (B, T, H)
         return self._norm(x, "embed_norm") if s.embed_norm else x
 
-    def _blocks(self, x: np.ndarray, frame: Frame) -> np.ndarray:
-        for i in range(self.spec.num_layers):
+    def _blocks(self, x: np.ndarray, frames: list[Frame]) -> np.ndarray:
+        for i, frame in enumerate(frames):
             x = self._block(x, i, frame)
         return x
 
@@ -103,16 +117,30 @@ class Transformer:
         if self.spec.norm_placement == "post":
             x = self._norm(x + self._attention(x, i, frame), f"{p}.attn_norm")
             return self._norm(x + self._mlp(x, i), f"{p}.mlp_norm")
-        x = x + self._attention(self._norm(x, f"{p}.attn_norm"), i, frame)
-        return x + self._mlp(self._norm(x, f"{p}.mlp_norm"), i)
+        x = x + self._out(self._attention(self._in(x, f"{p}.attn_norm"), i, frame), f"{p}.attn_post_norm")
+        return x + self._out(self._mlp(self._in(x, f"{p}.mlp_norm"), i), f"{p}.mlp_post_norm")
+
+    def _in(self, x: np.ndarray, name: str) -> np.ndarray:
+        """A sublayer's input: normalised, unless the spec norms only the outputs (OLMo 2)."""
+        return self._norm(x, name) if self.spec.input_norms else x
+
+    def _out(self, y: np.ndarray, name: str) -> np.ndarray:
+        """A sublayer's output as the residual adds it: normalised where the spec says, times residual_scale."""
+        y = self._norm(y, name) if self.spec.output_norms else y
+        return y * np.float32(self.spec.residual_scale) if self.spec.residual_scale != 1.0 else y
 
     def _attention(self, x: np.ndarray, i: int, frame: Frame) -> np.ndarray:
         s, p = self.spec, f"layers.{i}.attn"
         B, T, _ = x.shape
-        q = self._linear(x, f"{p}.q").reshape(B, T, s.num_heads, s.head_dim)  # (B, T, nh, hd)
-        k = self._linear(x, f"{p}.k").reshape(B, T, s.num_kv_heads, s.head_dim)  # (B, T, nkv, hd)
+        q, k = self._linear(x, f"{p}.q"), self._linear(x, f"{p}.k")  # (B, T, nh*hd), (B, T, nkv*hd)
+        whole = s.qk_norm and s.qk_norm_over == "all"
+        if whole:  # OLMo 2: an RMS norm over the whole projection
+            q = rms_norm(q, self.w[f"{p}.q_norm.weight"], s.norm.eps)
+            k = rms_norm(k, self.w[f"{p}.k_norm.weight"], s.norm.eps)
+        q = q.reshape(B, T, s.num_heads, s.head_dim)  # (B, T, nh, hd)
+        k = k.reshape(B, T, s.num_kv_heads, s.head_dim)  # (B, T, nkv, hd)
         v = self._linear(x, f"{p}.v").reshape(B, T, s.num_kv_heads, s.head_dim)  # (B, T, nkv, hd)
-        if s.qk_norm:  # Qwen3: an RMS norm over each head, before rotary
+        if s.qk_norm and not whole:  # Qwen3: an RMS norm over each head, before rotary
             q = rms_norm(q, self.w[f"{p}.q_norm.weight"], s.norm.eps)
             k = rms_norm(k, self.w[f"{p}.k_norm.weight"], s.norm.eps)
         if frame.cos is not None and frame.sin is not None:
@@ -120,7 +148,7 @@ class Transformer:
         q, k, v = (t.transpose(0, 2, 1, 3) for t in (q, k, v))  # (B, heads, T, hd)
         if frame.cache is not None:
             k, v = frame.cache.store(i, k, v, frame.start)  # (B, nkv, S, hd): everything so far
-        y = attend(q, k, v, frame.mask, s.scale)  # (B, nh, T, hd)
+        y = attend(q, k, v, frame.mask, s.scale, s.attn_softcap)  # (B, nh, T, hd)
         return self._linear(y.transpose(0, 2, 1, 3).reshape(B, T, s.q_size), f"{p}.o")  # (B, T, H)
 
     def _mlp(self, x: np.ndarray, i: int) -> np.ndarray:
@@ -136,4 +164,9 @@ class Transformer:
         if self.spec.final_norm:
             x = self._norm(x, "final_norm")
         head = self.w["embed.weight"] if self.spec.tie_embeddings else self.w["lm_head.weight"]  # (V, H)
-        return np.ascontiguousarray(linear(x, head), dtype=np.float32)
+        logits = linear(x, head)
+        if self.spec.logits_scaling != 1.0:
+            logits = logits / np.float32(self.spec.logits_scaling)
+        if self.spec.logits_softcap is not None:
+            logits = np.tanh(logits / self.spec.logits_softcap) * self.spec.logits_softcap
+        return np.ascontiguousarray(logits, dtype=np.float32)

@@ -14,15 +14,35 @@ from ...errors import UnsupportedArchitecture
 from ._base import Family
 from .bert import BERT
 from .gemma import GEMMA
+from .gemma2 import GEMMA2
+from .gemma3 import GEMMA3
 from .gpt2 import GPT2
+from .granite import GRANITE
 from .llama import LLAMA
+from .olmo2 import OLMO2
 from .phi3 import PHI3
 from .qwen2 import QWEN2
 from .qwen3 import QWEN3
+from .roberta import ROBERTA
+from .smollm3 import SMOLLM3
 
 __all__ = ["Family", "FAMILIES", "family_for"]
 
-FAMILIES: tuple[Family, ...] = (LLAMA, QWEN2, QWEN3, PHI3, GEMMA, GPT2, BERT)
+FAMILIES: tuple[Family, ...] = (
+    LLAMA,
+    QWEN2,
+    QWEN3,
+    PHI3,
+    GEMMA,
+    GPT2,
+    BERT,
+    GRANITE,
+    OLMO2,
+    SMOLLM3,
+    GEMMA2,
+    GEMMA3,
+    ROBERTA,
+)
 _BY_TYPE: dict[str, Family] = {t: f for f in FAMILIES for t in f.model_types}
 
 

@@ -95,7 +95,7 @@ def sanitize(raw: Weights, spec: ModelSpec) -> dict[str, np.ndarray]:
 
 def bert_config(spec: ModelSpec, base: dict[str, Any] | None = None) -> dict[str, Any]:
     """config.json for a BERT spec (the inverse of `bert_spec`), updating `base` if given."""
-    cfg = base_config(base, "bert")
+    cfg = base_config(base, spec.family)
     cfg.update(
         hidden_size=spec.hidden_size,
         num_attention_heads=spec.num_heads,

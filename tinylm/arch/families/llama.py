@@ -120,16 +120,21 @@ def llama_spec(cfg: dict[str, Any]) -> ModelSpec:
     return llama_like_spec(cfg, family="llama", qkv_bias=bias, out_bias=bias, qk_norm=False)
 
 
-def sanitize(raw: Weights, spec: ModelSpec) -> dict:
-    weights = rename(raw, _RULES, drop=_DROP)
+def sanitize(raw: Weights, spec: ModelSpec, *, norms: list[tuple[str, str]] | None = None) -> dict:
+    """Checkpoint names -> canonical ones. `norms`: (checkpoint layer-norm name, canonical name) pairs of a
+    family whose block norms differ from Llama's (`input_layernorm` -> attn_norm,
+    `post_attention_layernorm` -> mlp_norm)."""
+    rules = [(rf"^(?:model\.)?layers\.(\d+)\.{theirs}\.", rf"layers.\1.{ours}.") for theirs, ours in (norms or [])]
+    weights = rename(raw, rules + _RULES, drop=_DROP)
     if spec.tie_embeddings:
         weights.pop("lm_head.weight", None)
     return weights
 
 
-def to_checkpoint(weights: Weights, spec: ModelSpec) -> dict:
-    """Canonical tensors -> Llama checkpoint names (the inverse of `sanitize`)."""
-    return rename(weights, _INVERSE)
+def to_checkpoint(weights: Weights, spec: ModelSpec, *, norms: list[tuple[str, str]] | None = None) -> dict:
+    """Canonical tensors -> Llama checkpoint names (the inverse of `sanitize`, with the same `norms`)."""
+    rules = [(rf"^layers\.(\d+)\.{ours}\.", rf"model.layers.\1.{theirs}.") for theirs, ours in (norms or [])]
+    return rename(weights, rules + _INVERSE)
 
 
 LLAMA = Family(

@@ -54,7 +54,7 @@ def keep_layers(weights: Mapping[str, np.ndarray], spec: ModelSpec, keep: Sequen
         for name, w in weights.items():
             if name.startswith(prefix):
                 out[f"layers.{new}.{name[len(prefix) :]}"] = w
-    return out, dataclasses.replace(spec, num_layers=len(keep))
+    return out, spec.with_layers(keep)
 
 
 def _rows(blocks: Sequence[int], width: int) -> np.ndarray:
