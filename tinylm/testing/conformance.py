@@ -216,8 +216,13 @@ class BackendConformance:
     def test_step_equals_forward(self, decoder: tuple[str, tinylm.Model]) -> None:
         variant, model = decoder
         session = model._live()
-        if not hasattr(session, "step"):
-            pytest.skip(f"backend {self.backend} has no Session.step (an optional fast path)")
+        declared = get_manager().backends()[model.backend].capabilities.step
+        assert declared == hasattr(session, "step"), (
+            f"backend {self.backend}: Capabilities(step={declared}) but its session "
+            f"{'lacks' if declared else 'defines'} step(); declare what the session does"
+        )
+        if not declared:
+            pytest.skip(f"backend {self.backend} declares no Session.step (an optional fast path)")
         ids = self._ids(model.spec.vocab_size, n=20, seed=7)
         session.reset()
         forwarded = [session.forward(ids[None, :12])[0]]

@@ -13,6 +13,8 @@ from typing import Any
 from tinylm.backend import Availability, Capabilities, OpenRequest, Session, installed_version, requires_runtimes
 from tinylm.hookspecs import hookimpl
 
+from .options import CoreMLOptions
+
 __all__ = ["CoreMLBackend", "register_backends", "CONVERT_HINT"]
 
 #: How to get a Core ML package on a machine that cannot run it.
@@ -34,6 +36,7 @@ class CoreMLBackend:
         batch=False,  # decoders: one sequence per state (encoders take a padded batch in embed)
         priority=30,  # first on macOS (docs/choosing-a-backend.md); off macOS it is never available to run
         converts=True,
+        options=CoreMLOptions,
     )
 
     def __init__(self) -> None:
@@ -58,10 +61,10 @@ class CoreMLBackend:
 
         return list(DEVICES)
 
-    def prepare(self, request: OpenRequest, out_dir: Path) -> dict[str, Any]:
+    def prepare(self, request: OpenRequest, options: CoreMLOptions, out_dir: Path) -> dict[str, Any]:
         from .package import prepare
 
-        return prepare(request, out_dir)
+        return prepare(request, options, out_dir)
 
     def open(self, request: OpenRequest) -> Session:
         from .session import open_session
