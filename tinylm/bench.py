@@ -6,17 +6,15 @@ token, decode tokens/s (median of several runs after a warm-up, with min and max
 bytes; for embedders, sentences/s at batch 1 and 32. It also measures this machine's memory bandwidth and
 prints each decode figure as a fraction of the roofline (weight bytes read per token / bandwidth).
 
-Results are saved under `TINYLM_HOME/bench/`; with `TINYLM_AUTO_BENCH=1`, automatic backend choice
-uses the fastest backend of the latest ranking saved for this machine and model.
+Results are saved under `TINYLM_HOME/bench/` (`tinylm.ranking`); with `TINYLM_AUTO_BENCH=1`, automatic backend
+choice uses the fastest backend of the latest ranking saved for this machine and model.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -27,14 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import settings
+from . import ranking, settings
 
 __all__ = [
     "BenchConfig",
     "BenchResult",
     "run_bench",
     "memory_bandwidth",
-    "saved_ranking",
     "format_table",
     "prompt_ids",
     "weight_bytes",
@@ -280,52 +277,8 @@ def run_bench(config: BenchConfig, *, progress: Any = None) -> tuple[list[BenchR
                 row.roofline_fraction = row.decode_tps / roofline
                 row.extra["roofline_tps"] = roofline
         rows.append(row)
-    _save(config, rows, bandwidth)
+    ranking.save(config.model, [dataclasses.asdict(r) for r in rows], bandwidth)
     return rows, bandwidth
-
-
-def _machine_key() -> str:
-    return hashlib.sha256(f"{platform.node()}|{settings.cpu_name()}|{settings.physical_cores()}".encode()).hexdigest()[
-        :16
-    ]
-
-
-def _model_key(model: str) -> str:
-    from .artifacts import folder_digest
-    from .plugins import get_manager
-    from .resolve import resolve_model
-
-    return folder_digest(resolve_model(model, get_manager()))[:32]
-
-
-def _ranking_path(model: str) -> Path:
-    return settings.home() / "bench" / _machine_key() / f"{_model_key(model)}.json"
-
-
-def _save(config: BenchConfig, rows: list[BenchResult], bandwidth: float) -> None:
-    path = _ranking_path(config.model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    record = {
-        "model": config.model,
-        "time": time.time(),
-        "bandwidth_gbs": bandwidth,
-        "rows": [dataclasses.asdict(r) for r in rows],
-    }
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record, indent=2))
-    os.replace(tmp, path)
-
-
-def saved_ranking(folder: Path) -> list[tuple[str, str]]:
-    """(backend, precision) pairs of the latest saved bench for this machine and model folder, fastest
-    decode first; [] when there is none."""
-    try:
-        data = json.loads(_ranking_path(str(folder)).read_text())
-    except (OSError, ValueError):
-        return []
-    rows = [r for r in data.get("rows", []) if r.get("decode_tps") or r.get("sentences_per_s_32")]
-    rows.sort(key=lambda r: -(r.get("decode_tps") or r.get("sentences_per_s_32") or 0))
-    return [(r["backend"], r["precision"]) for r in rows]
 
 
 def format_table(rows: Sequence[BenchResult], bandwidth: float) -> str:

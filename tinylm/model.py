@@ -76,7 +76,7 @@ def _prepare(
         backend, precision = built["backend"], built["precision"]
     preferred: list[str] = []
     if built is None and not backend and settings.auto_bench():
-        from .bench import saved_ranking
+        from .ranking import saved_ranking
 
         preferred = [name for name, _ in saved_ranking(folder.path)]
     try:
