@@ -47,6 +47,7 @@ __all__ = [
     "Session",
     "runtime_available",
     "requires_runtimes",
+    "deferred",
     "installed_version",
     "key_options",
 ]
@@ -290,6 +291,22 @@ def runtime_available(module: str) -> bool:
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):
         return False
+
+
+def deferred(target: str) -> Callable[..., Any]:
+    """A backend method that imports its implementation at its first call, so that registering the backend
+    imports no runtime: `open = deferred("tinylm_mine.opening:open_session")` calls
+    `tinylm_mine.opening.open_session(request)` (the arguments without `self`)."""
+    import importlib
+
+    module, _, name = target.partition(":")
+
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = f"`{module}.{name}`, imported at the first call."
+    return method
 
 
 def requires_runtimes(packages: dict[str, str], *, extra: str) -> Availability | None:

@@ -7,10 +7,8 @@ backend reports itself "convert-only". Running needs macOS, where predictions go
 from __future__ import annotations
 
 import platform
-from pathlib import Path
-from typing import Any
 
-from tinylm.backend import Availability, Capabilities, OpenRequest, Session, installed_version, requires_runtimes
+from tinylm.backend import Availability, Capabilities, deferred, installed_version, requires_runtimes
 from tinylm.hookspecs import hookimpl
 
 from .options import CoreMLOptions
@@ -61,15 +59,10 @@ class CoreMLBackend:
 
         return list(DEVICES)
 
-    def prepare(self, request: OpenRequest, options: CoreMLOptions, out_dir: Path) -> dict[str, Any]:
-        from .package import prepare
-
-        return prepare(request, options, out_dir)
-
-    def open(self, request: OpenRequest) -> Session:
-        from .session import open_session
-
-        return open_session(request)
+    #: build and save the artifact (`prepare(request, options, out_dir) -> metadata`; the core does the rest)
+    prepare = deferred("tinylm_coreml.package:prepare")
+    #: the artifact -> a `Session` (imports the runtime)
+    open = deferred("tinylm_coreml.session:open_session")
 
 
 @hookimpl

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
-from tinylm.backend import Availability, Capabilities, OpenRequest, Session, installed_version, requires_runtimes
+from tinylm.backend import Availability, Capabilities, deferred, installed_version, requires_runtimes
 from tinylm.hookspecs import hookimpl
 
 from .options import BuildOptions
@@ -42,15 +39,10 @@ class OnnxBackend:
     def devices(self) -> list[str]:
         return ["cpu"]
 
-    def prepare(self, request: OpenRequest, options: BuildOptions, out_dir: Path) -> dict[str, Any]:
-        from .convert import prepare
-
-        return prepare(request, options, out_dir)
-
-    def open(self, request: OpenRequest) -> Session:
-        from .opening import open_session
-
-        return open_session(request)
+    #: build and save the artifact (`prepare(request, options, out_dir) -> metadata`; the core does the rest)
+    prepare = deferred("tinylm_onnx.convert:prepare")
+    #: the artifact -> a `Session` (imports the runtime)
+    open = deferred("tinylm_onnx.opening:open_session")
 
 
 @hookimpl
