@@ -128,7 +128,8 @@ def test_a_failed_conversion_leaves_nothing(request_for, tmp_path):
     parent = tmp_path / "home" / "artifacts" / "conv"
     assert [p.name for p in parent.iterdir() if p.is_dir()] == []  # no temp folder left behind
     backend = ConvertingBackend()
-    assert artifacts.ensure_artifact(backend, request_for()).artifact is not None and backend.prepared == 1
+    entry = artifacts.ensure_artifact(backend, request_for()).artifact
+    assert entry.parent == parent and (entry / "graph.bin").is_file() and backend.prepared == 1
 
 
 def test_an_entry_without_its_marker_is_rebuilt(request_for):

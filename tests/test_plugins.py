@@ -98,7 +98,9 @@ def test_tinylm_backends_lists_the_builtin_backends_and_a_broken_plugin(broken_d
         assert builtin in names, f"{builtin} not registered: {sorted(names)}"
         b = names[builtin]
         assert b["status"] in ("available", "unavailable", "convert-only")
-        assert b["status"] == "available" or b["reason"]  # unavailable ones say why
+        assert (b["status"] == "available") == (b["reason"] == "")  # unavailable ones, and only they, say why
+        if b["status"] != "available":
+            assert " Fix: " in b["reason"], b["reason"]
     assert names["goodfake"]["status"] == "available"  # the good plugin of the same distribution works
     errors = {e["plugin"]: e["error"] for e in report["plugin_errors"]}
     assert "brokenplugin" in errors and "broken on purpose" in errors["brokenplugin"]

@@ -174,11 +174,12 @@ class BackendConformance:
 
     def test_reports_what_runs(self, decoder: tuple[str, tinylm.Model]) -> None:
         _, model = decoder
+        backend = get_manager().backends()[self.backend]
         assert model.backend == self.backend
-        assert model.device and model.precision
-        devices = get_manager().backends()[self.backend].devices()
+        devices = backend.devices()
         assert all(d == d.lower() for d in devices), f"device names are lower case; got {devices}"
         assert model.device in devices
+        assert model.precision == (self.precision or backend.capabilities.default_precision)
 
     def test_logits_match_reference(self, decoder: tuple[str, tinylm.Model], folders: dict[str, Path]) -> None:
         variant, model = decoder
