@@ -35,6 +35,7 @@ __all__ = [
     "format_table",
     "prompt_ids",
     "weight_bytes",
+    "BYTES_PER_WEIGHT",
     "EMBED_SENTENCES",
 ]
 
@@ -116,7 +117,7 @@ def _folder_bytes(path: Path | None) -> int | None:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and p.name not in skip)
 
 
-_BYTES_PER_WEIGHT = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "int8": 1.0, "int4": 0.5}
+BYTES_PER_WEIGHT = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "int8": 1.0, "int4": 0.5}
 
 
 def weight_bytes(spec: Any, precision: str) -> int:
@@ -128,7 +129,7 @@ def weight_bytes(spec: Any, precision: str) -> int:
 
     shapes = expected_shapes(spec)
     count = sum(math.prod(s) for n, s in shapes.items() if n != "embed.weight" or spec.tie_embeddings)
-    return int(count * _BYTES_PER_WEIGHT.get(precision, 4.0))
+    return int(count * BYTES_PER_WEIGHT.get(precision, 4.0))
 
 
 def prompt_ids(vocab: int, n: int) -> list[int]:

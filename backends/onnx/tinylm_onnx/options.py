@@ -16,14 +16,14 @@ and `spin_wait` only change how the artifact is opened):
     compiled_cache=True   keep this machine's optimized, pre-packed copy of the graph in the artifact folder
                           (`compiled.py`): a warm load maps it instead of optimizing and pre-packing again
                           (session creation on SmolLM2-135M: 0.31 s instead of 0.54 s at fp32, 0.15 instead of
-                          0.23 at int8; benchmarks/onnx_compiled_cache.py); costs disk, the weights again and
+                          0.23 at int8; docs/backends/onnx.md, "Loading"); costs disk, the weights again and
                           their packed copies
     spin_wait=None        after a run, ONNX Runtime's pool threads spin-wait for the next one (about 25 ms)
                           or block at once: None spins in a decoder (a generation's steps come back to back:
                           +1.4-2.5% decode tokens/s at int4, nothing measurable at int8) and blocks in an encoder
                           (an embedding is one run; its pool spinning would hold a core through the prefill that
                           follows); True/False for any model
-                          (benchmarks/onnx_spinning.py; docs/backends/onnx.md, "Threads")
+                          (docs/backends/onnx.md, "Threads")
 """
 
 from __future__ import annotations
