@@ -1,6 +1,6 @@
-"""What runs inside a peer's own interpreter (`python -m benchmarks.peers --child/--convert JOB`): each peer's
-measuring loop and converter, and the model the suite measures. Imports no tinylm at module level: the peers'
-venvs do not have it.
+"""What runs inside a peer's own interpreter (`python -m benchmarks.peer_runs --child/--convert JOB`, JOB as JSON,
+started by benchmarks/peers.py): each peer's measuring loop and converter, and the model the suite measures.
+Imports no tinylm at module level: the peers' venvs do not have it.
 
 Every measuring loop does the same thing: load, then `runs` timed greedy generations of `new_tokens` tokens from
 the same prompt (the ids `tinylm bench` uses, passed in the job) after a warm-up; it returns the load time, the
@@ -9,7 +9,9 @@ median time to first token and decode rate, their min-max, and the process's pea
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -17,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["THREADS", "SMOLLM2_135M", "build_smollm2", "peak_rss_mb", "CHILDREN", "CONVERTERS"]
+__all__ = ["THREADS", "SMOLLM2_135M", "build_smollm2", "peak_rss_mb", "CHILDREN", "CONVERTERS", "main"]
 
 THREADS = 2
 EMBED_SECONDS = 2.0  # how long each embedding batch size is timed
@@ -59,17 +61,15 @@ def build_smollm2(folder: Path) -> None:
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident memory. VmHWM starts afresh at exec; ru_maxrss would carry over the
-    parent's peak, so it is only the fallback."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
+    """This process's peak resident memory, as `tinylm bench` measures its own (which this interpreter may not
+    have): VmHWM, which starts afresh at exec, else ru_maxrss (which may carry over the parent's peak)."""
+    status = Path("/proc/self/status")
+    found = re.search(r"^VmHWM:\s*(\d+)", status.read_text(), re.MULTILINE) if status.is_file() else None
+    if found is None:
+        import resource
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return int(found.group(1)) / 1024
 
 
 def _figures(load: float, ttfts: list[float], rates: list[float]) -> dict[str, Any]:
@@ -375,3 +375,29 @@ CONVERTERS = {
     "openvino-genai": convert_ov_genai,
     "llama-cpp-python": convert_llama,
 }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`--child JOB`: measure, print the figures (with the peer's version) as one JSON line. `--convert JOB`:
+    write the peer's converted model to JOB["out"]; a converter's failing command is reported by its last line."""
+    mode, job = (argv or sys.argv[1:])[:2]
+    job = json.loads(job)
+    if mode == "--convert":
+        try:
+            CONVERTERS[job["peer"]](job)
+        except subprocess.CalledProcessError as e:
+            err = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else e.stderr or ""
+            tail = [ln.strip() for ln in err.splitlines() if ln.strip()] or [f"exit {e.returncode}"]
+            raise SystemExit(f"{Path(str(e.cmd[0])).name}: {tail[-1]}") from None
+        return 0
+    figures = CHILDREN[job["peer"]](job)
+    try:
+        figures["version"] = importlib.metadata.version(job["dist"])
+    except importlib.metadata.PackageNotFoundError:
+        figures["version"] = "?"
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -44,10 +44,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .peer_runs import CHILDREN, CONVERTERS, THREADS, build_smollm2
+from tinylm.bench import Figures
+
+from .peer_runs import CONVERTERS, THREADS, build_smollm2
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent  # children run `python -m benchmarks.peers` from here
+REPO = HERE.parent  # peers' processes run `python -m benchmarks.peer_runs` from here
 PROMPT_TOKENS = 32
 NEW_TOKENS = 128
 RUNS = 3
@@ -61,22 +63,13 @@ PRECISIONS = ("fp32", "bf16", "fp16", "int8", "int4")
 
 
 @dataclass(kw_only=True)
-class Row:
-    """One (model, runtime, precision) measurement; `error` is set instead of figures when it could not run."""
+class Row(Figures):
+    """One (model, runtime, precision) measurement: `tinylm bench`'s figures; `error` is set instead of figures
+    when it could not run."""
 
     model: str
     runtime: str  # "tinylm-<backend>" or a peer's name
     precision: str
-    cold_load_s: float | None = None
-    warm_load_s: float | None = None
-    ttft_ms: float | None = None
-    decode_tps: float | None = None
-    decode_tps_min: float | None = None
-    decode_tps_max: float | None = None
-    peak_rss_mb: float | None = None
-    artifact_bytes: int | None = None
-    sentences_per_s_1: float | None = None
-    sentences_per_s_32: float | None = None
     version: str = ""
     error: str = ""
 
@@ -240,25 +233,6 @@ PEERS = {
 }  # fmt: skip
 
 
-def _child_main(mode: str, job: dict) -> None:
-    """Entry point in the peer's interpreter: measure (prints the figures as JSON) or convert."""
-    peer = PEERS[job["peer"]]
-    if mode == "convert":
-        try:
-            CONVERTERS[peer.name](job)
-        except subprocess.CalledProcessError as e:  # a converter's own command: say what it printed last
-            err = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else e.stderr or ""
-            tail = [ln.strip() for ln in err.splitlines() if ln.strip()] or [f"exit {e.returncode}"]
-            raise SystemExit(f"{Path(str(e.cmd[0])).name}: {tail[-1]}") from None
-        return
-    figures = CHILDREN[peer.name](job)
-    try:
-        figures["version"] = importlib.metadata.version(peer.dist)
-    except importlib.metadata.PackageNotFoundError:
-        figures["version"] = "?"
-    print(json.dumps(figures))
-
-
 # driver -----------------------------------------------------------------------------------------------------
 
 
@@ -269,7 +243,7 @@ def _python(args: argparse.Namespace, key: str) -> str:
 def _spawn(python: str, mode: str, job: dict, env: dict[str, str]) -> tuple[float, str]:
     """Run this script as a child in `python`; (wall seconds, last stdout line). RuntimeError: why it failed."""
     started = time.perf_counter()
-    cmd = [python, "-m", "benchmarks.peers", f"--{mode}", json.dumps(job)]
+    cmd = [python, "-m", "benchmarks.peer_runs", f"--{mode}", json.dumps(job)]
     try:
         proc = subprocess.run(
             cmd, env=env, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S, check=False, cwd=REPO
@@ -312,7 +286,7 @@ def measure_peer(args: argparse.Namespace, peer: Peer, subject: Measured, precis
 
     job = {
         "sentences": EMBED_SENTENCES,
-        "peer": peer.name, "model": str(folder), "folder": str(folder), "precision": precision,
+        "peer": peer.name, "dist": peer.dist, "model": str(folder), "folder": str(folder), "precision": precision,
         "peer_precision": peer.precisions[precision], "runs": args.runs, "new_tokens": args.new_tokens,
         "prompt": subject.prompt, "out": str(work / f"{peer.name}-{precision}"), "llama_cpp_src": args.llama_cpp_src,
     }  # fmt: skip
@@ -560,8 +534,6 @@ def _parser() -> argparse.ArgumentParser:
         parser.add_argument(f"--{key}-python", default=default, help=f"the {key} peer's Python (or {interp.env})")
     env, default = LLAMA_CPP_SRC
     parser.add_argument("--llama-cpp-src", default=os.environ.get(env, default), help=f"llama.cpp's source (or {env})")
-    parser.add_argument("--child", type=json.loads, help=argparse.SUPPRESS)
-    parser.add_argument("--convert", type=json.loads, help=argparse.SUPPRESS)
     return parser
 
 
@@ -592,9 +564,6 @@ def _check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
 def main() -> int:
     parser = _parser()
     args = parser.parse_args()
-    if args.child or args.convert:
-        _child_main("child" if args.child else "convert", args.child or args.convert)
-        return 0
     if args.build_model:
         build_smollm2(args.build_model)
         return 0

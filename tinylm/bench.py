@@ -30,6 +30,7 @@ from . import ranking, settings
 __all__ = [
     "BenchConfig",
     "BenchResult",
+    "Figures",
     "run_bench",
     "memory_bandwidth",
     "format_table",
@@ -56,12 +57,9 @@ class BenchConfig:
 
 
 @dataclass(kw_only=True)
-class BenchResult:
-    """One (backend, precision) row; `error` is set instead of figures when it could not run."""
+class Figures:
+    """What one measured row holds (also the rows of the peer harness, benchmarks/peers.py)."""
 
-    backend: str
-    precision: str
-    device: str = ""
     cold_load_s: float | None = None
     warm_load_s: float | None = None
     ttft_ms: float | None = None
@@ -72,6 +70,15 @@ class BenchResult:
     artifact_bytes: int | None = None
     sentences_per_s_1: float | None = None
     sentences_per_s_32: float | None = None
+
+
+@dataclass(kw_only=True)
+class BenchResult(Figures):
+    """One (backend, precision) row; `error` is set instead of figures when it could not run."""
+
+    backend: str
+    precision: str
+    device: str = ""
     roofline_fraction: float | None = None
     error: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
