@@ -94,10 +94,7 @@ class BackendOptions:
         unknown = sorted(set(options) - set(known))
         if unknown:
             allowed = f"use only {', '.join(known)}" if known else f"the {backend} backend takes no options"
-            raise ConfigError(
-                f"unknown {backend} backend option(s): {', '.join(unknown)}. "
-                f"Fix: {allowed} (see `tinylm backends` and docs/backends/{backend}.md)."
-            )
+            raise ConfigError(f"unknown {backend} backend option(s): {', '.join(unknown)}. Fix: {allowed}.")
         built = cls(precision=precision, **dict(options))
         built.validate()
         return built
