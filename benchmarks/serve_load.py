@@ -1,6 +1,6 @@
 """Load test of `tinylm serve`: N concurrent streaming clients on loopback, fixed request count.
 
-    python benchmarks/serve_load.py [--model FOLDER] [--clients 32] [--requests 128] [--write-docs]
+    python -m benchmarks.serve_load [--model FOLDER] [--clients 32] [--requests 128] [--write-docs]
 
 Without --model it serves a tiny random model (built here), which measures the server's own
 overhead (queueing, SSE, the generation loop) rather than the model. Reports errors, throughput
@@ -119,7 +119,7 @@ def main() -> int:
             "# Serving: load test\n\n"
             f"Measured {date.today().isoformat()} on {platform.processor() or platform.machine()} "
             f"({len(__import__('os').sched_getaffinity(0))} cores) with "
-            f"`python benchmarks/serve_load.py{' --write-docs'}`.\n\n"
+            "`python -m benchmarks.serve_load --write-docs`.\n\n"
             "One model slot (requests for a model run one after another on its one KV cache; the rest wait in a "
             "bounded queue that answers 429 with Retry-After when full). Every client streams; all traffic is "
             "on loopback.\n\n" + table + "\n"

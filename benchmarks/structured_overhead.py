@@ -1,6 +1,6 @@
 """Structured output: what the constraint mask costs per decoded token.
 
-    python benchmarks/structured_overhead.py [--backend onnx] [--precision int8] [--write-docs]
+    python -m benchmarks.structured_overhead [--backend onnx] [--precision int8] [--write-docs]
 
 1. The libraries: per-token mask time of llguidance and outlines-core on the same tokenizer
    (a 49,152-token byte-level BPE trained here on synthetic text: the SmolLM2-135M-shaped model's
@@ -23,8 +23,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from torch_vs_transformers import THREADS, build, prompt_ids
+from .peer_runs import SMOLLM2_135M, THREADS, build_smollm2
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "structured-output.md"
 MARKS = ("<!-- measured: start -->", "<!-- measured: end -->")  # --write-docs replaces what lies between
@@ -144,6 +143,7 @@ def decode_speed(folder: Path, backend: str | None, precision: str, constrained:
     import re
 
     import tinylm
+    from tinylm.bench import prompt_ids
     from tinylm.generation import join_chunks
 
     model = tinylm.load(folder, backend=backend, precision=precision)
@@ -151,7 +151,8 @@ def decode_speed(folder: Path, backend: str | None, precision: str, constrained:
     speeds = []
     for _ in range(4):
         # stream, not generate: generate refuses an output the token limit cut short, which is the point here
-        out = join_chunks(model.stream(prompt_ids(), max_new_tokens=128, ignore_eos=True, response_format=fmt))
+        prompt = prompt_ids(SMOLLM2_135M["vocab_size"], 32)  # the prompt `tinylm bench` and the peer harness use
+        out = join_chunks(model.stream(prompt, max_new_tokens=128, ignore_eos=True, response_format=fmt))
         assert out.usage.completion_tokens == 128
         speeds.append(out.usage.tokens_per_second)
     return statistics.median(speeds[1:]), f"{model.backend}/{model.precision}"
@@ -165,7 +166,7 @@ def main() -> int:
     args = parser.parse_args()
     os.environ["TINYLM_NUM_THREADS"] = str(THREADS)
     folder = Path(tempfile.mkdtemp()) / "smollm2-135m-shaped"
-    build(folder)
+    build_smollm2(folder)
     realistic_tokenizer(folder, 49152)
 
     libs = library_costs(folder)
@@ -186,7 +187,7 @@ def main() -> int:
     if args.write_docs:
         measured = (
             f"Measured {date.today().isoformat()} on {platform.machine()} ({THREADS} threads) with "
-            "`python benchmarks/structured_overhead.py --write-docs`.\n\n" + table + "\n"
+            "`python -m benchmarks.structured_overhead --write-docs`.\n\n" + table + "\n"
         )
         page = DOCS.read_text(encoding="utf-8")
         begin, end = page.index(MARKS[0]) + len(MARKS[0]), page.index(MARKS[1])

@@ -17,12 +17,17 @@ class FakeBackend:
     device_list: list[str] = field(default_factory=lambda: ["cpu"])
     precisions: tuple[str, ...] = ("fp32", "int8")
     version: str = "0.0-test"
+    declares_default_device: bool = False
     opened: list = field(default_factory=list)
 
     @property
     def capabilities(self) -> Capabilities:
         return Capabilities(
-            precisions=self.precisions, default_precision=self.precisions[0], kinds=self.kinds, priority=self.priority
+            precisions=self.precisions,
+            default_precision=self.precisions[0],
+            kinds=self.kinds,
+            priority=self.priority,
+            default_device=self.declares_default_device,
         )
 
     def availability(self) -> Availability:

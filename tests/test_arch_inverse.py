@@ -12,18 +12,12 @@ import numpy as np
 import pytest
 
 from tinylm.arch import FAMILIES, expected_shapes, family_for
+from tinylm.testing.models import VARIANTS
 
 transformers = pytest.importorskip("transformers", reason="transformers is the test oracle (pip install tinylm[test])")
 
 SMALL = dict(hidden_size=64, num_attention_heads=4, num_key_value_heads=2, intermediate_size=96, num_hidden_layers=2)
-LLAMA3_ROPE = {
-    "rope_type": "llama3",
-    "rope_theta": 500000.0,
-    "factor": 8.0,
-    "low_freq_factor": 1.0,
-    "high_freq_factor": 4.0,
-    "original_max_position_embeddings": 32,
-}
+LLAMA3_ROPE = VARIANTS["llama-rope-llama3"]["kwargs"]["rope_parameters"]  # the conformance suite's llama3 scaling
 
 CASES = {
     "llama": ("LlamaConfig", SMALL),

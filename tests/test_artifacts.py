@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -11,24 +12,36 @@ from safetensors.numpy import save_file
 
 from tinylm import artifacts
 from tinylm.arch.spec import ModelSpec, NormSpec
-from tinylm.backend import Capabilities, OpenRequest, key_options
+from tinylm.backend import Capabilities, ConvertOptions, OpenRequest, key_options
+from tinylm.errors import ConfigError
+
+
+@dataclass(frozen=True, kw_only=True)
+class Build(ConvertOptions):
+    parity: bool = False  # these backends cannot execute; parity through the pipeline: test_conversion.py
+    block: int = 32
+    tags: tuple[str, ...] = field(default_factory=tuple)
+    blob_cache: bool = True  # changes how an artifact is opened, not what it holds
+
+    open_only: ClassVar[tuple[str, ...]] = ("blob_cache",)
 
 
 class ConvertingBackend:
     name = "conv"
     version = "1.0"
-    capabilities = Capabilities(converts=True)
+    capabilities = Capabilities(converts=True, options=Build)
 
     def __init__(self, fail: bool = False) -> None:
         self.prepared = 0
         self.fail = fail
 
-    def prepare(self, request, out):
+    def prepare(self, request, options, out):
+        assert options is request.options and request.artifact == out
         self.prepared += 1
         (out / "graph.bin").write_bytes(b"x" * 100)
         if self.fail:
             raise RuntimeError("conversion failed half-way")
-        return {"parity": {"max_abs": 0.0}}
+        return {"graph": {"block": options.block}}
 
 
 SPEC = ModelSpec(
@@ -62,7 +75,7 @@ def request_for(tmp_path, monkeypatch):
             precision=precision,
             device="cpu",
             num_threads=1,
-            options=options,
+            options=Build.parse(precision, options, backend="conv"),
         )
 
     return make
@@ -74,22 +87,10 @@ def test_second_load_reuses_the_artifact(request_for):
     second = artifacts.ensure_artifact(backend, request_for())
     assert backend.prepared == 1 and first.artifact == second.artifact
     meta = json.loads((first.artifact / artifacts.MARKER).read_text())
-    assert meta["parity"] == {"max_abs": 0.0} and meta["precision"] == "fp32"
+    assert meta["graph"] == {"block": 32} and meta["precision"] == "fp32"
+    assert first.meta == second.meta == meta  # the record handed to `open`, as built and as read back
     other = artifacts.ensure_artifact(backend, request_for("int8"))  # another precision is another entry
     assert backend.prepared == 2 and other.artifact != first.artifact
-
-
-@dataclass(frozen=True, kw_only=True)
-class Build:
-    precision: str = "fp32"
-    block: int = 32
-    tags: tuple[str, ...] = field(default_factory=tuple)
-    blob_cache: bool = True  # changes how an artifact is opened, not what it holds
-
-
-class KeyingBackend(ConvertingBackend):
-    def artifact_options(self, precision, options):
-        return key_options(Build(precision=precision, **options), open_only=("blob_cache",))
 
 
 def test_key_options_keep_only_what_differs_from_the_defaults():
@@ -97,25 +98,20 @@ def test_key_options_keep_only_what_differs_from_the_defaults():
     assert key_options(Build(precision="int8", block=32, tags=())) == {}  # precision is keyed on its own
     assert key_options(Build(block=64, tags=("a",))) == {"block": 64, "tags": ("a",)}
     assert key_options(Build(blob_cache=False), open_only=("blob_cache",)) == {}
+    assert Build(blob_cache=False, block=64).key() == {"block": 64}  # the declared open_only fields
 
 
 def test_options_at_their_defaults_or_open_only_reuse_the_artifact(request_for):
-    backend = KeyingBackend()
+    backend = ConvertingBackend()
     first = artifacts.ensure_artifact(backend, request_for()).artifact
     assert artifacts.ensure_artifact(backend, request_for(block=32)).artifact == first
     assert artifacts.ensure_artifact(backend, request_for(blob_cache=False)).artifact == first
     assert backend.prepared == 1
     other = artifacts.ensure_artifact(backend, request_for(block=64)).artifact
     assert other != first and backend.prepared == 2
-    with pytest.raises(TypeError):  # the backend validates: an unknown option never reaches a conversion
-        artifacts.ensure_artifact(backend, request_for(nope=1))
+    with pytest.raises(ConfigError, match=r"unknown conv backend option\(s\): nope.*Fix: use only blob_cache"):
+        artifacts.ensure_artifact(backend, request_for(nope=1))  # parsed first: never reaches a conversion
     assert backend.prepared == 2
-
-
-def test_without_artifact_options_every_option_is_keyed_as_given(request_for):
-    backend = ConvertingBackend()
-    first = artifacts.ensure_artifact(backend, request_for()).artifact
-    assert artifacts.ensure_artifact(backend, request_for(block=32)).artifact != first and backend.prepared == 2
 
 
 def test_changed_weights_change_the_key(request_for):
@@ -132,7 +128,8 @@ def test_a_failed_conversion_leaves_nothing(request_for, tmp_path):
     parent = tmp_path / "home" / "artifacts" / "conv"
     assert [p.name for p in parent.iterdir() if p.is_dir()] == []  # no temp folder left behind
     backend = ConvertingBackend()
-    assert artifacts.ensure_artifact(backend, request_for()).artifact is not None and backend.prepared == 1
+    entry = artifacts.ensure_artifact(backend, request_for()).artifact
+    assert entry.parent == parent and (entry / "graph.bin").is_file() and backend.prepared == 1
 
 
 def test_an_entry_without_its_marker_is_rebuilt(request_for):
@@ -153,7 +150,7 @@ def test_list_and_prune(request_for):
 class ArtifactOnlyBackend(ConvertingBackend):
     """Opens only from its artifact: proves an exported folder needs no original weights."""
 
-    capabilities = Capabilities(converts=True, kinds=("decoder",))
+    capabilities = Capabilities(converts=True, kinds=("decoder",), options=Build)
 
     def availability(self):
         from tinylm.backend import Availability

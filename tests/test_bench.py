@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 import tinylm
-from tinylm import bench
+from tinylm import bench, ranking
 from tinylm.cli import main
 
 pytest.importorskip("tinylm_torch", reason="the bench test measures the torch backend (pip install -e backends/torch)")
@@ -51,8 +52,7 @@ def test_bench_measures_rows_and_saves_a_ranking(folder, tmp_path, monkeypatch, 
         assert row["cold_load_s"] > 0 and row["warm_load_s"] > 0 and row["ttft_ms"] > 0
         assert row["decode_tps_min"] <= row["decode_tps"] <= row["decode_tps_max"]
         assert row["peak_rss_mb"] > 10 and 0 < row["roofline_fraction"]
-    ranking = bench.saved_ranking(folder)
-    assert sorted(ranking) == [("torch", "bf16"), ("torch", "fp32")]
+    assert sorted(ranking.saved_ranking(folder)) == [("torch", "bf16"), ("torch", "fp32")]
 
 
 def test_unavailable_backends_are_reported_not_dropped(folder, tmp_path, monkeypatch):
@@ -84,7 +84,7 @@ def test_a_precision_no_backend_offers_is_an_error_and_a_partial_one_a_note(fold
 def test_auto_choice_follows_the_saved_ranking_only_when_asked(folder, tmp_path, monkeypatch):
     monkeypatch.setenv("TINYLM_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("TINYLM_BACKEND", raising=False)
-    path = bench._ranking_path(str(folder))
+    path = ranking.ranking_path(str(folder))
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps({"rows": [{"backend": "torch", "precision": "fp32", "decode_tps": 99.0}]}))
     monkeypatch.setenv("TINYLM_AUTO_BENCH", "1")
@@ -95,6 +95,31 @@ def test_auto_choice_follows_the_saved_ranking_only_when_asked(folder, tmp_path,
     monkeypatch.delenv("TINYLM_AUTO_BENCH")
     _, choice, _ = _prepare(folder, backend=None, device=None, precision=None, options={})
     assert choice.reason == "auto"
+
+
+def test_loading_with_the_ranking_never_imports_the_bench_command(folder, tmp_path):
+    """The saved ranking is its own module: `Model` reads it without importing `tinylm.bench` (the CLI command)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TINYLM_HOME": str(tmp_path / "home"), "TINYLM_AUTO_BENCH": "1"}
+    env.pop("TINYLM_BACKEND", None)
+    code = (
+        "import sys, tinylm\n"
+        f"m = tinylm.load({str(folder)!r})\n"
+        "print(m.backend, 'tinylm.ranking' in sys.modules, 'tinylm.bench' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-2:] == ["True", "False"]
+    core = Path(tinylm.__file__).parent
+    importers = [
+        p.name
+        for p in core.rglob("*.py")
+        if "from .bench import" in p.read_text() or "from . import bench" in p.read_text()
+    ]
+    assert importers == ["cli.py"]
 
 
 def test_measured_processes_cache_bytecode_like_a_default_python(folder, tmp_path, monkeypatch):

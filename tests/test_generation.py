@@ -12,9 +12,11 @@ from tinylm.sampling import SamplingParams
 from .helpers import Decoding, ScriptedSession, byte_tokenizer, metaspace_tokenizer
 
 
-def run(session, prompt, tok, **kw):
+def run(session, prompt, tok, *, fast_step=False, **kw):
     settings = GenerationSettings(**{"max_new_tokens": 64, **kw})
-    return list(stream_tokens(session, prompt, tok, settings, context_length=kw.pop("context", 512)))
+    return list(
+        stream_tokens(session, prompt, tok, settings, context_length=kw.pop("context", 512), fast_step=fast_step)
+    )
 
 
 def ids_for(tok: Decoding, text: str) -> list[int]:
@@ -197,13 +199,18 @@ class SteppingSession(ScriptedSession):
         return self.buffer
 
 
-def test_the_loop_decodes_through_step_when_a_session_has_it():
+def test_the_loop_decodes_through_step_when_the_backend_declares_it():
     tok = Decoding(byte_tokenizer())
     vocab = tok.tok.get_vocab_size()
     table = np.random.default_rng(3).normal(size=(vocab, vocab)).astype(np.float32)
     params = SamplingParams(temperature=0.7, top_k=20, seed=5, repetition_penalty=1.3)
     plain = run(ScriptedSession(vocab, lambda h: table[h[-1]] * 3), [7, 8], tok, sampling=params, max_new_tokens=20)
     stepping = SteppingSession(vocab, lambda h: table[h[-1]] * 3)
-    stepped = run(stepping, [7, 8], tok, sampling=params, max_new_tokens=20)
+    stepped = run(stepping, [7, 8], tok, sampling=params, max_new_tokens=20, fast_step=True)
     assert [c.token_ids for c in stepped] == [c.token_ids for c in plain]
     assert stepping.steps == 19 and stepping.calls == [2] + [1] * 19  # the prefill, then every step through step()
+    undeclared = SteppingSession(vocab, lambda h: table[h[-1]] * 3)  # Capabilities(step=False): never probed
+    assert [c.token_ids for c in run(undeclared, [7, 8], tok, sampling=params, max_new_tokens=20)] == [
+        c.token_ids for c in plain
+    ]
+    assert undeclared.steps == 0 and undeclared.calls == [2] + [1] * 19  # every step through forward()

@@ -98,7 +98,9 @@ def test_tinylm_backends_lists_the_builtin_backends_and_a_broken_plugin(broken_d
         assert builtin in names, f"{builtin} not registered: {sorted(names)}"
         b = names[builtin]
         assert b["status"] in ("available", "unavailable", "convert-only")
-        assert b["status"] == "available" or b["reason"]  # unavailable ones say why
+        assert (b["status"] == "available") == (b["reason"] == "")  # unavailable ones, and only they, say why
+        if b["status"] != "available":
+            assert " Fix: " in b["reason"], b["reason"]
     assert names["goodfake"]["status"] == "available"  # the good plugin of the same distribution works
     errors = {e["plugin"]: e["error"] for e in report["plugin_errors"]}
     assert "brokenplugin" in errors and "broken on purpose" in errors["brokenplugin"]
@@ -151,3 +153,37 @@ def test_installed_version_names_the_distribution_and_the_graph_revision():
     assert installed_version("pluggy", graph_revision=3) == version("pluggy") + "+graph3"
     assert installed_version("no-such-distribution-xyz") == "0+unknown"  # a source tree that is not installed
     assert installed_version("no-such-distribution-xyz", graph_revision=2) == "0+unknown.graph2"
+
+
+def test_tracing_logs_every_hook_call_plugin_by_plugin(monkeypatch, caplog):
+    monkeypatch.setenv("TINYLM_TRACE_PLUGINS", "1")
+    pm = PluginManager(autoload=False)
+    pm.register(BackendsPlugin(FakeBackend("alpha")), name="good")
+    pm.register(RaisingHookPlugin(), name="exploding")
+    with caplog.at_level("DEBUG", logger="tinylm.plugins"):
+        assert list(pm.backends()) == ["alpha"]  # the failing plugin stays isolated under tracing too
+    text = caplog.text
+    assert text.count("register_backends [hook]") == 2  # pluggy's own trace: each call went through its caller
+    assert text.count("finish register_backends") == 1  # the raising one never finished
+    assert "calling register_backends of plugin good" in text and "of plugin exploding" in text
+
+
+def test_tinylm_backends_traces_each_hook_call():
+    """`TINYLM_TRACE_PLUGINS=1 tinylm backends` logs each plugin load and each hook call on stderr."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TINYLM_")}
+    cli = [sys.executable, "-m", "tinylm.cli", "backends"]
+    traced = subprocess.run(cli, env={**env, "TINYLM_TRACE_PLUGINS": "1"}, capture_output=True, text=True)
+    plain = subprocess.run(cli, env=env, capture_output=True, text=True)
+    assert traced.returncode == plain.returncode == 0, traced.stderr
+    assert traced.stdout == plain.stdout and "register_backends [hook]" not in plain.stderr
+    from importlib.metadata import entry_points
+
+    loaded = [ep.name for ep in entry_points(group="tinylm")]
+    called = [line.split()[-1] for line in traced.stderr.splitlines() if "calling register_backends of plugin" in line]
+    assert all(f"loading plugin {name} " in traced.stderr for name in loaded)
+    assert called and set(called) <= set(loaded)
+    assert (
+        traced.stderr.count("register_backends [hook]")
+        == traced.stderr.count("finish register_backends")
+        == len(called)
+    )

@@ -90,10 +90,13 @@ def test_device_argument_env_and_default(manager, monkeypatch):
 
 def test_a_backends_default_device_spares_listing_every_device(manager, monkeypatch):
     fast = manager.backends()["fast"]
+    monkeypatch.setattr(fast, "default_device", lambda: "gpu", raising=False)
+    assert choose(manager, kind="decoder", backend="fast").device == "cpu"  # not declared: never probed
+    monkeypatch.setattr(fast, "declares_default_device", True)
     monkeypatch.setattr(fast, "devices", lambda: pytest.fail("listed every device for a load that named none"))
-    monkeypatch.setattr(fast, "default_device", lambda: "cpu", raising=False)
-    assert choose(manager, kind="decoder", backend="fast").device == "cpu"
+    assert choose(manager, kind="decoder", backend="fast").device == "gpu"
     monkeypatch.undo()
+    monkeypatch.setattr(fast, "declares_default_device", True)
     monkeypatch.setattr(
         fast, "default_device", lambda: pytest.fail("a named device is checked against the list"), raising=False
     )

@@ -1,12 +1,12 @@
 """The artifact cache: converted models under `TINYLM_HOME`, content-keyed, written atomically.
 
 Key: sha256 over the weights' and config's digests, the spec, the backend name and version, the
-precision and the options that shape the artifact (`Backend.artifact_options`: an option given at its
+precision and the options that shape the artifact (`ConvertOptions.key`: an option given at its
 default, or one that only changes how the artifact is opened, does not build a second artifact).
 An entry is a folder `artifacts/<backend>/<key>/` holding what the backend's `prepare` wrote plus
-`tinylm-artifact.json` (metadata, including the parity the backend measured). It is built in a temporary
-folder beside it and renamed into place, under a file lock, so concurrent loaders build it once and a
-killed conversion leaves nothing a later load trusts.
+`tinylm-artifact.json` (metadata, including the parity the core measured: `tinylm.conversion`).
+It is built in a temporary folder beside it and renamed into place, under a file lock, so concurrent loaders
+build it once and a killed conversion leaves nothing a later load trusts.
 """
 
 from __future__ import annotations
@@ -24,12 +24,16 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import settings
 from .backend import Backend, OpenRequest
+from .conversion import convert_into
 from .errors import ArtifactError, TinyLMError
 from .weights import weight_files
+
+if TYPE_CHECKING:
+    from .tokenizer import Tokenizer
 
 __all__ = [
     "ensure_artifact",
@@ -107,13 +111,6 @@ def folder_digest(folder: Path) -> str:
     return h.hexdigest()
 
 
-def _key_options(backend: Backend, request: OpenRequest) -> dict[str, Any]:
-    """The options that decide what `prepare` writes: the backend's `artifact_options` when it has one
-    (validated, defaults and open-time-only options dropped), else the options as given."""
-    shape = getattr(backend, "artifact_options", None)
-    return dict(request.options) if shape is None else dict(shape(request.precision, request.options))
-
-
 def _key(backend: Backend, request: OpenRequest) -> str:
     payload = {
         "weights": folder_digest(request.folder),
@@ -121,7 +118,7 @@ def _key(backend: Backend, request: OpenRequest) -> str:
         "backend": backend.name,
         "version": backend.version,
         "precision": request.precision,
-        "options": {k: repr(v) for k, v in sorted(_key_options(backend, request).items())},
+        "options": {k: repr(v) for k, v in sorted(request.options.key().items())},
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
@@ -136,12 +133,21 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _build(backend: Backend, request: OpenRequest, parent: Path, final: Path, *, copy_model_files: bool) -> None:
-    """Run `backend.prepare` into a temporary folder in `parent`, then rename it to `final` (atomic)."""
+def _build(
+    backend: Backend,
+    request: OpenRequest,
+    parent: Path,
+    final: Path,
+    *,
+    copy_model_files: bool,
+    tokenizer: Tokenizer | None,
+) -> dict[str, Any]:
+    """Convert into a temporary folder in `parent` (`tinylm.conversion`), write the marker, then rename the
+    folder to `final` (atomic); returns the marker's record."""
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=parent))
     try:
         started = time.perf_counter()
-        meta = backend.prepare(replace(request, artifact=tmp), tmp) or {}  # type: ignore[attr-defined]
+        meta = convert_into(backend, request, tmp, tokenizer=tokenizer)
         if copy_model_files:
             for name in MODEL_FILES:
                 src = request.folder / name
@@ -159,8 +165,10 @@ def _build(backend: Backend, request: OpenRequest, parent: Path, final: Path, *,
             "build_seconds": time.perf_counter() - started,
             **meta,
         }
-        (tmp / MARKER).write_text(json.dumps(record, indent=2, default=str))
+        text = json.dumps(record, indent=2, default=str)
+        (tmp / MARKER).write_text(text)
         os.replace(tmp, final)
+        return json.loads(text)  # as a later load reads it
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
         reason = _write_failure(e, parent, request.folder)
@@ -258,30 +266,34 @@ def _mkdir(path: Path) -> None:
         raise TinyLMError(f"cannot create the folder {path} ({e.strerror}). Fix: choose a writable location.") from None
 
 
-def _trusted(entry: Path) -> bool:
+def _trusted(entry: Path) -> dict[str, Any] | None:
+    """The entry's metadata when it is complete and its files are the ones written, else None."""
     meta = read_marker(entry) if (entry / MARKER).is_file() else None
-    return meta is not None and intact(entry, meta)
+    return meta if meta is not None and intact(entry, meta) else None
 
 
-def ensure_artifact(backend: Backend, request: OpenRequest) -> OpenRequest:
-    """Return `request` with `artifact` set, building the artifact with `backend.prepare` if needed."""
+def ensure_artifact(backend: Backend, request: OpenRequest, *, tokenizer: Tokenizer | None = None) -> OpenRequest:
+    """Return `request` with `artifact` and `meta` set, converting the model (`tinylm.conversion`) if needed.
+
+    `tokenizer`: the model's, when the caller has it loaded (a conversion's parity text is tokenized with it)."""
     key = _key(backend, request)
     parent = settings.home() / "artifacts" / backend.name
     final = parent / key
-    if _trusted(final):
-        return replace(request, artifact=final)
+    meta = _trusted(final)
+    if meta is not None:
+        return replace(request, artifact=final, meta=meta)
     _mkdir(parent)
     with _locked(parent / f"{key}.lock"):
-        if _trusted(final):  # another process built it while we waited
-            return replace(request, artifact=final)
-        if final.exists():  # no marker, or files changed since it was built: never trusted
-            log.warning("rebuilding cache entry %s: it is incomplete or its files changed", final)
-            shutil.rmtree(final, ignore_errors=True)
-        _build(backend, request, parent, final, copy_model_files=False)
-    return replace(request, artifact=final)
+        meta = _trusted(final)
+        if meta is None:  # else another process built it while we waited
+            if final.exists():  # no marker, or files changed since it was built: never trusted
+                log.warning("rebuilding cache entry %s: it is incomplete or its files changed", final)
+                shutil.rmtree(final, ignore_errors=True)
+            meta = _build(backend, request, parent, final, copy_model_files=False, tokenizer=tokenizer)
+    return replace(request, artifact=final, meta=meta)
 
 
-def export_artifact(backend: Backend, request: OpenRequest, out: Path) -> Path:
+def export_artifact(backend: Backend, request: OpenRequest, out: Path, *, tokenizer: Tokenizer | None = None) -> Path:
     """Write a self-contained artifact folder at `out` (model files + converted model + metadata),
     loadable by `tinylm.load(out)` where only tinylm and that backend are installed."""
     out = out.expanduser().resolve()
@@ -290,7 +302,7 @@ def export_artifact(backend: Backend, request: OpenRequest, out: Path) -> Path:
     _mkdir(out.parent)
     if out.exists():
         out.rmdir()
-    _build(backend, request, out.parent, out, copy_model_files=True)
+    _build(backend, request, out.parent, out, copy_model_files=True, tokenizer=tokenizer)
     return out
 
 

@@ -12,33 +12,42 @@ pooling, choosing a backend — lives in the core, once.
         def availability(self) -> Availability: ...
         def devices(self) -> list[str]: ...  # lower-case names: "cpu", "gpu.0", ...
         def open(self, request: OpenRequest) -> Session: ...
-        # only when capabilities.converts: prepare(request, out_dir) writes an artifact folder, and
-        # optionally artifact_options(precision, options) -> the options as the cache key sees them
-        # (validated, defaults and open-time-only options dropped; see `key_options`)
-        # optionally default_device() -> devices()[0], found without listing every device (which may mean
-        # probing accelerators), for loads that ask for no device
+        # only with Capabilities(converts=True): prepare(request, options, out_dir) -> metadata, which builds
+        # the runtime model and saves it into out_dir (nothing else: the core caches it, measures its parity,
+        # writes its marker; see `tinylm.conversion`)
+        # only with Capabilities(default_device=True): default_device() -> devices()[0], found without listing
+        # every device (which may mean probing accelerators), for loads that ask for no device
+
+Options are declared, not probed: `Capabilities(options=MyOptions)` names a frozen dataclass derived from
+`BackendOptions` (or `ConvertOptions` for a converting backend); the core parses `tinylm.load(**options)` into
+it once per load and hands the parsed object to `prepare` and `open` (`OpenRequest.options`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
-from dataclasses import MISSING, dataclass, field, fields
-from functools import cached_property
+import threading
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
 from .arch.spec import ModelSpec
+from .errors import ConfigError
 
 __all__ = [
     "Availability",
+    "BackendOptions",
+    "ConvertOptions",
     "Capabilities",
+    "WeightsOnce",
     "OpenRequest",
     "Backend",
     "Session",
     "runtime_available",
     "requires_runtimes",
+    "deferred",
     "installed_version",
     "key_options",
 ]
@@ -64,6 +73,69 @@ class Availability:
         return f"{self.reason} Fix: {self.hint or 'choose another backend (`tinylm backends` lists them)'}"
 
 
+_O = TypeVar("_O", bound="BackendOptions")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackendOptions:
+    """A backend's load options (`tinylm.load(model, **options)`), parsed once per load by the core.
+
+    A backend with options derives a frozen dataclass from this one (fields with defaults; checks beyond the
+    types in `validate`) and declares it as `Capabilities(options=...)`. A backend that declares none takes
+    no options: any option given is a `ConfigError`, never silently ignored.
+    """
+
+    precision: str = "fp32"  # set by the core from the load's precision, never passed as an option
+
+    @classmethod
+    def parse(cls: type[_O], precision: str, options: Mapping[str, Any], *, backend: str) -> _O:
+        """The options of one load: unknown names and invalid values raise `ConfigError` naming the fix."""
+        known = sorted(f.name for f in fields(cls) if f.init and f.name != "precision")
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            allowed = f"use only {', '.join(known)}" if known else f"the {backend} backend takes no options"
+            raise ConfigError(f"unknown {backend} backend option(s): {', '.join(unknown)}. Fix: {allowed}.")
+        built = cls(precision=precision, **dict(options))
+        built.validate()
+        return built
+
+    def validate(self) -> None:
+        """Raise `ConfigError` (ending with `Fix: ...`) for a value out of range; the types are the fields'."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConvertOptions(BackendOptions):
+    """The options of a converting backend (`Capabilities(converts=True)`), with what the core's conversion
+    pipeline asks of them.
+
+    Attributes:
+        parity: measure parity (and, at a lossy precision, the perplexity change) while converting.
+        open_only: fields that change how an artifact is opened, never what it holds: they stay out of the
+            cache key, so `load(m, compiled_cache=False)` opens the artifact `load(m)` built.
+    """
+
+    parity: bool = True
+    open_only: ClassVar[tuple[str, ...]] = ()
+
+    def key(self) -> dict[str, Any]:
+        """The options as the artifact cache key sees them (see `key_options`)."""
+        return key_options(self, open_only=self.open_only)
+
+    def capacity(self, spec: ModelSpec) -> int:
+        """Positions a session of the built model holds (the core bounds its parity text by it)."""
+        return spec.max_positions
+
+    def baseline(self: _O) -> _O:
+        """The options of this backend's own fp32 build of the model: the perplexity baseline of a lossy
+        precision, and the parity reference when the reference backend is not installed."""
+        return replace(self, precision="fp32")
+
+    def for_parity(self: _O) -> _O:
+        """The options the core opens a just-built artifact with to measure it (e.g. without a machine cache
+        that would be written into the folder before it is renamed into place)."""
+        return self
+
+
 @dataclass(frozen=True, kw_only=True)
 class Capabilities:
     """What a backend can do, as data (the core derives everything else).
@@ -74,8 +146,13 @@ class Capabilities:
         kinds: model kinds it runs ("decoder", "encoder").
         batch: whether `forward` accepts a batch dimension above 1.
         priority: order for automatic choice; the highest available backend wins.
-        converts: True when `prepare` builds an artifact that the core caches.
+        converts: True when `prepare` builds an artifact that the core caches (then `options` derives from
+            `ConvertOptions`).
         reference: the backend other backends' parity is measured against (tinylm-torch).
+        options: the backend's options type (see `BackendOptions`; a converting backend that declares none
+            gets `ConvertOptions`).
+        step: its sessions define `step(token_id)`, the decode fast path (see `Session`).
+        default_device: it defines `default_device()`, cheaper than `devices()[0]`.
     """
 
     precisions: tuple[str, ...] = ("fp32",)
@@ -85,6 +162,31 @@ class Capabilities:
     priority: int = 0
     converts: bool = False
     reference: bool = False
+    options: type[BackendOptions] = BackendOptions
+    step: bool = False
+    default_device: bool = False
+
+    def __post_init__(self) -> None:
+        if self.converts and self.options is BackendOptions:  # declared none: a converting backend's defaults
+            object.__setattr__(self, "options", ConvertOptions)
+        if self.converts and not issubclass(self.options, ConvertOptions):
+            raise TypeError("a converting backend declares options derived from tinylm.backend.ConvertOptions")
+
+
+class WeightsOnce:
+    """A weights loader that runs once: every request derived from one load (the conversion, its parity
+    reference, the fp32 baseline, the session) shares the same canonical weights."""
+
+    def __init__(self, load: Callable[[], Mapping[str, np.ndarray]]) -> None:
+        self._load = load
+        self._lock = threading.Lock()
+        self._weights: Mapping[str, np.ndarray] | None = None
+
+    def __call__(self) -> Mapping[str, np.ndarray]:
+        with self._lock:
+            if self._weights is None:
+                self._weights = self._load()
+            return self._weights
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,24 +196,28 @@ class OpenRequest:
     Attributes:
         spec: the architecture description.
         folder: the model folder (Hugging Face layout).
-        weights_loader: returns the canonical, validated weights (numpy, memory-mapped where possible).
+        weights_loader: returns the canonical, validated weights (numpy, memory-mapped where possible); the
+            core passes a `WeightsOnce`, so requests copied with `dataclasses.replace` read them once.
         precision: one of the backend's `capabilities.precisions`.
         device: one of the backend's `devices()`.
         num_threads: intra-op threads to use.
-        artifact: the cached artifact folder (backends with `converts=True`), else None.
-        options: backend-specific options passed to `tinylm.load(**options)`.
+        artifact: the artifact folder (backends with `converts=True`), else None.
+        meta: the artifact's metadata (its `tinylm-artifact.json`, as `prepare` returned it plus the core's
+            record), read once by the core; empty without an artifact.
+        options: the parsed options (an instance of `capabilities.options`).
     """
 
     spec: ModelSpec
     folder: Path
-    weights_loader: Any
+    weights_loader: Callable[[], Mapping[str, np.ndarray]]
     precision: str
     device: str
     num_threads: int
     artifact: Path | None = None
-    options: Mapping[str, Any] = field(default_factory=dict)
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    options: Any = field(default_factory=BackendOptions)
 
-    @cached_property
+    @property
     def weights(self) -> Mapping[str, np.ndarray]:
         """Canonical weights (see `tinylm.arch.layout`), loaded on first access."""
         return self.weights_loader()
@@ -123,8 +229,8 @@ class Session(Protocol):
 
     Token ids are int64 arrays of shape (B, T). A session is used by one thread at a time.
 
-    Optionally, `step(token_id: int) -> np.ndarray`, a decode fast path the generation loop uses when
-    present: append one token to the one cached sequence (batch 1) and return the next-token logits
+    With `Capabilities(step=True)`, `step(token_id: int) -> np.ndarray`, a decode fast path the generation
+    loop uses: append one token to the one cached sequence (batch 1) and return the next-token logits
     (V,) float32, as `forward(np.array([[token_id]]))[0]` would, but the array may be a view of a buffer
     the session reuses, valid until its next call (no copy, no re-validation of a (B, T) array: on a
     small model, the Python between two runtime calls is a visible share of a decode step).
@@ -184,6 +290,22 @@ def runtime_available(module: str) -> bool:
         return False
 
 
+def deferred(target: str) -> Callable[..., Any]:
+    """A backend method that imports its implementation at its first call, so that registering the backend
+    imports no runtime: `open = deferred("tinylm_mine.opening:open_session")` calls
+    `tinylm_mine.opening.open_session(request)` (the arguments without `self`)."""
+    import importlib
+
+    module, _, name = target.partition(":")
+
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = f"`{module}.{name}`, imported at the first call."
+    return method
+
+
 def requires_runtimes(packages: dict[str, str], *, extra: str) -> Availability | None:
     """An `Availability` naming what to install when any runtime module is missing, else None.
 
@@ -219,8 +341,8 @@ def installed_version(dist: str, *, graph_revision: int | None = None) -> str:
 
 
 def key_options(built: Any, *, open_only: Collection[str] = ()) -> dict[str, Any]:
-    """A converting backend's build options (a dataclass) as its artifact cache key should see them, for
-    `Backend.artifact_options`: the fields that differ from their defaults, without `precision` (keyed on its
+    """A converting backend's options (a dataclass) as its artifact cache key should see them
+    (`ConvertOptions.key`): the fields that differ from their defaults, without `precision` (keyed on its
     own) and without `open_only`, options that change how an artifact is opened but never what it holds. So
     `load(m, quantize_lm_head=True)` reuses the artifact `load(m)` built instead of converting again, and a
     backend that adds an option with a default keeps every cached artifact's key.

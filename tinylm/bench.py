@@ -6,17 +6,15 @@ token, decode tokens/s (median of several runs after a warm-up, with min and max
 bytes; for embedders, sentences/s at batch 1 and 32. It also measures this machine's memory bandwidth and
 prints each decode figure as a fraction of the roofline (weight bytes read per token / bandwidth).
 
-Results are saved under `TINYLM_HOME/bench/`; with `TINYLM_AUTO_BENCH=1`, automatic backend choice
-uses the fastest backend of the latest ranking saved for this machine and model.
+Results are saved under `TINYLM_HOME/bench/` (`tinylm.ranking`); with `TINYLM_AUTO_BENCH=1`, automatic backend
+choice uses the fastest backend of the latest ranking saved for this machine and model.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -27,17 +25,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import settings
+from . import ranking, settings
 
 __all__ = [
     "BenchConfig",
     "BenchResult",
+    "Figures",
     "run_bench",
     "memory_bandwidth",
-    "saved_ranking",
     "format_table",
     "prompt_ids",
     "weight_bytes",
+    "BYTES_PER_WEIGHT",
     "EMBED_SENTENCES",
 ]
 
@@ -58,12 +57,9 @@ class BenchConfig:
 
 
 @dataclass(kw_only=True)
-class BenchResult:
-    """One (backend, precision) row; `error` is set instead of figures when it could not run."""
+class Figures:
+    """What one measured row holds (also the rows of the peer harness, benchmarks/peers.py)."""
 
-    backend: str
-    precision: str
-    device: str = ""
     cold_load_s: float | None = None
     warm_load_s: float | None = None
     ttft_ms: float | None = None
@@ -74,6 +70,15 @@ class BenchResult:
     artifact_bytes: int | None = None
     sentences_per_s_1: float | None = None
     sentences_per_s_32: float | None = None
+
+
+@dataclass(kw_only=True)
+class BenchResult(Figures):
+    """One (backend, precision) row; `error` is set instead of figures when it could not run."""
+
+    backend: str
+    precision: str
+    device: str = ""
     roofline_fraction: float | None = None
     error: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -119,7 +124,7 @@ def _folder_bytes(path: Path | None) -> int | None:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and p.name not in skip)
 
 
-_BYTES_PER_WEIGHT = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "int8": 1.0, "int4": 0.5}
+BYTES_PER_WEIGHT = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "int8": 1.0, "int4": 0.5}
 
 
 def weight_bytes(spec: Any, precision: str) -> int:
@@ -131,7 +136,7 @@ def weight_bytes(spec: Any, precision: str) -> int:
 
     shapes = expected_shapes(spec)
     count = sum(math.prod(s) for n, s in shapes.items() if n != "embed.weight" or spec.tie_embeddings)
-    return int(count * _BYTES_PER_WEIGHT.get(precision, 4.0))
+    return int(count * BYTES_PER_WEIGHT.get(precision, 4.0))
 
 
 def prompt_ids(vocab: int, n: int) -> list[int]:
@@ -280,52 +285,8 @@ def run_bench(config: BenchConfig, *, progress: Any = None) -> tuple[list[BenchR
                 row.roofline_fraction = row.decode_tps / roofline
                 row.extra["roofline_tps"] = roofline
         rows.append(row)
-    _save(config, rows, bandwidth)
+    ranking.save(config.model, [dataclasses.asdict(r) for r in rows], bandwidth)
     return rows, bandwidth
-
-
-def _machine_key() -> str:
-    return hashlib.sha256(f"{platform.node()}|{settings.cpu_name()}|{settings.physical_cores()}".encode()).hexdigest()[
-        :16
-    ]
-
-
-def _model_key(model: str) -> str:
-    from .artifacts import folder_digest
-    from .plugins import get_manager
-    from .resolve import resolve_model
-
-    return folder_digest(resolve_model(model, get_manager()))[:32]
-
-
-def _ranking_path(model: str) -> Path:
-    return settings.home() / "bench" / _machine_key() / f"{_model_key(model)}.json"
-
-
-def _save(config: BenchConfig, rows: list[BenchResult], bandwidth: float) -> None:
-    path = _ranking_path(config.model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    record = {
-        "model": config.model,
-        "time": time.time(),
-        "bandwidth_gbs": bandwidth,
-        "rows": [dataclasses.asdict(r) for r in rows],
-    }
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record, indent=2))
-    os.replace(tmp, path)
-
-
-def saved_ranking(folder: Path) -> list[tuple[str, str]]:
-    """(backend, precision) pairs of the latest saved bench for this machine and model folder, fastest
-    decode first; [] when there is none."""
-    try:
-        data = json.loads(_ranking_path(str(folder)).read_text())
-    except (OSError, ValueError):
-        return []
-    rows = [r for r in data.get("rows", []) if r.get("decode_tps") or r.get("sentences_per_s_32")]
-    rows.sort(key=lambda r: -(r.get("decode_tps") or r.get("sentences_per_s_32") or 0))
-    return [(r["backend"], r["precision"]) for r in rows]
 
 
 def format_table(rows: Sequence[BenchResult], bandwidth: float) -> str:

@@ -129,8 +129,11 @@ def stream_tokens(
     settings: GenerationSettings,
     *,
     context_length: int,
+    fast_step: bool = False,
 ) -> Iterator[Chunk]:
-    """Generate from `prompt_ids`, yielding a `Chunk` per token; the last one has `finish_reason`."""
+    """Generate from `prompt_ids`, yielding a `Chunk` per token; the last one has `finish_reason`.
+
+    `fast_step`: the session defines `step(token_id)` (its backend declares `Capabilities(step=True)`)."""
     start = time.perf_counter()
     prompt = np.asarray(prompt_ids, dtype=np.int64)
     if prompt.size == 0:
@@ -153,7 +156,7 @@ def stream_tokens(
     hit_stop_string = False
 
     # one token on a batch-1 cache: the session's fast path when it has one (logits valid until its next call)
-    step = getattr(session, "step", None) or (lambda token: session.forward(np.array([[token]], dtype=np.int64))[0])
+    step = session.step if fast_step else (lambda token: session.forward(np.array([[token]], dtype=np.int64))[0])  # type: ignore[attr-defined]
     session.reset()
     logits = session.forward(prompt[None, :])[0]  # (V,) prefill
     while True:

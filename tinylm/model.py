@@ -15,7 +15,7 @@ import numpy as np
 
 from . import settings
 from .arch.spec import ModelSpec
-from .backend import OpenRequest, Session
+from .backend import OpenRequest, Session, WeightsOnce
 from .errors import (
     ArtifactError,
     BackendUnavailable,
@@ -77,7 +77,7 @@ def _prepare(
         backend, precision = built["backend"], built["precision"]
     preferred: list[str] = []
     if built is None and not backend and settings.auto_bench():
-        from .bench import saved_ranking
+        from .ranking import saved_ranking
 
         preferred = [name for name, _ in saved_ranking(folder.path)]
     try:
@@ -103,15 +103,17 @@ def _prepare(
             f"machine: {available.reason} Fix: copy {folder.path} to a machine where {built['backend']} runs "
             "and load it there."
         ) from None
+    parsed = choice.backend.capabilities.options.parse(choice.precision, options, backend=choice.backend.name)
     request = OpenRequest(
         spec=folder.spec,
         folder=folder.path,
-        weights_loader=folder.weights,
+        weights_loader=WeightsOnce(folder.weights),  # read once, whatever the conversion and parity ask of it
         precision=choice.precision,
         device=choice.device,
         num_threads=settings.num_threads(),
         artifact=folder.path if built is not None else None,
-        options=options,
+        meta=built or {},
+        options=parsed,
     )
     return folder, choice, request
 
@@ -147,7 +149,7 @@ def load(
     if choice.backend.capabilities.converts and request.artifact is None:
         from .artifacts import ensure_artifact
 
-        request = ensure_artifact(choice.backend, request)
+        request = ensure_artifact(choice.backend, request, tokenizer=folder.tokenizer)
     session = with_rope_switch(request.spec, choice.backend.open(request))
     log.info(
         "loaded %s on %s/%s (%s, backend chosen by %s)",
@@ -175,7 +177,7 @@ def convert(
     """
     from .artifacts import export_artifact
 
-    _, choice, request = _prepare(
+    folder, choice, request = _prepare(
         model, backend=backend, device=None, precision=precision, options=options, convert=True
     )
     if not choice.backend.capabilities.converts:
@@ -183,7 +185,7 @@ def convert(
             f"backend {choice.backend.name!r} runs checkpoints directly; there is nothing to convert. "
             "Fix: load the model folder itself with this backend."
         )
-    return export_artifact(choice.backend, request, Path(out))
+    return export_artifact(choice.backend, request, Path(out), tokenizer=folder.tokenizer)
 
 
 class Model:
@@ -359,7 +361,12 @@ class Model:
         settings = self._settings(**options, constraint=constraint)
         with self._lock:
             yield from stream_tokens(
-                self._live(), prompt_ids, self.tokenizer, settings, context_length=self.context_length
+                self._live(),
+                prompt_ids,
+                self.tokenizer,
+                settings,
+                context_length=self.context_length,
+                fast_step=self._choice.backend.capabilities.step,
             )
 
     def _compile(self, response_format: ResponseFormat | Constraint | None) -> Constraint | None:

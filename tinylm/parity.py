@@ -10,11 +10,14 @@ change on `TEXT`. Encoders: max |hidden-state difference| on a padded batch.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .backend import OpenRequest, Session
+
+if TYPE_CHECKING:
+    from .tokenizer import Tokenizer
 
 __all__ = ["reference_session", "measure", "greedy", "perplexity", "heldout_ids", "TEXT"]
 
@@ -40,11 +43,11 @@ def reference_session(request: OpenRequest) -> tuple[Session, str] | None:
     from .plugins import get_manager
 
     for backend in get_manager().backends().values():
-        if backend.capabilities.reference and backend.availability().ok and not backend.capabilities.converts:
-            session = backend.open(
-                replace(request, precision="fp32", device=backend.devices()[0], artifact=None, options={})
-            )
-            return session, f"{backend.name} fp32"
+        caps = backend.capabilities
+        if caps.reference and backend.availability().ok and not caps.converts:
+            options = caps.options.parse("fp32", {}, backend=backend.name)
+            fp32 = replace(request, precision="fp32", device=backend.devices()[0], artifact=None, meta={})
+            return backend.open(replace(fp32, options=options)), f"{backend.name} fp32"
     return None
 
 
@@ -104,19 +107,28 @@ def measure(ours: Session, ref: Session, request: OpenRequest, reference: str) -
     return {"reference": reference, **fn(ours, ref, spec.vocab_size)}
 
 
-def heldout_ids(request: OpenRequest, limit: int) -> np.ndarray:
-    """The held-out text in the model's tokens (1, T), at most `limit` of them."""
-    from .source import ModelFolder
+def heldout_ids(request: OpenRequest, limit: int, tokenizer: Tokenizer | None = None) -> np.ndarray:
+    """The held-out text in the model's tokens (1, T), at most `limit` of them (with `tokenizer` when the
+    caller has it loaded, else the model folder's)."""
+    if tokenizer is None:
+        from .source import ModelFolder
 
-    ids = ModelFolder(request.folder).tokenizer.encode(TEXT)[:limit]
+        tokenizer = ModelFolder(request.folder).tokenizer
+    ids = tokenizer.encode(TEXT)[:limit]
     return np.asarray(ids, np.int64)[None]
 
 
 def record(
-    ours: Session, fp32: Session | None, request: OpenRequest, *, backend: str, max_tokens: int
+    ours: Session,
+    fp32: Session | None,
+    request: OpenRequest,
+    *,
+    backend: str,
+    max_tokens: int,
+    tokenizer: Tokenizer | None = None,
 ) -> dict[str, Any]:
-    """The metadata a converting backend stores: parity against the reference backend (or, without it,
-    against `fp32`, this backend's own fp32 build) and, when `fp32` is given, the perplexity change.
+    """The metadata the conversion pipeline stores: parity against the reference backend (or, without it,
+    against `fp32`, the converting backend's own fp32 build) and, when `fp32` is given, the perplexity change.
 
     `ours` is the session under test; `fp32` is None at fp32 itself. The caller closes both.
     """
@@ -130,7 +142,7 @@ def record(
     if found is not None:
         found[0].close()
     if fp32 is not None and request.spec.kind == "decoder":
-        ids = heldout_ids(request, max_tokens)
+        ids = heldout_ids(request, max_tokens, tokenizer)
         base, quant = perplexity(fp32, ids), perplexity(ours, ids)
         out["perplexity"] = {
             "text": "tinylm.parity.TEXT",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -41,6 +41,12 @@ class ModelEntry:
     plugin: str = ""
 
 
+def _trace(message: str) -> None:
+    """pluggy's trace of a hook call, one log record, each argument's repr cut to one readable line."""
+    lines = [line if len(line) <= 160 else line[:157] + "..." for line in message.rstrip().splitlines()]
+    log.debug("%s", "\n".join(lines))
+
+
 class PluginManager:
     """tinylm's view of its plugins: backends, model names, CLI commands and load errors."""
 
@@ -54,8 +60,9 @@ class PluginManager:
         self._backend_plugins: dict[str, str] = {}
         self._models: dict[str, ModelEntry] | None = None
         self._lock = threading.RLock()
-        if settings.trace_plugins():
-            self.pm.trace.root.setwriter(log.debug)
+        if settings.trace_plugins():  # pluggy traces every hook call made through its hook callers
+            log.setLevel(logging.DEBUG)
+            self.pm.trace.root.setwriter(_trace)
             self.pm.enable_tracing()
 
     # loading -----------------------------------------------------------------------------
@@ -76,6 +83,7 @@ class PluginManager:
                     continue
                 if self.pm.has_plugin(ep.name) or self.pm.is_blocked(ep.name):
                     continue
+                log.debug("loading plugin %s (%s)", ep.name, ep.value)
                 try:
                     plugin = ep.load()
                 except Exception as e:  # isolate: any failure of a third-party import
@@ -115,13 +123,22 @@ class PluginManager:
         if not self.pm.is_blocked(name):
             self.pm.set_blocked(name)
 
+    def _callers(self, hook_name: str) -> Iterator[tuple[str, Callable[..., Any]]]:
+        """(plugin name, a hook caller limited to that plugin) for each plugin implementing `hook_name`: every
+        call goes through pluggy (its tracing and hook wrappers apply) while one plugin's failure stays its own."""
+        impls = getattr(self.pm.hook, hook_name).get_hookimpls()
+        for impl in impls:
+            others = [other.plugin for other in impls if other.plugin is not impl.plugin]
+            log.debug("calling %s of plugin %s", hook_name, impl.plugin_name)
+            yield impl.plugin_name, self.pm.subset_hook_caller(hook_name, remove_plugins=others)
+
     def _call_each(self, hook_name: str, **kwargs: Any) -> None:
         """Call one hook plugin by plugin, isolating failures."""
-        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+        for plugin, call in self._callers(hook_name):
             try:
-                impl.function(**kwargs)
+                call(**kwargs)
             except Exception as e:
-                self.errors.append(PluginLoadError(impl.plugin_name, e))
+                self.errors.append(PluginLoadError(plugin, e))
                 log.warning("%s", self.errors[-1])
 
     # what plugins provide ------------------------------------------------------------------
@@ -133,9 +150,9 @@ class PluginManager:
             if self._backends is None:
                 found: dict[str, Backend] = {}
                 owners: dict[str, str] = {}
-                for impl in self.pm.hook.register_backends.get_hookimpls():
+                for plugin, call in self._callers("register_backends"):
 
-                    def register(backend: Backend, _plugin: str = impl.plugin_name) -> None:
+                    def register(backend: Backend, _plugin: str = plugin) -> None:
                         name = str(getattr(backend, "name", "")).lower()
                         if not name:
                             raise TypeError(f"{backend!r} has no name")
@@ -152,9 +169,9 @@ class PluginManager:
                         owners[name] = _plugin
 
                     try:
-                        impl.function(register=register)
+                        call(register=register)
                     except Exception as e:
-                        self.errors.append(PluginLoadError(impl.plugin_name, e))
+                        self.errors.append(PluginLoadError(plugin, e))
                         log.warning("%s", self.errors[-1])
                 self._backends, self._backend_plugins = found, owners
             return dict(self._backends)
@@ -170,19 +187,17 @@ class PluginManager:
             self.load()
             if self._models is None:
                 found: dict[str, ModelEntry] = {}
-                for impl in self.pm.hook.register_models.get_hookimpls():
+                for plugin, call in self._callers("register_models"):
 
-                    def register(
-                        name: str, path: str | Path, *, description: str = "", _p: str = impl.plugin_name
-                    ) -> None:
+                    def register(name: str, path: str | Path, *, description: str = "", _p: str = plugin) -> None:
                         found.setdefault(
                             name, ModelEntry(name=name, path=Path(path), description=description, plugin=_p)
                         )
 
                     try:
-                        impl.function(register=register)
+                        call(register=register)
                     except Exception as e:
-                        self.errors.append(PluginLoadError(impl.plugin_name, e))
+                        self.errors.append(PluginLoadError(plugin, e))
                 self._models = found
             return dict(self._models)
 

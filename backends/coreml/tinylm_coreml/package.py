@@ -17,29 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from tinylm.backend import OpenRequest
-from tinylm.errors import ConfigError
 
-__all__ = ["prepare", "read_spec", "PACKAGE", "capacity_for", "weight_bytes", "MAX_BATCH", "DEFAULT_CONTEXT"]
+from .options import CoreMLOptions
+
+__all__ = ["prepare", "read_spec", "PACKAGE", "weight_bytes", "MAX_BATCH"]
 
 PACKAGE = "model.mlpackage"
-#: Default KV-cache length when the model allows more (the states are allocated at full size).
-DEFAULT_CONTEXT = 4096
 #: Encoders: rows per prediction (the session splits larger batches).
 MAX_BATCH = 32
-
-
-def capacity_for(request: OpenRequest) -> int:
-    """Tokens the decoder's cache holds: options["context_length"], else min(max_positions, 4096)."""
-    spec = request.spec
-    wanted = request.options.get("context_length")
-    if wanted is None:
-        return min(spec.max_positions, DEFAULT_CONTEXT)
-    if not isinstance(wanted, int) or not 1 <= wanted <= spec.max_positions:
-        raise ConfigError(
-            f"coreml option context_length={wanted!r} must be an integer in [1, {spec.max_positions}] "
-            f"(the model's max_positions). Fix: pass e.g. context_length={min(spec.max_positions, 2048)}."
-        )
-    return wanted
 
 
 def weight_bytes(package: Path) -> int:
@@ -80,20 +65,18 @@ def _op_types(model: Any) -> list[str]:
     return sorted({op.type for op in main.block_specializations[main.opset].operations})
 
 
-def prepare(request: OpenRequest, out_dir: Path) -> dict[str, Any]:
-    """Write `out_dir / model.mlpackage` for `request` (spec, weights, precision, options)."""
+def prepare(request: OpenRequest, options: CoreMLOptions, out_dir: Path) -> dict[str, Any]:
+    """Write `out_dir / model.mlpackage` for `request` (spec, weights, precision) and its `options`."""
     with _quiet():
         import coremltools as ct
 
-        from .compress import compress, int4_method, target_for
+        from .compress import compress, target_for
         from .program import TARGETS, build
 
         spec, precision = request.spec, request.precision
-        stateful = bool(request.options.get("stateful", True)) and spec.kind == "decoder"
-        if precision == "int4":
-            int4_method(request.options)  # fail on a bad option before the long part
+        stateful = bool(options.stateful) and spec.kind == "decoder"
         target = target_for(precision, stateful)
-        capacity = capacity_for(request) if spec.kind == "decoder" else spec.max_positions
+        capacity = options.capacity(spec)
         built = build(spec, request.weights, stateful=stateful, capacity=capacity, max_batch=MAX_BATCH, target=target)
         model = ct.convert(
             built.program,
@@ -102,7 +85,7 @@ def prepare(request: OpenRequest, out_dir: Path) -> dict[str, Any]:
             compute_precision=ct.precision.FLOAT16,
             skip_model_load=True,  # loading compiles for this Mac's hardware: done by `open`, on macOS
         )
-        model, compression = compress(model, precision, request.options)
+        model, compression = compress(model, precision, options.int4_method)
         model.short_description = (
             f"tinylm {spec.family} {spec.kind} ({precision}), converted from {request.folder.name}"
         )
@@ -126,8 +109,4 @@ def prepare(request: OpenRequest, out_dir: Path) -> dict[str, Any]:
         "outputs": built.outputs,
         "states": built.states,
         "op_types": ops,
-        "parity": None,
-        "parity_note": (
-            "not measured at conversion: Core ML executes only on macOS; the conformance tests measure it there"
-        ),
     }

@@ -7,11 +7,11 @@ backend reports itself "convert-only". Running needs macOS, where predictions go
 from __future__ import annotations
 
 import platform
-from pathlib import Path
-from typing import Any
 
-from tinylm.backend import Availability, Capabilities, OpenRequest, Session, installed_version, requires_runtimes
+from tinylm.backend import Availability, Capabilities, deferred, installed_version, requires_runtimes
 from tinylm.hookspecs import hookimpl
+
+from .options import CoreMLOptions
 
 __all__ = ["CoreMLBackend", "register_backends", "CONVERT_HINT"]
 
@@ -34,6 +34,7 @@ class CoreMLBackend:
         batch=False,  # decoders: one sequence per state (encoders take a padded batch in embed)
         priority=30,  # first on macOS (docs/choosing-a-backend.md); off macOS it is never available to run
         converts=True,
+        options=CoreMLOptions,
     )
 
     def __init__(self) -> None:
@@ -58,15 +59,10 @@ class CoreMLBackend:
 
         return list(DEVICES)
 
-    def prepare(self, request: OpenRequest, out_dir: Path) -> dict[str, Any]:
-        from .package import prepare
-
-        return prepare(request, out_dir)
-
-    def open(self, request: OpenRequest) -> Session:
-        from .session import open_session
-
-        return open_session(request)
+    #: build and save the artifact (`prepare(request, options, out_dir) -> metadata`; the core does the rest)
+    prepare = deferred("tinylm_coreml.package:prepare")
+    #: the artifact -> a `Session` (imports the runtime)
+    open = deferred("tinylm_coreml.session:open_session")
 
 
 @hookimpl

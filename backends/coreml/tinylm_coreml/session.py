@@ -20,7 +20,6 @@ import numpy as np
 
 from tinylm import inputs
 from tinylm.arch.spec import ModelSpec
-from tinylm.artifacts import read_marker
 from tinylm.backend import OpenRequest
 from tinylm.errors import BackendUnavailable, CapabilityError, GenerationError, PromptTooLong
 
@@ -158,8 +157,8 @@ def open_session(request: OpenRequest) -> DecoderSession | EncoderSession:
     import coremltools as ct
 
     folder = Path(request.artifact) if request.artifact is not None else None
-    meta = read_marker(folder) if folder is not None else None
-    if folder is None or meta is None:
+    meta = dict(request.meta)
+    if folder is None or not meta:
         raise BackendUnavailable(
             "the coreml backend needs a converted artifact and none was given. "
             "Fix: load through tinylm.load(...) (it converts and caches), or convert with `tinylm convert`."

@@ -39,13 +39,14 @@ def test_second_load_in_a_fresh_process_converts_nothing(model_folder, tmp_path)
         "import time, json, tinylm, tinylm_onnx.convert as c\n"
         "calls = []\n"
         "orig = c.prepare\n"
-        "c.prepare = lambda *a, **k: calls.append(1) or orig(*a, **k)\n"
+        "c.prepare = lambda r, o, d: calls.append(o.precision) or orig(r, o, d)\n"
         f"m = tinylm.load({str(model_folder('llama'))!r}, backend='onnx', precision='int8')\n"
-        "print(json.dumps({'converted': len(calls), 'tokens': m.generate([5, 6, 7], max_new_tokens=4).token_ids}))\n"
+        "print(json.dumps({'converted': calls, 'tokens': m.generate([5, 6, 7], max_new_tokens=4).token_ids}))\n"
     )
     first = json.loads(_run(code, {"TINYLM_HOME": str(home)}).splitlines()[-1])
     second = json.loads(_run(code, {"TINYLM_HOME": str(home)}).splitlines()[-1])
-    assert first["converted"] == 1 and second["converted"] == 0
+    assert first["converted"] == ["int8", "fp32"]  # the artifact, then the fp32 build its perplexity is measured by
+    assert second["converted"] == []
     assert first["tokens"] == second["tokens"]
 
     cli = [sys.executable, "-m", "tinylm.cli"]
@@ -55,6 +56,45 @@ def test_second_load_in_a_fresh_process_converts_nothing(model_folder, tmp_path)
     pruned = subprocess.run([*cli, "cache", "prune", "--backend", "onnx"], env=env, capture_output=True, text=True)
     assert pruned.returncode == 0 and "removed 1 entry" in pruned.stdout
     assert not list(home.glob("artifacts/onnx/*/model.onnx"))
+
+
+def test_a_cold_load_reads_the_weights_and_parses_the_options_once(model_folder, tmp_path, monkeypatch):
+    """Conversion, the fp32 baseline, the torch reference and the session share one read of the weights; the
+    options are parsed once; a warm load parses the artifact's marker once (to trust it) and hands it to open."""
+    from tinylm_onnx.options import BuildOptions
+
+    from tinylm import artifacts, source
+
+    monkeypatch.setenv("TINYLM_HOME", str(tmp_path / "home"))
+    reads, scans, parses, markers = [], [], [], []
+    read, scan, parse, marker = (
+        source.CheckpointWeights,
+        source.check_finite,
+        BuildOptions.parse.__func__,
+        artifacts.read_marker,
+    )
+    monkeypatch.setattr(source, "CheckpointWeights", lambda files: reads.append(files) or read(files))
+    monkeypatch.setattr(source, "check_finite", lambda w, *, where: scans.append(where) or scan(w, where=where))
+    monkeypatch.setattr(
+        BuildOptions, "parse", classmethod(lambda cls, *a, **k: parses.append(a) or parse(cls, *a, **k))
+    )
+
+    def counted(folder):
+        meta = marker(folder)
+        if meta is not None:
+            markers.append(folder)
+        return meta
+
+    monkeypatch.setattr(artifacts, "read_marker", counted)
+    monkeypatch.setattr(source, "read_marker", counted)
+    cold = tinylm.load(model_folder("llama"), backend="onnx", precision="int8")
+    meta = json.loads((cold.artifact / "tinylm-artifact.json").read_text())
+    assert meta["parity"]["reference"] == "torch fp32" and meta["perplexity"]["fp32"] > 0  # all three read weights
+    assert len(reads) == len(scans) == len(parses) == 1 and markers == []
+    del reads[:], scans[:], parses[:]
+    warm = tinylm.load(model_folder("llama"), backend="onnx", precision="int8")
+    assert warm.artifact == cold.artifact and markers == [cold.artifact]
+    assert reads == scans == [] and len(parses) == 1
 
 
 def test_an_option_given_at_its_default_reuses_the_artifact(model_folder, monkeypatch):

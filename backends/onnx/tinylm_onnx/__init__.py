@@ -5,7 +5,7 @@ in composition order:
 
     graph.py (builder) -> quantize.py -> linear.py -> norms.py -> rope.py -> lowering.py (shared context)
     -> attention.py -> mlp.py -> transformer.py (the whole graph)
-    convert.py (`prepare`: build, save, measure parity with tinylm.parity)   options.py (load/convert options)
+    convert.py (`prepare`: build and save; the core measures parity)   options.py (load/convert options)
     runtime.py (sessions)   session.py (the tinylm `Session`, KV cache bound in place)   opening.py (`open`)
     plugin.py (the registered `Backend`)
 

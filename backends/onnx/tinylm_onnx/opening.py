@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from tinylm.artifacts import read_marker
 from tinylm.backend import OpenRequest
 from tinylm.errors import ModelFileError
 
@@ -22,9 +21,8 @@ def open_session(request: OpenRequest) -> OnnxSession:
             f"{folder}: no {MODEL_FILE} in this onnx artifact. "
             "Fix: run `tinylm cache prune --backend onnx` and load again, or convert the model again."
         )
-    opts = BuildOptions.from_request(request.precision, request.options)
-    meta = (read_marker(folder) or {}).get("onnx", {})
-    cap = int(meta.get("capacity") or request.spec.max_positions)
+    opts: BuildOptions = request.options
+    cap = int(request.meta.get("onnx", {}).get("capacity") or request.spec.max_positions)
     spin = request.spec.kind == "decoder" if opts.spin_wait is None else opts.spin_wait
     if opts.compiled_cache:
         session = open_compiled(folder, request.num_threads, spin=spin)

@@ -16,22 +16,23 @@ and `spin_wait` only change how the artifact is opened):
     compiled_cache=True   keep this machine's optimized, pre-packed copy of the graph in the artifact folder
                           (`compiled.py`): a warm load maps it instead of optimizing and pre-packing again
                           (session creation on SmolLM2-135M: 0.31 s instead of 0.54 s at fp32, 0.15 instead of
-                          0.23 at int8; benchmarks/onnx_compiled_cache.py); costs disk, the weights again and
+                          0.23 at int8; docs/backends/onnx.md, "Loading"); costs disk, the weights again and
                           their packed copies
     spin_wait=None        after a run, ONNX Runtime's pool threads spin-wait for the next one (about 25 ms)
                           or block at once: None spins in a decoder (a generation's steps come back to back:
                           +1.4-2.5% decode tokens/s at int4, nothing measurable at int8) and blocks in an encoder
                           (an embedding is one run; its pool spinning would hold a core through the prefill that
                           follows); True/False for any model
-                          (benchmarks/onnx_spinning.py; docs/backends/onnx.md, "Threads")
+                          (docs/backends/onnx.md, "Threads")
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import ClassVar
 
+from tinylm.arch.spec import ModelSpec
+from tinylm.backend import ConvertOptions
 from tinylm.errors import ConfigError
 
 __all__ = ["BuildOptions", "BITS"]
@@ -40,37 +41,34 @@ BITS = {"fp32": 0, "int8": 8, "int4": 4}  # 0: float32 weights
 
 
 @dataclass(frozen=True, kw_only=True)
-class BuildOptions:
-    precision: str = "fp32"
+class BuildOptions(ConvertOptions):
     block_size: int = 32
     accuracy_level: int = 4
     quantize_lm_head: bool = True
     fused_ops: bool = True
     max_length: int | None = None
     external_data_threshold: int = 0
-    parity: bool = True
     compiled_cache: bool = True
     spin_wait: bool | None = None
+
+    open_only: ClassVar[tuple[str, ...]] = ("compiled_cache", "spin_wait")
 
     @property
     def bits(self) -> int:
         return BITS[self.precision]
 
-    @classmethod
-    def from_request(cls, precision: str, options: Mapping[str, Any]) -> BuildOptions:
-        known = set(cls.__dataclass_fields__) - {"precision"}
-        unknown = sorted(set(options) - known)
-        if unknown:
+    def validate(self) -> None:
+        if self.block_size < 16 or self.block_size & (self.block_size - 1):
+            raise ConfigError(f"block_size={self.block_size}: Fix: use a power of two >= 16 (e.g. 32).")
+        if not isinstance(self.spin_wait, (bool, type(None))):
             raise ConfigError(
-                f"unknown onnx backend option(s): {', '.join(unknown)}. "
-                f"Fix: use only {', '.join(sorted(known))} (see tinylm_onnx.options)."
-            )
-        built = cls(precision=precision, **dict(options))
-        if built.block_size < 16 or built.block_size & (built.block_size - 1):
-            raise ConfigError(f"block_size={built.block_size}: Fix: use a power of two >= 16 (e.g. 32).")
-        if not isinstance(built.spin_wait, (bool, type(None))):
-            raise ConfigError(
-                f"spin_wait={built.spin_wait!r}: Fix: pass True (pool threads spin-wait between runs), False (they "
+                f"spin_wait={self.spin_wait!r}: Fix: pass True (pool threads spin-wait between runs), False (they "
                 "block) or leave it out (spin in a decoder, block in an encoder)."
             )
-        return built
+
+    def capacity(self, spec: ModelSpec) -> int:
+        """Positions the KV cache (and the rotary tables) hold."""
+        return min(spec.max_positions, self.max_length or spec.max_positions)
+
+    def for_parity(self) -> BuildOptions:
+        return replace(self, compiled_cache=False)  # no machine copy inside a folder not yet in place

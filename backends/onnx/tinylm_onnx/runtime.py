@@ -34,7 +34,7 @@ def session_options(
     # After a run, the pool's threads either spin-wait for the next one (ONNX Runtime's default, for about 25 ms),
     # which a decoder's next step finds awake, or block at once, which leaves the cores to whatever runs next:
     # an embedder's pool spinning after a query's embedding would hold a core through the answer's prefill
-    # (benchmarks/onnx_spinning.py; docs/backends/onnx.md, "Threads").
+    # (docs/backends/onnx.md, "Threads").
     so.add_session_config_entry("session.force_spinning_stop", "0" if spin else "1")
     if save_to is not None:
         so.optimized_model_filepath = str(save_to / MODEL_FILE)

@@ -30,12 +30,7 @@ from .mlp import mlp
 from .options import BuildOptions
 from .rope import external_tables, gqa_caches, gqa_can_rotate
 
-__all__ = ["build_graph", "capacity"]
-
-
-def capacity(spec: ModelSpec, opts: BuildOptions) -> int:
-    """Positions the KV cache (and the rotary tables) hold."""
-    return min(spec.max_positions, opts.max_length or spec.max_positions)
+__all__ = ["build_graph"]
 
 
 def _tied_decoder_head(lw: Lowering) -> bool:
@@ -123,7 +118,7 @@ def _decoder(lw: Lowering) -> None:
     logits_from = g.input("logits_from", INT64, [1])
     cache_shape = ["B", s.num_kv_heads, "S", s.head_dim]
     f.span = _span(g, ids, f.total)
-    _rope_frame(lw, capacity(s, lw.opts))
+    _rope_frame(lw, lw.opts.capacity(s))
     x = _embed(lw, ids, None)
     presents = []
     residual, h = x, _input_norm(lw, x, x, "layers.0.attn_norm")[0]

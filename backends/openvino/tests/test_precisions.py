@@ -71,7 +71,7 @@ def test_fp32_artifact_records_exact_parity(model_folder):
     model = tinylm.load(model_folder("qwen2"), backend="openvino")
     meta = read_marker(model.artifact)  # the entry this model loaded (others share its source)
     assert meta["parity"]["max_logit_diff"] < 1e-4 and meta["parity"]["greedy_agreement"] == 1.0
-    assert meta["parity_execution"] == "f32"
+    assert meta["openvino"]["inference_precision"] == meta["openvino"]["kv_cache_precision"] == "f32"
 
 
 def test_encoder_int8_embeddings_stay_close(model_folder):

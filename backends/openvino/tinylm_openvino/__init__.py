@@ -8,7 +8,7 @@ KV-cache attention), not in Python. Modules, in composition order:
     graph.py (constants, names) -> compress.py (fp16/int8/int4 weights) -> layers.py (linear, norms, rope,
     activations) -> attention.py -> transformer.py (the whole model)
     options.py (load/convert options)  devices.py (device names, compile properties)
-    convert.py (`prepare`: build, save, measure parity with tinylm.parity)  session.py (the tinylm `Session`)
+    convert.py (`prepare`: build and save; the core measures parity)  session.py (the tinylm `Session`)
     opening.py (`open`: read + compile)  plugin.py (the registered `Backend`)
 
 Importing this package imports no openvino; `devices()`, `prepare` and `open` do.

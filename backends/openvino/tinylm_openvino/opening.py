@@ -13,7 +13,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tinylm.artifacts import read_marker
 from tinylm.backend import OpenRequest
 from tinylm.errors import ModelFileError
 
@@ -61,6 +60,5 @@ def open_session(request: OpenRequest) -> OpenVINOSession:
             f"{folder}: no {MODEL_FILE} in this openvino artifact. "
             "Fix: run `tinylm cache prune --backend openvino` and load again, or convert the model again."
         )
-    opts = BuildOptions.from_request(request.precision, request.options)
-    meta = (read_marker(folder) or {}).get("openvino", {})
-    return session_for(folder, request, opts, int(meta.get("capacity") or request.spec.max_positions))
+    capacity = int(request.meta.get("openvino", {}).get("capacity") or request.spec.max_positions)
+    return session_for(folder, request, request.options, capacity)

@@ -28,10 +28,11 @@ with bf16 execution and the u8 KV cache agree with torch fp32 on 80% of greedy t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import ClassVar
 
+from tinylm.arch.spec import ModelSpec
+from tinylm.backend import ConvertOptions
 from tinylm.errors import ConfigError
 
 __all__ = ["BuildOptions", "PRECISIONS", "Plan"]
@@ -57,15 +58,15 @@ _KV_TYPES = ("f32", "bf16", "f16", "u8")
 
 
 @dataclass(frozen=True, kw_only=True)
-class BuildOptions:
-    precision: str = "fp32"
+class BuildOptions(ConvertOptions):
     inference_precision: str | None = None
     kv_cache_precision: str | None = None
     group_size: int = 128
     quantize_lm_head: bool = True
     compiled_cache: bool = True
     max_length: int | None = None
-    parity: bool = True
+
+    open_only: ClassVar[tuple[str, ...]] = ("compiled_cache",)
 
     @property
     def plan(self) -> Plan:
@@ -80,24 +81,27 @@ class BuildOptions:
             return self.kv_cache_precision
         return "f32" if self.plan.execution == "f32" else None
 
-    @classmethod
-    def from_request(cls, precision: str, options: Mapping[str, Any]) -> BuildOptions:
-        known = set(cls.__dataclass_fields__) - {"precision"}
-        unknown = sorted(set(options) - known)
-        if unknown:
+    def validate(self) -> None:
+        if self.inference_precision not in (None, *_TYPES):
             raise ConfigError(
-                f"unknown openvino backend option(s): {', '.join(unknown)}. "
-                f"Fix: use only {', '.join(sorted(known))} (see tinylm_openvino.options)."
+                f"inference_precision={self.inference_precision!r}: Fix: use one of {', '.join(_TYPES)} or None."
             )
-        built = cls(precision=precision, **dict(options))
-        if built.inference_precision not in (None, *_TYPES):
+        if self.kv_cache_precision not in (None, *_KV_TYPES):
             raise ConfigError(
-                f"inference_precision={built.inference_precision!r}: Fix: use one of {', '.join(_TYPES)} or None."
+                f"kv_cache_precision={self.kv_cache_precision!r}: Fix: use one of {', '.join(_KV_TYPES)} or None."
             )
-        if built.kv_cache_precision not in (None, *_KV_TYPES):
-            raise ConfigError(
-                f"kv_cache_precision={built.kv_cache_precision!r}: Fix: use one of {', '.join(_KV_TYPES)} or None."
-            )
-        if built.group_size < 16 or built.group_size & (built.group_size - 1):
-            raise ConfigError(f"group_size={built.group_size}: Fix: use a power of two >= 16 (e.g. 128 or 64).")
-        return built
+        if self.group_size < 16 or self.group_size & (self.group_size - 1):
+            raise ConfigError(f"group_size={self.group_size}: Fix: use a power of two >= 16 (e.g. 128 or 64).")
+
+    def capacity(self, spec: ModelSpec) -> int:
+        """Positions the model serves (rotary and position tables hold this many rows)."""
+        return min(spec.max_positions, self.max_length or spec.max_positions)
+
+    def baseline(self) -> BuildOptions:
+        """Exact fp32 (execution and KV-cache overrides dropped): the perplexity baseline."""
+        return BuildOptions(precision="fp32", max_length=self.max_length)
+
+    def for_parity(self) -> BuildOptions:
+        # No compiled blob: OpenVINO keys blobs by path, and a converted folder is renamed into place; its
+        # first open at the final path writes it there.
+        return replace(self, compiled_cache=False)

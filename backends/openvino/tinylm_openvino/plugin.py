@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
-
-from tinylm.backend import (
-    Availability,
-    Capabilities,
-    OpenRequest,
-    Session,
-    installed_version,
-    key_options,
-    requires_runtimes,
-)
+from tinylm.backend import Availability, Capabilities, deferred, installed_version, requires_runtimes
 from tinylm.hookspecs import hookimpl
+
+from .options import BuildOptions
 
 __all__ = ["OpenVINOBackend", "register_backends"]
 
@@ -36,6 +26,9 @@ class OpenVINOBackend:
         batch=True,
         priority=15,
         converts=True,
+        options=BuildOptions,
+        step=True,
+        default_device=True,
     )
 
     def __init__(self) -> None:
@@ -57,21 +50,10 @@ class OpenVINOBackend:
 
         return default().lower()
 
-    def artifact_options(self, precision: str, options: Mapping[str, Any]) -> dict[str, Any]:
-        """The options that shape the artifact (validated; see `tinylm.backend.key_options`)."""
-        from .options import BuildOptions
-
-        return key_options(BuildOptions.from_request(precision, options), open_only=("compiled_cache",))
-
-    def prepare(self, request: OpenRequest, out_dir: Path) -> dict[str, Any]:
-        from .convert import prepare
-
-        return prepare(request, out_dir)
-
-    def open(self, request: OpenRequest) -> Session:
-        from .opening import open_session
-
-        return open_session(request)
+    #: build and save the artifact (`prepare(request, options, out_dir) -> metadata`; the core does the rest)
+    prepare = deferred("tinylm_openvino.convert:prepare")
+    #: the artifact -> a `Session` (imports the runtime)
+    open = deferred("tinylm_openvino.opening:open_session")
 
 
 @hookimpl

@@ -27,14 +27,9 @@ from .graph import Output, const, ints, model, named, ops
 from .layers import ACTIVATIONS, Lowering
 from .options import BuildOptions
 
-__all__ = ["build_model", "capacity", "INPUTS"]
+__all__ = ["build_model", "INPUTS"]
 
 INPUTS = ("input_ids", "beam_idx", "start", "logits_from")
-
-
-def capacity(spec: ModelSpec, opts: BuildOptions) -> int:
-    """Positions the model serves (rotary and position tables hold this many rows)."""
-    return min(spec.max_positions, opts.max_length or spec.max_positions)
 
 
 def _param(name: str, dtype: str, shape: list[int]) -> tuple[Output, object]:
@@ -123,7 +118,7 @@ def _decoder(lw: Lowering) -> ov.Model:
     f.batch = ops.gather(shape, ints([0]), ints(0)).output(0)
     f.end = ops.add(f.start, ops.gather(shape, ints([1]), ints(0))).output(0)
     _causal_masks(lw)
-    lw.rope_frame(capacity(s, lw.opts))
+    lw.rope_frame(lw.opts.capacity(s))
     table = _table(lw)
     x = _embed(lw, ids, None, table)
     sinks: list[object] = []

@@ -7,6 +7,8 @@ import sys
 from tinylm.backend import Availability, Capabilities, OpenRequest, Session, installed_version, runtime_available
 from tinylm.hookspecs import hookimpl
 
+from .options import TorchOptions
+
 __all__ = ["TorchBackend", "register_backends", "register_models", "register_commands"]
 
 
@@ -22,6 +24,7 @@ class TorchBackend:
         priority=10,
         converts=False,
         reference=True,
+        options=TorchOptions,
     )
 
     def __init__(self) -> None:

@@ -96,7 +96,7 @@ def open_session(request: OpenRequest) -> TorchSession:
 
         model = quantize_int8(build_transformer(request.spec, request.weights, share_memory=True))
     else:
-        share = bool(request.options.get("share_memory", False))
+        share = bool(request.options.share_memory)
         model = build_transformer(request.spec, request.weights, dtype=dtype, share_memory=share, decode_layout=True)
     if request.device != "cpu":
         model = model.to(request.device)

@@ -30,6 +30,9 @@ class NumpyBackend:
         priority=-10,  # built-in backends use 10..30 and the default is 0: never preferred over them
         converts=False,  # runs the checkpoint's weights directly; nothing for the core to cache
         reference=False,
+        step=True,  # its sessions define step(token_id), the decode path the generation loop then uses
+        # options: not declared, so the backend takes none (tinylm.load(..., anything=1) is a ConfigError);
+        # a backend with options names a frozen dataclass derived from tinylm.backend.BackendOptions here
     )
 
     def __init__(self) -> None:

@@ -62,6 +62,12 @@ class NumpySession:
         inputs.room(self.spec, cached=cache.length, new=ids.shape[1], capacity=self.capacity)
         return model.step(ids, cache, last_only=not all_positions)  # (B, V) or (B, T, V)
 
+    def step(self, token_id: int) -> np.ndarray:
+        """One decode token on a batch-1 cache, as `forward([[token_id]])[0]` (declared by
+        `Capabilities(step=True)`; a real backend makes it faster than `forward`, e.g. with bound buffers)."""
+        token = inputs.token_id(token_id, self.spec, "step()")
+        return self.forward(np.array([[token]], np.int64))[0]  # (V,)
+
     def embed(self, token_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray) -> np.ndarray:
         model = self._live()
         ids, mask, types = inputs.embed_inputs(token_ids, attention_mask, token_type_ids, self.spec)

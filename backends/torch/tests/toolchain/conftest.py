@@ -55,7 +55,8 @@ def assert_runs_everywhere(folder: Path, *, probe: str = "my parcel never arrive
         with tinylm.load(folder, backend=backend) as m:
             if m.spec.kind == "decoder":
                 outputs[backend] = m.logits(m.tokenizer.encode(probe))
-                assert m.generate(probe, max_new_tokens=4).text is not None
+                done = m.generate(probe, max_new_tokens=4, ignore_eos=True)
+                assert len(done.token_ids) == 4 and done.text == m.tokenizer.decode(done.token_ids)
             else:
                 outputs[backend] = m.embed([probe, "x"])
     for backend, value in outputs.items():

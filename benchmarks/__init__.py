@@ -1,0 +1,14 @@
+"""tinylm's benchmark suite. Run each from the repository root as a module (`python -m benchmarks.NAME`):
+
+    peers                the one peer harness: tinylm (through `tinylm bench --json`) against its peers, every
+                         backend x precision; writes docs/benchmarks.md, its plot and the per-backend pages
+    peers_page           renders those pages from the harness's results
+    peer_runs            what runs in each peer's own interpreter (its measuring loop, its converter)
+    structured_overhead  structured output's cost per token (docs/structured-output.md)
+    serve_load           the server under concurrent streaming clients (docs/server-load.md)
+    toolchain/           the torch toolchain's recipes behind docs/toolchain.md (they use that toolchain)
+
+Any single model: `tinylm bench MODEL`. Measurement goes through tinylm's public API or the `tinylm bench` CLI,
+never a backend's modules. One-off experiments are deleted once their answer is in the docs, which keep the
+command and the commit it ran at (e.g. "`python benchmarks/onnx_spinning.py ...` at commit 94c2b4d").
+"""
