@@ -99,14 +99,14 @@ def cmd_backends(args: argparse.Namespace) -> int:
     manager = get_manager()
     rows = []
     for name, backend in sorted(manager.backends().items()):
-        av = backend.availability()
+        av = manager.availability(backend)
         status = "available" if av.ok else ("convert-only" if av.convert_only else "unavailable")
         rows.append(
             {
                 "name": name,
                 "status": status,
                 "version": backend.version,
-                "devices": backend.devices() if av.ok or av.convert_only else [],
+                "devices": manager.devices(backend) if av.ok or av.convert_only else [],
                 "precisions": list(backend.capabilities.precisions),
                 "kinds": list(backend.capabilities.kinds),
                 "priority": backend.capabilities.priority,
@@ -114,9 +114,11 @@ def cmd_backends(args: argparse.Namespace) -> int:
                 "reason": "" if av.ok else av.explain(),
             }
         )
+    manager.models()  # a failing register_models hook is a plugin error too
     errors = [{"plugin": e.plugin, "error": str(e)} for e in manager.errors]
+    settings_errors = [str(e) for e in manager.config_errors]
     if args.json:
-        print(json.dumps({"backends": rows, "plugin_errors": errors}, indent=2))
+        print(json.dumps({"backends": rows, "plugin_errors": errors, "settings_errors": settings_errors}, indent=2))
         return 0
     if not rows:
         from .install import install_command
@@ -130,6 +132,8 @@ def cmd_backends(args: argparse.Namespace) -> int:
             print(" " * (widths[0] + 1) + r["reason"])
     for e in errors:
         print(f"plugin error: {e['error']}")
+    for text in settings_errors:
+        print(f"setting error: {text}")
     return 0
 
 
@@ -274,15 +278,23 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         if os.environ.get(var):
             print(f"{var}={os.environ[var]}")
     print("backends:")
+    available = []
     for name, backend in sorted(manager.backends().items()):
-        av = backend.availability()
+        av = manager.availability(backend)
         print(f"  {name}: {av.explain()}")
-    problems = list(manager.errors)
+        if av.ok:
+            available.append(name)
+    problems: list[Exception] = [*manager.check(), *manager.config_errors]
     for e in problems:
         print(f"problem: {e}")
-    if not problems:
+    if not available:
+        print(
+            "problem: no backend is available, so no model can run. "
+            "Fix: install a backend, e.g. `pip install tinylm[torch]` or `pip install tinylm[onnx]`."
+        )
+    if not problems and available:
         print("no plugin problems")
-    return 1 if problems else 0
+    return 1 if problems or not available else 0
 
 
 def cmd_convert(args: argparse.Namespace) -> int:

@@ -39,7 +39,7 @@ class Choice:
 def _summary(manager: PluginManager) -> str:
     lines = []
     for name, b in sorted(manager.backends().items()):
-        av = b.availability()
+        av = manager.availability(b)
         lines.append(f"{name} ({'available' if av.ok else 'unavailable: ' + av.reason})")
     for err in manager.errors:
         lines.append(f"{err.plugin} (plugin failed to load)")
@@ -69,7 +69,7 @@ def _backend(
         if name not in backends:
             raise unknown_backend(name, manager, source=reason)
         backend = backends[name]
-        av = backend.availability()
+        av = manager.availability(backend)
         if not av.ok and not (convert and av.convert_only):
             fix = av.hint or "choose one of the available backends"
             raise BackendUnavailable(
@@ -82,7 +82,7 @@ def _backend(
                 "Fix: choose another backend."
             )
         return backend, reason
-    candidates = [b for b in backends.values() if kind in b.capabilities.kinds and b.availability().ok]
+    candidates = [b for b in backends.values() if kind in b.capabilities.kinds and manager.availability(b).ok]
     if not candidates:
         raise BackendUnavailable(
             f"no backend can run a {kind} model here. Backends: {_summary(manager)}. Fix: {_install_hint()}."
@@ -117,9 +117,15 @@ def choose(
     want_device = device or settings.device_name()
     if want_device is None:
         default = getattr(chosen, "default_device", None)  # optional: skips listing (probing) every device
-        dev = default() if default is not None else chosen.devices()[0]
+        devices = [default()] if default is not None else manager.devices(chosen)
+        if not devices:
+            raise DeviceUnavailable(
+                f"backend {chosen.name!r} lists no device (`tinylm doctor` shows why). "
+                "Fix: choose another backend, or reinstall the one that fails."
+            )
+        dev = devices[0]
     else:
-        devices = chosen.devices()
+        devices = manager.devices(chosen)
         matches = [d for d in devices if d.lower() == want_device.lower()]
         if not matches:
             source = "device argument" if device else "TINYLM_DEVICE"
