@@ -39,11 +39,13 @@ def reference_session(request: OpenRequest) -> tuple[Session, str] | None:
     model and its name, when such a backend is available here; else None."""
     from .plugins import get_manager
 
-    for backend in get_manager().backends().values():
-        if backend.capabilities.reference and backend.availability().ok and not backend.capabilities.converts:
-            session = backend.open(
-                replace(request, precision="fp32", device=backend.devices()[0], artifact=None, options={})
-            )
+    manager = get_manager()
+    for backend in manager.backends().values():
+        if backend.capabilities.reference and manager.availability(backend).ok and not backend.capabilities.converts:
+            devices = manager.devices(backend)
+            if not devices:
+                continue
+            session = backend.open(replace(request, precision="fp32", device=devices[0], artifact=None, options={}))
             return session, f"{backend.name} fp32"
     return None
 
