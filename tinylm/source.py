@@ -158,8 +158,10 @@ class ModelFolder:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.config = _json(path / "config.json", required=True)  # first: a folder that is no model ends here
-        check_links(path)
+        if not _regular(path / "config.json"):  # first, reading nothing: a folder that is no model ends here
+            _json(path / "config.json", required=True)
+        check_links(path)  # before reading config.json, which may be a link out of the folder
+        self.config = _json(path / "config.json", required=True)
         self.family = family_for(self.config, where=str(path / "config.json"))
         wrong = check_config_types(self.config)
         if wrong:
