@@ -260,7 +260,7 @@ def _inventory(folder: Path) -> dict[str, dict[str, Any]]:
 
 def _problem(folder: Path, meta: dict[str, Any], *, full: bool) -> str | None:
     recorded = meta.get("files")
-    if not isinstance(recorded, dict) or not recorded:
+    if not isinstance(recorded, dict):
         return "it records no files"
     for name, info in recorded.items():
         if not isinstance(info, dict) or Path(name).is_absolute() or ".." in Path(name).parts:
