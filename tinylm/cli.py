@@ -288,9 +288,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     for e in problems:
         print(f"problem: {e}")
     if not available:
+        from .install import install_command
+
         print(
             "problem: no backend is available, so no model can run. "
-            "Fix: install a backend, e.g. `pip install tinylm[torch]` or `pip install tinylm[onnx]`."
+            f"Fix: install a backend, e.g. `{install_command('onnx')}` or `{install_command('torch')}`."
         )
     if not problems and available:
         print("no plugin problems")

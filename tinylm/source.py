@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from .arch import check_weights, family_for
-from .arch.config_types import check_config_types
 from .arch.bounds import check_bounds
+from .arch.config_types import check_config_types
 from .arch.spec import ModelSpec, PoolingSpec
 from .artifacts import read_marker
 from .compressed import Int8Storage, int8_storage
