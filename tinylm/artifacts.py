@@ -4,9 +4,13 @@ Key: sha256 over the weights' and config's digests, the spec, the backend name a
 precision and the options that shape the artifact (`ConvertOptions.key`: an option given at its
 default, or one that only changes how the artifact is opened, does not build a second artifact).
 An entry is a folder `artifacts/<backend>/<key>/` holding what the backend's `prepare` wrote plus
-`tinylm-artifact.json` (metadata, including the parity the core measured: `tinylm.conversion`).
-It is built in a temporary folder beside it and renamed into place, under a file lock, so concurrent loaders
-build it once and a killed conversion leaves nothing a later load trusts.
+`tinylm-artifact.json` (metadata, including the parity the core measured: `tinylm.conversion`). It is built
+in a temporary folder beside it and renamed into place, under a file lock, so concurrent loaders build it once
+and a killed conversion leaves nothing a later load trusts; the next conversion of the same key removes what
+it left.
+
+Every file of an entry is recorded (`tinylm.integrity`): a load checks sizes, times and sampled blocks of
+the contents; `verify` (`tinylm cache verify`) re-hashes everything, compiled copies included.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import settings
+from . import integrity, settings
 from .backend import Backend, OpenRequest
 from .conversion import convert_into
 from .errors import ArtifactError, TinyLMError
@@ -46,6 +50,9 @@ __all__ = [
     "folder_digest",
     "intact",
     "verify_digests",
+    "verify",
+    "list_partial",
+    "Partial",
 ]
 
 log = logging.getLogger("tinylm.artifacts")
@@ -123,14 +130,41 @@ def _key(backend: Backend, request: OpenRequest) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
+def _cannot_write(path: Path, error: OSError) -> ArtifactError:
+    return ArtifactError(
+        f"cannot write the converted model under {path} ({error.strerror or error}); nothing was kept. "
+        "Fix: make that folder writable, or set TINYLM_HOME (or --out) to a writable folder."
+    )
+
+
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with path.open("a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+def _locked(path: Path, *, blocking: bool = True) -> Iterator[bool]:
+    """Hold the lock file `path` (yields False when `blocking=False` and another process holds it).
+
+    `prune` may delete a lock file nobody holds; a process that opened it just before then would lock a
+    deleted file, so after locking, the file is checked to still be the one at `path`, else taken again."""
+    while True:
         try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+            f = path.open("a")
+        except OSError as e:
+            raise _cannot_write(path.parent, e) from None
+        with f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                same = os.fstat(f.fileno()).st_ino == os.stat(path).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:
+                continue
+            try:
+                yield True
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+            return
 
 
 def _build(
@@ -144,7 +178,10 @@ def _build(
 ) -> dict[str, Any]:
     """Convert into a temporary folder in `parent` (`tinylm.conversion`), write the marker, then rename the
     folder to `final` (atomic); returns the marker's record."""
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=parent))
+    except OSError as e:
+        raise _cannot_write(parent, e) from None
     try:
         started = time.perf_counter()
         meta = convert_into(backend, request, tmp, tokenizer=tokenizer)
@@ -224,52 +261,75 @@ def _reserve(fd: int, size: int) -> None:
 
 
 def _inventory(folder: Path) -> dict[str, dict[str, Any]]:
-    """Size, modification time and sha256 of every file of an artifact (the marker excluded)."""
-    files = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MARKER):
-        st = path.stat()
-        h = hashlib.sha256()
-        with path.open("rb") as f:
-            while block := f.read(_CHUNK):
-                h.update(block)
-        files[str(path.relative_to(folder))] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": h.hexdigest()}
-    return files
+    """The content record (`tinylm.integrity.record`: size, modification time, sha256, block digests) of
+    every file of an artifact (the marker excluded)."""
+    paths = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MARKER)
+    return {str(path.relative_to(folder)): integrity.record(path) for path in paths}
+
+
+def _problem(folder: Path, meta: dict[str, Any], *, full: bool) -> str | None:
+    recorded = meta.get("files")
+    if not isinstance(recorded, dict):
+        return "it records no files"
+    for name, info in recorded.items():
+        if not isinstance(info, dict) or Path(name).is_absolute() or ".." in Path(name).parts:
+            return f"{name!r}: malformed record"
+        problem = integrity.check(folder / name, info, full=full)
+        if problem:
+            return problem
+    return None
 
 
 def intact(folder: Path, meta: dict[str, Any]) -> bool:
-    """Whether the artifact's files are the ones written (same names, sizes and modification times;
-    a file rewritten in any way changes its mtime). Cheap: reads no file contents."""
-    recorded = meta.get("files")
-    if not isinstance(recorded, dict):
-        return False
-    for name, info in recorded.items():
-        try:
-            st = (folder / name).stat()
-        except OSError:
-            return False
-        if st.st_size != info.get("size") or st.st_mtime_ns != info.get("mtime_ns"):
-            return False
-    return True
+    """Whether the artifact's files are the ones written: same names, sizes and modification times, and
+    the first, last and some randomly sampled 1 MiB blocks of each file match their recorded digests
+    (`tinylm.integrity.check`; a record without block digests is re-hashed whole)."""
+    return _problem(folder, meta, full=False) is None
 
 
 def verify_digests(folder: Path, meta: dict[str, Any]) -> list[str]:
     """The files whose sha256 differs from the one recorded at build time (reads every file)."""
     recorded = meta.get("files") or {}
-    current = _inventory(folder)
-    return [n for n, info in recorded.items() if current.get(n, {}).get("sha256") != info.get("sha256")]
+    return [n for n, info in recorded.items() if integrity.check(folder / n, info, full=True) is not None]
+
+
+def verify(entry: Path) -> list[str]:
+    """Every problem of a cache entry or exported folder, reading every byte: its own files against the
+    marker's records, and each recorded sub-folder (`tinylm.integrity.DIGESTS`, e.g. a compiled copy)."""
+    meta = read_marker(entry)
+    if meta is None:
+        return [f"{entry}: no {MARKER} (an incomplete conversion)"]
+    problems = []
+    problem = _problem(entry, meta, full=True)
+    if problem:
+        problems.append(f"{entry}: {problem}")
+    for record in sorted(entry.rglob(integrity.DIGESTS)):
+        problem = integrity.check_folder(record.parent, full=True)
+        if problem:
+            problems.append(f"{record.parent}: {problem}")
+    return problems
 
 
 def _mkdir(path: Path) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
+        if not path.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "not a directory")
     except OSError as e:
-        raise TinyLMError(f"cannot create the folder {path} ({e.strerror}). Fix: choose a writable location.") from None
+        raise ArtifactError(
+            f"cannot create the folder {path} ({e.strerror or e}). "
+            "Fix: make it (or its parent) a writable folder, or set TINYLM_HOME (or --out) to a writable folder."
+        ) from None
 
 
 def _trusted(entry: Path) -> dict[str, Any] | None:
     """The entry's metadata when it is complete and its files are the ones written, else None."""
     meta = read_marker(entry) if (entry / MARKER).is_file() else None
-    return meta if meta is not None and intact(entry, meta) else None
+    if meta is None or not isinstance(meta.get("files"), dict):
+        return None
+    if not all(isinstance(info, dict) and "blocks" in info for info in meta["files"].values()):
+        return None  # recorded by an older tinylm, without block digests: rebuilt once rather than re-hashed each load
+    return meta if intact(entry, meta) else None
 
 
 def ensure_artifact(backend: Backend, request: OpenRequest, *, tokenizer: Tokenizer | None = None) -> OpenRequest:
@@ -286,6 +346,9 @@ def ensure_artifact(backend: Backend, request: OpenRequest, *, tokenizer: Tokeni
     with _locked(parent / f"{key}.lock"):
         meta = _trusted(final)
         if meta is None:  # else another process built it while we waited
+            for orphan in _temporaries(parent, key):  # left by a killed conversion of this key (we hold its lock)
+                log.warning("removing %s, left by a conversion that did not finish", orphan)
+                shutil.rmtree(orphan, ignore_errors=True)
             if final.exists():  # no marker, or files changed since it was built: never trusted
                 log.warning("rebuilding cache entry %s: it is incomplete or its files changed", final)
                 shutil.rmtree(final, ignore_errors=True)
@@ -297,7 +360,7 @@ def export_artifact(backend: Backend, request: OpenRequest, out: Path, *, tokeni
     """Write a self-contained artifact folder at `out` (model files + converted model + metadata),
     loadable by `tinylm.load(out)` where only tinylm and that backend are installed."""
     out = out.expanduser().resolve()
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise TinyLMError(f"{out} already exists and is not empty. Fix: choose a new --out folder or remove it.")
     _mkdir(out.parent)
     if out.exists():
@@ -336,17 +399,80 @@ def list_artifacts() -> list[Artifact]:
     return found
 
 
-def prune(*, backend: str | None = None, older_than_days: float | None = None) -> list[Path]:
-    """Remove cache entries (all, one backend's, or those older than N days) and any partial ones."""
+@dataclass(frozen=True, kw_only=True)
+class Partial:
+    """What a conversion left that is not a complete entry: its temporary folder (`.KEY.xxxx`) or an entry
+    folder without its marker. `busy`: a conversion of that key runs now (its lock is held)."""
+
+    path: Path
+    backend: str
+    key: str
+    size: int
+    busy: bool
+
+
+def _temporaries(parent: Path, key: str) -> list[Path]:
+    return [p for p in parent.glob(f".{key}.*") if p.is_dir()]
+
+
+def _key_of(entry: Path) -> str:
+    return entry.name[1:].split(".", 1)[0] if entry.name.startswith(".") else entry.name
+
+
+def _busy(parent: Path, key: str) -> bool:
+    lock = parent / f"{key}.lock"
+    if not lock.exists():
+        return False
+    try:
+        with _locked(lock, blocking=False) as acquired:
+            return not acquired
+    except ArtifactError:
+        return False
+
+
+def list_partial() -> list[Partial]:
+    """Temporary folders and incomplete entries under the cache (`tinylm cache ls` shows them)."""
+    root = settings.home() / "artifacts"
+    found = []
+    for entry in sorted(root.glob("*/*")):
+        if not entry.is_dir() or (entry / MARKER).is_file():
+            continue
+        key = _key_of(entry)
+        found.append(
+            Partial(path=entry, backend=entry.parent.name, key=key, size=_size(entry), busy=_busy(entry.parent, key))
+        )
+    return found
+
+
+def prune(*, backend: str | None = None, older_than_days: float | None = None, everything: bool = False) -> list[Path]:
+    """Remove cache entries and what killed conversions left; returns what was removed.
+
+    Always removed: temporary folders and incomplete entries of conversions no longer running, and lock
+    files nobody holds. Complete entries are removed only when asked: `everything=True` (all of them),
+    `backend=` (that backend's), `older_than_days=` (those older than N days); `backend` and
+    `older_than_days` combine. With none of the three, complete entries are kept."""
     root = settings.home() / "artifacts"
     removed: list[Path] = []
     now = time.time()
+    select = everything or backend is not None or older_than_days is not None
     for entry in sorted(root.glob("*/*")):
-        if not entry.is_dir() or (backend and entry.parent.name != backend):
+        if backend and entry.parent.name != backend:
             continue
-        complete = (entry / MARKER).is_file()
-        if complete and older_than_days is not None and now - entry.stat().st_mtime < older_than_days * 86400:
+        if entry.is_file() and entry.suffix == ".lock":
+            with contextlib.suppress(OSError, ArtifactError), _locked(entry, blocking=False) as acquired:
+                if acquired:  # nobody converts this key now: the lock file is stale
+                    entry.unlink()
+                    removed.append(entry)
             continue
+        if not entry.is_dir():
+            continue
+        if (entry / MARKER).is_file():
+            if not select:
+                continue
+            if older_than_days is not None and now - entry.stat().st_mtime < older_than_days * 86400:
+                continue
+        elif _busy(entry.parent, _key_of(entry)):
+            continue  # a conversion is writing it now
         shutil.rmtree(entry, ignore_errors=True)
         removed.append(entry)
     return removed

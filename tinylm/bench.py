@@ -217,7 +217,7 @@ def _plan(config: BenchConfig) -> tuple[list[tuple[str, str]], list[BenchResult]
     for name, backend in sorted(backends.items()):
         if requested and name not in requested:
             continue
-        av = backend.availability()
+        av = manager.availability(backend)
         if not av.ok or kind not in backend.capabilities.kinds:
             reason = av.explain() if not av.ok else f"does not run {kind} models"
             skipped.append(BenchResult(backend=name, precision="-", error=reason))

@@ -99,14 +99,14 @@ def cmd_backends(args: argparse.Namespace) -> int:
     manager = get_manager()
     rows = []
     for name, backend in sorted(manager.backends().items()):
-        av = backend.availability()
+        av = manager.availability(backend)
         status = "available" if av.ok else ("convert-only" if av.convert_only else "unavailable")
         rows.append(
             {
                 "name": name,
                 "status": status,
                 "version": backend.version,
-                "devices": backend.devices() if av.ok or av.convert_only else [],
+                "devices": manager.devices(backend) if av.ok or av.convert_only else [],
                 "precisions": list(backend.capabilities.precisions),
                 "kinds": list(backend.capabilities.kinds),
                 "priority": backend.capabilities.priority,
@@ -114,9 +114,11 @@ def cmd_backends(args: argparse.Namespace) -> int:
                 "reason": "" if av.ok else av.explain(),
             }
         )
+    manager.models()  # a failing register_models hook is a plugin error too
     errors = [{"plugin": e.plugin, "error": str(e)} for e in manager.errors]
+    settings_errors = [str(e) for e in manager.config_errors]
     if args.json:
-        print(json.dumps({"backends": rows, "plugin_errors": errors}, indent=2))
+        print(json.dumps({"backends": rows, "plugin_errors": errors, "settings_errors": settings_errors}, indent=2))
         return 0
     if not rows:
         from .install import install_command
@@ -130,6 +132,8 @@ def cmd_backends(args: argparse.Namespace) -> int:
             print(" " * (widths[0] + 1) + r["reason"])
     for e in errors:
         print(f"plugin error: {e['error']}")
+    for text in settings_errors:
+        print(f"setting error: {text}")
     return 0
 
 
@@ -274,15 +278,25 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         if os.environ.get(var):
             print(f"{var}={os.environ[var]}")
     print("backends:")
+    available = []
     for name, backend in sorted(manager.backends().items()):
-        av = backend.availability()
+        av = manager.availability(backend)
         print(f"  {name}: {av.explain()}")
-    problems = list(manager.errors)
+        if av.ok:
+            available.append(name)
+    problems: list[Exception] = [*manager.check(), *manager.config_errors]
     for e in problems:
         print(f"problem: {e}")
-    if not problems:
+    if not available:
+        from .install import install_command
+
+        print(
+            "problem: no backend is available, so no model can run. "
+            f"Fix: install a backend, e.g. `{install_command('onnx')}` or `{install_command('torch')}`."
+        )
+    if not problems and available:
         print("no plugin problems")
-    return 1 if problems else 0
+    return 1 if problems or not available else 0
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -366,20 +380,57 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
-    from .artifacts import list_artifacts, prune
+    from .artifacts import list_artifacts, list_partial, prune, verify
 
     if args.action == "prune":
-        removed = prune(backend=args.backend_name, older_than_days=args.older_than)
-        print(f"removed {len(removed)} entr{'y' if len(removed) == 1 else 'ies'}")
+        complete = {a.path for a in list_artifacts()}
+        removed = prune(backend=args.backend_name, older_than_days=args.older_than, everything=args.all)
+        entries = [p for p in removed if p in complete]
+        locks = [p for p in removed if p.suffix == ".lock" and p not in complete]
+        unfinished = [p for p in removed if p not in complete and p.suffix != ".lock"]
+        print(
+            f"removed {_plural(len(entries), 'entry', 'entries')}, "
+            f"{_plural(len(unfinished), 'unfinished conversion', 'unfinished conversions')}, "
+            f"{_plural(len(locks), 'stale lock file', 'stale lock files')}"
+        )
+        if not (args.all or args.backend_name or args.older_than is not None):
+            kept = len(list_artifacts())
+            print(
+                f"kept {_plural(kept, 'complete entry', 'complete entries')}; "
+                "pass --all, --backend NAME or --older-than DAYS to remove entries"
+            )
         return 0
-    entries = list_artifacts()
+    entries = [a for a in list_artifacts() if not args.backend_name or a.backend == args.backend_name]
+    if args.action == "verify":
+        bad = 0
+        for a in entries:
+            problems = verify(a.path)
+            bad += bool(problems)
+            for problem in problems:
+                print(f"damaged: {problem}")
+        print(f"verified {_plural(len(entries), 'entry', 'entries')}: {bad} damaged")
+        if bad:
+            print(
+                "Fix: remove the damaged entries with `tinylm cache prune --backend NAME` (or --all); "
+                "the next load converts them again.",
+                file=sys.stderr,
+            )
+        return 1 if bad else 0
     for a in entries:
         print(
             f"{a.backend:<10} {a.key}  {a.size / 1e6:8.1f} MB  "
             f"{a.meta.get('precision', '?'):<5} {a.meta.get('source', '')}"
         )
-    print(f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'} in {settings.home() / 'artifacts'}")
+    partial = [p for p in list_partial() if not args.backend_name or p.backend == args.backend_name]
+    for p in partial:
+        state = "converting now" if p.busy else "orphaned by a conversion that did not finish (prune removes it)"
+        print(f"{p.backend:<10} {p.path.name}  {p.size / 1e6:8.1f} MB  {state}")
+    print(f"{_plural(len(entries), 'entry', 'entries')} in {settings.home() / 'artifacts'}")
     return 0
 
 
@@ -442,7 +493,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("doctor", help="check the installation: backends, plugins, settings")
+    p = sub.add_parser(
+        "doctor",
+        help="check the installation: backends, plugins, settings",
+        description="Exits 1 when any plugin hook fails, a plugin setting names no installed plugin, "
+        "or no backend is available.",
+    )
     p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("convert", help="convert a model for a backend into a self-contained folder")
@@ -479,10 +535,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", type=Path, help="write a bar chart PNG (needs matplotlib)")
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("cache", help="list or prune converted artifacts")
-    p.add_argument("action", choices=["ls", "prune"])
-    p.add_argument("--backend", dest="backend_name")
-    p.add_argument("--older-than", type=float, default=None, help="prune entries older than N days")
+    p = sub.add_parser(
+        "cache",
+        help="list, verify or prune converted artifacts",
+        description=(
+            "ls: list the cache entries, and what killed conversions left. "
+            "verify: re-hash every file of every entry (compiled copies included) against the digests recorded "
+            "when it was written; exits 1 if any differs. "
+            "prune: always removes what killed conversions left (temporary folders, incomplete entries, "
+            "lock files nobody holds); it removes complete entries only with --all (every one), --backend "
+            "(that backend's) or --older-than (older than N days)."
+        ),
+    )
+    p.add_argument("action", choices=["ls", "verify", "prune"])
+    p.add_argument("--backend", dest="backend_name", help="only this backend's entries")
+    p.add_argument("--older-than", type=float, default=None, help="prune: remove entries older than N days")
+    p.add_argument("--all", action="store_true", help="prune: remove every cache entry")
     p.set_defaults(func=cmd_cache)
 
     from .plugins import get_manager

@@ -51,6 +51,7 @@ def _prepare(
     """Resolve the model and choose what runs it; an exported artifact folder fixes its backend."""
     manager = get_manager()
     folder = ModelFolder(resolve_model(model, manager))
+    folder.check()
     built = folder.artifact
     source = "argument"
     if built is not None:

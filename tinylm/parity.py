@@ -42,11 +42,15 @@ def reference_session(request: OpenRequest) -> tuple[Session, str] | None:
     model and its name, when such a backend is available here; else None."""
     from .plugins import get_manager
 
-    for backend in get_manager().backends().values():
+    manager = get_manager()
+    for backend in manager.backends().values():
         caps = backend.capabilities
-        if caps.reference and backend.availability().ok and not caps.converts:
+        if caps.reference and manager.availability(backend).ok and not caps.converts:
+            devices = manager.devices(backend)
+            if not devices:
+                continue
             options = caps.options.parse("fp32", {}, backend=backend.name)
-            fp32 = replace(request, precision="fp32", device=backend.devices()[0], artifact=None, meta={})
+            fp32 = replace(request, precision="fp32", device=devices[0], artifact=None, meta={})
             return backend.open(replace(fp32, options=options)), f"{backend.name} fp32"
     return None
 

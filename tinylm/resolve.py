@@ -71,20 +71,30 @@ def resolve_model(model: str | os.PathLike[str], manager: PluginManager) -> Path
     text = os.fspath(model)
     if not text.strip():
         raise InvalidModelName("the model name is empty. Fix: pass a folder, a bundled name or a hub id.")
-    path = Path(text).expanduser()
-    if path.is_dir():
-        return path.resolve()
-    if path.exists():
-        raise ModelNotFound(f"{path} is a file; tinylm loads a model folder. Fix: pass the folder that holds it.")
+    try:
+        path = Path(text).expanduser()
+        if path.is_dir():
+            return path.resolve(strict=True)
+        exists = path.exists()
+    except (OSError, RuntimeError) as e:  # a name too long, a symlink loop, `~user` with no such user
+        shown = text if len(text) <= 80 else text[:60] + f"... ({len(text)} characters)"
+        raise ModelNotFound(
+            f"cannot use {shown!r} as a model folder ({getattr(e, 'strerror', None) or e}). Fix: check the path."
+        ) from None
+    if exists:
+        raise ModelNotFound(
+            f"{path} is not a folder; tinylm loads a model folder. Fix: pass the folder that holds the model."
+        )
     registered = manager.models()
     if text in registered:
         return registered[text].path
     if valid_hub_id(text):
         return _from_hub(text)
+    shown = text if len(text) <= 80 else text[:60] + f"... ({len(text)} characters)"
     if "/" in text or os.sep in text or text.startswith("."):
-        raise ModelNotFound(f"no folder at {text!r}, and it is not a valid hub id (owner/name). Fix: check the path.")
+        raise ModelNotFound(f"no folder at {shown!r}, and it is not a valid hub id (owner/name). Fix: check the path.")
     names = ", ".join(sorted(registered)) or "none installed"
     raise ModelNotFound(
-        f"unknown model {text!r}. Bundled/registered models: {names}. "
+        f"unknown model {shown!r}. Bundled/registered models: {names}. "
         "Fix: pass one of those, a local folder, or a hub id such as HuggingFaceTB/SmolLM2-135M-Instruct."
     )

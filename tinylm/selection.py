@@ -39,7 +39,7 @@ class Choice:
 def _summary(manager: PluginManager) -> str:
     lines = []
     for name, b in sorted(manager.backends().items()):
-        av = b.availability()
+        av = manager.availability(b)
         lines.append(f"{name} ({'available' if av.ok else 'unavailable: ' + av.reason})")
     for err in manager.errors:
         lines.append(f"{err.plugin} (plugin failed to load)")
@@ -69,7 +69,7 @@ def _backend(
         if name not in backends:
             raise unknown_backend(name, manager, source=reason)
         backend = backends[name]
-        av = backend.availability()
+        av = manager.availability(backend)
         if not av.ok and not (convert and av.convert_only):
             fix = av.hint or "choose one of the available backends"
             raise BackendUnavailable(
@@ -82,7 +82,7 @@ def _backend(
                 "Fix: choose another backend."
             )
         return backend, reason
-    candidates = [b for b in backends.values() if kind in b.capabilities.kinds and b.availability().ok]
+    candidates = [b for b in backends.values() if kind in b.capabilities.kinds and manager.availability(b).ok]
     if not candidates:
         raise BackendUnavailable(
             f"no backend can run a {kind} model here. Backends: {_summary(manager)}. Fix: {_install_hint()}."
@@ -95,12 +95,20 @@ def _backend(
     return candidates[0], "auto"
 
 
-def default_device(backend: Backend) -> str:
+def default_device(backend: Backend, manager: PluginManager | None = None) -> str:
     """The device a load that names none runs on: `devices()[0]`, or `default_device()` where the backend
-    declares `Capabilities(default_device=True)` (found without listing, which may mean probing, every device)."""
+    declares `Capabilities(default_device=True)` (found without listing, which may mean probing, every device).
+
+    `DeviceUnavailable` when the backend lists none (with `manager`, a raising `devices()` lists none)."""
     if backend.capabilities.default_device:
         return backend.default_device()  # type: ignore[attr-defined, no-any-return]
-    return backend.devices()[0]
+    devices = manager.devices(backend) if manager is not None else backend.devices()
+    if not devices:
+        raise DeviceUnavailable(
+            f"backend {backend.name!r} lists no device (`tinylm doctor` shows why). "
+            "Fix: choose another backend, or reinstall the one that fails."
+        )
+    return devices[0]
 
 
 def choose(
@@ -124,9 +132,9 @@ def choose(
     chosen, reason = _backend(backend, kind, manager, convert, preferred, source)
     want_device = device or settings.device_name()
     if want_device is None:
-        dev = default_device(chosen)
+        dev = default_device(chosen, manager)
     else:
-        devices = chosen.devices()
+        devices = manager.devices(chosen)
         matches = [d for d in devices if d.lower() == want_device.lower()]
         if not matches:
             source = "device argument" if device else "TINYLM_DEVICE"

@@ -124,16 +124,16 @@ def _names(var: str) -> frozenset[str] | None:
     value = _get(var)
     if value is None:
         return None
-    return frozenset(part.strip() for part in value.split(",") if part.strip())
+    return frozenset(part.strip().lower() for part in value.split(",") if part.strip())
 
 
 def plugin_allow_list() -> frozenset[str] | None:
-    """`TINYLM_PLUGINS`: only these entry points load (None: all)."""
+    """`TINYLM_PLUGINS`: only these entry points load (None: all); names lower-cased."""
     return _names("TINYLM_PLUGINS")
 
 
 def plugin_deny_list() -> frozenset[str]:
-    """`TINYLM_DISABLE_PLUGINS`: these entry points never load."""
+    """`TINYLM_DISABLE_PLUGINS`: these entry points never load; names lower-cased."""
     return _names("TINYLM_DISABLE_PLUGINS") or frozenset()
 
 

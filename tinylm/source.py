@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import stat
 import threading
 from collections.abc import Mapping
 from functools import cached_property
@@ -20,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from .arch import check_weights, family_for
+from .arch.bounds import check_bounds
 from .arch.config_types import check_config_types
 from .arch.spec import ModelSpec, PoolingSpec
 from .artifacts import read_marker
@@ -31,8 +34,28 @@ from .weights import CheckpointWeights, weight_files
 __all__ = ["ModelFolder"]
 
 
+def _regular(path: Path) -> bool:
+    """Whether `path` is a regular file (following links): False when absent; `ModelFileError` when it is
+    something else (a directory, a FIFO, a device, a symlink loop), which tinylm never opens."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return False
+    except OSError as e:
+        raise ModelFileError(
+            f"{path}: cannot be read ({e.strerror}). Fix: replace it with the file itself "
+            "(a symlink must point at an existing file, not at itself)."
+        ) from None
+    if not stat.S_ISREG(mode):
+        raise ModelFileError(
+            f"{path}: not a regular file (a directory, a FIFO or a device); tinylm opens only regular files. "
+            "Fix: replace it with the file itself."
+        )
+    return True
+
+
 def _json(path: Path, *, required: bool = False) -> dict[str, Any]:
-    if not path.is_file():
+    if not _regular(path):
         if required:
             raise ModelFileError(
                 f"{path.parent}: no {path.name}. Fix: point tinylm at a model folder in Hugging Face layout "
@@ -74,20 +97,44 @@ def _pooling(folder: Path) -> tuple[PoolingSpec, int | None]:
     return PoolingSpec(mode=mode, normalize=normalize), (int(max_len) if max_len else None)
 
 
+def _entries(folder: Path) -> list[Path]:
+    """The folder's entries and those of its direct subfolders (the only depths tinylm reads files from,
+    e.g. `1_Pooling/config.json`); symlinked subfolders are not entered."""
+    found: list[Path] = []
+    try:
+        with os.scandir(folder) as top:
+            for entry in top:
+                found.append(Path(entry.path))
+                if entry.is_dir(follow_symlinks=False):
+                    with os.scandir(entry.path) as sub:
+                        found.extend(Path(e.path) for e in sub)
+    except OSError as e:
+        raise ModelFileError(f"{folder}: cannot list the folder ({e.strerror}). Fix: check its permissions.") from None
+    return found
+
+
 def check_links(folder: Path) -> None:
-    """Refuse symlinks inside a model folder that point outside it.
+    """Refuse symlinks inside a model folder that point outside it, or nowhere (a loop).
 
     The one exception is the Hugging Face cache layout, where `snapshots/<rev>/file` links to the
-    same repository's `blobs/`.
+    same repository's `blobs/`. Only the folder and its direct subfolders are looked at: tinylm reads
+    no file deeper, so a folder that is not a model (`~`, `/`) costs one listing, not a walk.
     """
     root = folder.resolve()
     allowed = [root]
     if folder.parent.name == "snapshots":
         allowed.append((folder.parent.parent / "blobs").resolve())
-    for entry in folder.rglob("*"):
+    for entry in _entries(folder):
         if not entry.is_symlink():
             continue
-        target = entry.resolve()
+        try:
+            target = entry.resolve(strict=True)
+        except FileNotFoundError:
+            continue  # dangling: reported as a missing file where the file is needed
+        except (OSError, RuntimeError) as e:  # a loop: RuntimeError before Python 3.13, OSError (ELOOP) after
+            raise ModelFileError(
+                f"{entry} is a symlink that cannot be followed ({e}). Fix: replace it with the file itself."
+            ) from None
         if not any(target == a or a in target.parents for a in allowed):
             raise ModelFileError(
                 f"{entry} is a symlink to {target}, outside the model folder; tinylm refuses to follow it. "
@@ -111,7 +158,9 @@ class ModelFolder:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        check_links(path)
+        if not _regular(path / "config.json"):  # first, reading nothing: a folder that is no model ends here
+            _json(path / "config.json", required=True)
+        check_links(path)  # before reading config.json, which may be a link out of the folder
         self.config = _json(path / "config.json", required=True)
         self.family = family_for(self.config, where=str(path / "config.json"))
         wrong = check_config_types(self.config)
@@ -121,7 +170,7 @@ class ModelFolder:
             )
         try:
             spec: ModelSpec = self.family.from_config(self.config)
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, OverflowError) as e:
             raise ModelFileError(
                 f"{path / 'config.json'}: cannot describe this {self.family.name} model ({type(e).__name__}: {e}). "
                 "Fix: use the config.json the checkpoint was saved with."
@@ -135,6 +184,7 @@ class ModelFolder:
         if spec.kind == "encoder":
             pooling, self.max_seq_length = _pooling(path)
             spec = dataclasses.replace(spec, pooling=pooling)
+        check_bounds(spec, where=str(path / "config.json"))
         self.spec = spec
         self._lock = threading.Lock()
 
@@ -142,6 +192,11 @@ class ModelFolder:
     def tokenizer(self) -> Tokenizer:
         limit = self.max_seq_length or self.spec.max_positions
         return Tokenizer(self.path, max_length=limit)
+
+    def check(self) -> None:
+        """What `tinylm.load` checks before choosing a backend, beyond the config: the tokenizer parses
+        (a broken tokenizer.json fails at load, not at the first generate)."""
+        self.tokenizer  # noqa: B018 (parsing is the check)
 
     def weights(self) -> dict[str, np.ndarray]:
         """Canonical weights, memory-mapped where the file allows; validated against the spec."""

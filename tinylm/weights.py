@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import stat
 import struct
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -50,8 +52,14 @@ class SafetensorsFile:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         try:
-            size = self.path.stat().st_size
-            with self.path.open("rb") as f:
+            # O_NONBLOCK: opening a FIFO put in the file's place returns at once instead of waiting for a writer
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                os.close(fd)
+                raise _not_regular(self.path)
+            size = info.st_size
+            with os.fdopen(fd, "rb") as f:
                 head = f.read(8)
                 if len(head) < 8:
                     raise _corrupt(self.path, f"only {size} bytes, shorter than a safetensors header")
@@ -114,6 +122,27 @@ class SafetensorsFile:
         return array
 
 
+def _not_regular(path: Path) -> WeightsError:
+    return WeightsError(
+        f"{path}: not a regular file (a directory, a FIFO or a device); tinylm opens only regular files. "
+        "Fix: replace it with the safetensors file itself."
+    )
+
+
+def _regular(path: Path) -> Path:
+    """`path` when it is a regular file (after following links); else `WeightsError`, never a hang on a FIFO."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as e:
+        raise WeightsError(
+            f"{path}: cannot be read ({e.strerror}). Fix: replace it with the safetensors file itself "
+            "(a symlink must point at an existing file, not at itself)."
+        ) from None
+    if not stat.S_ISREG(mode):
+        raise _not_regular(path)
+    return path
+
+
 def weight_files(folder: Path) -> list[Path]:
     """The safetensors files of a model folder (single file or an index of shards).
 
@@ -125,20 +154,26 @@ def weight_files(folder: Path) -> list[Path]:
             weight_map = json.loads(index.read_text())["weight_map"]
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise WeightsError(f"{index}: not a valid safetensors index ({e}). Fix: download it again.") from None
-        shards = sorted(set(weight_map.values()))
+        shards = sorted({str(v) for v in weight_map.values()})
+        outside = [s for s in shards if Path(s).name != s or s in (".", "..")]
+        if outside:
+            raise WeightsError(
+                f"{index}: shard name(s) {', '.join(map(repr, outside[:3]))} point outside the model folder. "
+                "Fix: an index lists plain file names of the same folder; download the checkpoint again."
+            )
         missing = [s for s in shards if not (folder / s).is_file()]
         if missing:
             raise WeightsError(
                 f"{folder}: shard(s) listed in model.safetensors.index.json are missing: {', '.join(missing)}. "
                 "Fix: download every shard of the checkpoint."
             )
-        return [folder / s for s in shards]
+        return [_regular(folder / s) for s in shards]
     single = folder / "model.safetensors"
     if single.is_file():
         return [single]
     found = sorted(folder.glob("*.safetensors"))
     if found:
-        return found
+        return [_regular(p) for p in found]
     pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
     if pickles:
         raise WeightsError(

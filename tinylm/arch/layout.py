@@ -94,7 +94,10 @@ def expected_shapes(spec: ModelSpec) -> dict[str, Shape]:
 
 
 def check_weights(spec: ModelSpec, weights: Mapping[str, np.ndarray], *, where: str) -> None:
-    """Raise `WeightsError` naming each missing or mis-shaped tensor (`where`: the model folder)."""
+    """Raise `WeightsError` naming each missing, unexpected or mis-shaped tensor (`where`: the model folder).
+
+    An unexpected tensor is an error, not ignored: it usually means config.json describes fewer layers or
+    smaller blocks than the weights hold, which would run a different model than the checkpoint."""
     expected = expected_shapes(spec)
     missing = [name for name in expected if name not in weights]
     if missing:
@@ -103,6 +106,14 @@ def check_weights(spec: ModelSpec, weights: Mapping[str, np.ndarray], *, where: 
             f"{where}: the checkpoint lacks {len(missing)} tensor(s) the {spec.family} config needs: {shown}. "
             "Fix: check that every shard listed in model.safetensors.index.json is present and that "
             "config.json belongs to these weights."
+        )
+    unexpected = sorted(name for name in weights if name not in expected)
+    if unexpected:
+        shown = ", ".join(unexpected[:5]) + (f" and {len(unexpected) - 5} more" if len(unexpected) > 5 else "")
+        raise WeightsError(
+            f"{where}: the checkpoint holds {len(unexpected)} tensor(s) the {spec.family} config does not use: "
+            f"{shown}. Fix: config.json does not match the weights (e.g. a wrong num_hidden_layers); use the config "
+            "the checkpoint was saved with, or remove the extra tensors."
         )
     for name, shape in expected.items():
         got = tuple(weights[name].shape)

@@ -4,7 +4,6 @@ never in the way of opening the artifact itself."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -15,6 +14,7 @@ import pytest
 import tinylm_onnx.compiled as compiled
 
 import tinylm
+from tinylm import integrity
 
 IDS = np.arange(3, 35)  # 32 teacher-forced positions
 
@@ -49,7 +49,7 @@ def test_first_open_writes_the_copy_and_later_opens_map_it(model_folder, opened,
     folder = first.artifact
     assert opened == [(folder / "model.onnx", False, True)]
     (copy,) = _copies(first)
-    assert {p.name for p in copy.iterdir()} == {"model.onnx", "model.onnx.data", "copy.json"}
+    assert {p.name for p in copy.iterdir()} == {"model.onnx", "model.onnx.data", integrity.DIGESTS}
 
     again = tinylm.load(model_folder("llama"), backend="onnx", precision=precision, parity=False)
     assert opened[1:] == [(copy / "model.onnx", True, False)]
@@ -76,8 +76,7 @@ def test_a_damaged_copy_is_made_again(model_folder, opened, caplog):
     expected = model.logits(IDS)
     graph = copy / "model.onnx"
     graph.write_bytes(b"\0" * graph.stat().st_size)  # same size; the record updated too, so only opening can tell
-    record = {n: [(copy / n).stat().st_size, (copy / n).stat().st_mtime_ns] for n in ("model.onnx", "model.onnx.data")}
-    (copy / "copy.json").write_text(json.dumps(record))
+    integrity.write_folder_record(copy, ["model.onnx", "model.onnx.data"])
 
     with caplog.at_level(logging.WARNING, logger="tinylm.onnx"):
         again = tinylm.load(model_folder("llama"), backend="onnx", parity=False)

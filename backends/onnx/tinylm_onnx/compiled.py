@@ -6,14 +6,16 @@ data file: ONNX Runtime's `session.save_external_prepacked_constant_initializers
 
     compiled/<key>/model.onnx         the optimized graph (opened without optimizing again)
     compiled/<key>/model.onnx.data    its weights and their packed copies, memory-mapped
-    compiled/<key>/copy.json          the two files' sizes and modification times, written last
+    compiled/<key>/tinylm-digests.json  the two files' content records (`tinylm.integrity`), written last
 
 The packed layout depends on the CPU and on onnxruntime's version, so <key> hashes both, with the sizes and
 times of the artifact's own files: a folder copied to another machine, an upgraded onnxruntime or a rewritten
 artifact makes a new copy rather than reading a wrong one, and the old one is removed then. The copy is not
 part of the artifact's inventory (the files a load checks before trusting it), so `tinylm convert --out`
-exports stay portable. A copy whose files changed, or that fails to open, is removed and made again; an
-artifact folder that cannot be written is opened as before, without one.
+exports stay portable. Each open checks the copy against its record (sizes, times, the first, last and some
+randomly sampled blocks of each file: bytes rewritten in place, size and time kept, are caught there or by
+`tinylm cache verify`, which re-hashes everything). A copy whose files changed, or that fails to open, is
+removed and made again; an artifact folder that cannot be written is opened as before, without one.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tinylm import integrity
+
 from .runtime import DATA_FILE, MODEL_FILE, inference_session
 
 __all__ = ["FOLDER", "machine_key", "open_compiled"]
@@ -36,7 +40,7 @@ __all__ = ["FOLDER", "machine_key", "open_compiled"]
 log = logging.getLogger("tinylm.onnx")
 
 FOLDER = "compiled"
-RECORD = "copy.json"
+RECORD = integrity.DIGESTS
 _STALE_SECONDS = 3600  # a temporary folder this old belongs to a process that died while writing it
 # /proc/cpuinfo fields that name the CPU and its instruction sets (the same on every core)
 _CPU_FIELDS = (
@@ -95,12 +99,11 @@ def _writable(folder: Path) -> bool:
     return os.access(folder, os.W_OK)
 
 
-def _complete(copy: Path) -> bool:
-    try:
-        recorded = json.loads((copy / RECORD).read_text())
-    except (OSError, ValueError):
-        return False
-    return recorded == _stats(copy, (MODEL_FILE, DATA_FILE)) and MODEL_FILE in recorded
+def _damage(copy: Path) -> str | None:
+    """Why the copy cannot be trusted (None: complete, and its files match their record as far as sampled)."""
+    if not (copy / RECORD).is_file():
+        return "it was not written completely"
+    return integrity.check_folder(copy)
 
 
 def _remove_others(compiled: Path, keep: str) -> None:
@@ -124,7 +127,7 @@ def _write(folder: Path, key: str, num_threads: int, spin: bool) -> Any:
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=compiled))
     try:
         session = inference_session(folder / MODEL_FILE, num_threads, spin=spin, save_to=tmp)
-        (tmp / RECORD).write_text(json.dumps(_stats(tmp, (MODEL_FILE, DATA_FILE))))
+        integrity.write_folder_record(tmp, [MODEL_FILE, DATA_FILE])
         try:
             os.replace(tmp, compiled / key)
         except OSError:  # another process kept its copy first: the same bytes
@@ -141,14 +144,15 @@ def open_compiled(folder: Path, num_threads: int, *, spin: bool = False) -> Any:
     (opening it, or writing it on the first open); `spin` as in `runtime.session_options`."""
     key = machine_key(folder)
     copy = folder / FOLDER / key
-    if _complete(copy):
+    damage = _damage(copy) if copy.exists() else None
+    if copy.exists() and damage is None:
         try:
             return inference_session(copy / MODEL_FILE, num_threads, spin=spin, optimized=True)
         except Exception as e:  # onnxruntime's own exception types: a damaged copy
             log.warning("%s: the optimized copy does not open (%s); making it again", copy, e)
             shutil.rmtree(copy, ignore_errors=True)
     elif copy.exists():  # renamed into place complete, so its files changed since: never trusted, replaced
-        log.warning("%s: the optimized copy's files changed since it was written; making it again", copy)
+        log.warning("%s: the optimized copy's files changed since it was written (%s); making it again", copy, damage)
         shutil.rmtree(copy, ignore_errors=True)
     if not _writable(folder):
         return inference_session(folder / MODEL_FILE, num_threads, spin=spin)
