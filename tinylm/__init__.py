@@ -24,6 +24,7 @@ from .errors import (
     ConstraintError,
     DeviceUnavailable,
     GenerationError,
+    InvalidArgument,
     InvalidModelName,
     ModelFileError,
     ModelNotFound,
@@ -55,6 +56,7 @@ _LAZY = {
     "Session": "backend",
     "hookimpl": "hookspecs",
     "SamplingParams": "sampling",
+    "GenerationOptions": "options",
 }
 
 __all__ = [
@@ -73,6 +75,7 @@ __all__ = [
     "Session",
     "hookimpl",
     "SamplingParams",
+    "GenerationOptions",
     "TinyLMError",
     "BackendError",
     "UnknownBackend",
@@ -88,6 +91,7 @@ __all__ = [
     "TokenizerError",
     "ChatTemplateError",
     "GenerationError",
+    "InvalidArgument",
     "PromptTooLong",
     "PluginLoadError",
     "ConfigError",
@@ -101,6 +105,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .generation import Chunk, Completion, Usage
     from .hookspecs import hookimpl
     from .model import Model, convert, load
+    from .options import GenerationOptions
     from .sampling import SamplingParams
 
 
