@@ -55,11 +55,14 @@ def _real(name: str, value: Any, *, low: float, high: float, open_low: bool = Fa
         raise InvalidArgument(
             name, f"{name} must be a number, got {show(value)} ({type(value).__name__}). Fix: pass e.g. {example}."
         )
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int too large for a float is out of every range here
+        number = math.inf if value > 0 else -math.inf
     inside = (low < number if open_low else low <= number) and number <= high
     if not (math.isfinite(number) and inside):
         span = f"in {'(' if open_low else '['}{low:g}, {high:g}]" if math.isfinite(high) else f">= {low:g}"
-        raise InvalidArgument(name, f"{name} must be {span} ({why}), got {number!r}. Fix: pass e.g. {example}.")
+        raise InvalidArgument(name, f"{name} must be {span} ({why}), got {show(value)}. Fix: pass e.g. {example}.")
     return number
 
 
