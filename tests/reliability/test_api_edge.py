@@ -123,7 +123,7 @@ def test_generation_config_values_are_checked(tmp_path):
     assert good[1].temperature == 0.6 and good[1].top_k == 20 and good[0] == 256
     greedy = GenerationOptions(seed=4).resolve({"do_sample": False, "temperature": "hot", "max_new_tokens": 9})
     assert greedy[1].temperature == 0 and greedy[1].seed == 4 and greedy[0] == 9  # unused keys are not read
-    with pytest.raises(ModelFileError, match="generation_config.json sets top_k='40'.*Fix: "):
+    with pytest.raises(ModelFileError, match=r"generation_config\.json sets top_k='40'.*Fix: "):
         GenerationOptions().resolve({"do_sample": True, "top_k": "40"})
 
 
