@@ -23,6 +23,7 @@ from .errors import (
     GenerationError,
     InvalidArgument,
     PrecisionUnsupported,
+    PromptTooLong,
 )
 from .generation import Chunk, Completion, GenerationSettings, join_chunks, stream_tokens
 from .options import OPTION_NAMES, GenerationOptions
@@ -379,7 +380,15 @@ class Model:
             )
         constraint = self._compile(response_format)
         settings = self._settings(options, processors=processors, constraint=constraint, stream_text=stream_text)
-        return self._run(self._prompt_ids(prompt), settings)
+        ids = self._prompt_ids(prompt)
+        if not ids:  # the loop checks these too; here they are refused at the call, before any chunk
+            raise GenerationError("the prompt is empty after tokenization. Fix: pass some text.")
+        if len(ids) >= self.context_length:
+            raise PromptTooLong(
+                f"the prompt has {len(ids)} tokens but the model's context is {self.context_length}, leaving no "
+                "room to generate. Fix: shorten the prompt (or the chat history)."
+            )
+        return self._run(ids, settings)
 
     def generate(
         self,

@@ -127,6 +127,13 @@ def test_generation_config_values_are_checked(tmp_path):
         GenerationOptions().resolve({"do_sample": True, "top_k": "40"})
 
 
+def test_stream_refuses_an_empty_or_too_long_prompt_at_the_call(decoder):
+    with pytest.raises(GenerationError, match="empty"):
+        decoder.stream("", max_new_tokens=2)  # not at the first next()
+    with pytest.raises(tinylm.PromptTooLong):
+        decoder.stream([5] * decoder.context_length, max_new_tokens=2)
+
+
 BAD_PROMPTS = [
     b"hello",
     bytearray(b"hi"),

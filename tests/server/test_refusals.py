@@ -99,6 +99,15 @@ def test_a_streamed_request_is_refused_before_the_200(server, route, extra, frag
     assert_openai_error(post(server, route, body), 400, fragment, param=param)  # the same answer unstreamed
 
 
+@pytest.mark.parametrize("stream", [True, False])
+def test_an_empty_prompt_is_refused_before_the_200(server, stream):
+    """Found by the schema fuzz: the emptiness of a prompt was checked at the first token, after the 200."""
+    body = {"model": "chat", "prompt": "", "stream": stream}
+    with httpx.stream("POST", f"{server.url}/v1/completions", json=body, headers=AUTH, timeout=30) as r:
+        r.read()
+        assert_openai_error(r, 400, "empty", param=None)
+
+
 def test_a_full_queue_is_a_429_before_the_200_for_streams_too(slow_server):
     holder = threading.Thread(target=post, args=(slow_server, "/v1/chat/completions", {**CHAT, "max_tokens": 60}))
     holder.start()
