@@ -137,7 +137,8 @@ class Sampler:
         if p.greedy:
             return int(np.argmax(x))
         # Shift before dividing (in float64) so a tiny temperature gives -inf, never inf - inf = NaN.
-        x = (x.astype(np.float64) - np.max(x)) / p.temperature
+        with np.errstate(over="ignore"):  # a subnormal temperature overflows to -inf on purpose
+            x = (x.astype(np.float64) - np.max(x)) / p.temperature
         x = min_p(top_p(top_k(x, p.top_k), p.top_p), p.min_p)
         probs = _softmax(x)
         return int(self.rng.choice(probs.shape[-1], p=probs))
