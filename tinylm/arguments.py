@@ -66,7 +66,8 @@ def prompt(value: Any, *, vocab_size: int, name: str = "prompt") -> str | list[i
 
 
 def messages(value: Any) -> list[dict[str, Any]]:
-    """Chat messages: a list of dicts, each with a text `role` and a text `content`."""
+    """Chat messages: a list of dicts, each with a text `role` and a `content` that is text or a list of
+    text parts (`[{"type": "text", "text": "..."}]`, as OpenAI's API and some chat templates take it)."""
     if isinstance(value, str | bytes | Mapping) or not isinstance(value, Sequence):
         raise InvalidArgument(
             "messages",
@@ -82,14 +83,28 @@ def messages(value: Any) -> list[dict[str, Any]]:
                 f"{where} must be a dict with 'role' and 'content', got {show(message)}. "
                 "Fix: pass e.g. {'role': 'user', 'content': 'Hello'}.",
             )
-        for key in ("role", "content"):
-            if not isinstance(message.get(key), str):
-                raise InvalidArgument(
-                    "messages",
-                    f"{where}[{key!r}] must be text, got {show(message.get(key))}. "
-                    f"Fix: give every message a str {key!r}.",
-                )
-            text(message[key], f"{where}[{key!r}]", argument="messages")
+        role, content = message.get("role"), message.get("content")
+        if not isinstance(role, str):
+            raise InvalidArgument(
+                "messages", f"{where}['role'] must be text, got {show(role)}. Fix: give every message a str 'role'."
+            )
+        text(role, f"{where}['role']", argument="messages")
+        if isinstance(content, list):
+            for j, part in enumerate(content):
+                if not (isinstance(part, Mapping) and part.get("type") == "text" and isinstance(part.get("text"), str)):
+                    raise InvalidArgument(
+                        "messages",
+                        f"{where}['content'][{j}] must be a text part {{'type': 'text', 'text': ...}}, got "
+                        f"{show(part)} (tinylm's models take text). Fix: pass the content as a str.",
+                    )
+                text(part["text"], f"{where}['content'][{j}]['text']", argument="messages")
+        elif isinstance(content, str):
+            text(content, f"{where}['content']", argument="messages")
+        else:
+            raise InvalidArgument(
+                "messages",
+                f"{where}['content'] must be text, got {show(content)}. Fix: give every message a str 'content'.",
+            )
         checked.append(dict(message))
     return checked
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import tinylm
+from tinylm import arguments
 from tinylm.cli import main
 from tinylm.errors import GenerationError, InvalidArgument, ModelFileError
 from tinylm.options import OPTION_NAMES, GenerationOptions
@@ -158,6 +159,8 @@ BAD_MESSAGES = [
     [{"role": "user", "content": None}],
     [{"role": "user", "content": 123}],
     [{"role": "user", "content": ["text"]}],
+    [{"role": "user", "content": [{"type": "image_url", "image_url": "x"}]}],
+    [{"role": "user", "content": [{"type": "text", "text": None}]}],
     [{"role": None, "content": "hi"}],
     [{"role": "user", "content": "x\udfff"}],
     [{"content": "hi"}],
@@ -169,10 +172,19 @@ BAD_MESSAGES = [
 
 @pytest.mark.parametrize("messages", BAD_MESSAGES, ids=[str(i) for i in range(len(BAD_MESSAGES))])
 def test_bad_chat_messages_are_refused(decoder, messages):
-    for call in (decoder.chat, decoder.stream_chat, decoder.chat_prompt):
+    for call in (decoder.chat, decoder.stream_chat, decoder.chat_prompt, decoder.chat_ids):
         with pytest.raises(InvalidArgument, match="Fix: ") as err:
             call(messages)
         assert err.value.argument == "messages"
+
+
+def test_content_is_checked_as_text_and_text_parts_pass(decoder):
+    with pytest.raises(InvalidArgument, match=r"messages\[1\]\['content'\] must be text, got None"):
+        decoder.chat_ids([{"role": "user", "content": "hi"}, {"role": "assistant", "content": None}])
+    parts = [
+        {"role": "user", "content": [{"type": "text", "text": "Where is "}, {"type": "text", "text": "my parcel"}]}
+    ]
+    assert arguments.messages(parts) == parts  # OpenAI's text parts are text, for the templates that read them
 
 
 @pytest.mark.parametrize(

@@ -179,15 +179,22 @@ def check_generate(model, prompt, options) -> None:
             assert last.finish_reason in ("stop", "length")
 
 
+PARTS = st.lists(st.fixed_dictionaries({"type": plausible(st.just("text")), "text": plausible(TEXT)}), max_size=2)
 MESSAGE = st.fixed_dictionaries(
-    {"role": plausible(st.sampled_from(["user", "assistant", "system"])), "content": plausible(TEXT)}
+    {"role": plausible(st.sampled_from(["user", "assistant", "system"])), "content": plausible(TEXT | PARTS)}
 )
 MESSAGES = plausible(st.lists(plausible(MESSAGE), max_size=3))
 
 
+def valid_content(content: Any) -> bool:
+    if isinstance(content, list):  # OpenAI's text parts
+        return all(isinstance(p, dict) and p.get("type") == "text" and is_text(p.get("text")) for p in content)
+    return is_text(content)
+
+
 def valid_messages(messages: Any) -> bool:
     return isinstance(messages, list | tuple) and all(
-        isinstance(m, dict) and is_text(m.get("role")) and is_text(m.get("content")) for m in messages
+        isinstance(m, dict) and is_text(m.get("role")) and valid_content(m.get("content")) for m in messages
     )
 
 
