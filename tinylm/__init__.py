@@ -25,6 +25,7 @@ from .errors import (
     ConstraintError,
     DeviceUnavailable,
     GenerationError,
+    InvalidArgument,
     InvalidModelName,
     ModelFileError,
     ModelNotFound,
@@ -57,6 +58,7 @@ _LAZY = {
     "Session": "backend",
     "hookimpl": "hookspecs",
     "SamplingParams": "sampling",
+    "GenerationOptions": "options",
 }
 
 __all__ = [
@@ -75,6 +77,7 @@ __all__ = [
     "Session",
     "hookimpl",
     "SamplingParams",
+    "GenerationOptions",
     "TinyLMError",
     "BackendError",
     "UnknownBackend",
@@ -90,6 +93,7 @@ __all__ = [
     "TokenizerError",
     "ChatTemplateError",
     "GenerationError",
+    "InvalidArgument",
     "PromptTooLong",
     "PluginLoadError",
     "ConfigError",
@@ -105,6 +109,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .generation import Chunk, Completion, Usage
     from .hookspecs import hookimpl
     from .model import Model, convert, load
+    from .options import GenerationOptions
     from .sampling import SamplingParams
 
 

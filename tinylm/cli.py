@@ -7,6 +7,7 @@ are printed as one line (`error: ...` with the fix) and exit with status 1.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -29,14 +30,17 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def _add_sampling(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--max-new-tokens", type=int, default=None)
-    p.add_argument("--temperature", type=float, default=None, help="0 = greedy")
-    p.add_argument("--top-k", type=int, default=None)
-    p.add_argument("--top-p", type=float, default=None)
-    p.add_argument("--min-p", type=float, default=None)
-    p.add_argument("--repetition-penalty", type=float, default=None)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--stop", action="append", default=None, help="stop string (repeatable)")
+    """One flag per `GenerationOptions` field (`--top-k` for top_k), typed and documented by the field."""
+    from .options import GenerationOptions
+
+    for f in dataclasses.fields(GenerationOptions):
+        flag, kind, help = "--" + f.name.replace("_", "-"), f.metadata["cli"], f.metadata["help"]
+        if kind is bool:
+            p.add_argument(flag, action="store_const", const=True, default=None, help=help)
+        elif f.metadata["repeat"]:
+            p.add_argument(flag, action="append", type=kind, default=None, help=help)
+        else:
+            p.add_argument(flag, type=kind, default=None, help=help)
     p.add_argument("--stats", action="store_true", help="print token counts and speed to stderr")
 
 
@@ -48,8 +52,11 @@ def _add_structured(p: argparse.ArgumentParser) -> None:
 
 
 def _sampling(args: argparse.Namespace) -> dict[str, Any]:
-    keys = ("max_new_tokens", "temperature", "top_k", "top_p", "min_p", "repetition_penalty", "seed", "stop")
-    options = {k: getattr(args, k) for k in keys}
+    """The generation keywords of `Model.stream`: `options` (checked here, before the model loads) and a
+    `response_format` when one was asked for."""
+    from .options import OPTION_NAMES, GenerationOptions
+
+    options: dict[str, Any] = {"options": GenerationOptions(**{k: getattr(args, k) for k in OPTION_NAMES})}
     if getattr(args, "json_schema", None):
         from .errors import ConstraintError
 
@@ -139,9 +146,10 @@ def cmd_backends(args: argparse.Namespace) -> int:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     prompt = args.prompt if args.prompt not in (None, "-") else sys.stdin.read()
+    options = _sampling(args)
     with _load(args) as model:
         usage = None
-        for chunk in model.stream(prompt, **_sampling(args)):
+        for chunk in model.stream(prompt, **options):
             sys.stdout.write(chunk.text)
             sys.stdout.flush()
             usage = chunk.usage or usage
@@ -152,6 +160,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
+    options = _sampling(args)
     with _load(args) as model:
         messages: list[dict[str, str]] = []
         if args.system:
@@ -179,7 +188,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
                 continue
             messages.append({"role": "user", "content": text})
             reply, usage = [], None
-            for chunk in model.stream_chat(messages, **_sampling(args)):
+            for chunk in model.stream_chat(messages, **options):
                 sys.stdout.write(chunk.text)
                 sys.stdout.flush()
                 reply.append(chunk.text)

@@ -21,6 +21,7 @@ __all__ = [
     "ChatTemplateError",
     "CapabilityError",
     "GenerationError",
+    "InvalidArgument",
     "PromptTooLong",
     "PluginLoadError",
     "ConfigError",
@@ -96,6 +97,20 @@ class ChatTemplateError(TinyLMError):
 
 class GenerationError(TinyLMError, ValueError):
     """Invalid generation settings or input."""
+
+
+class InvalidArgument(GenerationError):
+    """An argument of the Python API (a generation option, a prompt, messages, texts) has a wrong type or value.
+
+    Attributes:
+        argument: the name of the argument that was wrong (e.g. "top_k", "messages").
+        problem: the message without its "Fix: ..." part.
+    """
+
+    def __init__(self, argument: str, message: str) -> None:
+        super().__init__(message)
+        self.argument = argument
+        self.problem = message.split(" Fix: ", 1)[0].rstrip(".")
 
 
 class ConstraintError(GenerationError):

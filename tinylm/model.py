@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import logging
 import os
 import threading
@@ -13,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from . import settings
+from . import arguments, settings
 from .arch.spec import ModelSpec
 from .backend import OpenRequest, Session, WeightsOnce
 from .errors import (
@@ -22,13 +21,16 @@ from .errors import (
     CapabilityError,
     ConstraintError,
     GenerationError,
+    InvalidArgument,
     PrecisionUnsupported,
+    PromptTooLong,
 )
 from .generation import Chunk, Completion, GenerationSettings, join_chunks, stream_tokens
+from .options import OPTION_NAMES, GenerationOptions
 from .plugins import get_manager
 from .resolve import resolve_model
 from .rope_switch import with_rope_switch
-from .sampling import LogitsProcessor, SamplingParams
+from .sampling import LogitsProcessor
 from .selection import Choice, choose
 from .source import ModelFolder
 from .structured import Constraint, ResponseFormat
@@ -275,42 +277,18 @@ class Model:
 
     def _settings(
         self,
+        options: GenerationOptions,
         *,
-        max_new_tokens: int | None = None,
-        temperature: float | None = None,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        min_p: float | None = None,
-        repetition_penalty: float | None = None,
-        seed: int | None = None,
-        stop: str | Sequence[str] | None = None,
-        ignore_eos: bool = False,
-        logits_processors: Sequence[LogitsProcessor] = (),
+        processors: Sequence[LogitsProcessor] = (),
         constraint: Constraint | None = None,
         stream_text: bool = True,
     ) -> GenerationSettings:
-        gen = self._folder.generation_config
-        sampled = bool(gen.get("do_sample", False))
-
-        def pick(value: Any, key: str, default: Any) -> Any:
-            if value is not None:
-                return value
-            return gen.get(key, default) if sampled and gen.get(key) is not None else default
-
-        params = SamplingParams(
-            temperature=float(pick(temperature, "temperature", 1.0 if sampled else 0.0)),
-            top_k=int(pick(top_k, "top_k", 0)),
-            top_p=float(pick(top_p, "top_p", 1.0)),
-            min_p=float(pick(min_p, "min_p", 0.0)),
-            repetition_penalty=float(
-                repetition_penalty if repetition_penalty is not None else gen.get("repetition_penalty") or 1.0
-            ),
-            seed=seed,
-        )
-        stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
-        processors = tuple(logits_processors)
+        """The loop's settings: `options` over the model's generation_config.json, plus processors."""
+        max_new_tokens, params = options.resolve(self._folder.generation_config)
+        ignore_eos = bool(options.ignore_eos)
+        processors = tuple(processors)
         if constraint is not None:
-            if stops:
+            if options.stop:
                 raise ConstraintError(
                     "stop strings cannot be combined with response_format: they could cut the structured output. "
                     "Fix: drop stop, the constraint ends the output itself."
@@ -318,27 +296,17 @@ class Model:
             processors += (constraint.processor(),)
             ignore_eos = False  # a complete structured output ends with end-of-sequence
         return GenerationSettings(
-            max_new_tokens=max_new_tokens if max_new_tokens is not None else int(gen.get("max_new_tokens") or 256),
+            max_new_tokens=max_new_tokens,
             sampling=params,
-            stop=stops,
+            stop=options.stop or (),
             stop_token_ids=() if ignore_eos else self._folder.stop_token_ids(),
             processors=processors,
             stream_text=stream_text,
         )
 
-    def _prompt_ids(self, prompt: str | Sequence[int]) -> list[int]:
-        if isinstance(prompt, str):
-            return self.tokenizer.encode(prompt)
-        if isinstance(prompt, Sequence | np.ndarray) and all(isinstance(t, int | np.integer) for t in prompt):
-            ids = [int(t) for t in prompt]
-            if any(not 0 <= t < self.spec.vocab_size for t in ids):
-                raise GenerationError(
-                    f"token ids must be in [0, {self.spec.vocab_size}). Fix: encode text with model.tokenizer."
-                )
-            return ids
-        raise GenerationError(
-            f"prompt must be text or a list of token ids, got {type(prompt).__name__}. Fix: pass a str."
-        )
+    def _prompt_ids(self, prompt: str | Sequence[int], name: str = "prompt") -> list[int]:
+        checked = arguments.prompt(prompt, vocab_size=self.spec.vocab_size, name=name)
+        return self.tokenizer.encode(checked) if isinstance(checked, str) else checked
 
     def constraint(self, response_format: ResponseFormat) -> Constraint:
         """Compile a structured-output constraint for this model (validated before any generation).
@@ -357,9 +325,7 @@ class Model:
                 )
         return compile_constraint(response_format, self._constraint_tokenizer, vocab_size=self.spec.vocab_size)
 
-    def _stream(self, prompt_ids: list[int], constraint: Constraint | None, options: dict[str, Any]) -> Iterator[Chunk]:
-        self._need("decoder", "text generation")
-        settings = self._settings(**options, constraint=constraint)
+    def _run(self, prompt_ids: list[int], settings: GenerationSettings) -> Iterator[Chunk]:
         with self._lock:
             yield from stream_tokens(
                 self._live(),
@@ -387,41 +353,60 @@ class Model:
         repetition_penalty: float | None = None,
         seed: int | None = None,
         stop: str | Sequence[str] | None = None,
-        ignore_eos: bool = False,
+        ignore_eos: bool | None = None,
+        options: GenerationOptions | None = None,
         logits_processors: Sequence[LogitsProcessor] = (),
         response_format: ResponseFormat | None = None,
     ) -> Iterator[Chunk]:
         """Generate a continuation of `prompt` (text, or token ids), yielding text chunks as they are final.
 
-        Unset settings come from the model's generation_config.json (when it samples), else greedy
-        decoding with up to 256 new tokens. `response_format` constrains the output (see
-        `constraint`). The last chunk carries `finish_reason` and `usage`.
+        The settings are those of `GenerationOptions`, as keywords or as `options=` (keywords win). Unset
+        settings come from the model's generation_config.json (when it samples), else greedy decoding with
+        up to 256 new tokens. `response_format` constrains the output (see `constraint`). Everything is
+        checked when called, before the first chunk. The last chunk carries `finish_reason` and `usage`.
+
+        Raises:
+            InvalidArgument: a setting or the prompt has a wrong type or value (the error names it).
         """
         self._need("decoder", "text generation (generate, stream, chat)")
-        options = dict(
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            min_p=min_p,
-            repetition_penalty=repetition_penalty,
-            seed=seed,
-            stop=stop,
-            ignore_eos=ignore_eos,
-            logits_processors=logits_processors,
-        )
-        return self._begin(prompt, response_format, options)
+        given = {name: value for name, value in locals().items() if name in OPTION_NAMES}
+        return self._begin(prompt, GenerationOptions.of(options, **given), logits_processors, response_format)
 
     def _begin(
-        self, prompt: str | Sequence[int], response_format: ResponseFormat | None, options: dict[str, Any]
+        self,
+        prompt: str | Sequence[int],
+        options: GenerationOptions,
+        processors: Sequence[LogitsProcessor],
+        response_format: ResponseFormat | Constraint | None,
+        *,
+        stream_text: bool = True,
     ) -> Iterator[Chunk]:
-        """Compile and validate everything now (not at the first next()); the chunks of one generation."""
+        """Check and compile everything now (not at the first next()); the chunks of one generation."""
+        if not isinstance(processors, Sequence) or not all(callable(p) for p in processors):
+            raise InvalidArgument(
+                "logits_processors",
+                "logits_processors must be a list of callables (logits, history) -> logits. Fix: pass e.g. [fn].",
+            )
         constraint = self._compile(response_format)
-        self._settings(**options, constraint=constraint)
-        return self._stream(self._prompt_ids(prompt), constraint, options)
+        settings = self._settings(options, processors=processors, constraint=constraint, stream_text=stream_text)
+        ids = self._prompt_ids(prompt)
+        if not ids:  # the loop checks these too; here they are refused at the call, before any chunk
+            raise GenerationError("the prompt is empty after tokenization. Fix: pass some text.")
+        if len(ids) >= self.context_length:
+            raise PromptTooLong(
+                f"the prompt has {len(ids)} tokens but the model's context is {self.context_length}, leaving no "
+                "room to generate. Fix: shorten the prompt (or the chat history)."
+            )
+        return self._run(ids, settings)
 
     def generate(
-        self, prompt: str | Sequence[int], *, response_format: ResponseFormat | None = None, **options: Any
+        self,
+        prompt: str | Sequence[int],
+        *,
+        response_format: ResponseFormat | None = None,
+        options: GenerationOptions | None = None,
+        logits_processors: Sequence[LogitsProcessor] = (),
+        **settings: Any,
     ) -> Completion:
         """Generate a continuation of `prompt` (text or token ids; the settings of `stream`): `stream` joined.
 
@@ -429,12 +414,13 @@ class Model:
         `max_new_tokens` before it was complete raises `ConstraintError`.
         """
         self._need("decoder", "text generation (generate, stream, chat)")
-        unknown = sorted(options.keys() - _STREAM_OPTIONS)
+        unknown = sorted(settings.keys() - set(OPTION_NAMES))
         if unknown:
             raise TypeError(f"generate() got an unexpected keyword argument {unknown[0]!r}")
+        checked = GenerationOptions.of(options, **settings)
         constraint = self._compile(response_format)
         # nothing streams: the text is decoded once at the end (the same text, see GenerationSettings.stream_text)
-        done = join_chunks(self._begin(prompt, constraint, {**options, "stream_text": False}))
+        done = join_chunks(self._begin(prompt, checked, logits_processors, constraint, stream_text=False))
         if constraint is None:
             return done
         if done.finish_reason != "stop":
@@ -446,13 +432,15 @@ class Model:
 
     def chat_prompt(self, messages: Sequence[dict[str, Any]], *, add_generation_prompt: bool = True) -> str:
         """The prompt text the model's chat template makes of `messages` (to read; `chat_ids` gives what runs)."""
-        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=add_generation_prompt)
+        checked = arguments.messages(messages)
+        return self.tokenizer.apply_chat_template(checked, add_generation_prompt=add_generation_prompt)
 
     def chat_ids(self, messages: Sequence[dict[str, Any]], *, add_generation_prompt: bool = True) -> list[int]:
         """The token ids `chat()` feeds the model for `messages`: the template's markers are control tokens,
         message content is text (a special token typed in a message never becomes one)."""
         # the template already wrote the special tokens it wants (e.g. BOS): none are added
-        return self.tokenizer.encode_chat(messages, add_generation_prompt=add_generation_prompt)
+        checked = arguments.messages(messages)
+        return self.tokenizer.encode_chat(checked, add_generation_prompt=add_generation_prompt)
 
     def stream_chat(self, messages: Sequence[dict[str, Any]], **options: Any) -> Iterator[Chunk]:
         """Stream the assistant's reply to `messages` (role/content dicts) using the model's chat template;
@@ -472,7 +460,7 @@ class Model:
         self._need("decoder", "logits()")
         if isinstance(token_ids, str):
             raise GenerationError("logits() takes token ids. Fix: pass model.tokenizer.encode(text).")
-        ids = np.asarray(self._prompt_ids(token_ids), dtype=np.int64).reshape(1, -1)  # (1, T)
+        ids = np.asarray(self._prompt_ids(token_ids, "token_ids"), dtype=np.int64).reshape(1, -1)  # (1, T)
         if ids.size == 0 or ids.size > self.context_length:
             raise GenerationError(
                 f"logits() needs 1..{self.context_length} token ids, got {ids.size}. Fix: pass a shorter sequence."
@@ -488,10 +476,9 @@ class Model:
         A single string gives shape (H,).
         """
         self._need("encoder", "embed()")
-        single = isinstance(texts, str)
-        items = [texts] if single else list(texts)
-        if any(not isinstance(t, str) for t in items):
-            raise GenerationError("embed() takes a str or a list of str. Fix: convert the inputs to text.")
+        items, single = arguments.texts(texts)
+        normalize = arguments.flag(normalize, "normalize")
+        batch_size = arguments.positive_int(batch_size, "batch_size", example="batch_size=32")
         pooling = self.spec.pooling
         out: list[np.ndarray] = []
         with self._lock:
@@ -517,10 +504,6 @@ class Model:
 def _a(word: str) -> str:
     """`word` with its indefinite article: "an encoder", "a decoder"."""
     return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
-
-
-#: the generation options `stream()` names, which `generate()` and `chat()` pass through
-_STREAM_OPTIONS = frozenset(inspect.signature(Model.stream).parameters) - {"self", "prompt", "response_format"}
 
 
 def pool(hidden: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:

@@ -34,16 +34,31 @@ class SamplingParams:
     seed: int | None = None
 
     def __post_init__(self) -> None:
+        # each check names its own setting: a NaN top_p is reported as top_p (NaN fails every comparison)
         checks = [
-            (self.temperature >= 0, "temperature must be >= 0 (0 is greedy)"),
-            (self.top_k >= 0, "top_k must be >= 0 (0 disables it)"),
-            (0 < self.top_p <= 1, "top_p must be in (0, 1]"),
-            (0 <= self.min_p <= 1, "min_p must be in [0, 1]"),
-            (self.repetition_penalty >= 0.01, "repetition_penalty must be >= 0.01 (1 disables it)"),
+            (
+                "temperature",
+                self.temperature,
+                math.isfinite(self.temperature) and self.temperature >= 0,
+                ">= 0 (0 is greedy)",
+            ),
+            ("top_k", self.top_k, self.top_k >= 0, ">= 0 (0 disables it)"),
+            ("top_p", self.top_p, 0 < self.top_p <= 1, "in (0, 1]"),
+            ("min_p", self.min_p, 0 <= self.min_p <= 1, "in [0, 1]"),
+            (
+                "repetition_penalty",
+                self.repetition_penalty,
+                math.isfinite(self.repetition_penalty) and self.repetition_penalty >= 0.01,
+                ">= 0.01 (1 disables it)",
+            ),
         ]
-        for ok, message in checks:
-            if not (ok and np.isfinite([self.temperature, self.top_p, self.min_p, self.repetition_penalty]).all()):
-                raise GenerationError(f"invalid sampling setting: {message}. Fix: pass a value in that range.")
+        seed_ok = self.seed is None or (isinstance(self.seed, int | np.integer) and 0 <= self.seed < 2**64)
+        checks.append(("seed", self.seed, seed_ok, "None or an integer in [0, 2**64)"))
+        for name, value, ok, span in checks:
+            if not ok:
+                raise GenerationError(
+                    f"invalid sampling setting: {name} must be {span}, got {value!r}. Fix: pass a value in that range."
+                )
 
     @property
     def greedy(self) -> bool:
@@ -122,7 +137,8 @@ class Sampler:
         if p.greedy:
             return int(np.argmax(x))
         # Shift before dividing (in float64) so a tiny temperature gives -inf, never inf - inf = NaN.
-        x = (x.astype(np.float64) - np.max(x)) / p.temperature
+        with np.errstate(over="ignore"):  # a subnormal temperature overflows to -inf on purpose
+            x = (x.astype(np.float64) - np.max(x)) / p.temperature
         x = min_p(top_p(top_k(x, p.top_k), p.top_p), p.min_p)
         probs = _softmax(x)
         return int(self.rng.choice(probs.shape[-1], p=probs))

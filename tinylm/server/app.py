@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import hmac
 import json
-import secrets
+import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,14 +21,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import CapabilityError, ChatTemplateError, GenerationError, TinyLMError
+from .. import arguments
+from ..errors import CapabilityError, ChatTemplateError, GenerationError, InvalidArgument, TinyLMError
 from ..generation import Chunk
 from ..model import Model
 from .errors import APIError, error_response
-from .schemas import ChatRequest, CompletionRequest, EmbeddingRequest, SamplingFields
-from .slots import Slots, run_blocking, stream_blocking
+from .schemas import OPENAI_NAMES, ChatRequest, CompletionRequest, EmbeddingRequest, SamplingFields
+from .slots import Lease, Slots, run_blocking, stream_blocking
 
 __all__ = ["ServerConfig", "create_app", "serve"]
+
+log = logging.getLogger("tinylm.server")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,7 +52,12 @@ class ServerConfig:
 
 
 class _BodyLimit:
-    """ASGI middleware: refuse request bodies over `limit` bytes with 413 (declared or streamed)."""
+    """ASGI middleware: read the request body (declared or chunked) up to `limit` bytes, 413 beyond.
+
+    The body is read here, before the app sees it, so an oversized chunked upload is refused as such (not as a
+    body the app could not parse); the app then gets it as one message, and later messages (the client's
+    disconnect) pass through.
+    """
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app, self.limit = app, limit
@@ -60,24 +71,68 @@ class _BodyLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await error_response(too_big)(scope, receive, send)
             return
+        parts: list[bytes] = []
         seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
+        while True:
             message = await receive()
-            seen += len(message.get("body", b""))
+            if message["type"] != "http.request":  # the client went away while sending
+                return
+            parts.append(message.get("body", b""))
+            seen += len(parts[-1])
             if seen > self.limit:
-                raise too_big
-            return message
+                await error_response(too_big)(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        replayed = False
 
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(parts), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+class _LeasedStream(StreamingResponse):
+    """A server-sent event stream that holds a model slot: released here if the stream never started."""
+
+    def __init__(self, events: AsyncIterator[str], lease: Lease) -> None:
+        super().__init__(events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        self.lease = lease
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await self.app(scope, limited, send)
-        except APIError as e:
-            await error_response(e)(scope, receive, send)
+            await super().__call__(scope, receive, send)
+        finally:
+            close = getattr(self.body_iterator, "aclose", None)
+            if close is not None:  # a client that went away: stop the generation now, not at garbage collection
+                await close()
+            if not self.lease.handed_over:
+                self.lease.release()
 
 
 def _sse(payload: Mapping[str, Any] | str) -> str:
     return f"data: {payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)}\n\n"
+
+
+def api_error(exc: Exception) -> APIError:
+    """The HTTP error for an exception: a caller's mistake is a 400 naming the field, anything else a 500."""
+    if isinstance(exc, GenerationError | ChatTemplateError | CapabilityError):
+        param = None
+        if isinstance(exc, InvalidArgument):  # e.g. "messages[0]['content']" -> "messages"
+            name = exc.argument.split("[", 1)[0]
+            param = OPENAI_NAMES.get(name, name)
+        return APIError(400, str(exc), param=param)
+    return APIError(500, f"{exc}" if isinstance(exc, TinyLMError) else "internal error", type="server_error")
+
+
+async def disconnected(request: Request) -> None:
+    """Return once the client has gone away (the request's body was read already)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        await asyncio.sleep(0.05)  # a transport that answers at once must not spin the event loop
 
 
 def create_app(models: Mapping[str, Model], config: ServerConfig | None = None) -> FastAPI:
@@ -101,7 +156,9 @@ def create_app(models: Mapping[str, Model], config: ServerConfig | None = None) 
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         kind = first.get("type", "")
         if kind == "json_invalid" or (not where and kind in ("model_attributes_type", "dict_type")):
+            # the location of invalid JSON is a character offset, not a field: no param
             message = "the request body is not valid JSON: send a JSON object with Content-Type: application/json"
+            where = ""
         elif kind == "extra_forbidden":
             message = f"unsupported field {where!r}: tinylm does not implement it (remove it from the request)"
         else:
@@ -114,9 +171,12 @@ def create_app(models: Mapping[str, Model], config: ServerConfig | None = None) 
 
     @app.exception_handler(TinyLMError)
     async def _tinylm(request: Request, exc: TinyLMError) -> JSONResponse:
-        bad_input = isinstance(exc, GenerationError | ChatTemplateError | CapabilityError)
-        status = 400 if bad_input else 500
-        return error_response(APIError(status, str(exc), type="invalid_request_error" if bad_input else "server_error"))
+        return error_response(api_error(exc))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unexpected error on %s", request.url.path, exc_info=exc)
+        return error_response(api_error(exc))  # a 500 in OpenAI's shape; the fuzz tests keep this path unused
 
     # helpers -------------------------------------------------------------------------------------
 
@@ -125,7 +185,9 @@ def create_app(models: Mapping[str, Model], config: ServerConfig | None = None) 
             return
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip(), config.api_key):
+        # headers arrive as latin-1 text: compare bytes, so a non-ASCII header is a wrong key, not a TypeError
+        given = token.strip().encode("latin-1")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given, config.api_key.encode("utf-8")):
             raise APIError(
                 401, "missing or wrong API key. Fix: send 'Authorization: Bearer <key>'.", code="invalid_api_key"
             )
@@ -161,23 +223,12 @@ def create_app(models: Mapping[str, Model], config: ServerConfig | None = None) 
             )
         return ids
 
-    def options(model: Model, req: SamplingFields) -> dict[str, Any]:
-        """Generation options; a response_format is compiled here, so a bad one is a 400 before streaming."""
-        fmt = req.response_format
-        constrained = fmt is not None and fmt.get("type", "text") != "text"
-        return {
-            "max_new_tokens": req.limit() or config.default_max_tokens,
-            "temperature": req.temperature,
-            "top_p": req.top_p,
-            "seed": req.seed,
-            "stop": req.stop,
-            "response_format": model.constraint(fmt) if constrained else None,
-        }
-
-    async def chunks(model: Model, slot: Slots, ids: list[int], req: SamplingFields) -> AsyncIterator[Chunk]:
-        settings = options(model, req)
-        async for chunk in stream_blocking(slot, executor, lambda: model.stream(ids, **settings)):
-            yield chunk
+    def generation(model: Model, ids: list[int], req: SamplingFields) -> Iterator[Chunk]:
+        """The request's generation, with everything that can refuse it checked now (a 400 before any byte):
+        the settings, the response_format (compiled here) and its combination with stop."""
+        fmt = req.constrained()
+        options = req.options(default_max_tokens=config.default_max_tokens)
+        return model.stream(ids, options=options, response_format=model.constraint(fmt) if fmt else None)
 
     def usage(chunk: Chunk) -> dict[str, int]:
         assert chunk.usage is not None
@@ -188,18 +239,48 @@ def create_app(models: Mapping[str, Model], config: ServerConfig | None = None) 
             "total_tokens": u.prompt_tokens + u.completion_tokens,
         }
 
-    async def complete(
-        model: Model, slot: Slots, ids: list[int], req: SamplingFields
-    ) -> tuple[str, str, dict[str, int]]:
+    async def complete(request: Request, slot: Slots, chunks: Iterator[Chunk]) -> tuple[str, str, dict[str, int]]:
+        """Run a generation to its end, or until the client goes away (then it stops at its next token)."""
+        lease = await slot.acquire()
+        gone = asyncio.ensure_future(disconnected(request))
         text: list[str] = []
-        async for chunk in chunks(model, slot, ids, req):
-            text.append(chunk.text)
-            if chunk.finish_reason is not None:
-                return "".join(text), chunk.finish_reason, usage(chunk)
+        try:
+            async with aclosing(stream_blocking(lease, executor, chunks)) as items:
+                async for chunk in items:
+                    if gone.done():
+                        raise APIError(499, "the client closed the request", code="client_closed_request")
+                    text.append(chunk.text)
+                    if chunk.finish_reason is not None:
+                        return "".join(text), chunk.finish_reason, usage(chunk)
+        finally:
+            gone.cancel()
+            if gone.done() and not gone.cancelled():
+                gone.exception()  # retrieved: a receive that failed means the client is gone too
+            if not lease.handed_over:
+                lease.release()
         raise APIError(500, "generation ended without a finish reason", type="server_error")
 
-    def stream_response(events: AsyncIterator[str]) -> StreamingResponse:
-        return StreamingResponse(events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    async def stream_events(slot: Slots, events: Callable[[Lease], AsyncIterator[str]]) -> StreamingResponse:
+        """Admit the request (429 when the queue is full) before the 200, then stream its events."""
+        lease = await slot.acquire()
+        return _LeasedStream(events(lease), lease)
+
+    async def guarded(chunks: AsyncIterator[Chunk]) -> AsyncIterator[Chunk | str]:
+        """The chunks; a failure after the 200 (nothing known can fail there) ends the stream with an error
+        event in OpenAI's shape instead of a cut connection."""
+        try:
+            async for chunk in chunks:
+                yield chunk
+        except Exception as e:
+            if not isinstance(e, TinyLMError | APIError):
+                log.exception("generation failed after the response started")
+            error = e if isinstance(e, APIError) else api_error(e)
+            yield _sse(error.body())
+
+    async def relay(lease: Lease, chunks: Iterator[Chunk]) -> AsyncIterator[Chunk]:
+        async with aclosing(stream_blocking(lease, executor, chunks)) as items:
+            async for chunk in items:
+                yield chunk
 
     # routes --------------------------------------------------------------------------------------
 
@@ -218,24 +299,28 @@ def create_app(models: Mapping[str, Model], config: ServerConfig | None = None) 
         }
 
     @app.post("/v1/chat/completions", dependencies=[Depends(authorized)])
-    async def chat_completions(req: ChatRequest) -> Any:
+    async def chat_completions(req: ChatRequest, request: Request) -> Any:
         model, slot = pick(req.model, "decoder")
         messages = [m.model_dump(exclude_none=True) for m in req.messages]
         ids = prompt_ids(model, model.chat_ids(messages))  # message content is text: no forged turns
+        chunks = generation(model, ids, req)
         rid, now = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         head = {"id": rid, "created": now, "model": req.model}
         if not req.stream:
-            text, finish, used = await complete(model, slot, ids, req)
+            text, finish, used = await complete(request, slot, chunks)
             message = {"role": "assistant", "content": text}
             choice = {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
             return {**head, "object": "chat.completion", "choices": [choice], "usage": used}
-        include_usage = bool((req.stream_options or {}).get("include_usage"))
+        include_usage = req.stream_options is not None and req.stream_options.include_usage
 
-        async def events() -> AsyncIterator[str]:
+        async def events(lease: Lease) -> AsyncIterator[str]:
             base = {**head, "object": "chat.completion.chunk"}
             first = {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
             yield _sse({**base, "choices": [first]})
-            async for chunk in chunks(model, slot, ids, req):
+            async for chunk in guarded(relay(lease, chunks)):
+                if isinstance(chunk, str):  # an error event
+                    yield chunk
+                    continue
                 if chunk.text:
                     delta = {"index": 0, "delta": {"content": chunk.text}, "finish_reason": None}
                     yield _sse({**base, "choices": [delta]})
@@ -245,32 +330,39 @@ def create_app(models: Mapping[str, Model], config: ServerConfig | None = None) 
                         yield _sse({**base, "choices": [], "usage": usage(chunk)})
             yield _sse("[DONE]")
 
-        return stream_response(events())
+        return await stream_events(slot, events)
 
     @app.post("/v1/completions", dependencies=[Depends(authorized)])
-    async def completions(req: CompletionRequest) -> Any:
+    async def completions(req: CompletionRequest, request: Request) -> Any:
         model, slot = pick(req.model, "decoder")
-        ids = prompt_ids(model, model.tokenizer.encode(req.prompt))
+        ids = prompt_ids(model, model.tokenizer.encode(arguments.text(req.prompt, "prompt")))
+        chunks = generation(model, ids, req)
         rid, now = f"cmpl-{uuid.uuid4().hex}", int(time.time())
         head = {"id": rid, "object": "text_completion", "created": now, "model": req.model}
         if not req.stream:
-            text, finish, used = await complete(model, slot, ids, req)
+            text, finish, used = await complete(request, slot, chunks)
             choice = {"index": 0, "text": text, "finish_reason": finish, "logprobs": None}
             return {**head, "choices": [choice], "usage": used}
+        include_usage = req.stream_options is not None and req.stream_options.include_usage
 
-        async def events() -> AsyncIterator[str]:
-            async for chunk in chunks(model, slot, ids, req):
+        async def events(lease: Lease) -> AsyncIterator[str]:
+            async for chunk in guarded(relay(lease, chunks)):
+                if isinstance(chunk, str):  # an error event
+                    yield chunk
+                    continue
                 if chunk.text or chunk.finish_reason is not None:
                     choice = {"index": 0, "text": chunk.text, "finish_reason": chunk.finish_reason, "logprobs": None}
                     yield _sse({**head, "choices": [choice]})
+                if chunk.finish_reason is not None and include_usage:
+                    yield _sse({**head, "choices": [], "usage": usage(chunk)})
             yield _sse("[DONE]")
 
-        return stream_response(events())
+        return await stream_events(slot, events)
 
     @app.post("/v1/embeddings", dependencies=[Depends(authorized)])
     async def embeddings(req: EmbeddingRequest) -> Any:
         model, slot = pick(req.model, "encoder")
-        texts = [req.input] if isinstance(req.input, str) else req.input
+        texts, _ = arguments.texts(req.input)
         vectors = await run_blocking(slot, executor, lambda: model.embed(texts))
         tokens = sum(len(ids) for ids in model.tokenizer.encode_batch(texts)[0])
         if req.encoding_format == "base64":  # little-endian float32, as OpenAI sends it

@@ -1,16 +1,38 @@
-"""Request bodies, validated strictly: a field tinylm does not implement is a 400, never ignored."""
+"""Request bodies, validated strictly: a field tinylm does not implement is a 400, never ignored, and a value of
+the wrong JSON type is a 400, never coerced (`"stream": "yes"` is not true, `"seed": 1.5` is not 1).
+
+These models check the JSON shape and OpenAI's protocol rules; the generation settings' values are checked
+once, by `tinylm.GenerationOptions` (built from the request by `SamplingFields.options`).
+"""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["ChatMessage", "ChatRequest", "CompletionRequest", "EmbeddingRequest", "SamplingFields"]
+from ..options import GenerationOptions
+
+__all__ = [
+    "ChatMessage",
+    "ChatRequest",
+    "CompletionRequest",
+    "EmbeddingRequest",
+    "SamplingFields",
+    "StreamOptions",
+    "OPENAI_NAMES",
+]
+
+#: tinylm's argument names as OpenAI's requests spell them (the `param` of a 400).
+OPENAI_NAMES = {"max_new_tokens": "max_tokens", "texts": "input"}
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class StreamOptions(_Strict):
+    include_usage: bool = False
 
 
 class SamplingFields(_Strict):
@@ -24,7 +46,7 @@ class SamplingFields(_Strict):
     stop: str | list[str] | None = None
     seed: int | None = None
     stream: bool = False
-    stream_options: dict[str, Any] | None = None
+    stream_options: StreamOptions | None = None
     n: int = 1
     user: str | None = None  # accepted, not used
     presence_penalty: float | None = None
@@ -35,11 +57,18 @@ class SamplingFields(_Strict):
     @classmethod
     def _formats(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         kind = (value or {}).get("type", "text")
-        if kind not in ("text", "json_object", "json_schema"):
+        if not isinstance(kind, str) or kind not in ("text", "json_object", "json_schema"):
             raise ValueError(f"response_format type {kind!r} is not supported (text, json_object, json_schema)")
-        if kind == "json_schema" and not isinstance((value or {}).get("json_schema", {}).get("schema"), dict):
+        spec = (value or {}).get("json_schema")
+        if kind == "json_schema" and not (isinstance(spec, dict) and isinstance(spec.get("schema"), dict)):
             raise ValueError("response_format json_schema needs json_schema.schema (an object)")
         return value
+
+    @model_validator(mode="after")
+    def _stream_options_need_stream(self) -> SamplingFields:
+        if self.stream_options is not None and not self.stream:
+            raise ValueError("stream_options is only allowed with stream: true")
+        return self
 
     @field_validator("n")
     @classmethod
@@ -65,6 +94,21 @@ class SamplingFields(_Strict):
 
     def limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
+
+    def options(self, *, default_max_tokens: int) -> GenerationOptions:
+        """The request's generation settings, checked (`InvalidArgument` naming the setting)."""
+        return GenerationOptions(
+            max_new_tokens=self.limit() or default_max_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            seed=self.seed,
+            stop=self.stop,
+        )
+
+    def constrained(self) -> dict[str, Any] | None:
+        """The response_format to compile, or None for plain text."""
+        fmt = self.response_format
+        return fmt if fmt is not None and fmt.get("type", "text") != "text" else None
 
 
 class ChatMessage(_Strict):

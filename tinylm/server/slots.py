@@ -17,10 +17,25 @@ from typing import Any, TypeVar
 
 from .errors import APIError
 
-__all__ = ["Slots", "run_blocking", "stream_blocking"]
+__all__ = ["Lease", "Slots", "run_blocking", "stream_blocking"]
 
 T = TypeVar("T")
 _DONE = object()
+
+
+class Lease:
+    """One execution slot, held from admission until the generation has really stopped; released once."""
+
+    def __init__(self, slots: Slots) -> None:
+        self._slots = slots
+        self.released = False
+        #: True once a worker owns the lease (it releases it when it ends); until then the holder must.
+        self.handed_over = False
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self._slots.release()
 
 
 class Slots:
@@ -32,11 +47,12 @@ class Slots:
         self.waiting = 0
         self.retry_after = retry_after
 
-    async def acquire(self) -> None:
+    async def acquire(self) -> Lease:
+        """Wait for a slot; 429 at once when `max_queue` requests are already waiting."""
         if self._running.locked() and self.waiting >= self.max_queue:
             raise APIError(
                 429,
-                f"the model is busy: {self.waiting} requests are already waiting. Retry after a moment.",
+                f"the model is busy: {self.waiting} requests are already waiting. Fix: retry after a moment.",
                 type="rate_limit_error",
                 code="queue_full",
                 headers={"Retry-After": str(self.retry_after)},
@@ -46,6 +62,7 @@ class Slots:
             await self._running.acquire()
         finally:
             self.waiting -= 1
+        return Lease(self)
 
     def release(self) -> None:
         self._running.release()
@@ -53,30 +70,26 @@ class Slots:
 
 async def run_blocking(slots: Slots, executor: ThreadPoolExecutor, fn: Callable[[], T]) -> T:
     """Run `fn` in a worker thread inside one of the model's slots."""
-    await slots.acquire()
+    lease = await slots.acquire()
     try:
         return await asyncio.get_running_loop().run_in_executor(executor, fn)
     finally:
-        slots.release()
+        lease.release()
 
 
-async def stream_blocking(
-    slots: Slots, executor: ThreadPoolExecutor, make: Callable[[], Iterator[T]]
-) -> AsyncIterator[T]:
+async def stream_blocking(lease: Lease, executor: ThreadPoolExecutor, iterator: Iterator[T]) -> AsyncIterator[T]:
     """Iterate a blocking generator in a worker thread, yielding its items here.
 
-    The slot is held from the first item until the generator has really stopped in its thread,
-    whether it finished, failed, or the consumer went away (then it stops at the next item).
+    The caller acquired `lease` (so a full queue was refused before anything was sent); from the first item
+    the worker owns it and releases it once the generator has really stopped in its thread, whether it
+    finished, failed, or the consumer went away (then it stops at the next item).
     """
-    await slots.acquire()
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Any] = asyncio.Queue()
     cancel = threading.Event()
 
     def work() -> None:
-        iterator = None
         try:
-            iterator = make()
             for item in iterator:
                 loop.call_soon_threadsafe(queue.put_nowait, item)
                 if cancel.is_set():
@@ -88,13 +101,10 @@ async def stream_blocking(
             if close is not None:
                 close()
             loop.call_soon_threadsafe(queue.put_nowait, _DONE)
-            loop.call_soon_threadsafe(slots.release)
+            loop.call_soon_threadsafe(lease.release)
 
-    try:
-        loop.run_in_executor(executor, work)
-    except BaseException:
-        slots.release()
-        raise
+    loop.run_in_executor(executor, work)
+    lease.handed_over = True
     try:
         while (item := await queue.get()) is not _DONE:
             if isinstance(item, BaseException):

@@ -16,6 +16,7 @@ attributes to tune tolerances or the families a backend supports. Needs `pytest`
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Iterator
 from functools import lru_cache
@@ -312,9 +313,10 @@ class BackendConformance:
 
     def test_stream_equals_generate(self, decoder: tuple[str, tinylm.Model]) -> None:
         _, model = decoder
-        options = dict(max_new_tokens=24, temperature=0.9, top_k=50, seed=11, ignore_eos=True)
-        chunks = list(model.stream("Hello there", **options))
-        done = model.generate("Hello there", **options)
+        options = tinylm.GenerationOptions(max_new_tokens=24, temperature=0.9, top_k=50, seed=11, ignore_eos=True)
+        chunks = list(model.stream("Hello there", options=options))
+        done = model.generate("Hello there", options=options)
+        assert model.generate("Hello there", **dataclasses.asdict(options)).token_ids == done.token_ids
         assert "".join(c.text for c in chunks) == done.text
         assert [t for c in chunks for t in c.token_ids] == list(done.token_ids)
         assert chunks[-1].finish_reason == done.finish_reason == "length"
@@ -340,6 +342,10 @@ class BackendConformance:
             model.embed("not an encoder")
         with pytest.raises(TypeError, match="generate\\(\\) got an unexpected keyword argument 'max_tokens'"):
             model.generate([5, 6], max_tokens=3)  # a misspelt option is never ignored
+        for name, value in (("seed", -1), ("top_k", 1.5), ("top_p", float("nan"))):
+            with pytest.raises(tinylm.InvalidArgument, match=f"^{name} .*Fix: ") as err:
+                model.generate([5, 6], **{name: value})  # refused before the backend runs, naming the argument
+            assert err.value.argument == name
         done = model.generate([5, 6, 7], max_new_tokens=2)  # the session still works afterwards
         assert done.usage.completion_tokens <= 2
 

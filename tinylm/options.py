@@ -1,0 +1,185 @@
+"""`GenerationOptions`: the sampling, stop and length settings of one generation, typed and checked once.
+
+    options = GenerationOptions(temperature=0.7, top_k=40, seed=1, stop=["\\n\\n"])
+    model.generate("Hi", options=options)       # the same as model.generate("Hi", temperature=0.7, top_k=40, ...)
+
+Every way in builds this one object at its edge: `Model`'s keywords, the CLI's flags (made from the fields below)
+and the server's request fields. A wrong type or value raises `InvalidArgument` naming the argument, before
+anything runs. `None` means "the model's default": `resolve()` fills it from the model's generation_config.json
+(when that samples), else greedy decoding with up to 256 new tokens. Adding an option is one field here, its use
+in `resolve()` or the loop, and its test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .arguments import flag, show, text
+from .errors import InvalidArgument, ModelFileError
+
+if TYPE_CHECKING:  # numpy loads with the generation loop, not with the CLI's flags
+    from .sampling import SamplingParams
+
+__all__ = ["GenerationOptions", "OPTION_NAMES", "DEFAULT_MAX_NEW_TOKENS"]
+
+DEFAULT_MAX_NEW_TOKENS = 256
+#: `seed` seeds numpy's generator with a 64-bit unsigned integer (OpenAI's `seed` is a 64-bit integer too).
+_SEED_LIMIT = 2**64
+
+
+def _option(help: str, *, cli: type, repeat: bool = False) -> Any:
+    """A field of `GenerationOptions`: None by default; `help`, `cli` (the flag's type) and `repeat` make its
+    CLI flag (`--top-k` for top_k)."""
+    return field(default=None, metadata={"help": help, "cli": cli, "repeat": repeat})
+
+
+def _integer(name: str, value: Any, *, minimum: int, below: int | None = None, example: str) -> int:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise InvalidArgument(
+            name, f"{name} must be an integer, got {show(value)} ({type(value).__name__}). Fix: pass e.g. {example}."
+        )
+    number = int(value)
+    if number < minimum or (below is not None and number >= below):
+        span = f">= {minimum}" if below is None else f"in [{minimum}, 2**{below.bit_length() - 1})"
+        raise InvalidArgument(name, f"{name} must be an integer {span}, got {number}. Fix: pass e.g. {example}.")
+    return number
+
+
+def _real(name: str, value: Any, *, low: float, high: float, open_low: bool = False, example: str, why: str) -> float:
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise InvalidArgument(
+            name, f"{name} must be a number, got {show(value)} ({type(value).__name__}). Fix: pass e.g. {example}."
+        )
+    try:
+        number = float(value)
+    except OverflowError:  # an int too large for a float is out of every range here
+        number = math.inf if value > 0 else -math.inf
+    inside = (low < number if open_low else low <= number) and number <= high
+    if not (math.isfinite(number) and inside):
+        span = f"in {'(' if open_low else '['}{low:g}, {high:g}]" if math.isfinite(high) else f">= {low:g}"
+        raise InvalidArgument(name, f"{name} must be {span} ({why}), got {show(value)}. Fix: pass e.g. {example}.")
+    return number
+
+
+def _stops(value: Any) -> tuple[str, ...]:
+    items = (value,) if isinstance(value, str) else value
+    if isinstance(items, bytes | bytearray | Mapping) or not isinstance(items, Sequence):
+        raise InvalidArgument(
+            "stop", f"stop must be a string or a list of strings, got {show(value)}. Fix: pass e.g. stop=['\\n\\n']."
+        )
+    for item in items:
+        if not isinstance(item, str) or not item:
+            raise InvalidArgument(
+                "stop", f"stop strings must be non-empty strings, got {show(item)}. Fix: pass e.g. stop=['\\n\\n']."
+            )
+        text(item, "stop")
+    return tuple(items)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerationOptions:
+    """The settings of one generation besides the prompt (None: the model's default). Checked when built."""
+
+    max_new_tokens: int | None = _option("most tokens to generate (default: generation_config.json, else 256)", cli=int)
+    temperature: float | None = _option("0 is greedy; higher is more random", cli=float)
+    top_k: int | None = _option("sample from the k most likely tokens (0: all)", cli=int)
+    top_p: float | None = _option("sample from the most likely tokens whose probability reaches p (1: all)", cli=float)
+    min_p: float | None = _option("drop tokens less likely than min_p times the top token (0: none)", cli=float)
+    repetition_penalty: float | None = _option("make tokens already seen less likely (1: off)", cli=float)
+    seed: int | None = _option("seed of the random draws (reproducible sampling)", cli=int)
+    stop: Sequence[str] | None = _option("stop string (repeatable)", cli=str, repeat=True)
+    ignore_eos: bool | None = _option("generate past end-of-sequence tokens (benchmarks)", cli=bool)
+
+    def __post_init__(self) -> None:
+        checks = {
+            "max_new_tokens": lambda v: _integer("max_new_tokens", v, minimum=1, example="max_new_tokens=64"),
+            "temperature": lambda v: _real(
+                "temperature", v, low=0, high=math.inf, example="temperature=0.7", why="0 is greedy"
+            ),
+            "top_k": lambda v: _integer("top_k", v, minimum=0, example="top_k=40"),
+            "top_p": lambda v: _real("top_p", v, low=0, high=1, open_low=True, example="top_p=0.9", why="1 keeps all"),
+            "min_p": lambda v: _real("min_p", v, low=0, high=1, example="min_p=0.05", why="0 keeps all"),
+            "repetition_penalty": lambda v: _real(
+                "repetition_penalty", v, low=0.01, high=math.inf, example="repetition_penalty=1.1", why="1 is off"
+            ),
+            "seed": lambda v: _integer("seed", v, minimum=0, below=_SEED_LIMIT, example="seed=42"),
+            "stop": _stops,
+            "ignore_eos": lambda v: flag(v, "ignore_eos"),
+        }
+        for name, check in checks.items():
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, check(value))
+
+    @classmethod
+    def of(cls, options: GenerationOptions | None = None, **given: Any) -> GenerationOptions:
+        """`options` (or the defaults) with the `given` settings that are not None put over it."""
+        if options is not None and not isinstance(options, GenerationOptions):
+            raise InvalidArgument(
+                "options",
+                f"options must be a GenerationOptions, got {type(options).__name__}. "
+                "Fix: pass options=tinylm.GenerationOptions(...) or the settings as keywords.",
+            )
+        unknown = sorted(given.keys() - OPTION_NAMES)
+        if unknown:
+            raise TypeError(f"unexpected generation option {unknown[0]!r}; the options are {', '.join(OPTION_NAMES)}")
+        changes = {k: v for k, v in given.items() if v is not None}
+        if options is None:
+            return cls(**changes)
+        return dataclasses.replace(options, **changes) if changes else options
+
+    def resolve(self, generation_config: Mapping[str, Any]) -> tuple[int, SamplingParams]:
+        """(max_new_tokens, SamplingParams): these options over the model's generation_config.json defaults."""
+        from .sampling import SamplingParams
+
+        defaults = _config_defaults(generation_config)
+        sampled = defaults.get("do_sample", False)
+
+        def pick(name: str, greedy_default: Any) -> Any:
+            value = getattr(self, name)
+            if value is not None:
+                return value
+            return defaults.get(name, greedy_default) if sampled else greedy_default
+
+        params = SamplingParams(
+            temperature=pick("temperature", 1.0 if sampled else 0.0),
+            top_k=pick("top_k", 0),
+            top_p=pick("top_p", 1.0),
+            min_p=pick("min_p", 0.0),
+            # a repetition penalty applies to greedy decoding too
+            repetition_penalty=self.repetition_penalty or defaults.get("repetition_penalty") or 1.0,
+            seed=self.seed,
+        )
+        return self.max_new_tokens or defaults.get("max_new_tokens") or DEFAULT_MAX_NEW_TOKENS, params
+
+
+#: The names of the options, in the order of the fields (Model's keywords and the CLI's flags).
+OPTION_NAMES = tuple(f.name for f in dataclasses.fields(GenerationOptions))
+
+#: Keys of generation_config.json that give defaults (the others there, e.g. eos_token_id, are read elsewhere).
+_CONFIG_KEYS = ("max_new_tokens", "temperature", "top_k", "top_p", "min_p", "repetition_penalty")
+
+
+def _config_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The defaults generation_config.json gives, checked like a caller's options (null values are unset).
+
+    Without `do_sample` only the length and the repetition penalty apply (greedy decoding ignores the rest).
+    """
+    sampled = config.get("do_sample") is True
+    used = _CONFIG_KEYS if sampled else ("max_new_tokens", "repetition_penalty")
+    given = {k: config[k] for k in used if config.get(k) is not None}
+    try:
+        checked = GenerationOptions(**given)
+    except InvalidArgument as e:
+        raise ModelFileError(
+            f"the model's generation_config.json sets {e.argument}={show(given[e.argument])}, which tinylm cannot "
+            f"use ({e.problem}). Fix: correct or delete {e.argument!r} in generation_config.json."
+        ) from None
+    defaults: dict[str, Any] = {k: getattr(checked, k) for k in given}
+    defaults["do_sample"] = sampled
+    return defaults
