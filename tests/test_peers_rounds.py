@@ -156,8 +156,7 @@ def test_the_suite_imports_no_backend_package_and_no_script_through_sys_path():
     """Measurement goes through the public API or `tinylm bench`; modules of the suite import each other as a
     package (`python -m benchmarks.NAME`)."""
     backends = ("tinylm_torch", "tinylm_onnx", "tinylm_openvino", "tinylm_coreml")
-    # toolchain/ holds the torch toolchain's recipes, not measurements: they run that toolchain by design
-    for path in sorted(SUITE.glob("*.py")):
+    for path in sorted(SUITE.rglob("*.py")):
         tree = ast.parse(path.read_text(), filename=str(path))
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):

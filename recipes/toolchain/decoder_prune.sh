@@ -2,7 +2,7 @@
 # A small decoder trained from scratch on tinyshakespeare, pruned by a third of its layers (6 -> 4, by block
 # influence) and healed by distillation from the unpruned model; perplexity on the held-out validation split
 # before pruning, after pruning and after healing. Usage:
-#   bash benchmarks/toolchain/decoder_prune.sh WORK DATA
+#   bash recipes/toolchain/decoder_prune.sh WORK DATA
 # WORK: a folder for the models it trains; DATA: the shared/data folder (tinyshakespeare/ in it).
 set -euo pipefail
 export TINYLM_NUM_THREADS=2  # tinylm eval loads models through tinylm.load

