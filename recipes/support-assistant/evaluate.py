@@ -3,7 +3,9 @@
     python recipes/support-assistant/evaluate.py --data ../shared/data [--model support-assistant]
         [--embedder support-embedder] [--backend torch] [--max-new-tokens 96] [--samples 5]
 
-For every question of the bitext VALIDATION split (453, never trained on) the assistant replies greedily
+For every question of the bitext VALIDATION split that does not near-copy a training question (196 of 453:
+`tinylm_torch.toolchain.data.near_copies`, a training question holding >= 80% of its words; `--all` keeps
+the 257 near-copies too) the assistant replies greedily
 (its chat template adds the system prompt it was trained with). The embedder embeds the replies and the
 TRAINING split's reference replies; each intent's centroid is the normalised mean of its reference replies.
 A reply is on-intent when the nearest centroid is its question's intent. The same score for the validation
@@ -62,12 +64,19 @@ def main() -> int:
     parser.add_argument("--backend", default=None)
     parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.add_argument("--limit", type=int, default=None, help="only the first N validation questions")
+    parser.add_argument("--all", action="store_true", help="keep validation questions that near-copy training ones")
     parser.add_argument("--samples", type=int, default=5, help="print this many question/reply pairs")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures and replies here")
     args = parser.parse_args()
 
     bitext = args.data / "bitext-customer-support"
-    train, held_out = read(bitext / "train.jsonl"), read(bitext / "validation.jsonl")[: args.limit]
+    train, held_out = read(bitext / "train.jsonl"), read(bitext / "validation.jsonl")
+    if not args.all:
+        from tinylm_torch.toolchain.data import near_copies
+
+        copied = near_copies([r["instruction"] for r in held_out], [r["instruction"] for r in train])
+        held_out = [r for r, c in zip(held_out, copied, strict=True) if not c]
+    held_out = held_out[: args.limit]
     model = tinylm.load(args.model, backend=args.backend)
     embedder = tinylm.load(args.embedder, backend=args.backend)
     intents, cents = centroids(embedder, train)

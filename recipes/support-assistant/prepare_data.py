@@ -6,9 +6,12 @@ Reads bitext-customer-support (instruction/response pairs) and sgd-dialogues (us
 both train and validation splits, and writes train.jsonl / validation.jsonl (both corpora, for
 pretraining), bitext-train.jsonl / bitext-validation.jsonl (bitext only) and triage-train.jsonl /
 triage-validation.jsonl (the bitext questions with the triage JSON as the reply: intent, category and
-order number, from the dataset's labels) for the fine-tuning stage, all of
-{"messages": [{"role": "system"|"user"|"assistant", "content": ...}]}. The output is derived data:
-it stays outside the repository (the corpora's licenses and attribution are in the model card).
+order number, from the dataset's labels), all of {"messages": [{"role": "system"|"user"|"assistant",
+"content": ...}]}; and sft-train.jsonl / sft-validation.jsonl, the second fine-tuning stage's mixture:
+the bitext chats and triage records plus natural messages composed from the same split's records and the
+hand-written phrasings (`augment.py`: emails with context and order numbers in many formats, second
+turns, polite declines, triage records, plain-text replies). The output is derived data: it stays
+outside the repository (the corpora's licenses and attribution are in the model card).
 """
 
 from __future__ import annotations
@@ -16,12 +19,16 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import re
 from pathlib import Path
 
-SYSTEM = "You are a helpful customer-support assistant."
-# the system message that asks for a triage record instead of a reply (examples/triage_email.py sends it)
-TRIAGE_SYSTEM = "Triage the customer's message. Reply with JSON: intent, category, order_number."
+# TRIAGE_SYSTEM asks for a triage record instead of a reply (examples/triage_email.py sends it)
+from augment import SYSTEM, TRIAGE_SYSTEM, Composer, mixture, order_number
+
+#: records of each kind composed for the second fine-tuning stage, per split
+MIXTURE = {
+    "train": {"chat": 8000, "second_turn": 1800, "decline": 1400, "triage": 3000, "text": 2000},
+    "validation": {"chat": 200, "second_turn": 60, "decline": 60, "triage": 100, "text": 60},
+}
 
 
 def bitext(path: Path) -> list[dict]:
@@ -38,16 +45,6 @@ def bitext(path: Path) -> list[dict]:
             }
         )
     return out
-
-
-def order_number(record: dict) -> str | None:
-    """The order number as written in the question (the label can drop leading zeros), else None."""
-    if record.get("entity_type") != "order_id" or not record.get("entity_value"):
-        return None
-    for match in re.finditer(r"[0-9A-Za-z][0-9A-Za-z-]*", record["instruction"]):
-        if record["entity_value"] in match.group(0) and any(c.isdigit() for c in match.group(0)):
-            return match.group(0)
-    return record["entity_value"]
 
 
 def triage(path: Path) -> list[dict]:
@@ -96,10 +93,14 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     for split in ("train", "validation"):
-        support = bitext(args.data / "bitext-customer-support" / f"{split}.jsonl")
+        source = args.data / "bitext-customer-support" / f"{split}.jsonl"
+        support, triaged = bitext(source), triage(source)
         write(args.out / f"bitext-{split}.jsonl", support)
-        write(args.out / f"triage-{split}.jsonl", triage(args.data / "bitext-customer-support" / f"{split}.jsonl"))
+        write(args.out / f"triage-{split}.jsonl", triaged)
         write(args.out / f"{split}.jsonl", support + sgd(args.data / "sgd-dialogues" / f"{split}.jsonl"))
+        records = [json.loads(line) for line in source.read_text(encoding="utf-8").splitlines()]
+        composed = list(mixture(Composer(records, random.Random(f"{split}-0")), MIXTURE[split]))
+        write(args.out / f"sft-{split}.jsonl", support + triaged + composed)
 
 
 if __name__ == "__main__":
