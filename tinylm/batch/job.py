@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,8 +66,14 @@ def pending_rows(job: BatchJob, out: OutputFile) -> tuple[list[Row], int]:
     return [r for r in rows if id_key(r.id) not in out.done], len(rows)
 
 
-def run_local(job: BatchJob, *, on_start: Callable[[int, int], Any] | None = None) -> BatchReport:
-    """Run `job` in this process, `job.batch_size` rows at a time, resuming an existing output.
+def drive(
+    job: BatchJob,
+    batches: Callable[[list[Row]], Iterable[Iterable[dict[str, Any]]]],
+    *,
+    on_start: Callable[[int, int], Any] | None = None,
+) -> BatchReport:
+    """The driver every runner shares: resume from the output, give the pending rows to `batches`, write each
+    batch of results it yields as it comes (each id once), report.
 
     `on_start(total, already_done)` may return a progress object with `update(n)` and `close()`.
     """
@@ -77,12 +83,22 @@ def run_local(job: BatchJob, *, on_start: Callable[[int, int], Any] | None = Non
         progress = on_start(total, total - len(todo)) if on_start else None
         written = 0
         if todo:
-            with job.load() as model:
-                for i in range(0, len(todo), job.batch_size):
-                    n = out.write(job.process(model, todo[i : i + job.batch_size]))
-                    written += n
-                    if progress:
-                        progress.update(n)
+            for results in batches(todo):
+                n = out.write(results)
+                written += n
+                if progress:
+                    progress.update(n)
         if progress:
             progress.close()
     return BatchReport(rows=total, skipped=total - len(todo), written=written, seconds=time.perf_counter() - start)
+
+
+def run_local(job: BatchJob, *, on_start: Callable[[int, int], Any] | None = None) -> BatchReport:
+    """Run `job` in this process, `job.batch_size` rows at a time, resuming an existing output (see `drive`)."""
+
+    def batches(todo: list[Row]) -> Iterator[list[dict[str, Any]]]:
+        with job.load() as model:
+            for i in range(0, len(todo), job.batch_size):
+                yield job.process(model, todo[i : i + job.batch_size])
+
+    return drive(job, batches, on_start=on_start)

@@ -6,16 +6,14 @@ from __future__ import annotations
 import json
 import math
 import os
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import ray
 import ray.data
 
-from ..batch.job import BatchJob, BatchReport, pending_rows
-from ..batch.output import OutputFile
+from ..batch.job import BatchJob, BatchReport, drive
 from ..batch.rows import Row
 from .cluster import connected
 
@@ -48,33 +46,25 @@ def run_on_ray(
     """Run `job` on Ray Data: `workers` actors (each loads the model once, uses `threads` CPUs), `job.batch_size`
     rows per call. `address`: a running cluster ("auto", "ray://host:10001", "host:6379"); None starts a local
     one for the job (or uses the cluster this process is already connected to). Output as `run_local`'s."""
-    start = time.perf_counter()
-    with OutputFile.open(job.output) as out:
-        todo, total = pending_rows(job, out)
-        progress = on_start(total, total - len(todo)) if on_start else None
-        written = 0
-        if todo:
-            with connected(address, cpus=workers * threads):
-                ray.data.DataContext.get_current().enable_progress_bars = False  # the job has its own
-                items = [{"row": json.dumps({"id": r.id, "value": r.value}, ensure_ascii=False)} for r in todo]
-                # enough blocks for every actor to have work, not so many that each is a tiny task
-                batches = math.ceil(len(items) / job.batch_size)
-                blocks = min(len(items), max(workers, min(batches, 8 * workers)))
-                ds = ray.data.from_items(items, override_num_blocks=blocks).map_batches(
-                    JsonRowsPredictor,
-                    fn_constructor_kwargs={"job": job, "threads": threads},
-                    batch_size=job.batch_size,
-                    compute=ray.data.ActorPoolStrategy(size=workers),
-                    num_cpus=threads,
-                    batch_format="numpy",
-                )
-                # Ray Data restarts an actor that dies and runs its batch again (max_restarts=-1 and
-                # max_task_retries=-1 are its defaults for actor pools); the driver writes each id once.
-                for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-                    n = out.write(json.loads(line) for line in batch["line"])
-                    written += n
-                    if progress:
-                        progress.update(n)
-        if progress:
-            progress.close()
-    return BatchReport(rows=total, skipped=total - len(todo), written=written, seconds=time.perf_counter() - start)
+
+    def batches(todo: list[Row]) -> Iterator[Iterator[dict[str, Any]]]:
+        with connected(address, cpus=workers * threads):
+            ray.data.DataContext.get_current().enable_progress_bars = False  # the job has its own
+            items = [{"row": json.dumps({"id": r.id, "value": r.value}, ensure_ascii=False)} for r in todo]
+            # enough blocks for every actor to have work, not so many that each is a tiny task
+            n_batches = math.ceil(len(items) / job.batch_size)
+            blocks = min(len(items), max(workers, min(n_batches, 8 * workers)))
+            ds = ray.data.from_items(items, override_num_blocks=blocks).map_batches(
+                JsonRowsPredictor,
+                fn_constructor_kwargs={"job": job, "threads": threads},
+                batch_size=job.batch_size,
+                compute=ray.data.ActorPoolStrategy(size=workers),
+                num_cpus=threads,
+                batch_format="numpy",
+            )
+            # Ray Data restarts an actor that dies and runs its batch again (max_restarts=-1 and
+            # max_task_retries=-1 are its defaults for actor pools); the driver writes each id once.
+            for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                yield (json.loads(line) for line in batch["line"])
+
+    return drive(job, batches, on_start=on_start)
