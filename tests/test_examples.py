@@ -77,6 +77,21 @@ def test_support_bot_drops_the_oldest_turns_when_the_context_is_full():
         assert len(model.tokenizer.encode(model.chat_prompt(kept))) + 64 <= model.context_length
 
 
+def test_triage_offers_only_the_emails_own_order_numbers():
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        from triage_email import SCHEMA, order_candidates, schema_for
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    email = "Order #88213 (placed 03/02/2025 at 14:30, $129.99) and ref A-77812, 2024/118845; call 555-0193."
+    assert order_candidates(email) == ["88213", "A-77812", "2024/118845", "555-0193"]
+    assert order_candidates("no numbers here, just 12 items") == []
+    order = schema_for(email)["properties"]["order_number"]
+    assert order == {"anyOf": [{"enum": order_candidates(email)}, {"type": "null"}]}
+    assert schema_for("hello")["properties"]["order_number"] == {"type": "null"}
+    assert schema_for(email)["properties"]["intent"] == SCHEMA["properties"]["intent"]
+
+
 def test_placeholders_are_filled_from_the_profile_also_mid_stream(tmp_path):
     sys.path.insert(0, str(EXAMPLES))
     try:
