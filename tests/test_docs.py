@@ -92,8 +92,18 @@ def test_the_readme_python_snippet_runs(monkeypatch, tmp_path):
     text = README.read_text(encoding="utf-8")
     blocks = re.findall(r"^```python\n(.*?)^```", text, re.MULTILINE | re.DOTALL)
     assert blocks
+    calls: list[str] = []
+
+    def recording_print(*args, **kwargs):
+        calls.append(" ".join(map(str, args)))
+        print(*args, **kwargs)
+
     for block in blocks:
-        exec(compile(block, "README.md", "exec"), {})  # our own documentation
+        exec(compile(block, "README.md", "exec"), {"print": recording_print})  # our own documentation
+    # something useful: the first answer (`m.generate("My parcel never arrived.")`) is a reply, not empty text
+    # or a triage record, and the whole snippet prints words
+    assert len(calls[0].split()) >= 8 and not calls[0].lstrip().startswith("{"), calls[0]
+    assert sum(len(c.split()) for c in calls) >= 40
 
 
 def test_the_readme_commands_run(tmp_path):
