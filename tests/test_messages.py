@@ -92,7 +92,8 @@ def test_every_typed_error_raised_says_how_to_fix_it():
             call = node.exc if isinstance(node, ast.Raise) else None
             if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id in names and call.args:
                 checked += 1
-                text = _literal(call.args[0])
+                # the message: the first argument, or the second for InvalidArgument(argument, message)
+                text = _literal(call.args[1] if call.func.id == "InvalidArgument" else call.args[0])
                 if "Fix: " not in text:
                     missing.append(f"{path.relative_to(ROOT)}:{node.lineno}: {text[:100]}")
     assert checked > 100
