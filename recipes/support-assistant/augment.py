@@ -120,13 +120,12 @@ class Composer:
         record = self.rng.choice(pool)
         return record, record["response"].strip()
 
-    def example(self, intent: str | None = None, *, bare: bool = False, order_rate: float = 0.55) -> Example:
-        """One natural message of `intent` (random when None) and its grounded reply.
-
-        An order number is given with probability `order_rate` for order intents (a fifth of it otherwise)."""
+    def example(self, intent: str | None = None, *, bare: bool = False) -> Example:
+        """One natural message of `intent` (random when None) and its grounded reply; order intents give an
+        order number in 55% of messages."""
         rng = self.rng
         intent = intent or rng.choice(self.intents)
-        give_order = rng.random() < (order_rate if intent in ORDER_INTENTS else order_rate / 5)
+        give_order = intent in ORDER_INTENTS and rng.random() < 0.55
         written, label = new_order_number(rng) if give_order else ("", "")
         record, reply = self._reply(intent, with_order=give_order)
         if rng.random() < 0.45:  # the customer's own words
@@ -196,8 +195,8 @@ class Composer:
             request = typos(request, self.rng)
         return _chat(SYSTEM, [(request, self.rng.choice(P.DECLINES))], intent="out_of_domain")
 
-    def triage(self, *, order_rate: float = 0.55) -> dict:
-        ex = self.example(bare=self.rng.random() < 0.3, order_rate=order_rate)
+    def triage(self) -> dict:
+        ex = self.example(bare=self.rng.random() < 0.3)
         label = {"intent": ex.intent, "category": self.category[ex.intent], "order_number": ex.order}
         return _chat(TRIAGE_SYSTEM, [(ex.message, json.dumps(label))], intent=ex.intent)
 
