@@ -51,14 +51,19 @@ _TOKEN = re.compile(r"(?<![\w.,$€£/-])#?([A-Za-z0-9](?:[A-Za-z0-9/-]*[A-Za-z0
 _DATES = re.compile(r"\d{1,2}[/-]\d{1,2}([/-](\d{2}|\d{4}))?|\d{4}-\d{1,2}-\d{1,2}")  # 03/02, 3-2-2025, 2025-03-02
 
 
+MAX_CANDIDATES = 16  # bounds the constraint an email full of numbers would compile
+
+
 def order_candidates(email: str) -> list[str]:
-    """The tokens of `email` that could be its order number, in order of appearance (amounts, dates excluded)."""
+    """The first MAX_CANDIDATES tokens of `email` that could be its order number (amounts, dates excluded)."""
     found: list[str] = []
     for match in _TOKEN.finditer(email):
         token = match.group(1)
         plausible = len(token) <= 25 and sum(c.isdigit() for c in token) >= 3 and not _DATES.fullmatch(token)
         if plausible and token not in found:
             found.append(token)
+            if len(found) == MAX_CANDIDATES:
+                break
     return found
 
 
