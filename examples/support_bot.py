@@ -1,11 +1,17 @@
 """An interactive support chat that streams its replies and remembers the conversation.
 
     python examples/support_bot.py [--model support-assistant] [--max-new-tokens 160] [--company PROFILE.toml]
+        [--no-routing]
 
 Type a message and press Enter; an empty line or Ctrl-D ends the chat. When the conversation no longer fits the
 model's context, the oldest exchanges are dropped (the system message, if any, is kept). The assistant's
 `{{Placeholder}}`s (website, phone number, opening hours, ...) are filled from the company profile
 (default: examples/data/company.toml; see examples/placeholders.py), so customers never see braces.
+
+Each message is first routed by intent (examples/routing.py: the bundled embedder reads the message and a linear
+layer names what it is about); the system message tells the assistant, which then answers on the customer's
+intent far more often than reading the message alone (the assistant's card has the figures). `--no-routing`
+turns it off (e.g. for a model that was not trained with routed system messages).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import sys
 from pathlib import Path
 
 from placeholders import fill_stream, load_profile
+from routing import IntentRouter
 
 import tinylm
 
@@ -38,10 +45,12 @@ def main() -> int:
     parser.add_argument("--model", default="support-assistant")
     parser.add_argument("--max-new-tokens", type=int, default=160)
     parser.add_argument("--company", type=Path, default=PROFILE, help="TOML profile that fills the placeholders")
+    parser.add_argument("--no-routing", action="store_true", help="let the assistant read each message alone")
     args = parser.parse_args()
 
     profile = load_profile(args.company)
     model = tinylm.load(args.model)
+    router = None if args.no_routing else IntentRouter.load()
     print(f"[{args.model} on {model.backend}/{model.device}; empty line to quit]", file=sys.stderr)
     history: list[dict[str, str]] = []
     while True:
@@ -51,10 +60,12 @@ def main() -> int:
             break
         if not text:
             break
-        history = fit(model, [*history, {"role": "user", "content": text}], args.max_new_tokens)
+        history = [*history, {"role": "user", "content": text}]
+        messages = fit(model, router.messages(history) if router else history, args.max_new_tokens)
+        history = [m for m in messages if m["role"] != "system"]
         print("bot> ", end="", flush=True)
         reply = []
-        chunks = (chunk.text for chunk in model.stream_chat(history, max_new_tokens=args.max_new_tokens))
+        chunks = (chunk.text for chunk in model.stream_chat(messages, max_new_tokens=args.max_new_tokens))
         for text in fill_stream(chunks, profile):
             print(text, end="", flush=True)
             reply.append(text)

@@ -93,6 +93,33 @@ def test_triage_offers_only_the_emails_own_order_numbers():
     assert schema_for(email)["properties"]["intent"] == SCHEMA["properties"]["intent"]
 
 
+def test_the_router_names_the_intent_and_declines_what_a_shop_cannot_help_with():
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        from routing import TOPICS, IntentRouter, routed_system
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    import tinylm
+
+    with tinylm.load("support-embedder", backend="torch") as embedder:
+        router = IntentRouter.load(embedder=embedder)
+        assert sorted(router.intents) == sorted(TOPICS)
+        texts = {
+            "Hi, please cancel order 55120, I found it cheaper elsewhere. Thanks, Mark": "cancel_order",
+            "where is my parcel?? its been 9 days": "track_order",
+            "I forgot my password and the reset email never comes": "recover_password",
+            "What is 17 times 23?": "out_of_domain",
+        }
+        routes = {text: router.route(text) for text in texts}
+        assert {text: r.intent for text, r in routes.items()} == texts
+        assert all(r.used and 0.3 <= r.confidence <= 1.0 for r in routes.values())
+        history = [{"role": "user", "content": "where is my parcel?? its been 9 days"}]
+        assert router.messages(history) == [{"role": "system", "content": routed_system("track_order")}, *history]
+        assert router.messages(history, threshold=1.01)[0]["content"] == "You are a helpful customer-support assistant."
+    with pytest.raises(ValueError, match="Fix:"):
+        routed_system("refund_my_feelings")
+
+
 def test_placeholders_are_filled_from_the_profile_also_mid_stream(tmp_path):
     sys.path.insert(0, str(EXAMPLES))
     try:

@@ -25,8 +25,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import phrasings as P
+from routing import SYSTEM, routed_system  # examples/routing.py: the system message a routed chat starts with
 
-SYSTEM = "You are a helpful customer-support assistant."
 TRIAGE_SYSTEM = "Triage the customer's message. Reply with JSON: intent, category, order_number."
 ORDER_PLACEHOLDERS = re.compile(
     r"\{\{(Order Number|Order ID|Purchase ID|Order|Purchase Number)( Anonymized)?\}\}", re.IGNORECASE
@@ -188,12 +188,30 @@ class Composer:
         return _chat(SYSTEM, [(first.message, first.reply), (second.message, second.reply)], intent=second.intent)
 
     def decline(self) -> dict:
+        return _chat(SYSTEM, [(self._out_of_domain(), self.rng.choice(P.DECLINES))], intent="out_of_domain")
+
+    def _out_of_domain(self) -> str:
         request = self.rng.choice(P.OUT_OF_DOMAIN)
         if self.rng.random() < 0.3:
             request = f"{self.rng.choice(P.GREETINGS)} {request}".strip()
         if self.rng.random() < 0.15:
             request = typos(request, self.rng)
-        return _chat(SYSTEM, [(request, self.rng.choice(P.DECLINES))], intent="out_of_domain")
+        return request
+
+    # -- routed chats: the system message names what the last message is about (examples/routing.py) ------
+
+    def routed_chat(self) -> dict:
+        ex = self.example()
+        return _chat(routed_system(ex.intent), [(ex.message, ex.reply)], intent=ex.intent)
+
+    def routed_second_turn(self) -> dict:
+        first, second = self.example(), self.example(bare=self.rng.random() < 0.5)
+        turns = [(first.message, first.reply), (second.message, second.reply)]
+        return _chat(routed_system(second.intent), turns, intent=second.intent)
+
+    def routed_decline(self) -> dict:
+        turns = [(self._out_of_domain(), self.rng.choice(P.DECLINES))]
+        return _chat(routed_system("out_of_domain"), turns, intent="out_of_domain")
 
     def triage(self) -> dict:
         ex = self.example(bare=self.rng.random() < 0.3)

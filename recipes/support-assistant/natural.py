@@ -1,6 +1,6 @@
 """The support assistant on hand-written customer text: on-intent, JSON, order numbers, declines, triage.
 
-    python recipes/support-assistant/natural.py [--model support-assistant] [--backend onnx] [--json OUT]
+    python recipes/support-assistant/natural.py [--model support-assistant] [--backend onnx] [--routed] [--json OUT]
 
 The sets in recipes/eval/ were written by hand for evaluation, independently of the training data and of
 the phrasings the fine-tuning mixture is composed from (recipes/support-assistant/phrasings.py):
@@ -19,6 +19,10 @@ Measures (greedy replies, `--max-new-tokens`):
   order-number-like token (4+ digits or a letter-digit code) than the one given;
 - declines: out-of-domain replies that apologise or say what the assistant can help with;
 - triage: order number (and intent) exactly as labelled, under examples/triage_email.py's schema.
+
+`--routed` sends every chat as examples/support_bot.py does: the intent router (examples/routing.py, the embedder
+plus a linear layer) names what the last message is about in the system message; without it the assistant reads
+the message alone (`model.chat([{"role": "user", ...}])`, its template's default system message).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ EVAL = HERE.parent / "eval"
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parents[1] / "examples"))
 from evaluate import centroids, read  # noqa: E402
+from routing import IntentRouter  # noqa: E402
 from triage_email import triage  # noqa: E402
 
 DECLINE = re.compile(
@@ -79,6 +84,7 @@ def main() -> int:
     parser.add_argument("--backend", default=None)
     parser.add_argument("--precision", default=None)
     parser.add_argument("--max-new-tokens", type=int, default=96)
+    parser.add_argument("--routed", action="store_true", help="route each chat by intent, as support_bot.py does")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures and replies here")
     args = parser.parse_args()
 
@@ -90,10 +96,15 @@ def main() -> int:
     judge = tinylm.load(args.judge, backend="torch")
     intents, cents = centroids(judge, read(args.data / "bitext-customer-support" / "train.jsonl"))
 
+    router = IntentRouter.load() if args.routed else None
+
     def reply(messages: list[dict]) -> str:
+        if router is not None:
+            messages = router.messages(messages)
         return model.chat(messages, max_new_tokens=args.max_new_tokens).text
 
     report: dict = {"model": str(args.model), "backend": model.backend, "precision": model.precision}
+    report["routed"] = args.routed
     messages = read(EVAL / "customer_messages.jsonl")
     turns = read(EVAL / "second_turns.jsonl")
     ood = read(EVAL / "out_of_domain.jsonl")

@@ -19,7 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))  # routing.py, shared with the examples
 
 # TRIAGE_SYSTEM asks for a triage record instead of a reply (examples/triage_email.py sends it)
 from augment import SYSTEM, TRIAGE_SYSTEM, Composer, mixture, order_number
@@ -28,6 +31,21 @@ from augment import SYSTEM, TRIAGE_SYSTEM, Composer, mixture, order_number
 MIXTURE = {
     "train": {"chat": 8000, "second_turn": 1800, "decline": 1400, "triage": 3000, "text": 2000},
     "validation": {"chat": 200, "second_turn": 60, "decline": 60, "triage": 100, "text": 60},
+}
+#: the third fine-tuning stage: chats routed by intent (examples/routing.py), with enough of the second stage's
+#: kinds that an unrouted chat, triage and plain text keep working
+ROUTED = {
+    "train": {
+        "routed_chat": 5000,
+        "routed_second_turn": 1200,
+        "routed_decline": 700,
+        "chat": 1500,
+        "second_turn": 400,
+        "decline": 300,
+        "triage": 800,
+        "text": 500,
+    },
+    "validation": {"routed_chat": 150, "routed_second_turn": 40, "routed_decline": 30, "chat": 40, "triage": 20},
 }
 
 
@@ -101,6 +119,8 @@ def main() -> None:
         records = [json.loads(line) for line in source.read_text(encoding="utf-8").splitlines()]
         composed = list(mixture(Composer(records, random.Random(f"{split}-0")), MIXTURE[split]))
         write(args.out / f"sft-{split}.jsonl", support + triaged + composed)
+        routed = list(mixture(Composer(records, random.Random(f"{split}-routed-0")), ROUTED[split]))
+        write(args.out / f"routed-{split}.jsonl", routed)
 
 
 if __name__ == "__main__":
