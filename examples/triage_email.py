@@ -6,7 +6,10 @@ The bundled support assistant was fine-tuned to answer TRIAGE_SYSTEM with a tria
 generated under a JSON-schema constraint (structured output), so it always parses and matches SCHEMA:
 the intent and category come from the lists below, and the order number is one of the email's own
 tokens that could be one (`order_candidates`: letters, digits, - and /, three digits or more, dates and
-amounts left out) or null, so it is never made up. The model picks which.
+amounts left out) or null, so it is never made up. The words in front of a token decide first
+(`order_options`): a token right after "order", "ref", "#", "order number:" ... is the order number the
+customer named (when there are several such, the model picks one); a token after "phone", "call",
+"ISBN", "tracking", "postcode", "VAT", "suite" ... is not one. The model picks among the tokens left, or null.
 """
 
 from __future__ import annotations
@@ -67,11 +70,61 @@ def order_candidates(email: str) -> list[str]:
     return found
 
 
+# what comes right before an order number the customer names: "order 55120", "order #88213", "ref A-77812",
+# "Order number: 41872", "the order is KX40918", "my reference is ORD-77-3310", "#20045871"
+_ORDER_CUE = re.compile(
+    r"(?:\b(?:order|purchase|booking)(?:\s+(?:number|num|no|id|ref|reference|code))?|\bref(?:erence)?"
+    r"(?:\s+(?:number|no))?|\bconfirmation(?:\s+number)?|\bord|,\s*number)(?:\s+(?:is|was))?\s*[.:#(-]?\s*#?$|#$",
+    re.IGNORECASE,
+)
+# right before a number that is something else: a phone ("call me back on +44 20 7946 0958"), a book, a parcel's
+# tracking number, an address, a tax id
+_OTHER_CUE = re.compile(
+    r"\b(?:phone|tel|telephone|mobile|cell|call|fax|whatsapp|isbn|tracking|postcode|post code|zip|vat|reg|"
+    r"registration|suite|unit|apt|flat|iban|sku|serial|model|live in|based in)"
+    r"(?:\s+(?:me|us|back|on|at|is|no|nr|number|num|code|id))*[\s:.#+()]*[\d\s+()-]*$",
+    re.IGNORECASE,
+)
+
+
+def _code_like(token: str) -> bool:
+    """Long enough to be an order code rather than a quantity or a size: five digits or more, or letters and
+    at least four digits ("KX40918", "7712-PL"; not "140cm", "200")."""
+    digits = sum(c.isdigit() for c in token)
+    return digits >= 5 or (digits >= 4 and any(c.isalpha() for c in token))
+
+
+def order_options(email: str) -> tuple[list[str], bool]:
+    """The candidates the order number is chosen from, and whether null is still a choice.
+
+    Tokens named as something else (a phone, an ISBN, a tracking number, an address) are dropped. Tokens named
+    as an order ("order 55120", "ref A-77812") come first: when there are any, the choice is among them only
+    (the customer gave one). Else a lone code-like token is the order number; else every token left remains,
+    and null (the model may find none of them is an order number)."""
+    named: list[str] = []
+    others: list[str] = []
+    for token in order_candidates(email):
+        at = email.find(token)
+        before = email[max(0, at - 40) : at]
+        if _OTHER_CUE.search(before):
+            continue
+        (named if _ORDER_CUE.search(before) else others).append(token)
+    if named:
+        return named, False
+    codes = [token for token in others if _code_like(token)]
+    return (codes, False) if len(codes) == 1 else (others, True)
+
+
 def schema_for(email: str) -> dict:
-    """SCHEMA with the order number limited to the email's own candidate tokens (or null): the model picks
-    which one, and can never write a number the customer did not give."""
-    candidates = order_candidates(email)
-    order = {"anyOf": [{"enum": candidates}, {"type": "null"}]} if candidates else {"type": "null"}
+    """SCHEMA with the order number limited to the email's own candidate tokens (`order_options`): the model
+    picks which one, and can never write a number the customer did not give."""
+    candidates, nullable = order_options(email)
+    if not candidates:
+        order: dict = {"type": "null"}
+    elif nullable:
+        order = {"anyOf": [{"enum": candidates}, {"type": "null"}]}
+    else:
+        order = {"enum": candidates}
     return {**SCHEMA, "properties": {**SCHEMA["properties"], "order_number": order}}
 
 

@@ -80,15 +80,24 @@ def test_support_bot_drops_the_oldest_turns_when_the_context_is_full():
 def test_triage_offers_only_the_emails_own_order_numbers():
     sys.path.insert(0, str(EXAMPLES))
     try:
-        from triage_email import SCHEMA, order_candidates, schema_for
+        from triage_email import SCHEMA, order_candidates, order_options, schema_for
     finally:
         sys.path.remove(str(EXAMPLES))
     email = "Order #88213 (placed 03/02/2025 at 14:30, $129.99) and ref A-77812, 2024/118845; call 555-0193."
     assert order_candidates(email) == ["88213", "A-77812", "2024/118845", "555-0193"]
     assert order_candidates("no numbers here, just 12 items") == []
     assert len(order_candidates(" ".join(f"A{n:05d}" for n in range(1000)))) == 16  # bounded
-    order = schema_for(email)["properties"]["order_number"]
-    assert order == {"anyOf": [{"enum": order_candidates(email)}, {"type": "null"}]}
+    # named as an order: only those; named as something else (a phone): never; a lone code: it; else the model
+    assert order_options(email) == (["88213", "A-77812"], False)
+    assert schema_for(email)["properties"]["order_number"] == {"enum": ["88213", "A-77812"]}
+    assert order_options("Please call me back on +44 20 7946 0958 about order 771209.") == (["771209"], False)
+    assert order_options("The book (ISBN 978-0-14-118776-1) is ruined. Order number: 41872.") == (["41872"], False)
+    assert order_options("my reference is ORD-77-3310, still waiting") == (["ORD-77-3310"], False)
+    assert order_options("I was charged twice for KX40918. Please fix.") == (["KX40918"], False)
+    assert order_options("I live in 94102, do you ship here?") == ([], True)
+    assert order_options("the 140cm desk, do you have 200 of them?") == (["140cm", "200"], True)
+    mixed = schema_for("Is 7309-KD or 55012 mine? Phone 512-555-0148")["properties"]["order_number"]
+    assert mixed == {"anyOf": [{"enum": ["7309-KD", "55012"]}, {"type": "null"}]}
     assert schema_for("hello")["properties"]["order_number"] == {"type": "null"}
     assert schema_for(email)["properties"]["intent"] == SCHEMA["properties"]["intent"]
 
