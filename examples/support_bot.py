@@ -9,9 +9,9 @@ model's context, the oldest exchanges are dropped (the system message, if any, i
 (default: examples/data/company.toml; see examples/placeholders.py), so customers never see braces.
 
 Each message is first routed by intent (examples/routing.py: the bundled embedder reads the message and a linear
-layer names what it is about); the system message tells the assistant, which then answers on the customer's
-intent far more often than reading the message alone (the assistant's card has the figures). `--no-routing`
-turns it off (e.g. for a model that was not trained with routed system messages).
+layer names what it is about, in a note at the end of the message the assistant reads), so the assistant answers
+on the customer's intent more often than reading the message alone (the assistant's card has the figures).
+`--no-routing` turns it off (e.g. for a model that was not trained with routed messages).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def main() -> int:
             break
         history = [*history, {"role": "user", "content": text}]
         messages = fit(model, router.messages(history) if router else history, args.max_new_tokens)
-        history = [m for m in messages if m["role"] != "system"]
+        history = history[len(history) - len(messages) :]  # the turns kept, as written (without the routing note)
         print("bot> ", end="", flush=True)
         reply = []
         chunks = (chunk.text for chunk in model.stream_chat(messages, max_new_tokens=args.max_new_tokens))

@@ -105,7 +105,7 @@ def test_triage_offers_only_the_emails_own_order_numbers():
 def test_the_router_names_the_intent_and_declines_what_a_shop_cannot_help_with():
     sys.path.insert(0, str(EXAMPLES))
     try:
-        from routing import TOPICS, IntentRouter, routed_system
+        from routing import TOPICS, IntentRouter, routed
     finally:
         sys.path.remove(str(EXAMPLES))
     import tinylm
@@ -123,10 +123,13 @@ def test_the_router_names_the_intent_and_declines_what_a_shop_cannot_help_with()
         assert {text: r.intent for text, r in routes.items()} == texts
         assert all(r.used and 0.3 <= r.confidence <= 1.0 for r in routes.values())
         history = [{"role": "user", "content": "where is my parcel?? its been 9 days"}]
-        assert router.messages(history) == [{"role": "system", "content": routed_system("track_order")}, *history]
-        assert router.messages(history, threshold=1.01)[0]["content"] == "You are a helpful customer-support assistant."
+        routed_turn = {"role": "user", "content": "where is my parcel?? its been 9 days\n\n[Topic: tracking an order]"}
+        assert router.messages(history) == [routed_turn]
+        assert router.messages(history, threshold=1.01) == history  # not confident: the message alone
+        earlier = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello!"}]
+        assert router.messages([*earlier, *history]) == [*earlier, routed_turn]
     with pytest.raises(ValueError, match="Fix:"):
-        routed_system("refund_my_feelings")
+        routed("hello", "refund_my_feelings")
 
 
 def test_placeholders_are_filled_from_the_profile_also_mid_stream(tmp_path):

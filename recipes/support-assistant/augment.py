@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import phrasings as P
-from routing import SYSTEM, routed_system  # examples/routing.py: the system message a routed chat starts with
+from routing import SYSTEM, routed  # examples/routing.py: the note a routed message ends with
 
 TRIAGE_SYSTEM = "Triage the customer's message. Reply with JSON: intent, category, order_number."
 ORDER_PLACEHOLDERS = re.compile(
@@ -198,20 +198,20 @@ class Composer:
             request = typos(request, self.rng)
         return request
 
-    # -- routed chats: the system message names what the last message is about (examples/routing.py) ------
+    # -- routed chats: the last message ends with a note of what it is about (examples/routing.py) ----------
 
     def routed_chat(self) -> dict:
         ex = self.example()
-        return _chat(routed_system(ex.intent), [(ex.message, ex.reply)], intent=ex.intent)
+        return _chat(SYSTEM, [(routed(ex.message, ex.intent), ex.reply)], intent=ex.intent)
 
     def routed_second_turn(self) -> dict:
         first, second = self.example(), self.example(bare=self.rng.random() < 0.5)
-        turns = [(first.message, first.reply), (second.message, second.reply)]
-        return _chat(routed_system(second.intent), turns, intent=second.intent)
+        turns = [(first.message, first.reply), (routed(second.message, second.intent), second.reply)]
+        return _chat(SYSTEM, turns, intent=second.intent)
 
     def routed_decline(self) -> dict:
-        turns = [(self._out_of_domain(), self.rng.choice(P.DECLINES))]
-        return _chat(routed_system("out_of_domain"), turns, intent="out_of_domain")
+        turns = [(routed(self._out_of_domain(), "out_of_domain"), self.rng.choice(P.DECLINES))]
+        return _chat(SYSTEM, turns, intent="out_of_domain")
 
     def triage(self) -> dict:
         ex = self.example(bare=self.rng.random() < 0.3)

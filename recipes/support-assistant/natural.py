@@ -23,7 +23,7 @@ Measures (greedy replies, `--max-new-tokens`):
 - triage: order number (and intent) exactly as labelled, under examples/triage_email.py's schema.
 
 `--routed` sends every chat as examples/support_bot.py does: the intent router (examples/routing.py, the embedder
-plus a linear layer) names what the last message is about in the system message; without it the assistant reads
+plus a linear layer) adds a note of what the last message is about at its end; without it the assistant reads
 the message alone (`model.chat([{"role": "user", ...}])`, its template's default system message).
 """
 
@@ -86,7 +86,7 @@ def main() -> int:
     parser.add_argument("--backend", default=None)
     parser.add_argument("--precision", default=None)
     parser.add_argument("--max-new-tokens", type=int, default=96)
-    parser.add_argument("--routed", action="store_true", help="route each chat by intent, as support_bot.py does")
+    parser.add_argument("--routed", action="store_true", help="route each message by intent, as support_bot.py does")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures and replies here")
     args = parser.parse_args()
 
