@@ -114,7 +114,7 @@ def modernbert_spec(cfg: dict[str, Any]) -> ModelSpec:
         qkv_bias=bias,
         out_bias=bias,
         rope=full,
-        local_rope=local_rope if any(w is not None for w in windows) else None,
+        local_rope=local_rope,
         layer_windows=windows if any(w is not None for w in windows) else (),
         no_attn_norm_layers=(0,),
         embed_norm=True,
