@@ -57,6 +57,14 @@ CASES = {
     "bert": ("BertConfig", {**SMALL, "num_key_value_heads": None}),
     "roberta": ("RobertaConfig", {**SMALL, "num_key_value_heads": None}),
     "xlm-roberta": ("XLMRobertaConfig", {**SMALL, "num_key_value_heads": None, "type_vocab_size": 1}),
+    "gemma3-multimodal": (
+        "Gemma3Config",
+        {
+            "text_config": {**SMALL, "head_dim": 16, "sliding_window": 8, "tie_word_embeddings": False},
+            "vision_config": {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2},
+            "tie_word_embeddings": False,
+        },
+    ),
     "modernbert": (
         "ModernBertConfig",
         {**SMALL, "num_key_value_heads": None, "num_hidden_layers": 3, "local_attention": 16, "norm_bias": True},
@@ -106,7 +114,19 @@ def test_checkpoint_round_trip(case):
 
 
 @pytest.mark.parametrize(
-    "variant", ["llama", "llama-mha-untied", "qwen3", "phi3", "gemma", "gpt2", "bert", "modernbert", "modernbert-mean"]
+    "variant",
+    [
+        "llama",
+        "llama-mha-untied",
+        "qwen3",
+        "phi3",
+        "gemma",
+        "gpt2",
+        "bert",
+        "modernbert",
+        "modernbert-mean",
+        "gemma3-multimodal",
+    ],  # noqa: E501
 )
 def test_checkpoint_names_are_the_ones_transformers_saves(variant, tmp_path):
     pytest.importorskip("torch")
@@ -117,8 +137,10 @@ def test_checkpoint_names_are_the_ones_transformers_saves(variant, tmp_path):
     folder = ModelFolder(build_model(variant, tmp_path / variant))
     raw = CheckpointWeights(weight_files(folder.path))
     written = folder.family.to_checkpoint(folder.weights(), folder.spec)
-    # what sanitize drops on purpose: GPT-2's causal-mask buffers, BERT's pooler (unused for embeddings)
-    kept = {n for n in raw if not n.endswith((".attn.bias", ".attn.masked_bias")) and not n.startswith("pooler.")}
+    # what sanitize drops on purpose: GPT-2's causal-mask buffers, BERT's pooler (unused for embeddings), Gemma 3's
+    # vision tower and projector (tinylm runs the text model)
+    dropped = ("pooler.", "vision_tower.", "multi_modal_projector.")
+    kept = {n for n in raw if not n.endswith((".attn.bias", ".attn.masked_bias")) and not n.startswith(dropped)}
     assert set(written) == kept
     for name in written:
         np.testing.assert_array_equal(written[name], raw[name], err_msg=name)

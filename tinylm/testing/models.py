@@ -238,6 +238,34 @@ VARIANTS: dict[str, dict[str, Any]] = {
             "tie_word_embeddings": False,
         },
     },
+    # The text model of a multimodal checkpoint (Gemma3ForConditionalGeneration: weights under language_model.,
+    # a tiny SigLIP tower beside them that tinylm ignores); tied head, head_dim 32, window 5 on 2 of 3 layers.
+    "gemma3-multimodal": {
+        "config": "Gemma3Config",
+        "kwargs": {
+            "text_config": {
+                **_SMALL,
+                "num_hidden_layers": 3,
+                "hidden_size": 64,
+                "intermediate_size": 96,
+                "num_attention_heads": 2,
+                "num_key_value_heads": 1,
+                "head_dim": 32,
+                "query_pre_attn_scalar": 32,
+                "sliding_window": 5,
+                "layer_types": ["sliding_attention", "full_attention", "sliding_attention"],
+            },
+            "vision_config": {
+                "hidden_size": 16,
+                "intermediate_size": 32,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 2,
+                "image_size": 28,
+                "patch_size": 14,
+            },
+            "mm_tokens_per_image": 4,
+        },
+    },
     "gpt2": {
         "config": "GPT2Config",
         "kwargs": {"n_embd": 64, "n_layer": 2, "n_head": 4, "n_positions": 256, "activation_function": "gelu_new"},
@@ -452,7 +480,8 @@ def build_model(variant: str, folder: Path, *, seed: int = 0) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     kwargs = dict(entry["kwargs"])
     encoder = variant in ENCODER_VARIANTS
-    max_length = int(kwargs.get("max_position_embeddings") or kwargs.get("n_positions") or 128)
+    sized = kwargs.get("text_config") or kwargs  # multimodal configs: the text model's sizes and token ids
+    max_length = int(sized.get("max_position_embeddings") or sized.get("n_positions") or 128)
     if encoder:
         special = write_encoder_tokenizer(folder, max_length)
         kwargs.update(special)
@@ -461,7 +490,11 @@ def build_model(variant: str, folder: Path, *, seed: int = 0) -> Path:
             kwargs.update(cls_token_id=cls_id, bos_token_id=cls_id, sep_token_id=sep_id, eos_token_id=sep_id)
         _write_sentence_transformers(folder, kwargs["hidden_size"], 64, entry.get("pooling", "mean"))
     else:
-        kwargs.update(write_decoder_tokenizer(folder, max_length, kind=entry.get("tokenizer", "byte-level")))
+        special = write_decoder_tokenizer(folder, max_length, kind=entry.get("tokenizer", "byte-level"))
+        if "text_config" in kwargs:
+            kwargs["text_config"] = {**kwargs["text_config"], **special}
+        else:
+            kwargs.update(special)
     config = getattr(transformers, entry["config"])(**kwargs)
     model_cls = transformers.AutoModel if encoder else transformers.AutoModelForCausalLM
     torch.manual_seed(seed)

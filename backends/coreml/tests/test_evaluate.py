@@ -34,6 +34,7 @@ FAST = (
     "smollm3",
     "gemma2",
     "gemma3",
+    "gemma3-multimodal",
 )
 
 

@@ -16,6 +16,7 @@ from .bert import BERT
 from .gemma import GEMMA
 from .gemma2 import GEMMA2
 from .gemma3 import GEMMA3
+from .gemma3_multimodal import GEMMA3_MULTIMODAL
 from .gpt2 import GPT2
 from .granite import GRANITE
 from .llama import LLAMA
@@ -44,6 +45,7 @@ FAMILIES: tuple[Family, ...] = (
     GEMMA3,
     ROBERTA,
     MODERNBERT,
+    GEMMA3_MULTIMODAL,
 )
 _BY_TYPE: dict[str, Family] = {t: f for f in FAMILIES for t in f.model_types}
 
