@@ -126,7 +126,7 @@ def test_checkpoint_round_trip(case):
         "modernbert",
         "modernbert-mean",
         "gemma3-multimodal",
-    ],  # noqa: E501
+    ],
 )
 def test_checkpoint_names_are_the_ones_transformers_saves(variant, tmp_path):
     pytest.importorskip("torch")

@@ -88,7 +88,6 @@ class Reference:
         return t.nn.functional.normalize(pooled, dim=-1).numpy()
 
 
-
 @lru_cache(maxsize=4)
 def reference(folder: Path) -> Reference:
     """The (cached) reference for a model folder."""
