@@ -57,6 +57,18 @@ CASES = {
     "bert": ("BertConfig", {**SMALL, "num_key_value_heads": None}),
     "roberta": ("RobertaConfig", {**SMALL, "num_key_value_heads": None}),
     "xlm-roberta": ("XLMRobertaConfig", {**SMALL, "num_key_value_heads": None, "type_vocab_size": 1}),
+    "gemma3-multimodal": (
+        "Gemma3Config",
+        {
+            "text_config": {**SMALL, "head_dim": 16, "sliding_window": 8, "tie_word_embeddings": False},
+            "vision_config": {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2},
+            "tie_word_embeddings": False,
+        },
+    ),
+    "modernbert": (
+        "ModernBertConfig",
+        {**SMALL, "num_key_value_heads": None, "num_hidden_layers": 3, "local_attention": 16, "norm_bias": True},
+    ),
 }
 
 
@@ -81,7 +93,8 @@ def test_config_round_trip(case):
     assert family.from_config(fresh) == spec
     updated = family.to_config(spec, original)  # the original config, updated
     assert family.from_config(updated) == spec
-    smaller = dataclasses.replace(spec.with_layers([1]), intermediate_size=spec.intermediate_size // 2, vocab_size=77)
+    keep = [0, 2] if spec.no_attn_norm_layers else [1]  # ModernBERT: its first layer (no attn_norm) stays first
+    smaller = dataclasses.replace(spec.with_layers(keep), intermediate_size=spec.intermediate_size // 2, vocab_size=77)
     assert family.from_config(family.to_config(smaller, original)) == smaller
 
 
@@ -92,14 +105,29 @@ def test_checkpoint_round_trip(case):
     rng = np.random.default_rng(0)
     canonical = {n: rng.standard_normal(s).astype(np.float32) for n, s in expected_shapes(spec).items()}
     checkpoint = family.to_checkpoint(canonical, spec)
-    assert not set(checkpoint) & {n for n in canonical if n.startswith("layers.")}  # names really change
+    renamed = {n for n in canonical if n.startswith("layers.") and (".attn." in n or ".mlp." in n)}
+    assert not set(checkpoint) & renamed  # names really change
     back = family.sanitize(checkpoint, spec)
     assert back.keys() == canonical.keys()
     for name, array in canonical.items():
         np.testing.assert_array_equal(back[name], array, err_msg=name)
 
 
-@pytest.mark.parametrize("variant", ["llama", "llama-mha-untied", "qwen3", "phi3", "gemma", "gpt2", "bert"])
+@pytest.mark.parametrize(
+    "variant",
+    [
+        "llama",
+        "llama-mha-untied",
+        "qwen3",
+        "phi3",
+        "gemma",
+        "gpt2",
+        "bert",
+        "modernbert",
+        "modernbert-mean",
+        "gemma3-multimodal",
+    ],
+)
 def test_checkpoint_names_are_the_ones_transformers_saves(variant, tmp_path):
     pytest.importorskip("torch")
     from tinylm.source import ModelFolder
@@ -109,8 +137,10 @@ def test_checkpoint_names_are_the_ones_transformers_saves(variant, tmp_path):
     folder = ModelFolder(build_model(variant, tmp_path / variant))
     raw = CheckpointWeights(weight_files(folder.path))
     written = folder.family.to_checkpoint(folder.weights(), folder.spec)
-    # what sanitize drops on purpose: GPT-2's causal-mask buffers, BERT's pooler (unused for embeddings)
-    kept = {n for n in raw if not n.endswith((".attn.bias", ".attn.masked_bias")) and not n.startswith("pooler.")}
+    # what sanitize drops on purpose: GPT-2's causal-mask buffers, BERT's pooler (unused for embeddings), Gemma 3's
+    # vision tower and projector (tinylm runs the text model)
+    dropped = ("pooler.", "vision_tower.", "multi_modal_projector.")
+    kept = {n for n in raw if not n.endswith((".attn.bias", ".attn.masked_bias")) and not n.startswith(dropped)}
     assert set(written) == kept
     for name in written:
         np.testing.assert_array_equal(written[name], raw[name], err_msg=name)

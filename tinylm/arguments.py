@@ -65,6 +65,9 @@ def prompt(value: Any, *, vocab_size: int, name: str = "prompt") -> str | list[i
     return ids
 
 
+_IMAGE_PARTS = ("image", "image_url", "input_image")  # the chat-content types that carry an image
+
+
 def messages(value: Any) -> list[dict[str, Any]]:
     """Chat messages: a list of dicts, each with a text `role` and a `content` that is text or a list of
     text parts (`[{"type": "text", "text": "..."}]`, as OpenAI's API and some chat templates take it)."""
@@ -91,6 +94,13 @@ def messages(value: Any) -> list[dict[str, Any]]:
         text(role, f"{where}['role']", argument="messages")
         if isinstance(content, list):
             for j, part in enumerate(content):
+                if isinstance(part, Mapping) and part.get("type") in _IMAGE_PARTS:
+                    raise InvalidArgument(
+                        "messages",
+                        f"{where}['content'][{j}] is an image part ({part.get('type')!r}): tinylm runs text models, "
+                        "and of a multimodal checkpoint (Gemma 3 4B-27B) only its text model; its vision tower is not "
+                        "loaded, so images cannot be read. Fix: pass text only, or use a vision-language runtime.",
+                    )
                 if not (isinstance(part, Mapping) and part.get("type") == "text" and isinstance(part.get("text"), str)):
                     raise InvalidArgument(
                         "messages",

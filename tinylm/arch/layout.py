@@ -6,7 +6,8 @@ Linear weights are stored (out_features, in_features), as `torch.nn.Linear` hold
     pos_embed.weight                  (P, H)      learned positions (GPT-2, BERT)
     type_embed.weight                 (T, H)      token types (BERT)
     embed_norm.{weight,bias}          (H,)        BERT
-    layers.{i}.attn_norm.{weight,bias}            before attention (pre) / after its residual (post)
+    layers.{i}.attn_norm.{weight,bias}            before attention (pre) / after its residual (post); absent on
+                                                  `ModelSpec.no_attn_norm_layers` (ModernBERT's layer 0)
     layers.{i}.attn.{q,k,v,o}.{weight,bias}       q: (nh*hd, H)  k,v: (nkv*hd, H)  o: (H, nh*hd)
     layers.{i}.attn.{q_norm,k_norm}.weight (hd,)  Qwen3; (nh*hd,), (nkv*hd,) over the whole projection (OLMo 2)
     layers.{i}.attn_post_norm.weight  (H,)        on attention's output (Gemma 2/3 sandwich, OLMo 2)
@@ -67,7 +68,7 @@ def expected_shapes(spec: ModelSpec) -> dict[str, Shape]:
         shapes.update(_norm("embed_norm", s.norm, h))
     for i in range(s.num_layers):
         p = f"layers.{i}"
-        if s.norm_placement != "output":
+        if s.has_attn_norm(i):
             shapes.update(_norm(f"{p}.attn_norm", s.norm, h))
         if s.output_norms:
             shapes.update(_norm(f"{p}.attn_post_norm", s.norm, h))

@@ -4,12 +4,14 @@ A `ModelSpec` is read once from `config.json` by the family's module (`tinylm.ar
 It describes a transformer as a stack of identical blocks built from a handful of concepts:
 
     embed -> [embed_norm] -> N x block -> [final_norm] -> lm_head        (decoder)
-    embed (+ positions + token types) -> embed_norm -> N x block          (encoder)
+    embed (+ positions + token types) -> embed_norm -> N x block [-> final_norm]   (encoder)
 
     pre-norm block:   x = x + r * attn(norm(x));  x = x + r * mlp(norm(x))   (r = residual_scale, Granite)
     post-norm block:  x = norm(x + attn(x));  x = norm(x + mlp(x))        (BERT)
     sandwich block:   x = x + norm'(attn(norm(x)));  x = x + norm'(mlp(norm(x)))   (Gemma 2, Gemma 3)
     output block:     x = x + norm'(attn(x));  x = x + norm'(mlp(x))      (OLMo 2)
+
+    a layer in `no_attn_norm_layers` feeds attention x itself (ModernBERT's layer 0: the embedding norm's output)
 
     logits = lm_head(x) / logits_scaling                                    (Granite)
     logits = cap * tanh(logits / cap)        cap = logits_softcap             (Gemma 2)
@@ -109,6 +111,7 @@ class ModelSpec:
     sliding_window: int | None = None
     layer_windows: tuple[int | None, ...] = ()
     nope_layers: tuple[int, ...] = ()
+    no_attn_norm_layers: tuple[int, ...] = ()
     local_rope: RopeSpec | None = None
     bos_token_id: int | None = None
     eos_token_ids: tuple[int, ...] = ()
@@ -122,13 +125,21 @@ class ModelSpec:
             raise ValueError(f"num_heads={self.num_heads} is not a multiple of num_kv_heads={self.num_kv_heads}")
         if self.layer_windows and (len(self.layer_windows) != self.num_layers or self.sliding_window is not None):
             raise ValueError("layer_windows needs one entry per layer, and sliding_window=None (it is per layer)")
+        if self.no_attn_norm_layers and self.norm_placement not in ("pre", "sandwich"):
+            raise ValueError("no_attn_norm_layers applies to blocks with input norms (pre or sandwich placement)")
 
     # per-layer attention: a model mixes layers with and without a sliding window, with and without rotary
     # positions, and (Gemma 3) with a rotary base of their own on the sliding layers.
 
     def window(self, layer: int) -> int | None:
-        """The sliding window of `layer` (a query at q sees keys k with q - window < k <= q), or None."""
+        """The sliding window of `layer`, or None. Decoders: a query at q sees keys k with q - window < k <= q.
+        Encoders: the window's total width, centred on the query: it sees keys with |q - k| <= window // 2
+        (ModernBERT's `local_attention`)."""
         return self.layer_windows[layer] if self.layer_windows else self.sliding_window
+
+    def has_attn_norm(self, layer: int) -> bool:
+        """Whether `layer` has an `attn_norm` (none in output-norm blocks, nor on `no_attn_norm_layers`)."""
+        return self.norm_placement != "output" and layer not in self.no_attn_norm_layers
 
     def rope_kind(self, layer: int) -> Literal["global", "local"] | None:
         """Which rotary table `layer` uses: `rope` ("global"), `local_rope` ("local": the sliding layers of a
@@ -151,6 +162,7 @@ class ModelSpec:
             num_layers=len(keep),
             layer_windows=windows if any(w is not None for w in windows) else (),
             nope_layers=tuple(new for new, old in enumerate(keep) if old in self.nope_layers),
+            no_attn_norm_layers=tuple(new for new, old in enumerate(keep) if old in self.no_attn_norm_layers),
         )
 
     @property

@@ -36,6 +36,10 @@ from .models import DECODER_VARIANTS, ENCODER_VARIANTS, build_model
 __all__ = ["BackendConformance", "Reference", "reference", "greedy_check"]
 
 SEQ = 32  # teacher-forced positions and free-running tokens compared
+LONG_TEXT = (
+    "my order arrived yesterday but the box was open, two items were missing and the receipt shows a "
+    "different address, so please tell me how to return it and when the refund will reach my account"
+)
 
 
 class Reference:
@@ -47,7 +51,7 @@ class Reference:
 
         self.torch = torch
         config = transformers.AutoConfig.from_pretrained(folder)
-        if config.model_type in ("bert", "roberta", "xlm-roberta"):  # the encoders: hidden states
+        if config.model_type in ("bert", "roberta", "xlm-roberta", "modernbert"):  # the encoders: hidden states
             self.model = transformers.AutoModel.from_pretrained(folder, dtype=torch.float32)
         else:
             self.model = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
@@ -69,15 +73,18 @@ class Reference:
             ids.append(tokens[-1])
         return tokens, margins
 
-    def mean_pooled(self, ids: np.ndarray, mask: np.ndarray, types: np.ndarray) -> np.ndarray:
-        """Mask-aware mean of the last hidden states, L2-normalised: sentence-transformers' recipe."""
+    def pooled(self, ids: np.ndarray, mask: np.ndarray, types: np.ndarray, mode: str = "mean") -> np.ndarray:
+        """The last hidden states pooled as sentence-transformers does (mask-aware mean, or the first token's
+        state for "cls"), L2-normalised. The padded batch runs as one call with its attention mask."""
         t = self.torch
+        extra = {"token_type_ids": t.from_numpy(types)} if getattr(self.model.config, "type_vocab_size", 0) else {}
         with t.no_grad():
-            out = self.model(
-                input_ids=t.from_numpy(ids), attention_mask=t.from_numpy(mask), token_type_ids=t.from_numpy(types)
-            ).last_hidden_state
-        m = t.from_numpy(mask)[..., None].float()
-        pooled = (out * m).sum(1) / m.sum(1).clamp(min=1e-9)
+            out = self.model(input_ids=t.from_numpy(ids), attention_mask=t.from_numpy(mask), **extra).last_hidden_state
+        if mode == "cls":
+            pooled = out[:, 0]
+        else:
+            m = t.from_numpy(mask)[..., None].float()
+            pooled = (out * m).sum(1) / m.sum(1).clamp(min=1e-9)
         return t.nn.functional.normalize(pooled, dim=-1).numpy()
 
 
@@ -371,6 +378,7 @@ class BackendConformance:
             "é 世界",
             "x",
             "",
+            LONG_TEXT,  # 40+ tokens: past ModernBERT's local window in the test variants
         ]
         ours = model.embed(texts)
         ids, types = model.tokenizer.encode_batch(texts)
@@ -380,7 +388,9 @@ class BackendConformance:
         typ = np.zeros_like(tok)
         for i, (r, t) in enumerate(zip(ids, types)):
             tok[i, : len(r)], mask[i, : len(r)], typ[i, : len(r)] = r, 1, t
-        ref = reference(folders[variant]).mean_pooled(tok, mask, typ)
+        assert mask.sum(axis=1).max() >= 40, "the long text must reach past the test variants' local windows"
+        pooling = model.spec.pooling.mode if model.spec.pooling else "mean"
+        ref = reference(folders[variant]).pooled(tok, mask, typ, pooling)
         diff = float(np.abs(ours - ref).max())
         assert diff <= self.embed_atol, f"{variant}: embeddings differ from reference by {diff:.3g}"
         single = model.embed(texts[0])

@@ -238,6 +238,34 @@ VARIANTS: dict[str, dict[str, Any]] = {
             "tie_word_embeddings": False,
         },
     },
+    # The text model of a multimodal checkpoint (Gemma3ForConditionalGeneration: weights under language_model.,
+    # a tiny SigLIP tower beside them that tinylm ignores); tied head, head_dim 32, window 5 on 2 of 3 layers.
+    "gemma3-multimodal": {
+        "config": "Gemma3Config",
+        "kwargs": {
+            "text_config": {
+                **_SMALL,
+                "num_hidden_layers": 3,
+                "hidden_size": 64,
+                "intermediate_size": 96,
+                "num_attention_heads": 2,
+                "num_key_value_heads": 1,
+                "head_dim": 32,
+                "query_pre_attn_scalar": 32,
+                "sliding_window": 5,
+                "layer_types": ["sliding_attention", "full_attention", "sliding_attention"],
+            },
+            "vision_config": {
+                "hidden_size": 16,
+                "intermediate_size": 32,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 2,
+                "image_size": 28,
+                "patch_size": 14,
+            },
+            "mm_tokens_per_image": 4,
+        },
+    },
     "gpt2": {
         "config": "GPT2Config",
         "kwargs": {"n_embd": 64, "n_layer": 2, "n_head": 4, "n_positions": 256, "activation_function": "gelu_new"},
@@ -279,8 +307,45 @@ VARIANTS: dict[str, dict[str, Any]] = {
             "hidden_act": "gelu",
         },
     },
+    # Rotary, GeGLU, LayerNorms without biases; local layers see 16 tokens around each query (|q - k| <= 8), so the
+    # suite's 40+ token inputs reach past the window; global every 3rd layer; rotary bases 1e4 local / 1.6e5 global;
+    # head_dim 16; CLS pooling, as gte-modernbert's sentence-transformers config has.
+    "modernbert": {
+        "config": "ModernBertConfig",
+        "pooling": "cls",
+        "kwargs": {
+            "hidden_size": 64,
+            "num_hidden_layers": 4,
+            "num_attention_heads": 4,
+            "intermediate_size": 96,
+            "max_position_embeddings": 128,
+            "local_attention": 16,
+            "global_attn_every_n_layers": 3,
+            "global_rope_theta": 160000.0,
+            "local_rope_theta": 10000.0,
+        },
+    },
+    # Mean pooling (nomic modernbert-embed), head_dim 8 (6 heads of 48), three layers, a global one every 2nd
+    # layer, window 10, biases on the projections and the norms.
+    "modernbert-mean": {
+        "config": "ModernBertConfig",
+        "kwargs": {
+            "hidden_size": 48,
+            "num_hidden_layers": 3,
+            "num_attention_heads": 6,
+            "intermediate_size": 64,
+            "max_position_embeddings": 128,
+            "local_attention": 10,
+            "global_attn_every_n_layers": 2,
+            "global_rope_theta": 50000.0,
+            "local_rope_theta": 1000.0,
+            "attention_bias": True,
+            "mlp_bias": True,
+            "norm_bias": True,
+        },
+    },
 }
-ENCODER_VARIANTS = ("bert", "roberta", "xlm-roberta")
+ENCODER_VARIANTS = ("bert", "roberta", "xlm-roberta", "modernbert", "modernbert-mean")
 DECODER_VARIANTS = tuple(v for v in VARIANTS if v not in ENCODER_VARIANTS)
 
 DECODER_VOCAB = 448
@@ -366,7 +431,7 @@ def write_encoder_tokenizer(folder: Path, max_length: int) -> dict[str, int]:
     return {"vocab_size": tok.get_vocab_size(), "pad_token_id": tok.token_to_id(pad)}
 
 
-def _write_sentence_transformers(folder: Path, hidden: int, max_seq_length: int) -> None:
+def _write_sentence_transformers(folder: Path, hidden: int, max_seq_length: int, pooling: str = "mean") -> None:
     _write_json(
         folder / "modules.json",
         [
@@ -379,8 +444,8 @@ def _write_sentence_transformers(folder: Path, hidden: int, max_seq_length: int)
         folder / "1_Pooling" / "config.json",
         {
             "word_embedding_dimension": hidden,
-            "pooling_mode_cls_token": False,
-            "pooling_mode_mean_tokens": True,
+            "pooling_mode_cls_token": pooling == "cls",
+            "pooling_mode_mean_tokens": pooling == "mean",
             "pooling_mode_max_tokens": False,
             "pooling_mode_mean_sqrt_len_tokens": False,
         },
@@ -389,12 +454,19 @@ def _write_sentence_transformers(folder: Path, hidden: int, max_seq_length: int)
     _write_json(folder / "sentence_bert_config.json", {"max_seq_length": max_seq_length, "do_lower_case": False})
 
 
+def _special_ids(folder: Path, *tokens: str) -> list[int]:
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    return [tok.token_to_id(t) for t in tokens]
+
+
 def build_model(variant: str, folder: Path, *, seed: int = 0) -> Path:
     """Build the tiny random model `variant` (a key of `VARIANTS`) into `folder` and return it.
 
     Writes config.json, model.safetensors, generation_config.json (decoders), tokenizer.json,
     tokenizer_config.json (special tokens, ChatML template for decoders) and, for encoders, the
-    sentence-transformers files (mean pooling, normalisation, max_seq_length 64).
+    sentence-transformers files (mean pooling unless the variant says `pooling`, normalisation, max_seq_length 64).
     Deterministic for a given `seed`.
     """
     import torch
@@ -408,17 +480,27 @@ def build_model(variant: str, folder: Path, *, seed: int = 0) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     kwargs = dict(entry["kwargs"])
     encoder = variant in ENCODER_VARIANTS
-    max_length = int(kwargs.get("max_position_embeddings") or kwargs.get("n_positions") or 128)
+    sized = kwargs.get("text_config") or kwargs  # multimodal configs: the text model's sizes and token ids
+    max_length = int(sized.get("max_position_embeddings") or sized.get("n_positions") or 128)
     if encoder:
-        kwargs.update(write_encoder_tokenizer(folder, max_length))
-        _write_sentence_transformers(folder, kwargs["hidden_size"], 64)
+        special = write_encoder_tokenizer(folder, max_length)
+        kwargs.update(special)
+        if entry["config"] == "ModernBertConfig":  # its CLS / SEP / BOS / EOS ids default past a tiny vocabulary
+            cls_id, sep_id = _special_ids(folder, "[CLS]", "[SEP]")
+            kwargs.update(cls_token_id=cls_id, bos_token_id=cls_id, sep_token_id=sep_id, eos_token_id=sep_id)
+        _write_sentence_transformers(folder, kwargs["hidden_size"], 64, entry.get("pooling", "mean"))
     else:
-        kwargs.update(write_decoder_tokenizer(folder, max_length, kind=entry.get("tokenizer", "byte-level")))
+        special = write_decoder_tokenizer(folder, max_length, kind=entry.get("tokenizer", "byte-level"))
+        if "text_config" in kwargs:
+            kwargs["text_config"] = {**kwargs["text_config"], **special}
+        else:
+            kwargs.update(special)
     config = getattr(transformers, entry["config"])(**kwargs)
     model_cls = transformers.AutoModel if encoder else transformers.AutoModelForCausalLM
     torch.manual_seed(seed)
     with torch.device("cpu"):
-        model = model_cls.from_config(config, add_pooling_layer=False) if encoder else model_cls.from_config(config)
+        pooler = {"add_pooling_layer": False} if encoder and entry["config"] != "ModernBertConfig" else {}
+        model = model_cls.from_config(config, **pooler)
     _randomize(model, seed)
     model.eval()
     logging = transformers.utils.logging

@@ -35,6 +35,7 @@ FAMILIES = (
     "gemma2",
     "gemma3",
     "xlm-roberta",
+    "modernbert",
 )
 
 Converted = Callable[..., tuple[Path, dict[str, Any]]]
@@ -97,7 +98,9 @@ def test_every_family_converts_with_its_declared_interface(
         assert list(outputs) == ["logits"] and outputs["logits"][0] == "float32"
     else:
         T, B = ms.max_positions, meta["max_batch"]
-        want = {n: ("int32", [[1, B], [1, T]]) for n in ("input_ids", "attention_mask", "token_type_ids")}
+        types = ("token_type_ids",) if ms.type_vocab_size else ()  # ModernBERT has no token types
+        names = ("input_ids", "attention_mask", *types)
+        want = {n: ("int32", [[1, B], [1, T]]) for n in names}
         assert inputs == want and states == {}
         assert list(outputs) == ["last_hidden_state"] and outputs["last_hidden_state"][0] == "float32"
     ops = _ops(spec)

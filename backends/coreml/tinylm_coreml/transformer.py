@@ -49,15 +49,16 @@ def _block(x: Var, spec: ModelSpec, w: Constants, layer: int, frame: Frame) -> V
     if spec.norm_placement == "post":
         x = _norm(mb.add(x=x, y=attention(x, spec, w, layer, frame)), spec, w, f"{p}.attn_norm")
         return _norm(mb.add(x=x, y=_mlp(x, spec, w, layer)), spec, w, f"{p}.mlp_norm")
-    a = attention(_input_norm(x, spec, w, f"{p}.attn_norm"), spec, w, layer, frame)
+    a = attention(_input_norm(x, spec, w, f"{p}.attn_norm", spec.has_attn_norm(layer)), spec, w, layer, frame)
     x = mb.add(x=x, y=_sublayer_out(a, spec, w, f"{p}.attn_post_norm"))
     m = _mlp(_input_norm(x, spec, w, f"{p}.mlp_norm"), spec, w, layer)
     return mb.add(x=x, y=_sublayer_out(m, spec, w, f"{p}.mlp_post_norm"))
 
 
-def _input_norm(x: Var, spec: ModelSpec, w: Constants, prefix: str) -> Var:
-    """A sublayer's input: x normalised by `prefix`, or x itself where the spec has no input norms (OLMo 2)."""
-    return _norm(x, spec, w, prefix) if spec.input_norms else x
+def _input_norm(x: Var, spec: ModelSpec, w: Constants, prefix: str, has: bool = True) -> Var:
+    """A sublayer's input: x normalised by `prefix`, or x itself where the spec has no input norms (OLMo 2) or this
+    layer has none (`has` False: a layer in `no_attn_norm_layers`, ModernBERT's first)."""
+    return _norm(x, spec, w, prefix) if spec.input_norms and has else x
 
 
 def _sublayer_out(y: Var, spec: ModelSpec, w: Constants, prefix: str) -> Var:
@@ -124,6 +125,22 @@ def _window_bands(spec: ModelSpec, positions: Var, mask: Var) -> dict[int, Var]:
     return bands
 
 
+def _centred_bands(spec: ModelSpec, positions: Var) -> dict[int, Var]:
+    """Encoders' local layers: for each window, (1, 1, T, T) additive, MASKED where |q - k| > window // 2
+    (ModernBERT), added to the padding mask on the layers with that window. Written with greater_equal on both
+    signs of q - k (at most one holds), ops the package test already allows."""
+    q, k = mb.expand_dims(x=positions, axes=[1]), mb.expand_dims(x=positions, axes=[0])  # (T, 1), (1, T)
+    ahead, behind = mb.sub(x=q, y=k), mb.sub(x=k, y=q)  # (T, T) each
+    bands = {}
+    for window in spec.windows:
+        if window is not None:
+            reach = np.int32(window // 2 + 1)
+            far = [mb.cast(x=mb.greater_equal(x=d, y=reach), dtype="fp32") for d in (ahead, behind)]
+            outside = mb.add(x=far[0], y=far[1])  # (T, T) 1 outside the window, 0 inside
+            bands[window] = mb.expand_dims(x=mb.mul(x=outside, y=np.float32(MASKED)), axes=[0, 1])  # (1, 1, T, T)
+    return bands
+
+
 def decoder_logits(
     spec: ModelSpec, w: Constants, ids: Var, positions: Var, mask: Var, cache: KVCache, capacity: int
 ) -> Var:
@@ -155,7 +172,12 @@ def encoder_hidden(spec: ModelSpec, w: Constants, ids: Var, attention_mask: Var,
     keep = mb.cast(x=attention_mask, dtype="fp32")  # (B, T)
     additive = mb.mul(x=mb.sub(x=1.0, y=keep), y=np.float32(MASKED))
     mask = mb.expand_dims(x=additive, axes=[1, 2])  # (B, 1, 1, T)
-    frame = Frame(rope=_rope_tables(spec, w, positions, spec.max_positions), mask=mask, cache=NoCache())
+    frame = Frame(
+        rope=_rope_tables(spec, w, positions, spec.max_positions),
+        mask=mask,
+        cache=NoCache(),
+        bands=_centred_bands(spec, positions),
+    )
     x = _embed(ids, positions, types, spec, w)  # (B, T, H)
     for layer in range(spec.num_layers):
         x = _block(x, spec, w, layer, frame)

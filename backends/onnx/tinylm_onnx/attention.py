@@ -9,7 +9,8 @@ sliding window as GQA's `local_window_size`, rotary inside GQA when it can expre
 GQA takes the projection packed (q | k | v in its query input) when nothing has to happen to q and k between
 the projection and GQA (no per-head norm, rotary inside GQA or none), so no Split runs.
 
-Encoders (bidirectional, padding mask): plain ops, softmax(q k^T * scale + mask_bias) v.
+Encoders (bidirectional, padding mask): plain ops, softmax(q k^T * scale + mask_bias) v; local layers add their
+window's bias instead (padding and |q - k| > window // 2 masked).
 """
 
 from __future__ import annotations
@@ -114,7 +115,9 @@ def encoder_attention(lw: Lowering, x: str, i: int) -> str:
     if s.attn_softcap is not None:
         cap = g.scalar(s.attn_softcap, "float32")
         scores = g.op("Mul", [g.op("Tanh", [g.op("Div", [scores, cap])]), cap], hint=f"{p}.capped")
-    probs = g.op("Softmax", [g.op("Add", [scores, lw.frame.mask_bias])], axis=-1, hint=f"{p}.probs")  # (B, nh, T, T)
+    window = s.window(i)
+    bias = lw.frame.window_bias[window] if window is not None else lw.frame.mask_bias  # (B, 1, T or 1, T)
+    probs = g.op("Softmax", [g.op("Add", [scores, bias])], axis=-1, hint=f"{p}.probs")  # (B, nh, T, T)
     y = g.op("Transpose", [g.op("MatMul", [probs, vh])], perm=[0, 2, 1, 3], hint=f"{p}.y")  # (B, T, nh, hd)
     y = g.op("Reshape", [y, g.scalar([0, 0, s.q_size])], hint=f"{p}.merge")  # (B, T, nh*hd)
     return lw.linear(y, [f"{p}.o"], bias=s.out_bias, hint=f"{p}.o")

@@ -19,7 +19,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 __all__ = ["Graph", "FLOAT", "INT64", "INT32", "MS", "OPSET"]
 
-FLOAT, INT64, INT32 = TensorProto.FLOAT, TensorProto.INT64, TensorProto.INT32
+FLOAT, INT64, INT32, BOOL = TensorProto.FLOAT, TensorProto.INT64, TensorProto.INT32, TensorProto.BOOL
 MS = "com.microsoft"  # ONNX Runtime's contrib-op domain
 OPSET = 21  # Gelu(approximate=) needs 20
 

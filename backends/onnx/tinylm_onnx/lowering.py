@@ -30,6 +30,8 @@ class Frame:
     inside: dict[str, tuple[str, str]] = field(default_factory=dict)
     outside: dict[str, tuple[str, str]] = field(default_factory=dict)
     mask_bias: str | None = None  # (B, 1, 1, T) encoders: 0 where attended, very negative at padding
+    # encoders with local layers: window -> (B, 1, T, T), 0 where |q - k| <= window // 2 and k is a token
+    window_bias: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -23,7 +23,7 @@ import onnx
 from tinylm.arch.spec import ModelSpec
 
 from .attention import decoder_attention, encoder_attention
-from .graph import FLOAT, INT32, INT64, MS, Graph
+from .graph import BOOL, FLOAT, INT32, INT64, MS, Graph
 from .linear import linear, quantized
 from .lowering import Lowering
 from .mlp import mlp
@@ -121,7 +121,7 @@ def _decoder(lw: Lowering) -> None:
     _rope_frame(lw, lw.opts.capacity(s))
     x = _embed(lw, ids, None)
     presents = []
-    residual, h = x, _input_norm(lw, x, x, "layers.0.attn_norm")[0]
+    residual, h = x, _input_norm(lw, x, x, "layers.0.attn_norm", s.has_attn_norm(0))[0]
     for i in range(s.num_layers):
         past = g.input(f"past_key.{i}", FLOAT, cache_shape), g.input(f"past_value.{i}", FLOAT, cache_shape)
         a, pk, pv = decoder_attention(lw, h, i, *past)
@@ -131,7 +131,7 @@ def _decoder(lw: Lowering) -> None:
         )
         m = _sublayer_out(lw, mlp(lw, h, i), f"layers.{i}.mlp_post_norm")
         if i + 1 < s.num_layers:
-            h, residual = _input_norm(lw, m, residual, f"layers.{i + 1}.attn_norm")
+            h, residual = _input_norm(lw, m, residual, f"layers.{i + 1}.attn_norm", s.has_attn_norm(i + 1))
         elif s.final_norm:
             h, _ = lw.add_norm(m, residual, "final_norm")
         else:
@@ -143,13 +143,15 @@ def _decoder(lw: Lowering) -> None:
         g.output(pv, f"present_value.{i}", FLOAT, cache_shape)
 
 
-def _input_norm(lw: Lowering, y: str, residual: str, prefix: str) -> tuple[str, str]:
+def _input_norm(lw: Lowering, y: str, residual: str, prefix: str, has: bool = True) -> tuple[str, str]:
     """(the next sublayer's input, the residual stream) after adding y to it: the sum normalised by `prefix`
-    (fused with the add where the runtime can), or the sum itself where sublayers take their input as is (OLMo 2).
+    (fused with the add where the runtime can), or the sum itself where sublayers take their input as is (OLMo 2,
+    or `has` False: a layer in `no_attn_norm_layers`).
     For the first layer, y is the embedding and residual the same value: nothing is added."""
+    normed = lw.spec.input_norms and has
     if y == residual:
-        return (lw.norm(y, prefix) if lw.spec.input_norms else y), y
-    if lw.spec.input_norms:
+        return (lw.norm(y, prefix) if normed else y), y
+    if normed:
         return lw.add_norm(y, residual, prefix)
     total = lw.g.op("Add", [y, residual], hint=f"{prefix}.residual")
     return total, total
@@ -198,6 +200,7 @@ def _encoder(lw: Lowering) -> None:
     keep = g.op("Cast", [mask], to=FLOAT)  # (B, T) 1 attended, 0 padding
     bias = g.op("Mul", [g.op("Sub", [g.scalar(1.0, np.float32), keep]), g.scalar(np.finfo(np.float32).min, np.float32)])
     f.mask_bias = g.op("Unsqueeze", [bias, g.scalar([1, 2])], hint="mask_bias")  # (B, 1, 1, T)
+    _window_biases(lw, mask)
     x = _embed(lw, ids, types)
     post = s.norm_placement == "post"
     for i in range(s.num_layers):
@@ -206,11 +209,31 @@ def _encoder(lw: Lowering) -> None:
             x, _ = lw.add_norm(encoder_attention(lw, x, i), x, f"{p}.attn_norm")
             x, _ = lw.add_norm(mlp(lw, x, i), x, f"{p}.mlp_norm")
         else:
-            x = g.op("Add", [x, _residual_scaled(lw, encoder_attention(lw, lw.norm(x, f"{p}.attn_norm"), i))])
+            h = lw.norm(x, f"{p}.attn_norm") if s.has_attn_norm(i) else x
+            x = g.op("Add", [x, _residual_scaled(lw, encoder_attention(lw, h, i))])
             x = g.op("Add", [x, _residual_scaled(lw, mlp(lw, lw.norm(x, f"{p}.mlp_norm"), i))])
     if s.final_norm:
         x = lw.norm(x, "final_norm")
     g.output(x, "hidden", FLOAT, ["B", "T", s.hidden_size])
+
+
+def _window_biases(lw: Lowering, mask: str) -> None:
+    """For each window of an encoder's local layers: (B, 1, T, T) additive, 0 where key k is a token within
+    window // 2 positions of query q either way, float32's lowest elsewhere (one finite value, so a padding
+    query whose window holds only padding still gets finite, ignored states)."""
+    s, g, f = lw.spec, lw.g, lw.frame
+    windows = [w for w in s.windows if w is not None]
+    if not windows:
+        return
+    length = g.op("Squeeze", [f.span[1], g.scalar([0])], hint="T.scalar")  # () int64
+    pos = g.op("Range", [g.scalar(0), length, g.scalar(1)], hint="positions")  # (T,)
+    distance = g.op("Abs", [g.op("Sub", [g.op("Unsqueeze", [pos, g.scalar([1])]), pos])], hint="distance")  # (T, T)
+    token = g.op("Unsqueeze", [g.op("Cast", [mask], to=BOOL), g.scalar([1, 2])], hint="is_token")  # (B, 1, 1, T)
+    zero, lowest = g.scalar(0.0, np.float32), g.scalar(np.finfo(np.float32).min, np.float32)
+    for window in windows:
+        band = g.op("LessOrEqual", [distance, g.scalar(window // 2)], hint=f"band{window}")  # (T, T)
+        allowed = g.op("And", [token, band], hint=f"allowed{window}")  # (B, 1, T, T)
+        f.window_bias[window] = g.op("Where", [allowed, zero, lowest], hint=f"window_bias{window}")
 
 
 def build_graph(spec: ModelSpec, weights: Mapping[str, np.ndarray], opts: BuildOptions) -> onnx.ModelProto:

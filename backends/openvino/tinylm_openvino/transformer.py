@@ -49,9 +49,10 @@ def _mlp(lw: Lowering, x: Output, i: int) -> Output:
     return lw.linear(up, f"{p}.down", bias=s.mlp_bias)
 
 
-def _input_norm(lw: Lowering, x: Output, prefix: str) -> Output:
-    """A sublayer's input: x normalised by `prefix`, or x itself where the spec has no input norms (OLMo 2)."""
-    return lw.norm(x, prefix) if lw.spec.input_norms else x
+def _input_norm(lw: Lowering, x: Output, prefix: str, has: bool = True) -> Output:
+    """A sublayer's input: x normalised by `prefix`, or x itself where the spec has no input norms (OLMo 2) or
+    this layer has none (`has` False: a layer in `no_attn_norm_layers`)."""
+    return lw.norm(x, prefix) if lw.spec.input_norms and has else x
 
 
 def _sublayer_out(lw: Lowering, y: Output, prefix: str) -> Output:
@@ -102,6 +103,17 @@ def _causal_masks(lw: Lowering) -> None:
             f.masks[window] = mask
 
 
+def _window_masks(lw: Lowering, token: Output) -> None:
+    """Encoders' local layers: for each window, (B, 1, T, T) float, 0 where key k is a token within window // 2
+    positions of query q either way (ModernBERT), float32's lowest elsewhere: `masks[window]`."""
+    f = lw.frame
+    pos = ops.range(ints(0), ops.squeeze(f.end, ints([0])), ints(1), "i64")  # (T,)
+    distance = ops.abs(ops.subtract(ops.unsqueeze(pos, ints([1])), ops.unsqueeze(pos, ints([0]))))  # (T, T)
+    for window in lw.spec.windows:
+        if window is not None:
+            f.masks[window] = _additive(ops.logical_and(token, ops.less_equal(distance, ints(window // 2))))
+
+
 def _additive(allowed: Output) -> Output:
     """A bool mask as the float one SDPA adds to its scores: 0 where attended, float32's lowest elsewhere (finite,
     so a row with nothing to attend stays a number). The CPU plugin's SDPA runs about 2.5x faster on it than on
@@ -124,7 +136,7 @@ def _decoder(lw: Lowering) -> ov.Model:
     sinks: list[object] = []
     for i in range(s.num_layers):
         p = f"layers.{i}"
-        a, assigns = decoder_attention(lw, _input_norm(lw, x, f"{p}.attn_norm"), i)
+        a, assigns = decoder_attention(lw, _input_norm(lw, x, f"{p}.attn_norm", s.has_attn_norm(i)), i)
         sinks += assigns
         x = ops.add(x, _sublayer_out(lw, a, f"{p}.attn_post_norm")).output(0)
         x = ops.add(
@@ -155,7 +167,9 @@ def _encoder(lw: Lowering) -> ov.Model:
         params.append(p_types)
     f.start = ints([0])
     f.end = ops.gather(ops.shape_of(ids), ints([1]), ints(0)).output(0)
-    f.mask = ops.unsqueeze(_additive(ops.not_equal(mask, ints(0))), ints([1, 2])).output(0)  # (B, 1, 1, T)
+    token = ops.unsqueeze(ops.not_equal(mask, ints(0)), ints([1, 2]))  # (B, 1, 1, T) bool
+    f.mask = _additive(token)  # (B, 1, 1, T)
+    _window_masks(lw, token)
     lw.rope_frame(s.max_positions)
     x = _embed(lw, ids, types, _table(lw))
     for i in range(s.num_layers):
@@ -164,7 +178,8 @@ def _encoder(lw: Lowering) -> ov.Model:
             x = lw.norm(ops.add(x, encoder_attention(lw, x, i)).output(0), f"{p}.attn_norm")
             x = lw.norm(ops.add(x, _mlp(lw, x, i)).output(0), f"{p}.mlp_norm")
         else:
-            x = ops.add(x, _residual_scaled(lw, encoder_attention(lw, lw.norm(x, f"{p}.attn_norm"), i))).output(0)
+            h = _input_norm(lw, x, f"{p}.attn_norm", s.has_attn_norm(i))
+            x = ops.add(x, _residual_scaled(lw, encoder_attention(lw, h, i))).output(0)
             x = ops.add(x, _residual_scaled(lw, _mlp(lw, lw.norm(x, f"{p}.mlp_norm"), i))).output(0)
     if s.final_norm:
         x = lw.norm(x, "final_norm")

@@ -4,6 +4,7 @@ pre:       x = x + r * attn(attn_norm(x));  x = x + r * mlp(mlp_norm(x))       (
 post:      x = attn_norm(x + attn(x));  x = mlp_norm(x + mlp(x))               (BERT)
 sandwich:  x = x + attn_post_norm(attn(attn_norm(x)));  likewise the MLP      (Gemma 2, Gemma 3)
 output:    x = x + attn_post_norm(attn(x));  x = x + mlp_post_norm(mlp(x))    (OLMo 2)
+A layer in `no_attn_norm_layers` has no attn_norm: attention takes x as it is (ModernBERT's layer 0).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class Block(nn.Module):
         super().__init__()
         h = spec.hidden_size
         self.post_norm = spec.norm_placement == "post"
-        self.attn_norm = make_norm(spec.norm, h) if spec.norm_placement != "output" else None
+        self.attn_norm = make_norm(spec.norm, h) if spec.has_attn_norm(index) else None
         self.attn = Attention(spec, index)
         self.attn_post_norm = make_norm(spec.norm, h) if spec.output_norms else None
         self.mlp_norm = make_norm(spec.norm, h) if spec.norm_placement != "output" else None

@@ -16,9 +16,11 @@ from .bert import BERT
 from .gemma import GEMMA
 from .gemma2 import GEMMA2
 from .gemma3 import GEMMA3
+from .gemma3_multimodal import GEMMA3_MULTIMODAL
 from .gpt2 import GPT2
 from .granite import GRANITE
 from .llama import LLAMA
+from .modernbert import MODERNBERT
 from .olmo2 import OLMO2
 from .phi3 import PHI3
 from .qwen2 import QWEN2
@@ -42,6 +44,8 @@ FAMILIES: tuple[Family, ...] = (
     GEMMA2,
     GEMMA3,
     ROBERTA,
+    MODERNBERT,
+    GEMMA3_MULTIMODAL,
 )
 _BY_TYPE: dict[str, Family] = {t: f for f in FAMILIES for t in f.model_types}
 

@@ -59,16 +59,24 @@ def gemma2_spec(cfg: dict[str, Any]) -> ModelSpec:
     )
 
 
+def _pre_attn_scalar(scale: float) -> int | float:
+    """`query_pre_attn_scalar` for an attention scale of scalar ** -0.5: an int when it is one (transformers 5's
+    Gemma configs accept only ints; 32 ** -0.5 ** -2 is 31.999999999999996 in floats)."""
+    scalar = scale**-2
+    return round(scalar) if abs(scalar - round(scalar)) < 1e-6 * scalar else scalar
+
+
 def gemma2_config(spec: ModelSpec, base: dict[str, Any] | None = None) -> dict[str, Any]:
     """config.json for a Gemma 2 spec (the inverse of `gemma2_spec`), updating `base` if given."""
     cfg = gemma_config(spec, base)
     windows = [w for w in spec.layer_windows if w is not None]
     cfg.update(
         attention_bias=spec.qkv_bias,
-        query_pre_attn_scalar=spec.scale**-2,
+        query_pre_attn_scalar=_pre_attn_scalar(spec.scale),
         attn_logit_softcapping=spec.attn_softcap,
         final_logit_softcapping=spec.logits_softcap,
-        sliding_window=windows[0] if windows else None,
+        # no sliding layer: a window no sequence outgrows (transformers builds the sliding mask from it anyway)
+        sliding_window=windows[0] if windows else spec.max_positions,
         layer_types=layer_types(spec),
     )
     return cfg

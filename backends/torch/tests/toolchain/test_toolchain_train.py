@@ -92,7 +92,7 @@ def test_bf16_autocast_trains_close_to_fp32(tiny_text, tmp_path):
     assert losses["bf16"] == pytest.approx(losses[None], rel=0.05)
 
 
-@pytest.mark.parametrize("family", ["gpt2", "qwen3"])
+@pytest.mark.parametrize("family", ["gpt2", "qwen3", "gemma3_text", "smollm3"])
 def test_other_families_train_and_load(family, tiny_text, tmp_path):
     run = RunOptions(steps=2, batch_size=4, eval_every=0)
     config = TrainConfig(family=family, size="tiny", context=32, vocab_size=300, run=run)

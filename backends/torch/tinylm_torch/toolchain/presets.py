@@ -32,13 +32,17 @@ SIZES: dict[str, Size] = {
     "base": Size(hidden=256, layers=6, heads=8, kv_heads=4, intermediate=768),
     "medium": Size(hidden=512, layers=8, heads=8, kv_heads=4, intermediate=1536),
 }
-SCRATCH_FAMILIES = ("llama", "qwen2", "qwen3", "gemma", "phi3", "gpt2")
+SCRATCH_FAMILIES = (
+    *("llama", "qwen2", "qwen3", "gemma", "phi3", "gpt2"),
+    *("gemma2", "gemma3_text", "smollm3", "olmo2", "granite"),
+)
 
 
 def scratch_spec(
     family: str, size: Size, *, vocab_size: int, max_positions: int, bos: int | None, eos: int | None, pad: int | None
 ) -> ModelSpec:
-    """The spec of a new decoder of `family` and `size` (tied embeddings; GPT-2: no kv groups)."""
+    """The spec of a new decoder of `family` and `size` (tied embeddings; GPT-2: no kv groups; Gemma 2 / 3: sliding
+    windows of max_positions / 4 on their local layers; the rest as the family's config defaults say)."""
     if family not in SCRATCH_FAMILIES:
         raise ToolchainError(
             f"cannot train a {family!r} model from scratch (decoder families: {', '.join(SCRATCH_FAMILIES)}). "
@@ -67,4 +71,6 @@ def scratch_spec(
             "rms_norm_eps": 1e-5,
             "use_sliding_window": False,
         }
+    if family in ("gemma2", "gemma3_text"):  # their local layers (alternating; five of six) see a quarter of it
+        cfg["sliding_window"] = max(1, max_positions // 4)
     return family_for(cfg).from_config({**cfg, **ids, "tie_word_embeddings": True})
