@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from placeholders import fill, load_profile
+from placeholders import fill, load_profile, with_customer_details
 
 import tinylm
 
@@ -54,7 +54,8 @@ def main() -> int:
         if args.overwrite or not target.exists():
             message = email.read_text(encoding="utf-8").strip()
             reply = model.chat([{"role": "user", "content": message}], max_new_tokens=args.max_new_tokens)
-            target.write_text(fill(reply.text, profile).strip() + "\n", encoding="utf-8")
+            details = with_customer_details(profile, [message])  # the customer's order number fills its placeholder
+            target.write_text(fill(reply.text, details).strip() + "\n", encoding="utf-8")
         progress(done, len(emails), started)
     print(f"{len(emails)} drafts in {args.out}")
     return 0

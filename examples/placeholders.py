@@ -10,6 +10,10 @@ them from a small TOML profile (examples/data/company.toml):
 
 A placeholder the profile lacks is shown as its own words ("{{Order History}}" -> "Order History",
 which is how most of them read: a page or button of the shop), so customers never see braces.
+
+`{{Order Number}}` is the customer's own: `with_customer_details(profile, messages)` adds the order number the
+customer gave (found as examples/triage_email.py finds it: named as an order, or the one code-like token), so
+the reply quotes it exactly; the assistant writes the placeholder and never a number of its own.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import tomllib
+from triage_email import order_options
 
 PLACEHOLDER = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
 
@@ -35,6 +40,17 @@ def load_profile(path: Path) -> dict[str, str]:
     if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
         raise ValueError(f"{path}: [placeholders] must map names to strings. Fix: see examples/data/company.toml.")
     return {_key(k): v for k, v in table.items()}
+
+
+def with_customer_details(profile: Mapping[str, str], messages: Iterable[str]) -> dict[str, str]:
+    """`profile` plus `{{Order Number}}` from the latest of the customer's `messages` that gives one
+    unambiguously; without one, the placeholder reads "your order"."""
+    found = "your order"
+    for message in messages:
+        candidates, nullable = order_options(message)
+        if len(candidates) == 1 and not nullable:
+            found = candidates[0]
+    return {**profile, _key("Order Number"): found}
 
 
 def _key(name: str) -> str:

@@ -20,7 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from placeholders import fill_stream, load_profile
+from placeholders import fill_stream, load_profile, with_customer_details
 from routing import IntentRouter
 
 import tinylm
@@ -66,7 +66,8 @@ def main() -> int:
         print("bot> ", end="", flush=True)
         reply = []
         chunks = (chunk.text for chunk in model.stream_chat(messages, max_new_tokens=args.max_new_tokens))
-        for text in fill_stream(chunks, profile):
+        details = with_customer_details(profile, [m["content"] for m in history if m["role"] == "user"])
+        for text in fill_stream(chunks, details):
             print(text, end="", flush=True)
             reply.append(text)
         print()

@@ -150,6 +150,22 @@ def test_placeholders_are_filled_from_the_profile_also_mid_stream(tmp_path):
         load_profile(bad)
 
 
+def test_the_order_number_placeholder_is_the_customers_own():
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        from placeholders import fill, load_profile, with_customer_details
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    profile = load_profile(EXAMPLES / "data" / "company.toml")
+    reply = "I have cancelled order {{Order Number}}. Call {{Customer Support Phone Number}} with questions."
+    details = with_customer_details(profile, ["hi", "Please cancel order #A-77812, call me on 0171 5550193"])
+    assert fill(reply, details) == "I have cancelled order A-77812. Call +1 555 0100 with questions."
+    later = with_customer_details(profile, ["order 55120 please", "sorry, I meant order 55121"])
+    assert fill("{{Order Number}}", later) == "55121"  # the latest message that gives one
+    assert fill("{{Order Number}}", with_customer_details(profile, ["where is my parcel?"])) == "your order"
+    assert "order number" not in profile  # the profile itself is left as it was
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_email_replies_writes_one_draft_per_email(backend, home, tmp_path):
     inbox = tmp_path / "inbox"

@@ -95,8 +95,11 @@ def typos(text: str, rng: random.Random) -> str:
 class Composer:
     """Builds natural messages and grounded replies from bitext records of one split."""
 
-    def __init__(self, records: list[dict], rng: random.Random) -> None:
+    def __init__(self, records: list[dict], rng: random.Random, *, grounded: bool = True) -> None:
+        """`grounded`: replies write the order number the message gives; else they keep the `{{Order Number}}`
+        placeholder, which the application fills with the number it extracted (examples/placeholders.py)."""
         self.rng = rng
+        self.grounded = grounded
         self.by_intent: dict[str, list[dict]] = defaultdict(list)
         self.category: dict[str, str] = {}
         for r in records:
@@ -146,10 +149,11 @@ class Composer:
             mention = self._mention(written)
             core = f"{core} {mention}" if rng.random() < 0.7 else f"{mention} {core}"
         value = order_number(record)
+        number = label if give_order and self.grounded else "{{Order Number}}"
         if value:
             for shown in (value, record["entity_value"]):  # as written, then the label (leading zeros dropped)
-                reply = reply.replace(shown, label) if give_order else reply.replace(shown, "{{Order Number}}")
-        reply = ORDER_PLACEHOLDERS.sub(label if give_order else r"{{Order Number}}", reply)
+                reply = reply.replace(shown, number)
+        reply = ORDER_PLACEHOLDERS.sub(number.replace("\\", r"\\"), reply)
         if bare:
             return Example(intent, core, reply, label or None)
         parts = []

@@ -33,7 +33,8 @@ MIXTURE = {
     "validation": {"chat": 200, "second_turn": 60, "decline": 60, "triage": 100, "text": 60},
 }
 #: the third fine-tuning stage: chats routed by intent (examples/routing.py), with enough of the second stage's
-#: kinds that an unrouted chat, triage and plain text keep working
+#: kinds that an unrouted chat, triage and plain text keep working; replies keep the `{{Order Number}}` placeholder
+#: (the application fills it with the number it extracted: the model never writes one it could get wrong)
 ROUTED = {
     "train": {
         "routed_chat": 5000,
@@ -119,7 +120,8 @@ def main() -> None:
         records = [json.loads(line) for line in source.read_text(encoding="utf-8").splitlines()]
         composed = list(mixture(Composer(records, random.Random(f"{split}-0")), MIXTURE[split]))
         write(args.out / f"sft-{split}.jsonl", support + triaged + composed)
-        routed = list(mixture(Composer(records, random.Random(f"{split}-routed-0")), ROUTED[split]))
+        composer = Composer(records, random.Random(f"{split}-routed-0"), grounded=False)
+        routed = list(mixture(composer, ROUTED[split]))
         write(args.out / f"routed-{split}.jsonl", routed)
 
 
