@@ -14,9 +14,10 @@ One turn of the agent, through the OpenAI-style tool API of `Model.chat`:
 
 The bundled support assistant renders tools the generic way (its template does not take them; see
 docs/server.md) and was not trained on tool results: its reply is its usual tracking answer, with the
-`{{Order Number}}` placeholder filled from the call and the others from the company profile. The facts come from
-the tool's result, which the agent prints. A tool-trained model (Qwen2.5, Llama 3.2, SmolLM3) renders the tools
-through its own template and can use the result in its reply.
+`{{Order Number}}` placeholder filled from the call and the others from the company profile, and often about
+something else. The facts come from the tool's result, which the agent prints as `summary`. A tool-trained
+model (Qwen2.5, Llama 3.2, SmolLM3) renders the tools through its own template and can use the result in its
+reply.
 """
 
 from __future__ import annotations
@@ -64,12 +65,21 @@ def track_order_tool(candidates: list[str]) -> dict:
     }
 
 
+def summary(result: dict) -> str:
+    """The order system's answer in a sentence (what the agent knows for sure)."""
+    if "error" in result:
+        return f"I could not find an order {result['order_number']}; could you check the number?"
+    details = ", ".join(f"{k} {v}" for k, v in result.items() if k not in ("order_number", "status"))
+    return f"Your order {result['order_number']} is {result['status']}" + (f" ({details})." if details else ".")
+
+
 def answer(model: tinylm.Model, message: str, profile: dict[str, str]) -> dict:
-    """One turn: the tool call (or None), its result, and the reply."""
+    """One turn: the tool call (or None), its result, the order system's answer in a sentence, and the reply."""
     messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": message}]
     candidates = order_candidates(message)
     if not candidates:
-        return {"call": None, "result": None, "reply": "Could you give me your order number so I can look it up?"}
+        ask = "Could you give me your order number so I can look it up?"
+        return {"call": None, "result": None, "summary": ask, "reply": ask}
     tools = [track_order_tool(candidates)]
     called = model.chat(messages, tools=tools, tool_choice={"type": "function", "function": {"name": "track_order"}})
     call = called.tool_calls[0]
@@ -78,7 +88,8 @@ def answer(model: tinylm.Model, message: str, profile: dict[str, str]) -> dict:
     messages.append({"role": "tool", "tool_call_id": call.id, "content": json.dumps(result)})
     reply = model.chat(messages, tools=tools, tool_choice="none", max_new_tokens=96)
     filled = fill(reply.text, {**profile, "order number": call.args["order_number"]})
-    return {"call": {"name": call.name, "arguments": call.args}, "result": result, "reply": filled.strip()}
+    call_record = {"name": call.name, "arguments": call.args}
+    return {"call": call_record, "result": result, "summary": summary(result), "reply": filled.strip()}
 
 
 def main() -> int:

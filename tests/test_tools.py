@@ -169,7 +169,8 @@ def _chunks(texts):
 
 @pytest.mark.parametrize("size", [1, 2, 3, 7, 100])
 def test_a_stream_holds_back_what_may_be_a_call_and_ends_with_the_calls(size):
-    reply = 'Sure <tool_ca! Checking.\n<tool_call>\n{"name": "track_order", "arguments": {"order_number": "1"}}\n</tool_call>'
+    call = '{"name": "track_order", "arguments": {"order_number": "1"}}'
+    reply = f"Sure <tool_ca! Checking.\n<tool_call>\n{call}\n</tool_call>"
     pieces = [reply[i : i + size] for i in range(0, len(reply), size)] + [""]
     out = list(_plan("hermes").stream(_chunks(pieces)))
     assert len(out) == len(pieces)  # one chunk out per chunk in: tokens and logprobs keep their chunks

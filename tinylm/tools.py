@@ -222,9 +222,12 @@ class ToolPlan:
         key = self.format.arguments_key
         rules = []
         for i, function in enumerate(allowed):
+            # arguments hold the properties the schema names (and any it allows explicitly): a schema without
+            # additionalProperties would let a small model write made-up keys until max_tokens
+            parameters = {"additionalProperties": False, **function["parameters"]}
             schema = {
                 "type": "object",
-                "properties": {"name": {"const": function["name"]}, key: function["parameters"]},
+                "properties": {"name": {"const": function["name"]}, key: parameters},
                 "required": ["name", key],
                 "additionalProperties": False,
                 "x-guidance": _JSON_DEFAULTS,
