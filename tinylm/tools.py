@@ -310,8 +310,13 @@ class ToolPlan:
     def stream(self, chunks: Iterator[Chunk]) -> Iterator[Chunk]:
         """The chunks of one generation with its calls parsed out (see `CallStream`)."""
         calls = CallStream(self)
-        for chunk in chunks:
-            yield calls.feed(chunk)
+        try:
+            for chunk in chunks:
+                yield calls.feed(chunk)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:  # stopped early: stop the generation (and free the model) now
+                close()
 
 
 class CallStream:

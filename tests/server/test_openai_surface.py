@@ -248,3 +248,15 @@ def test_n_choices(client):
         with pytest.raises(openai.BadRequestError) as err:
             client.chat.completions.create(model="chat", messages=ASK, n=n)
         assert err.value.body["param"] == "n"
+
+
+def test_a_client_that_leaves_a_tool_stream_frees_the_model(long_server, client):
+    import httpx
+
+    body = {"model": "chat", "messages": ASK, "tools": TOOLS, "max_tokens": 200, "stream": True, "n": 2}
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    with httpx.stream("POST", f"{long_server.url}/v1/chat/completions", json=body, headers=headers, timeout=60) as r:
+        assert next(r.iter_lines()).startswith("data: ")
+    # the abandoned generations stop at their next token, in their thread; the model serves the next request
+    reply = client.chat.completions.create(model="chat", messages=ASK, max_tokens=2)
+    assert reply.choices[0].finish_reason in ("stop", "length")

@@ -246,8 +246,17 @@ def create_app(models: Mapping[str, Model], config: ServerConfig | None = None) 
         rows = stream_choices(model, ids, n=req.n, options=options, response_format=constraint)
         if plan is None:
             return rows
-        calls = [CallStream(plan) for _ in range(req.n)]  # one parser per choice: rows may come interleaved
-        return ((i, calls[i].feed(chunk)) for i, chunk in rows)
+        return with_calls(rows, [CallStream(plan) for _ in range(req.n)])
+
+    def with_calls(rows: Rows, calls: list[CallStream]) -> Rows:
+        """The rows with each choice's calls parsed by its own parser (rows may come interleaved)."""
+        try:
+            for i, chunk in rows:
+                yield i, calls[i].feed(chunk)
+        finally:
+            close = getattr(rows, "close", None)
+            if close is not None:  # a client that went away: stop the generations here, in the worker thread
+                close()
 
     async def complete(request: Request, slot: Slots, rows: Rows, n: int) -> list[Choice]:
         """Run the generations to their end, or until the client goes away (then they stop at the next token)."""
