@@ -240,3 +240,25 @@ def test_quickstart_answers_are_whole():
         for question in questions:
             reply = model.chat([{"role": "user", "content": question}], max_new_tokens=max(limits))
             assert reply.finish_reason == "stop", (question, reply.text)
+
+
+AGENT_MESSAGES = {
+    "Where is my order 88213? It should have arrived by now.": "88213",
+    "Hi, I ordered shoes on 03/02/2025 for $129.99, order A-77812, and they never came.": "A-77812",
+    "My parcel never arrived.": None,
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_tools_agent_calls_track_order_with_the_messages_order_number(backend, home):
+    pytest.importorskip("llguidance", reason="the agent's tool call is constrained (pip install tinylm[structured])")
+    args = [sys.executable, str(EXAMPLES / "tools_agent.py"), *AGENT_MESSAGES]
+    records = [json.loads(line) for line in run(args, home=home, backend=backend).splitlines()]
+    assert [r["message"] for r in records] == list(AGENT_MESSAGES)
+    for record, number in zip(records, AGENT_MESSAGES.values()):
+        if number is None:  # no order number in the message: a question, no call
+            assert record["call"] is None and "order number" in record["reply"]
+            continue
+        assert record["call"] == {"name": "track_order", "arguments": {"order_number": number}}
+        assert record["result"]["order_number"] == number and "error" not in record["result"]
+        assert number in record["summary"] and record["reply"] and "{{" not in record["reply"]

@@ -13,7 +13,7 @@ from typing import Any
 
 from .errors import InvalidArgument
 
-__all__ = ["show", "text", "prompt", "messages", "texts", "positive_int", "flag"]
+__all__ = ["show", "text", "prompt", "messages", "tool_calls", "texts", "positive_int", "flag"]
 
 
 def show(value: Any, limit: int = 40) -> str:
@@ -70,7 +70,8 @@ _IMAGE_PARTS = ("image", "image_url", "input_image")  # the chat-content types t
 
 def messages(value: Any) -> list[dict[str, Any]]:
     """Chat messages: a list of dicts, each with a text `role` and a `content` that is text or a list of
-    text parts (`[{"type": "text", "text": "..."}]`, as OpenAI's API and some chat templates take it)."""
+    text parts (`[{"type": "text", "text": "..."}]`, as OpenAI's API and some chat templates take it). An
+    assistant message that calls tools has `tool_calls` (OpenAI's shape) and may have no content."""
     if isinstance(value, str | bytes | Mapping) or not isinstance(value, Sequence):
         raise InvalidArgument(
             "messages",
@@ -92,7 +93,11 @@ def messages(value: Any) -> list[dict[str, Any]]:
                 "messages", f"{where}['role'] must be text, got {show(role)}. Fix: give every message a str 'role'."
             )
         text(role, f"{where}['role']", argument="messages")
-        if isinstance(content, list):
+        if "tool_calls" in message:
+            tool_calls(message["tool_calls"], f"{where}['tool_calls']")
+        if content is None and message.get("tool_calls"):
+            pass  # a reply that only calls tools
+        elif isinstance(content, list):
             for j, part in enumerate(content):
                 if isinstance(part, Mapping) and part.get("type") in _IMAGE_PARTS:
                     raise InvalidArgument(
@@ -117,6 +122,26 @@ def messages(value: Any) -> list[dict[str, Any]]:
             )
         checked.append(dict(message))
     return checked
+
+
+def tool_calls(value: Any, where: str) -> None:
+    """The `tool_calls` of an assistant message: [{"id": ..., "type": "function", "function": {"name": ...,
+    "arguments": JSON text or a dict}}, ...]."""
+    example = "{'id': 'call_1', 'type': 'function', 'function': {'name': 'f', 'arguments': '{}'}}"
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Sequence):
+        raise InvalidArgument("messages", f"{where} must be a list of calls, got {show(value)}. Fix: pass [{example}].")
+    for j, call in enumerate(value):
+        function = call.get("function") if isinstance(call, Mapping) else None
+        name = function.get("name") if isinstance(function, Mapping) else None
+        arguments = function.get("arguments") if isinstance(function, Mapping) else None
+        typed = isinstance(call, Mapping) and call.get("type", "function") == "function"
+        if not (typed and isinstance(name, str) and isinstance(arguments, str | Mapping)):
+            raise InvalidArgument(
+                "messages", f"{where}[{j}] must be a function call, got {show(call)}. Fix: pass {example}."
+            )
+        text(name, f"{where}[{j}]['function']['name']", argument="messages")
+        if isinstance(arguments, str):
+            text(arguments, f"{where}[{j}]['function']['arguments']", argument="messages")
 
 
 def texts(value: Any) -> tuple[list[str], bool]:

@@ -21,11 +21,13 @@ import numpy as np
 from .backend import Session
 from .detokenizer import FinalText, StreamingDetokenizer
 from .errors import GenerationError, PromptTooLong
+from .logprobs import TokenLogprob
 from .sampling import LogitsProcessor, Sampler, SamplingParams
+from .tools import ToolCall
 
 __all__ = ["GenerationSettings", "Usage", "Chunk", "Completion", "stream_tokens", "join_chunks"]
 
-FinishReason = Literal["stop", "length"]
+FinishReason = Literal["stop", "length", "tool_calls"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,24 +74,32 @@ class Usage:
 
 @dataclass(frozen=True, kw_only=True)
 class Chunk:
-    """One step of a stream: new text (possibly ""), the tokens it came from, and on the last
-    chunk the finish reason and usage."""
+    """One step of a stream: new text (possibly ""), the tokens it came from (with their log-probabilities when
+    asked for), the tool calls completed in it (chat with tools), and on the last chunk the finish reason and
+    usage."""
 
     text: str
     token_ids: tuple[int, ...] = ()
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
+    logprobs: tuple[TokenLogprob, ...] = ()
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
 class Completion:
-    """The result of `generate()` / `chat()`: the streamed chunks joined."""
+    """The result of `generate()` / `chat()`: the streamed chunks joined.
+
+    `logprobs`: one per generated token with `logprobs=True` (else empty). `tool_calls`: the functions the model
+    called (`chat(..., tools=...)`; `finish_reason` is then "tool_calls" and `text` what it wrote besides)."""
 
     text: str
     token_ids: tuple[int, ...]
     finish_reason: FinishReason
     usage: Usage
     parsed: Any = None
+    logprobs: tuple[TokenLogprob, ...] = ()
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 class _StopStrings:
@@ -160,7 +170,8 @@ def stream_tokens(
     session.reset()
     logits = session.forward(prompt[None, :])[0]  # (V,) prefill
     while True:
-        token = sampler(logits, history[:seen])
+        token, logprob = sampler.draw(logits, history[:seen])
+        logprobs = () if logprob is None else (logprob,)
         if not first_token_at:
             first_token_at = time.perf_counter()
         if token in stop_ids:
@@ -170,13 +181,13 @@ def stream_tokens(
         seen += 1
         text, hit = stops.feed(detok.add(token))
         if hit:
-            yield Chunk(text=text, token_ids=(token,))
+            yield Chunk(text=text, token_ids=(token,), logprobs=logprobs)
             finish, hit_stop_string = "stop", True
             break
         if seen - prompt.size >= settings.max_new_tokens or session.length >= context_length:
-            yield Chunk(text=text, token_ids=(token,))
+            yield Chunk(text=text, token_ids=(token,), logprobs=logprobs)
             break
-        yield Chunk(text=text, token_ids=(token,))
+        yield Chunk(text=text, token_ids=(token,), logprobs=logprobs)
         logits = step(token)  # (V,) decode one
 
     tail = ""
@@ -201,13 +212,22 @@ def join_chunks(chunks: Iterator[Chunk]) -> Completion:
     """Join a stream into a `Completion` (what `generate()` returns)."""
     texts: list[str] = []
     ids: list[int] = []
+    logprobs: list[TokenLogprob] = []
+    calls: list[ToolCall] = []
     for chunk in chunks:
         texts.append(chunk.text)
         ids.extend(chunk.token_ids)
+        logprobs.extend(chunk.logprobs)
+        calls.extend(chunk.tool_calls)
         if chunk.finish_reason is not None:
             assert chunk.usage is not None
             return Completion(
-                text="".join(texts), token_ids=tuple(ids), finish_reason=chunk.finish_reason, usage=chunk.usage
+                text="".join(texts),
+                token_ids=tuple(ids),
+                finish_reason=chunk.finish_reason,
+                usage=chunk.usage,
+                logprobs=tuple(logprobs),
+                tool_calls=tuple(calls),
             )
     raise GenerationError(  # pragma: no cover - the loop always finishes
         "the stream ended without a finish reason. Fix: this is a bug in tinylm; please report it."

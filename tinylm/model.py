@@ -33,8 +33,9 @@ from .rope_switch import with_rope_switch
 from .sampling import LogitsProcessor
 from .selection import Choice, choose
 from .source import ModelFolder
-from .structured import Constraint, ResponseFormat
+from .structured import Constraint, Grammar, ResponseFormat
 from .tokenizer import Tokenizer
+from .tools import ToolPlan, detect_format, plan_tools
 
 __all__ = ["Model", "load", "convert"]
 
@@ -285,6 +286,13 @@ class Model:
     ) -> GenerationSettings:
         """The loop's settings: `options` over the model's generation_config.json, plus processors."""
         max_new_tokens, params = options.resolve(self._folder.generation_config)
+        outside = [t for t, _ in params.logit_bias if t >= self.spec.vocab_size]
+        if outside:
+            raise InvalidArgument(
+                "logit_bias",
+                f"logit_bias names token {outside[0]}, outside this model's vocabulary of {self.spec.vocab_size}. "
+                "Fix: use token ids from model.tokenizer.encode(...).",
+            )
         ignore_eos = bool(options.ignore_eos)
         processors = tuple(processors)
         if constraint is not None:
@@ -354,6 +362,11 @@ class Model:
         seed: int | None = None,
         stop: str | Sequence[str] | None = None,
         ignore_eos: bool | None = None,
+        presence_penalty: float | None = None,
+        frequency_penalty: float | None = None,
+        logit_bias: dict[int, float] | None = None,
+        logprobs: bool | None = None,
+        top_logprobs: int | None = None,
         options: GenerationOptions | None = None,
         logits_processors: Sequence[LogitsProcessor] = (),
         response_format: ResponseFormat | None = None,
@@ -430,28 +443,134 @@ class Model:
             )
         return dataclasses.replace(done, parsed=constraint.parse(done.text))
 
-    def chat_prompt(self, messages: Sequence[dict[str, Any]], *, add_generation_prompt: bool = True) -> str:
+    def plan_tools(self, tools: Any, tool_choice: Any = None, *, parallel_tool_calls: bool = True) -> ToolPlan:
+        """Check OpenAI-style `tools` and `tool_choice` for this model (its template's tool format); see
+        `tinylm.tools`. Raises `InvalidArgument` naming the argument."""
+        parallel = arguments.flag(parallel_tool_calls, "parallel_tool_calls")
+        return plan_tools(tools, tool_choice, template=self.tokenizer.chat_template, parallel=parallel)
+
+    def _tool_plan(self, tools: Any, tool_choice: Any) -> ToolPlan | None:
+        if isinstance(tools, ToolPlan):
+            return tools
+        if tools is None:
+            if tool_choice is not None:
+                raise InvalidArgument("tool_choice", "tool_choice needs tools. Fix: pass tools=[...] too.")
+            return None
+        return self.plan_tools(tools, tool_choice)
+
+    def _chat(self, messages: Sequence[dict[str, Any]], plan: ToolPlan | None) -> tuple[list[dict[str, Any]], Any]:
+        """The messages and the `tools` the chat template gets."""
+        checked = arguments.messages(messages)
+        if plan is None and any(m.get("tool_calls") or m["role"] == "tool" for m in checked):
+            # earlier calls and results, with no tools offered now: rendered as a plan with none to call
+            plan = ToolPlan((), "none", detect_format(self.tokenizer.chat_template))
+        if plan is None:
+            return checked, None
+        return plan.render(checked), plan.template_tools()
+
+    def chat_prompt(
+        self,
+        messages: Sequence[dict[str, Any]],
+        *,
+        add_generation_prompt: bool = True,
+        tools: Any = None,
+        tool_choice: Any = None,
+    ) -> str:
         """The prompt text the model's chat template makes of `messages` (to read; `chat_ids` gives what runs)."""
-        checked = arguments.messages(messages)
-        return self.tokenizer.apply_chat_template(checked, add_generation_prompt=add_generation_prompt)
+        rendered, template_tools = self._chat(messages, self._tool_plan(tools, tool_choice))
+        return self.tokenizer.apply_chat_template(
+            rendered, add_generation_prompt=add_generation_prompt, tools=template_tools
+        )
 
-    def chat_ids(self, messages: Sequence[dict[str, Any]], *, add_generation_prompt: bool = True) -> list[int]:
-        """The token ids `chat()` feeds the model for `messages`: the template's markers are control tokens,
-        message content is text (a special token typed in a message never becomes one)."""
+    def chat_ids(
+        self,
+        messages: Sequence[dict[str, Any]],
+        *,
+        add_generation_prompt: bool = True,
+        tools: Any = None,
+        tool_choice: Any = None,
+    ) -> list[int]:
+        """The token ids `chat()` feeds the model for `messages` (and `tools`, see `tinylm.tools`): the
+        template's markers are control tokens, message content is text (a special token typed in a message
+        never becomes one)."""
         # the template already wrote the special tokens it wants (e.g. BOS): none are added
-        checked = arguments.messages(messages)
-        return self.tokenizer.encode_chat(checked, add_generation_prompt=add_generation_prompt)
+        rendered, template_tools = self._chat(messages, self._tool_plan(tools, tool_choice))
+        return self.tokenizer.encode_chat(rendered, add_generation_prompt=add_generation_prompt, tools=template_tools)
 
-    def stream_chat(self, messages: Sequence[dict[str, Any]], **options: Any) -> Iterator[Chunk]:
+    def tool_constraint(self, plan: ToolPlan) -> Constraint | None:
+        """The constraint of `plan`'s call (tool_choice "required" or a named function), else None."""
+        if not plan.constrained:
+            return None
+        return self.constraint(Grammar(plan.grammar(), kind="tool call"))
+
+    def _chat_run(
+        self, messages: Sequence[dict[str, Any]], tools: Any, tool_choice: Any, options: dict[str, Any]
+    ) -> tuple[list[int], ToolPlan | None, dict[str, Any]]:
+        plan = self._tool_plan(tools, tool_choice)
+        ids = self.chat_ids(messages, tools=plan)
+        constraint = self.tool_constraint(plan) if plan is not None else None
+        if constraint is not None:
+            if options.get("response_format") is not None:
+                raise ConstraintError(
+                    f"tool_choice={plan.choice!r} constrains the reply to a tool call; it cannot also follow "
+                    "response_format. Fix: drop one of them (tool_choice='auto' leaves the reply free)."
+                )
+            options = {**options, "response_format": constraint}
+        return ids, plan, options
+
+    def stream_chat(
+        self, messages: Sequence[dict[str, Any]], *, tools: Any = None, tool_choice: Any = None, **options: Any
+    ) -> Iterator[Chunk]:
         """Stream the assistant's reply to `messages` (role/content dicts) using the model's chat template;
-        the options of `stream`."""
+        the options of `stream`. With `tools` (OpenAI's form) and `tool_choice` ("auto", "none", "required" or
+        {"type": "function", "function": {"name": ...}}), text that may be a call is held back and the calls
+        come on the last chunk (`Chunk.tool_calls`; see `tinylm.tools`)."""
         self._need("decoder", "text generation (generate, stream, chat)")
-        return self.stream(self.chat_ids(messages), **options)
+        ids, plan, options = self._chat_run(messages, tools, tool_choice, options)
+        chunks = self.stream(ids, **options)
+        return chunks if plan is None else plan.stream(chunks)
 
-    def chat(self, messages: Sequence[dict[str, Any]], **options: Any) -> Completion:
-        """The assistant's reply to `messages`: `stream_chat` joined (the options of `generate`)."""
+    def chat(
+        self, messages: Sequence[dict[str, Any]], *, tools: Any = None, tool_choice: Any = None, **options: Any
+    ) -> Completion:
+        """The assistant's reply to `messages`: `stream_chat` joined (the options of `generate`). With `tools`,
+        `Completion.tool_calls` holds the calls the model made (`finish_reason` "tool_calls")."""
         self._need("decoder", "text generation (generate, stream, chat)")
-        return self.generate(self.chat_ids(messages), **options)
+        ids, plan, options = self._chat_run(messages, tools, tool_choice, options)
+        done = self.generate(ids, **options)
+        if plan is None:
+            return done
+        if plan.constrained:
+            done = dataclasses.replace(done, parsed=None)
+        return plan.finish(done)
+
+    def stream_choices(
+        self,
+        prompt: str | Sequence[int],
+        *,
+        n: int,
+        options: GenerationOptions | None = None,
+        response_format: ResponseFormat | None = None,
+        **settings: Any,
+    ) -> Iterator[tuple[int, Chunk]]:
+        """`n` choices of a continuation of `prompt` (OpenAI's `n`), as (choice index, chunk) pairs; the settings
+        of `stream`. Choice i is seeded from `seed` as `tinylm.choices.row_seed` documents."""
+        from .choices import check_n, stream_choices
+
+        self._need("decoder", "text generation (generate, stream, chat)")
+        n = check_n(n)
+        unknown = sorted(settings.keys() - set(OPTION_NAMES))
+        if unknown:
+            raise TypeError(f"stream_choices() got an unexpected keyword argument {unknown[0]!r}")
+        checked = GenerationOptions.of(options, **settings)
+        return stream_choices(self, prompt, n=n, options=checked, response_format=self._compile(response_format))
+
+    def generate_choices(self, prompt: str | Sequence[int], *, n: int, **settings: Any) -> list[Completion]:
+        """`stream_choices` joined: one `Completion` per choice, in order."""
+        rows: dict[int, list[Chunk]] = {}
+        for index, chunk in self.stream_choices(prompt, n=n, **settings):
+            rows.setdefault(index, []).append(chunk)
+        return [join_chunks(iter(rows[i])) for i in sorted(rows)]
 
     # scoring and embeddings -----------------------------------------------------------------
 

@@ -1,8 +1,11 @@
-"""Choosing the next token from logits (numpy): penalties, warpers, then greedy or a seeded draw.
+"""Choosing the next token from logits (numpy): processors, bias and penalties, warpers, then greedy or a draw.
 
-Order, as in `transformers`: repetition penalty, temperature, top-k, top-p, min-p. A temperature
-of 0 means greedy (argmax after the penalty). Extra logits processors — callables
-`(logits (V,), history (n,)) -> logits` — run first; structured output plugs in there.
+Order: extra logits processors — callables `(logits (V,), history (n,)) -> logits`, where structured
+output plugs in — then `logit_bias`, the repetition penalty (as in `transformers`), the presence and
+frequency penalties (as OpenAI documents them), then temperature, top-k, top-p, min-p. A temperature
+of 0 means greedy (argmax after the penalties). The log-probabilities reported with each token
+(`logprobs`) are those of the logits after the processors, the bias and the penalties: the model's
+distribution as the penalties left it, before temperature and the truncating warpers.
 """
 
 from __future__ import annotations
@@ -10,12 +13,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 from .errors import GenerationError
+from .logprobs import TokenLogprob, token_logprob
 
-__all__ = ["SamplingParams", "LogitsProcessor", "Sampler"]
+__all__ = ["SamplingParams", "LogitsProcessor", "Sampler", "Draw"]
 
 #: `(logits (V,), history (n,)) -> logits`: the logits array is valid during the call only (it may be a view of a
 #: backend's buffer): return a new array, or this one changed in place, and keep no reference to it.
@@ -32,6 +37,13 @@ class SamplingParams:
     min_p: float = 0.0
     repetition_penalty: float = 1.0
     seed: int | None = None
+    #: OpenAI's: minus presence_penalty once, minus frequency_penalty per occurrence, for each generated token
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    #: (token id, bias) pairs added to the logits; a bias of -100 bans the token (its logit becomes -inf)
+    logit_bias: tuple[tuple[int, float], ...] = ()
+    #: None: no log-probabilities; k: each token's log-probability and the k most likely alternatives
+    logprobs: int | None = None
 
     def __post_init__(self) -> None:
         # each check names its own setting: a NaN top_p is reported as top_p (NaN fails every comparison)
@@ -52,6 +64,13 @@ class SamplingParams:
                 ">= 0.01 (1 disables it)",
             ),
         ]
+        for name in ("presence_penalty", "frequency_penalty"):
+            value = getattr(self, name)
+            checks.append((name, value, math.isfinite(value) and -2 <= value <= 2, "in [-2, 2] (0 disables it)"))
+        bias_ok = all(0 <= t and math.isfinite(b) and -100 <= b <= 100 for t, b in self.logit_bias)
+        checks.append(("logit_bias", self.logit_bias, bias_ok, "(token id >= 0, bias in [-100, 100]) pairs"))
+        logprobs_ok = self.logprobs is None or 0 <= self.logprobs <= 20
+        checks.append(("logprobs", self.logprobs, logprobs_ok, "None or a count of alternatives in [0, 20]"))
         seed_ok = self.seed is None or (isinstance(self.seed, int | np.integer) and 0 <= self.seed < 2**64)
         checks.append(("seed", self.seed, seed_ok, "None or an integer in [0, 2**64)"))
         for name, value, ok, span in checks:
@@ -64,6 +83,23 @@ class SamplingParams:
     def greedy(self) -> bool:
         return self.temperature == 0
 
+    @property
+    def penalized(self) -> bool:
+        """Whether a bias or a penalty changes the logits."""
+        return (
+            self.repetition_penalty != 1.0
+            or self.presence_penalty != 0.0
+            or self.frequency_penalty != 0.0
+            or bool(self.logit_bias)
+        )
+
+
+class Draw(NamedTuple):
+    """A chosen token and, when asked for (`SamplingParams.logprobs`), its log-probability and the top ones."""
+
+    token: int
+    logprob: TokenLogprob | None = None
+
 
 def repetition_penalty(logits: np.ndarray, history: np.ndarray, penalty: float) -> np.ndarray:
     """Make tokens already seen less likely: positive logits / penalty, negative * penalty."""
@@ -73,6 +109,24 @@ def repetition_penalty(logits: np.ndarray, history: np.ndarray, penalty: float) 
     out = logits.copy()
     values = out[seen]
     out[seen] = np.where(values > 0, values / penalty, values * penalty)
+    return out
+
+
+def presence_frequency_penalty(logits: np.ndarray, counts: np.ndarray, presence: float, frequency: float) -> np.ndarray:
+    """OpenAI's penalties: `logits[j] - counts[j] * frequency - (counts[j] > 0) * presence`, where `counts` (V,)
+    says how often each token was generated so far (the prompt does not count)."""
+    if presence == 0.0 and frequency == 0.0:
+        return logits
+    return logits - (counts * frequency + (counts > 0) * presence).astype(logits.dtype)
+
+
+def add_logit_bias(logits: np.ndarray, bias: Sequence[tuple[int, float]]) -> np.ndarray:
+    """`logits` with each (token id, bias) added; a bias of -100 bans its token (-inf), as OpenAI says it should."""
+    if not bias:
+        return logits
+    out = logits.copy()  # the input may be a backend's buffer
+    for token, value in bias:
+        out[token] = -np.inf if value <= -100 else out[token] + value
     return out
 
 
@@ -110,32 +164,67 @@ def min_p(logits: np.ndarray, p: float) -> np.ndarray:
 
 
 class Sampler:
-    """Draws one token at a time for one generation (owns its random generator)."""
+    """Draws one token at a time for one generation (owns its random generator and the counts of the tokens it
+    generated). The first call's history is the prompt: the tokens after it are the generated ones."""
 
     def __init__(self, params: SamplingParams, processors: Sequence[LogitsProcessor] = ()) -> None:
         self.params = params
         self.processors = tuple(processors)
         self.rng = np.random.default_rng(params.seed)
-        self._plain_greedy = params.greedy and not self.processors and params.repetition_penalty == 1.0
+        self._plain_greedy = params.greedy and not self.processors and not params.penalized and params.logprobs is None
+        self._counts: np.ndarray | None = None  # (V,) times each token was generated, for the OpenAI penalties
+        self._counted = -1  # history length already counted (-1: before the first call)
 
     def __call__(self, logits: np.ndarray, history: np.ndarray) -> int:
         """The next token id for `logits` (V,) given the ids seen so far."""
+        return self.draw(logits, history).token
+
+    def draw(self, logits: np.ndarray, history: np.ndarray) -> Draw:
+        """The next token for `logits` (V,) given the ids seen so far, with its log-probability when asked for."""
         p = self.params
         x = logits.astype(np.float32, copy=False)
         if self._plain_greedy:
             token = int(x.argmax())
             if math.isfinite(x[token]):  # one pass over the logits; NaN or all -inf take the checked path below
-                return token
+                return Draw(token)
+        x = self.process(x, history)
+        if p.greedy:
+            token = int(np.argmax(x))
+        else:
+            token = self._sample(x)
+        return Draw(token, None if p.logprobs is None else token_logprob(x, token, top=p.logprobs))
+
+    def process(self, logits: np.ndarray, history: np.ndarray) -> np.ndarray:
+        """The logits (V,) after the processors, the bias and the penalties: what is sampled from, and whose
+        log-softmax the logprobs report."""
+        p = self.params
+        x = logits
         for processor in self.processors:
             x = processor(x, history)
+        x = add_logit_bias(x, p.logit_bias)
         x = repetition_penalty(x, history, p.repetition_penalty)
+        if p.presence_penalty or p.frequency_penalty:
+            counts = self._generated_counts(history, x.shape[-1])
+            x = presence_frequency_penalty(x, counts, p.presence_penalty, p.frequency_penalty)
         if not np.isfinite(x).any():
             raise GenerationError(
                 "no token is allowed: every logit is -inf or NaN. Fix: check the model's weights and any "
-                "logits processor or constraint that masks tokens."
+                "logits processor, logit_bias or constraint that masks tokens."
             )
-        if p.greedy:
-            return int(np.argmax(x))
+        return x
+
+    def _generated_counts(self, history: np.ndarray, vocab: int) -> np.ndarray:
+        if self._counts is None:
+            self._counts = np.zeros(vocab, np.float32)
+        if self._counted < 0:
+            self._counted = len(history)  # the prompt
+        new = history[self._counted :]
+        np.add.at(self._counts, new[new < vocab], 1)
+        self._counted = len(history)
+        return self._counts
+
+    def _sample(self, x: np.ndarray) -> int:
+        p = self.params
         # Shift before dividing (in float64) so a tiny temperature gives -inf, never inf - inf = NaN.
         with np.errstate(over="ignore"):  # a subnormal temperature overflows to -inf on purpose
             x = (x.astype(np.float64) - np.max(x)) / p.temperature

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,9 +23,23 @@ import numpy as np
 
 from .errors import ConstraintError, GenerationError
 
-__all__ = ["Constraint", "compile_constraint", "constraint_tokenizer", "ResponseFormat"]
+__all__ = ["Constraint", "Grammar", "compile_constraint", "constraint_tokenizer", "ResponseFormat"]
 
-ResponseFormat = Any  # dict (JSON schema or OpenAI response_format), pydantic class, re.Pattern, list of str
+ResponseFormat = Any  # dict (JSON schema or OpenAI response_format), pydantic class, re.Pattern, list of str, Grammar
+
+
+def _text(text: str) -> str:
+    return text
+
+
+@dataclass(frozen=True)
+class Grammar:
+    """A grammar in llguidance's Lark syntax (`%json {schema}` for a JSON part), e.g. a tool call: literal text
+    around JSON that matches a schema. `parse` turns a complete output into `Completion.parsed`."""
+
+    lark: str
+    parse: Callable[[str], Any] = _text
+    kind: str = "grammar"
 
 
 # Compact JSON, written as json.dumps writes it: small models given free whitespace tend to spend
@@ -56,6 +70,8 @@ def _llguidance() -> Any:
 def _spec(fmt: ResponseFormat) -> _Spec:
     """Turn a user's response_format into an llguidance grammar and a parser for the result."""
     matcher = _llguidance().LLMatcher
+    if isinstance(fmt, Grammar):
+        return _Spec(fmt.kind, matcher.grammar_from_lark(fmt.lark), fmt.parse)
     if isinstance(fmt, re.Pattern):
         pattern = fmt.pattern
 

@@ -168,13 +168,12 @@ class Tokenizer:
         such text the ids equal `encode(apply_chat_template(messages), add_special_tokens=False)`.
         """
         marked, pattern = mark_special_text(
-            {"messages": list(messages), "tools": kwargs.pop("tools", None)}, list(self.control_tokens)
+            {"messages": list(messages), "tools": kwargs.get("tools")}, list(self.control_tokens)
         )
         if pattern is None:
             prompt = self.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, **kwargs)
             return self.encode(prompt, add_special_tokens=False)
-        if marked["tools"] is not None:
-            kwargs["tools"] = marked["tools"]
+        kwargs["tools"] = marked["tools"]
         prompt = self.apply_chat_template(marked["messages"], add_generation_prompt=add_generation_prompt, **kwargs)
         # put the typed text back, remember where it is, and encode the whole prompt once (the template's
         # markers as control tokens); then re-encode as text each control token that lies in typed text

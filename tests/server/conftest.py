@@ -70,3 +70,20 @@ def client(server):
     import openai
 
     return openai.OpenAI(base_url=f"{server.url}/v1", api_key=API_KEY, max_retries=0, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def long_chat(tmp_path_factory):
+    """A tiny chat model with a 2048-token context: prompts with tools (their schemas and the generic tool
+    prompt) are longer than the 256 tokens of the tiny models' byte-level vocabulary."""
+    from ..tool_templates import long_context
+
+    folder = long_context(build_model("smollm", tmp_path_factory.mktemp("long") / "chat"))
+    with tinylm.load(folder, backend="torch") as model:
+        yield model
+
+
+@pytest.fixture(scope="session")
+def long_server(long_chat):
+    with RunningServer({"chat": long_chat}, ServerConfig(api_key=API_KEY)) as s:
+        yield s

@@ -76,10 +76,11 @@ GOOD = {
     "stop": WORDS.filter(bool) | st.lists(WORDS.filter(bool), max_size=4),
     "seed": st.integers(min_value=0, max_value=2**63),
     "stream": st.booleans(),
-    "n": st.just(1),
+    "n": st.integers(min_value=1, max_value=2),
     "user": WORDS,
-    "presence_penalty": st.just(0),
-    "frequency_penalty": st.just(0),
+    "presence_penalty": st.floats(min_value=-2, max_value=2),
+    "frequency_penalty": st.floats(min_value=-2, max_value=2),
+    "logit_bias": st.dictionaries(st.integers(0, 447).map(str), st.floats(min_value=-100, max_value=100), max_size=2),
     "response_format": st.one_of(
         st.fixed_dictionaries({"type": st.sampled_from(["text", "json_object"])}),
         st.fixed_dictionaries(
@@ -100,9 +101,10 @@ EDGE = {
     "stop": st.lists(TEXT, min_size=5, max_size=6) | st.just("") | st.lists(TEXT, max_size=2),
     "seed": st.integers(max_value=-1) | st.integers(min_value=2**64),
     "stream_options": st.fixed_dictionaries({}, optional={"include_usage": JSON}),
-    "n": st.integers().filter(lambda n: n != 1),
-    "presence_penalty": st.floats(allow_nan=True),
-    "frequency_penalty": st.floats(allow_nan=True),
+    "n": st.integers().filter(lambda n: not 1 <= n <= 16),
+    "presence_penalty": st.floats(allow_nan=True).filter(lambda v: not -2 <= v <= 2),
+    "frequency_penalty": st.floats(allow_nan=True).filter(lambda v: not -2 <= v <= 2),
+    "logit_bias": st.dictionaries(TEXT, JSON, max_size=2) | st.dictionaries(st.just("5"), st.floats(allow_nan=True)),
     "response_format": st.fixed_dictionaries(
         {"type": st.sampled_from(["xml", "json_schema", "json_object"])},
         optional={"json_schema": JSON | st.fixed_dictionaries({"schema": JSON})},
@@ -116,7 +118,7 @@ EDGE = {
 }
 SAMPLING = (
     "max_tokens max_completion_tokens temperature top_p stop seed stream n user presence_penalty "
-    "frequency_penalty response_format"
+    "frequency_penalty logit_bias response_format"
 ).split()
 FIELDS = {
     "/v1/chat/completions": ("messages", SAMPLING),
@@ -134,6 +136,7 @@ def bodies(route: str) -> st.SearchStrategy[Any]:
     served = st.sampled_from([model, model, model, "chat" if model == "embed" else "embed", "nope"])
     base = st.fixed_dictionaries({"model": served, required: GOOD[required]}, optional={k: GOOD[k] for k in optional})
     names = [required, *optional, "stream_options", "model", "logprobs", "dimensions", "echo", "tools", "Model"]
+    names += ["tool_choice", "top_logprobs", "parallel_tool_calls"]
     mutation = st.sampled_from(names).flatmap(lambda k: st.tuples(st.just(k), EDGE.get(k, JSON) | JSON))
     objects = st.builds(lambda body, changes: {**body, **dict(changes)}, base, st.lists(mutation, max_size=2))
     return st.one_of(objects, objects, objects, JSON)

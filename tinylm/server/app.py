@@ -22,11 +22,14 @@ from starlette.responses import JSONResponse, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import arguments
+from ..choices import stream_choices
 from ..errors import CapabilityError, ChatTemplateError, GenerationError, InvalidArgument, TinyLMError
 from ..generation import Chunk
 from ..model import Model
+from ..tools import CallStream, ToolPlan
 from .errors import APIError, error_response
 from .schemas import OPENAI_NAMES, ChatRequest, CompletionRequest, EmbeddingRequest, SamplingFields
+from .shapes import Choice, chat_logprobs, text_logprobs, tool_call_deltas, usage
 from .slots import Lease, Slots, run_blocking, stream_blocking
 
 __all__ = ["ServerConfig", "create_app", "serve"]
@@ -223,49 +226,68 @@ def create_app(models: Mapping[str, Model], config: ServerConfig | None = None) 
             )
         return ids
 
-    def generation(model: Model, ids: list[int], req: SamplingFields) -> Iterator[Chunk]:
-        """The request's generation, with everything that can refuse it checked now (a 400 before any byte):
-        the settings, the response_format (compiled here) and its combination with stop."""
+    Rows = Iterator[tuple[int, Chunk]]  # (choice index, chunk) of the request's n choices
+
+    def generation(model: Model, ids: list[int], req: SamplingFields, plan: ToolPlan | None = None) -> Rows:
+        """The request's n choices, with everything that can refuse them checked now (a 400 before any byte):
+        the settings, the response_format or the tool call's grammar (compiled here), their combinations."""
         fmt = req.constrained()
         options = req.options(default_max_tokens=config.default_max_tokens)
-        return model.stream(ids, options=options, response_format=model.constraint(fmt) if fmt else None)
+        constraint = model.constraint(fmt) if fmt else None
+        if plan is not None and plan.constrained:
+            if constraint is not None:
+                raise APIError(
+                    400,
+                    f"tool_choice {plan.choice!r} constrains the reply to a tool call; it cannot also follow "
+                    "response_format. Fix: drop one of them (tool_choice 'auto' leaves the reply free).",
+                    param="tool_choice",
+                )
+            constraint = model.tool_constraint(plan)
+        rows = stream_choices(model, ids, n=req.n, options=options, response_format=constraint)
+        if plan is None:
+            return rows
+        return with_calls(rows, [CallStream(plan) for _ in range(req.n)])
 
-    def usage(chunk: Chunk) -> dict[str, int]:
-        assert chunk.usage is not None
-        u = chunk.usage
-        return {
-            "prompt_tokens": u.prompt_tokens,
-            "completion_tokens": u.completion_tokens,
-            "total_tokens": u.prompt_tokens + u.completion_tokens,
-        }
+    def with_calls(rows: Rows, calls: list[CallStream]) -> Rows:
+        """The rows with each choice's calls parsed by its own parser (rows may come interleaved)."""
+        try:
+            for i, chunk in rows:
+                yield i, calls[i].feed(chunk)
+        finally:
+            close = getattr(rows, "close", None)
+            if close is not None:  # a client that went away: stop the generations here, in the worker thread
+                close()
 
-    async def complete(request: Request, slot: Slots, chunks: Iterator[Chunk]) -> tuple[str, str, dict[str, int]]:
-        """Run a generation to its end, or until the client goes away (then it stops at its next token)."""
+    async def complete(request: Request, slot: Slots, rows: Rows, n: int) -> list[Choice]:
+        """Run the generations to their end, or until the client goes away (then they stop at the next token)."""
         lease = await slot.acquire()
         gone = asyncio.ensure_future(disconnected(request))
-        text: list[str] = []
+        choices = [Choice() for _ in range(n)]
         try:
-            async with aclosing(stream_blocking(lease, executor, chunks)) as items:
-                async for chunk in items:
+            async with aclosing(stream_blocking(lease, executor, rows)) as items:
+                async for index, chunk in items:
                     if gone.done():
                         raise APIError(499, "the client closed the request", code="client_closed_request")
-                    text.append(chunk.text)
-                    if chunk.finish_reason is not None:
-                        return "".join(text), chunk.finish_reason, usage(chunk)
+                    choices[index].add(chunk)
         finally:
             gone.cancel()
             if gone.done() and not gone.cancelled():
                 gone.exception()  # retrieved: a receive that failed means the client is gone too
             if not lease.handed_over:
                 lease.release()
-        raise APIError(500, "generation ended without a finish reason", type="server_error")
+        if any(c.finish_reason is None for c in choices):
+            raise APIError(500, "generation ended without a finish reason", type="server_error")
+        return choices
+
+    def total(choices: list[Choice]) -> dict[str, int]:
+        return usage(choices[0].prompt_tokens, sum(c.completion_tokens for c in choices))
 
     async def stream_events(slot: Slots, events: Callable[[Lease], AsyncIterator[str]]) -> StreamingResponse:
         """Admit the request (429 when the queue is full) before the 200, then stream its events."""
         lease = await slot.acquire()
         return _LeasedStream(events(lease), lease)
 
-    async def guarded(chunks: AsyncIterator[Chunk]) -> AsyncIterator[Chunk | str]:
+    async def guarded(chunks: AsyncIterator[tuple[int, Chunk]]) -> AsyncIterator[tuple[int, Chunk] | str]:
         """The chunks; a failure after the 200 (nothing known can fail there) ends the stream with an error
         event in OpenAI's shape instead of a cut connection."""
         try:
@@ -277,7 +299,7 @@ def create_app(models: Mapping[str, Model], config: ServerConfig | None = None) 
             error = e if isinstance(e, APIError) else api_error(e)
             yield _sse(error.body())
 
-    async def relay(lease: Lease, chunks: Iterator[Chunk]) -> AsyncIterator[Chunk]:
+    async def relay(lease: Lease, chunks: Rows) -> AsyncIterator[tuple[int, Chunk]]:
         async with aclosing(stream_blocking(lease, executor, chunks)) as items:
             async for chunk in items:
                 yield chunk
@@ -301,33 +323,53 @@ def create_app(models: Mapping[str, Model], config: ServerConfig | None = None) 
     @app.post("/v1/chat/completions", dependencies=[Depends(authorized)])
     async def chat_completions(req: ChatRequest, request: Request) -> Any:
         model, slot = pick(req.model, "decoder")
+        plan = None
+        if req.tools is not None:
+            parallel = req.parallel_tool_calls is not False
+            plan = model.plan_tools(req.tools, req.tool_choice, parallel_tool_calls=parallel)
+        elif req.tool_choice is not None:
+            fix = "tool_choice needs tools. Fix: send tools too, or drop tool_choice."
+            raise APIError(400, fix, param="tool_choice")
         messages = [m.model_dump(exclude_none=True) for m in req.messages]
-        ids = prompt_ids(model, model.chat_ids(messages))  # message content is text: no forged turns
-        chunks = generation(model, ids, req)
+        ids = prompt_ids(model, model.chat_ids(messages, tools=plan))  # message content is text: no forged turns
+        rows = generation(model, ids, req, plan)
         rid, now = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         head = {"id": rid, "created": now, "model": req.model}
+        tokens = model.tokenizer
         if not req.stream:
-            text, finish, used = await complete(request, slot, chunks)
-            message = {"role": "assistant", "content": text}
-            choice = {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
-            return {**head, "object": "chat.completion", "choices": [choice], "usage": used}
+            done = await complete(request, slot, rows, req.n)
+            choices = []
+            for i, c in enumerate(done):
+                message: dict[str, Any] = {"role": "assistant", "content": c.text}
+                if c.tool_calls:  # OpenAI's content is null when the reply only calls tools
+                    message.update(content=c.text or None, tool_calls=[call.to_openai() for call in c.tool_calls])
+                logprobs = chat_logprobs(tokens, c.logprobs) if req.logprobs else None
+                choices.append({"index": i, "message": message, "finish_reason": c.finish_reason, "logprobs": logprobs})
+            return {**head, "object": "chat.completion", "choices": choices, "usage": total(done)}
         include_usage = req.stream_options is not None and req.stream_options.include_usage
 
         async def events(lease: Lease) -> AsyncIterator[str]:
             base = {**head, "object": "chat.completion.chunk"}
-            first = {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
-            yield _sse({**base, "choices": [first]})
-            async for chunk in guarded(relay(lease, chunks)):
-                if isinstance(chunk, str):  # an error event
-                    yield chunk
+            for i in range(req.n):
+                first = {"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+                yield _sse({**base, "choices": [first]})
+            done = [Choice() for _ in range(req.n)]
+            async for item in guarded(relay(lease, rows)):
+                if isinstance(item, str):  # an error event
+                    yield item
                     continue
-                if chunk.text:
-                    delta = {"index": 0, "delta": {"content": chunk.text}, "finish_reason": None}
+                i, chunk = item
+                done[i].add(chunk)
+                logprobs = chat_logprobs(tokens, chunk.logprobs) if req.logprobs else None
+                if chunk.text or (logprobs and chunk.logprobs):
+                    delta = {"index": i, "delta": {"content": chunk.text}, "finish_reason": None, "logprobs": logprobs}
                     yield _sse({**base, "choices": [delta]})
+                for call_delta in tool_call_deltas(chunk.tool_calls):
+                    yield _sse({**base, "choices": [{"index": i, "delta": call_delta, "finish_reason": None}]})
                 if chunk.finish_reason is not None:
-                    yield _sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": chunk.finish_reason}]})
-                    if include_usage:
-                        yield _sse({**base, "choices": [], "usage": usage(chunk)})
+                    yield _sse({**base, "choices": [{"index": i, "delta": {}, "finish_reason": chunk.finish_reason}]})
+            if include_usage and all(c.finish_reason is not None for c in done):
+                yield _sse({**base, "choices": [], "usage": total(done)})
             yield _sse("[DONE]")
 
         return await stream_events(slot, events)
@@ -336,25 +378,40 @@ def create_app(models: Mapping[str, Model], config: ServerConfig | None = None) 
     async def completions(req: CompletionRequest, request: Request) -> Any:
         model, slot = pick(req.model, "decoder")
         ids = prompt_ids(model, model.tokenizer.encode(arguments.text(req.prompt, "prompt")))
-        chunks = generation(model, ids, req)
+        rows = generation(model, ids, req)
         rid, now = f"cmpl-{uuid.uuid4().hex}", int(time.time())
         head = {"id": rid, "object": "text_completion", "created": now, "model": req.model}
+        tokens = model.tokenizer
+        wanted = req.logprobs is not None
         if not req.stream:
-            text, finish, used = await complete(request, slot, chunks)
-            choice = {"index": 0, "text": text, "finish_reason": finish, "logprobs": None}
-            return {**head, "choices": [choice], "usage": used}
+            done = await complete(request, slot, rows, req.n)
+            choices = [
+                {
+                    "index": i,
+                    "text": c.text,
+                    "finish_reason": c.finish_reason,
+                    "logprobs": text_logprobs(tokens, c.logprobs) if wanted else None,
+                }
+                for i, c in enumerate(done)
+            ]
+            return {**head, "choices": choices, "usage": total(done)}
         include_usage = req.stream_options is not None and req.stream_options.include_usage
 
         async def events(lease: Lease) -> AsyncIterator[str]:
-            async for chunk in guarded(relay(lease, chunks)):
-                if isinstance(chunk, str):  # an error event
-                    yield chunk
+            done = [Choice() for _ in range(req.n)]
+            async for item in guarded(relay(lease, rows)):
+                if isinstance(item, str):  # an error event
+                    yield item
                     continue
-                if chunk.text or chunk.finish_reason is not None:
-                    choice = {"index": 0, "text": chunk.text, "finish_reason": chunk.finish_reason, "logprobs": None}
-                    yield _sse({**head, "choices": [choice]})
-                if chunk.finish_reason is not None and include_usage:
-                    yield _sse({**head, "choices": [], "usage": usage(chunk)})
+                i, chunk = item
+                offset = len(done[i].text)
+                done[i].add(chunk)
+                if chunk.text or chunk.finish_reason is not None or (wanted and chunk.logprobs):
+                    logprobs = text_logprobs(tokens, chunk.logprobs, offset=offset) if wanted else None
+                    choice = {"index": i, "text": chunk.text, "finish_reason": chunk.finish_reason}
+                    yield _sse({**head, "choices": [{**choice, "logprobs": logprobs}]})
+            if include_usage and all(c.finish_reason is not None for c in done):
+                yield _sse({**head, "choices": [], "usage": total(done)})
             yield _sse("[DONE]")
 
         return await stream_events(slot, events)

@@ -15,6 +15,7 @@ from ..options import GenerationOptions
 
 __all__ = [
     "ChatMessage",
+    "ToolCallItem",
     "ChatRequest",
     "CompletionRequest",
     "EmbeddingRequest",
@@ -47,10 +48,11 @@ class SamplingFields(_Strict):
     seed: int | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
-    n: int = 1
+    n: int = 1  # 1..MAX_CHOICES, checked by tinylm.choices
     user: str | None = None  # accepted, not used
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
+    logit_bias: dict[str, float] | None = None  # token id (as JSON text) -> bias
     response_format: dict[str, Any] | None = None
 
     @field_validator("response_format")
@@ -70,13 +72,6 @@ class SamplingFields(_Strict):
             raise ValueError("stream_options is only allowed with stream: true")
         return self
 
-    @field_validator("n")
-    @classmethod
-    def _one_choice(cls, n: int) -> int:
-        if n != 1:
-            raise ValueError("n must be 1: tinylm returns one choice per request; send several requests instead")
-        return n
-
     @field_validator("stop")
     @classmethod
     def _stops(cls, stop: str | list[str] | None) -> str | list[str] | None:
@@ -85,24 +80,35 @@ class SamplingFields(_Strict):
             raise ValueError("stop takes at most 4 non-empty strings")
         return stop
 
-    @field_validator("presence_penalty", "frequency_penalty")
+    @field_validator("logit_bias")
     @classmethod
-    def _no_penalties(cls, value: float | None) -> float | None:
-        if value not in (None, 0, 0.0):
-            raise ValueError("presence/frequency penalties are not supported; omit them or send 0")
+    def _token_ids(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        for key in value or {}:
+            if not (key.isascii() and key.isdigit() and len(key) < 20):
+                raise ValueError(f'logit_bias keys are token ids (e.g. "50256"), got {key!r}')
         return value
+
+    def requested_logprobs(self) -> tuple[bool | None, int | None]:
+        """(logprobs, top_logprobs) as the library takes them."""
+        return None, None
 
     def limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
 
     def options(self, *, default_max_tokens: int) -> GenerationOptions:
         """The request's generation settings, checked (`InvalidArgument` naming the setting)."""
+        logprobs, top_logprobs = self.requested_logprobs()
         return GenerationOptions(
             max_new_tokens=self.limit() or default_max_tokens,
             temperature=self.temperature,
             top_p=self.top_p,
             seed=self.seed,
             stop=self.stop,
+            presence_penalty=self.presence_penalty,
+            frequency_penalty=self.frequency_penalty,
+            logit_bias={int(k): v for k, v in self.logit_bias.items()} if self.logit_bias is not None else None,
+            logprobs=logprobs,
+            top_logprobs=top_logprobs,
         )
 
     def constrained(self) -> dict[str, Any] | None:
@@ -111,19 +117,52 @@ class SamplingFields(_Strict):
         return fmt if fmt is not None and fmt.get("type", "text") != "text" else None
 
 
+class ToolCallFunction(_Strict):
+    name: str
+    arguments: str
+
+
+class ToolCallItem(_Strict):
+    id: str
+    type: Literal["function"] = "function"
+    function: ToolCallFunction
+
+
 class ChatMessage(_Strict):
-    role: Literal["system", "user", "assistant", "developer"]
-    content: str
+    role: Literal["system", "user", "assistant", "developer", "tool"]
+    content: str | None = None  # None only for an assistant message with tool_calls (checked by the library)
     name: str | None = None
+    tool_calls: list[ToolCallItem] | None = None  # assistant messages
+    tool_call_id: str | None = None  # tool messages
+
+    @model_validator(mode="after")
+    def _roles(self) -> ChatMessage:
+        if self.tool_calls is not None and self.role != "assistant":
+            raise ValueError("only assistant messages have tool_calls")
+        if (self.tool_call_id is not None) != (self.role == "tool"):
+            raise ValueError("a tool message needs tool_call_id (the id of the call it answers), and only it has one")
+        return self
 
 
 class ChatRequest(SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1)
+    logprobs: bool | None = None
+    top_logprobs: int | None = None  # 0..20, with logprobs: true (checked by GenerationOptions)
+    tools: list[dict[str, Any]] | None = None  # checked by tinylm.tools
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+
+    def requested_logprobs(self) -> tuple[bool | None, int | None]:
+        return self.logprobs, self.top_logprobs
 
 
 class CompletionRequest(SamplingFields):
     prompt: str
     echo: bool = False
+    logprobs: int | None = Field(default=None, ge=0, le=20)  # the legacy API's: alternatives with each token
+
+    def requested_logprobs(self) -> tuple[bool | None, int | None]:
+        return (True, self.logprobs) if self.logprobs is not None else (None, None)
 
     @field_validator("echo")
     @classmethod
