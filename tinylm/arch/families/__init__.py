@@ -18,6 +18,7 @@ from .gemma2 import GEMMA2
 from .gemma3 import GEMMA3
 from .gpt2 import GPT2
 from .granite import GRANITE
+from .lfm2 import LFM2
 from .llama import LLAMA
 from .olmo2 import OLMO2
 from .phi3 import PHI3
@@ -41,6 +42,7 @@ FAMILIES: tuple[Family, ...] = (
     SMOLLM3,
     GEMMA2,
     GEMMA3,
+    LFM2,
     ROBERTA,
 )
 _BY_TYPE: dict[str, Family] = {t: f for f in FAMILIES for t in f.model_types}
