@@ -18,6 +18,7 @@ class FakeBackend:
     precisions: tuple[str, ...] = ("fp32", "int8")
     version: str = "0.0-test"
     declares_default_device: bool = False
+    states: tuple[str, ...] = ("kv",)
     opened: list = field(default_factory=list)
 
     @property
@@ -28,6 +29,7 @@ class FakeBackend:
             kinds=self.kinds,
             priority=self.priority,
             default_device=self.declares_default_device,
+            states=self.states,
         )
 
     def availability(self) -> Availability:

@@ -52,6 +52,21 @@ CASES = {
         "SmolLM3Config",
         {**SMALL, "num_hidden_layers": 4, "no_rope_layer_interval": 2, "use_sliding_window": True, "sliding_window": 8},
     ),
+    "lfm2": (
+        "Lfm2Config",
+        {**SMALL, "num_hidden_layers": 3, "layer_types": ["full_attention", "conv", "conv"], "conv_L_cache": 4},
+    ),
+    "lfm2-untied": (
+        "Lfm2Config",
+        {
+            **SMALL,
+            "head_dim": 24,
+            "full_attn_idxs": [1],
+            "conv_bias": True,
+            "tie_word_embeddings": False,
+            "block_multiple_of": 32,
+        },
+    ),
     "gpt2": ("GPT2Config", dict(n_embd=64, n_head=4, n_layer=2)),
     "gpt2-untied": ("GPT2Config", dict(n_embd=64, n_head=4, n_layer=2, tie_word_embeddings=False)),
     "bert": ("BertConfig", {**SMALL, "num_key_value_heads": None}),
@@ -126,6 +141,8 @@ def test_checkpoint_round_trip(case):
         "modernbert",
         "modernbert-mean",
         "gemma3-multimodal",
+        "lfm2",
+        "lfm2-k4",
     ],
 )
 def test_checkpoint_names_are_the_ones_transformers_saves(variant, tmp_path):

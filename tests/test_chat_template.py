@@ -38,6 +38,25 @@ TOOLS_JSON = (  # tojson keeps non-ASCII, as transformers' override does
     "{% for m in messages %}{{ m['role'] }}: {{ m['content'] | tojson }}\n{% endfor %}"
     "{% if add_generation_prompt %}assistant:{% endif %}"
 )
+LFM2 = (  # LiquidAI/LFM2's style: bos, the system prompt held in a namespace, messages[1:], a tool list and tool
+    # responses wrapped in LFM2's markers, non-string content as JSON, whitespace control throughout
+    '{{- bos_token -}}{%- set ns = namespace(system_prompt="") -%}'
+    '{%- if messages[0]["role"] == "system" -%}{%- set ns.system_prompt = messages[0]["content"] -%}'
+    "{%- set messages = messages[1:] -%}{%- endif -%}"
+    '{%- if tools -%}{%- set ns.system_prompt = ns.system_prompt + ("\n" if ns.system_prompt else "")'
+    ' + "List of tools: <|tool_list_start|>[" -%}{%- for tool in tools -%}'
+    "{%- if tool is not string -%}{%- set tool = tool | tojson -%}{%- endif -%}"
+    "{%- set ns.system_prompt = ns.system_prompt + tool -%}{%- if not loop.last -%}"
+    '{%- set ns.system_prompt = ns.system_prompt + ", " -%}{%- endif -%}{%- endfor -%}'
+    '{%- set ns.system_prompt = ns.system_prompt + "]<|tool_list_end|>" -%}{%- endif -%}'
+    '{%- if ns.system_prompt -%}{{- "<|im_start|>system\n" + ns.system_prompt + "<|im_end|>\n" -}}{%- endif -%}'
+    '{%- for message in messages -%}{{- "<|im_start|>" + message["role"] + "\n" -}}'
+    '{%- set content = message["content"] -%}{%- if content is not string -%}{%- set content = content | tojson -%}'
+    '{%- endif -%}{%- if message["role"] == "tool" -%}'
+    '{%- set content = "<|tool_response_start|>" + content + "<|tool_response_end|>" -%}{%- endif -%}'
+    '{{- content + "<|im_end|>\n" -}}{%- endfor -%}'
+    '{%- if add_generation_prompt -%}{{- "<|im_start|>assistant\n" -}}{%- endif -%}'
+)
 
 CONVERSATIONS = [
     [{"role": "user", "content": "My parcel never arrived."}],
@@ -64,8 +83,9 @@ def save(folder, template: str, special: dict[str, str]) -> None:
         (LLAMA3, {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>"}),
         (ZEPHYR, {"eos_token": "</s>", "bos_token": "<s>"}),
         (TOOLS_JSON, {"eos_token": "</s>"}),
+        (LFM2, {"bos_token": "<|startoftext|>", "eos_token": "<|im_end|>"}),
     ],
-    ids=["chatml", "llama3", "zephyr", "tojson"],
+    ids=["chatml", "llama3", "zephyr", "tojson", "lfm2"],
 )
 @pytest.mark.parametrize("conversation", range(len(CONVERSATIONS)))
 @pytest.mark.parametrize("add_generation_prompt", [True, False])

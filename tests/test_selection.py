@@ -34,6 +34,16 @@ def test_auto_picks_the_highest_priority_available_backend_for_the_kind(manager)
     assert choose(manager, kind="decoder").reason == "auto"
 
 
+def test_a_model_whose_layers_keep_another_state_needs_a_backend_that_declares_it(manager):
+    """LFM2's conv layers keep a conv state beside the KV cache: a backend that keeps only the KV cache is refused
+    by name (typed, naming the ones that can) and passed by in the automatic choice, never run silently wrong."""
+    manager.register(BackendsPlugin(FakeBackend("hybrid", priority=2, states=("kv", "conv"))), name="hybrid")
+    assert choose(manager, kind="decoder", states=("kv", "conv")).backend.name == "hybrid"  # "fast" keeps kv only
+    assert choose(manager, kind="decoder", states=("kv",)).backend.name == "fast"
+    with pytest.raises(CapabilityError, match=r"'fast' does not keep the per-layer conv state.*Fix: .*hybrid"):
+        choose(manager, kind="decoder", backend="fast", states=("kv", "conv"))
+
+
 def test_env_beats_auto(manager, monkeypatch):
     monkeypatch.setenv("TINYLM_BACKEND", "slow")
     choice = choose(manager, kind="decoder")

@@ -153,6 +153,8 @@ class Capabilities:
             gets `ConvertOptions`).
         step: its sessions define `step(token_id)`, the decode fast path (see `Session`).
         default_device: it defines `default_device()`, cheaper than `devices()[0]`.
+        states: the per-layer state kinds its sessions keep between calls (`ModelSpec.state_kinds`: "kv" for
+            attention's cache, "conv" for LFM2's short convolutions); a model that needs another is refused.
     """
 
     precisions: tuple[str, ...] = ("fp32",)
@@ -165,6 +167,7 @@ class Capabilities:
     options: type[BackendOptions] = BackendOptions
     step: bool = False
     default_device: bool = False
+    states: tuple[str, ...] = ("kv",)
 
     def __post_init__(self) -> None:
         if self.converts and self.options is BackendOptions:  # declared none: a converting backend's defaults

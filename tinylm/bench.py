@@ -210,7 +210,8 @@ def _plan(config: BenchConfig) -> tuple[list[tuple[str, str]], list[BenchResult]
     for name in requested:
         if name not in backends:
             raise unknown_backend(name, manager, source="--backends")
-    kind = ModelFolder(resolve_model(config.model, manager)).spec.kind
+    spec = ModelFolder(resolve_model(config.model, manager)).spec
+    kind, states = spec.kind, spec.state_kinds
     plan: list[tuple[str, str]] = []
     skipped: list[BenchResult] = []
     notes: list[str] = []
@@ -218,8 +219,15 @@ def _plan(config: BenchConfig) -> tuple[list[tuple[str, str]], list[BenchResult]
         if requested and name not in requested:
             continue
         av = manager.availability(backend)
-        if not av.ok or kind not in backend.capabilities.kinds:
-            reason = av.explain() if not av.ok else f"does not run {kind} models"
+        lacking = [k for k in states if k not in backend.capabilities.states]
+        if not av.ok or kind not in backend.capabilities.kinds or lacking:
+            reason = (
+                av.explain()
+                if not av.ok
+                else f"does not run {kind} models"
+                if kind not in backend.capabilities.kinds
+                else f"does not keep the per-layer {', '.join(lacking)} state this model needs"
+            )
             skipped.append(BenchResult(backend=name, precision="-", error=reason))
             continue
         offered = backend.capabilities.precisions

@@ -88,6 +88,7 @@ def _prepare(
         choice = choose(
             manager,
             kind=folder.spec.kind,
+            states=folder.spec.state_kinds,
             backend=backend,
             device=device,
             precision=precision,

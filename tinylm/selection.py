@@ -61,6 +61,7 @@ def _backend(
     convert: bool,
     preferred: Sequence[str] = (),
     source: str = "argument",
+    states: Sequence[str] = (),
 ) -> tuple[Backend, str]:
     backends = manager.backends()
     name, reason = (requested, source) if requested else (settings.backend_name(), "TINYLM_BACKEND")
@@ -81,11 +82,23 @@ def _backend(
                 f"backend {name!r} does not run {kind} models (it runs: {', '.join(backend.capabilities.kinds)}). "
                 "Fix: choose another backend."
             )
+        missing = [k for k in states if k not in backend.capabilities.states]
+        if missing:
+            raise CapabilityError(
+                f"backend {name!r} does not keep the per-layer {', '.join(missing)} state this model's layers need "
+                f"(it keeps: {', '.join(backend.capabilities.states)}). Fix: choose a backend that does "
+                f"({', '.join(_holding(backends, states)) or 'none is installed'})."
+            )
         return backend, reason
-    candidates = [b for b in backends.values() if kind in b.capabilities.kinds and manager.availability(b).ok]
+    candidates = [
+        b
+        for b in backends.values()
+        if kind in b.capabilities.kinds and set(states) <= set(b.capabilities.states) and manager.availability(b).ok
+    ]
     if not candidates:
+        needs = f" with per-layer {', '.join(states)} state" if set(states) - {"kv"} else ""
         raise BackendUnavailable(
-            f"no backend can run a {kind} model here. Backends: {_summary(manager)}. Fix: {_install_hint()}."
+            f"no backend can run a {kind} model{needs} here. Backends: {_summary(manager)}. Fix: {_install_hint()}."
         )
     for name in preferred:
         for b in candidates:
@@ -93,6 +106,11 @@ def _backend(
                 return b, "bench ranking"
     candidates.sort(key=lambda b: (-b.capabilities.priority, b.name))
     return candidates[0], "auto"
+
+
+def _holding(backends: dict[str, Backend], states: Sequence[str]) -> list[str]:
+    """The registered backends that keep every state kind in `states`."""
+    return sorted(n for n, b in backends.items() if set(states) <= set(b.capabilities.states))
 
 
 def default_device(backend: Backend, manager: PluginManager | None = None) -> str:
@@ -121,6 +139,7 @@ def choose(
     convert: bool = False,
     preferred: Sequence[str] = (),
     source: str = "argument",
+    states: Sequence[str] = (),
 ) -> Choice:
     """Resolve backend, device and precision for a model of `kind` ("decoder" or "encoder").
 
@@ -128,8 +147,10 @@ def choose(
     `TINYLM_AUTO_BENCH=1`); the automatic choice takes the first available one before the static order.
 
     `convert=True` (for `tinylm.convert`) also accepts a named backend that is `convert_only` here.
-    `source`: where a given `backend` comes from, for messages and `Choice.reason` (default "argument")."""
-    chosen, reason = _backend(backend, kind, manager, convert, preferred, source)
+    `source`: where a given `backend` comes from, for messages and `Choice.reason` (default "argument").
+    `states`: the per-layer state kinds the model keeps (`ModelSpec.state_kinds`); a backend must declare them all
+    (`Capabilities.states`), else a named one raises `CapabilityError` and the automatic choice passes it by."""
+    chosen, reason = _backend(backend, kind, manager, convert, preferred, source, states)
     want_device = device or settings.device_name()
     if want_device is None:
         dev = default_device(chosen, manager)

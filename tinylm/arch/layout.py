@@ -10,6 +10,9 @@ Linear weights are stored (out_features, in_features), as `torch.nn.Linear` hold
                                                   `ModelSpec.no_attn_norm_layers` (ModernBERT's layer 0)
     layers.{i}.attn.{q,k,v,o}.{weight,bias}       q: (nh*hd, H)  k,v: (nkv*hd, H)  o: (H, nh*hd)
     layers.{i}.attn.{q_norm,k_norm}.weight (hd,)  Qwen3; (nh*hd,), (nkv*hd,) over the whole projection (OLMo 2)
+    layers.{i}.conv.in.{weight,bias}  (3H, H)     conv layers (LFM2) instead of attn.*: rows b | c | u
+    layers.{i}.conv.kernel.{weight,bias} (H, K)  the depthwise causal kernel (K = ConvSpec.kernel), bias (H,)
+    layers.{i}.conv.out.{weight,bias} (H, H)
     layers.{i}.attn_post_norm.weight  (H,)        on attention's output (Gemma 2/3 sandwich, OLMo 2)
     layers.{i}.mlp_norm.{weight,bias}
     layers.{i}.mlp_post_norm.weight   (H,)        on the MLP's output
@@ -73,14 +76,10 @@ def expected_shapes(spec: ModelSpec) -> dict[str, Shape]:
         if s.output_norms:
             shapes.update(_norm(f"{p}.attn_post_norm", s.norm, h))
             shapes.update(_norm(f"{p}.mlp_post_norm", s.norm, h))
-        shapes.update(_linear(f"{p}.attn.q", s.q_size, h, s.qkv_bias))
-        shapes.update(_linear(f"{p}.attn.k", s.kv_size, h, s.qkv_bias))
-        shapes.update(_linear(f"{p}.attn.v", s.kv_size, h, s.qkv_bias))
-        shapes.update(_linear(f"{p}.attn.o", h, s.q_size, s.out_bias))
-        if s.qk_norm:
-            whole = s.qk_norm_over == "all"
-            shapes[f"{p}.attn.q_norm.weight"] = (s.q_size,) if whole else (s.head_dim,)
-            shapes[f"{p}.attn.k_norm.weight"] = (s.kv_size,) if whole else (s.head_dim,)
+        if s.mixer(i) == "conv":
+            shapes.update(_conv(f"{p}.conv", s, h))
+        else:
+            shapes.update(_attention(f"{p}.attn", s, h))
         if s.norm_placement != "output":
             shapes.update(_norm(f"{p}.mlp_norm", s.norm, h))
         if s.gated_mlp:
@@ -91,6 +90,29 @@ def expected_shapes(spec: ModelSpec) -> dict[str, Shape]:
         shapes.update(_norm("final_norm", s.norm, h))
     if s.kind == "decoder" and not s.tie_embeddings:
         shapes["lm_head.weight"] = (s.vocab_size, h)
+    return shapes
+
+
+def _attention(p: str, s: ModelSpec, h: int) -> dict[str, Shape]:
+    shapes = _linear(f"{p}.q", s.q_size, h, s.qkv_bias)
+    shapes.update(_linear(f"{p}.k", s.kv_size, h, s.qkv_bias))
+    shapes.update(_linear(f"{p}.v", s.kv_size, h, s.qkv_bias))
+    shapes.update(_linear(f"{p}.o", h, s.q_size, s.out_bias))
+    if s.qk_norm:
+        whole = s.qk_norm_over == "all"
+        shapes[f"{p}.q_norm.weight"] = (s.q_size,) if whole else (s.head_dim,)
+        shapes[f"{p}.k_norm.weight"] = (s.kv_size,) if whole else (s.head_dim,)
+    return shapes
+
+
+def _conv(p: str, s: ModelSpec, h: int) -> dict[str, Shape]:
+    assert s.conv is not None
+    bias = s.conv.bias
+    shapes = _linear(f"{p}.in", 3 * h, h, bias)
+    shapes[f"{p}.kernel.weight"] = (h, s.conv.kernel)
+    if bias:
+        shapes[f"{p}.kernel.bias"] = (h,)
+    shapes.update(_linear(f"{p}.out", h, h, bias))
     return shapes
 
 

@@ -11,11 +11,18 @@ It describes a transformer as a stack of identical blocks built from a handful o
     sandwich block:   x = x + norm'(attn(norm(x)));  x = x + norm'(mlp(norm(x)))   (Gemma 2, Gemma 3)
     output block:     x = x + norm'(attn(x));  x = x + norm'(mlp(x))      (OLMo 2)
 
+    hybrid block:     x = x + mixer(norm(x));  x = x + mlp(norm(x))      mixer: attention or conv (LFM2)
     a layer in `no_attn_norm_layers` feeds attention x itself (ModernBERT's layer 0: the embedding norm's output)
 
     logits = lm_head(x) / logits_scaling                                    (Granite)
     logits = cap * tanh(logits / cap)        cap = logits_softcap             (Gemma 2)
     attention scores s = q.k * scale -> cap * tanh(s / cap), cap = attn_softcap, before the mask (Gemma 2)
+
+Each layer's mixer (`ModelSpec.mixer(i)`: "attention" or "conv") says which state it keeps between calls
+(`ModelSpec.states(i)`): attention keeps keys and values (`KVState`, growing with the sequence), a gated short
+convolution keeps its last kernel - 1 inputs (`ConvState`, a fixed size). Backends lower each state kind they
+hold and declare them (`Capabilities.states`); a model needing a kind a backend lacks is refused at load. The next
+hybrid (a Mamba-style SSM) adds a mixer whose states are a `ConvState` and an SSM state beside it.
 
 Weights use the canonical names of `tinylm.arch.layout` whatever the checkpoint called them; the
 family's `sanitize` maps checkpoint names there (fused qkv split, GPT-2 Conv1D transposed, ...).
@@ -25,11 +32,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-__all__ = ["ModelSpec", "NormSpec", "RopeSpec", "PoolingSpec", "Activation"]
+__all__ = [
+    "ModelSpec",
+    "NormSpec",
+    "RopeSpec",
+    "PoolingSpec",
+    "ConvSpec",
+    "KVState",
+    "ConvState",
+    "LayerState",
+    "Activation",
+    "Mixer",
+]
 
 Activation = Literal["silu", "gelu", "gelu_tanh", "relu"]
+Mixer = Literal["attention", "conv"]  # what mixes positions in a layer (a Mamba-style "ssm" would join here)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,6 +85,42 @@ class PoolingSpec:
 
     mode: Literal["mean", "cls", "max", "last"] = "mean"
     normalize: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConvSpec:
+    """A gated short causal convolution mixer (LFM2), on x (B, T, H):
+
+        b, c, u = split(in(x), 3)                 in: (3H, H) rows b | c | u  (+ bias)
+        y = out(c * conv(b * u))                   conv: depthwise causal over time, kernel (H, kernel) (+ bias)
+
+    Its state between calls is the last kernel - 1 inputs of `conv` (`ConvState`); zeros at the start."""
+
+    kernel: int
+    bias: bool = False
+
+
+@dataclass(frozen=True)
+class KVState:
+    """Attention's state: keys and values, (heads, head_dim) each per cached position (grows with the sequence)."""
+
+    heads: int
+    head_dim: int
+    kind: ClassVar[str] = "kv"
+
+
+@dataclass(frozen=True)
+class ConvState:
+    """A causal convolution's state: its last `width` = kernel - 1 inputs, (channels, width) per sequence (fixed
+    size). After a call over T tokens it holds the inputs at positions [T - width, T) (zeros before position 0);
+    reset() zeroes it."""
+
+    channels: int
+    width: int
+    kind: ClassVar[str] = "conv"
+
+
+LayerState = KVState | ConvState
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,6 +168,8 @@ class ModelSpec:
     nope_layers: tuple[int, ...] = ()
     no_attn_norm_layers: tuple[int, ...] = ()
     local_rope: RopeSpec | None = None
+    mixers: tuple[Mixer, ...] = ()  # per layer; () when every layer is attention
+    conv: ConvSpec | None = None  # the conv mixers' shape (LFM2)
     bos_token_id: int | None = None
     eos_token_ids: tuple[int, ...] = ()
     pad_token_id: int | None = None
@@ -127,6 +184,39 @@ class ModelSpec:
             raise ValueError("layer_windows needs one entry per layer, and sliding_window=None (it is per layer)")
         if self.no_attn_norm_layers and self.norm_placement not in ("pre", "sandwich"):
             raise ValueError("no_attn_norm_layers applies to blocks with input norms (pre or sandwich placement)")
+        if self.mixers and len(self.mixers) != self.num_layers:
+            raise ValueError(f"mixers has {len(self.mixers)} entries for {self.num_layers} layers")
+        if ("conv" in self.mixers) != (self.conv is not None):
+            raise ValueError("conv (the ConvSpec) is set exactly when some layer's mixer is 'conv'")
+
+    # per-layer mixers and the state each keeps between calls (the KV cache is one kind among them)
+
+    def mixer(self, layer: int) -> Mixer:
+        """What mixes positions in `layer`: "attention" (keys and values cached) or "conv" (LFM2's short conv)."""
+        return self.mixers[layer] if self.mixers else "attention"
+
+    def states(self, layer: int) -> tuple[LayerState, ...]:
+        """The state `layer` keeps between forward calls, one entry per kind (a Mamba layer would keep two)."""
+        if self.mixer(layer) == "conv":
+            assert self.conv is not None
+            return (ConvState(channels=self.hidden_size, width=self.conv.kernel - 1),)
+        return (KVState(heads=self.num_kv_heads, head_dim=self.head_dim),)
+
+    @property
+    def state_kinds(self) -> tuple[str, ...]:
+        """The state kinds some layer keeps ("kv", "conv"), in a fixed order: what a backend must hold."""
+        used = {st.kind for i in range(self.num_layers) for st in self.states(i)}
+        return tuple(k for k in ("kv", "conv") if k in used)
+
+    @property
+    def attention_layers(self) -> tuple[int, ...]:
+        """The layers whose mixer is attention (every layer but LFM2's conv ones); their KV slots in this order."""
+        return tuple(i for i in range(self.num_layers) if self.mixer(i) == "attention")
+
+    @property
+    def conv_layers(self) -> tuple[int, ...]:
+        """The layers whose mixer is a short convolution; their conv-state slots in this order."""
+        return tuple(i for i in range(self.num_layers) if self.mixer(i) == "conv")
 
     # per-layer attention: a model mixes layers with and without a sliding window, with and without rotary
     # positions, and (Gemma 3) with a rotary base of their own on the sliding layers.
@@ -143,8 +233,8 @@ class ModelSpec:
 
     def rope_kind(self, layer: int) -> Literal["global", "local"] | None:
         """Which rotary table `layer` uses: `rope` ("global"), `local_rope` ("local": the sliding layers of a
-        model that has one), or None (no rotary positions: NoPE layers, learned positions)."""
-        if self.rope is None or layer in self.nope_layers:
+        model that has one), or None (no rotary positions: NoPE layers, learned positions, conv layers)."""
+        if self.rope is None or layer in self.nope_layers or self.mixer(layer) != "attention":
             return None
         return "local" if self.local_rope is not None and self.window(layer) is not None else "global"
 
@@ -163,6 +253,8 @@ class ModelSpec:
             layer_windows=windows if any(w is not None for w in windows) else (),
             nope_layers=tuple(new for new, old in enumerate(keep) if old in self.nope_layers),
             no_attn_norm_layers=tuple(new for new, old in enumerate(keep) if old in self.no_attn_norm_layers),
+            mixers=tuple(self.mixers[i] for i in keep) if self.mixers else (),
+            conv=self.conv if any(self.mixer(i) == "conv" for i in keep) else None,
         )
 
     @property

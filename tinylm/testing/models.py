@@ -266,6 +266,42 @@ VARIANTS: dict[str, dict[str, Any]] = {
             "mm_tokens_per_image": 4,
         },
     },
+    # LFM2's hybrid: gated short-conv layers (a conv state of the last kernel - 1 inputs) beside attention layers
+    # (KV cache, q/k norms per head). Two variants between them vary the hidden size, head_dim (16 = H / nh, and
+    # 24 != H / nh), GQA (2:1, 3:1), the kernel (3, 4), which layers attend, tying, conv biases and the ff width
+    # transformers derives (block_auto_adjust_ff_dim: 150 -> 2/3 -> rounded up to 32 = 128).
+    "lfm2": {
+        "config": "Lfm2Config",
+        "kwargs": {
+            **_SMALL,
+            "num_hidden_layers": 4,
+            "hidden_size": 64,
+            "intermediate_size": 96,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "conv_L_cache": 3,
+            "layer_types": ["conv", "conv", "full_attention", "conv"],
+            "block_auto_adjust_ff_dim": False,
+            "tie_word_embeddings": True,
+        },
+    },
+    "lfm2-k4": {
+        "config": "Lfm2Config",
+        "kwargs": {
+            **_SMALL,
+            "num_hidden_layers": 4,
+            "hidden_size": 48,
+            "intermediate_size": 150,
+            "block_multiple_of": 32,
+            "num_attention_heads": 6,
+            "num_key_value_heads": 2,
+            "head_dim": 24,
+            "conv_L_cache": 4,
+            "conv_bias": True,
+            "layer_types": ["full_attention", "conv", "full_attention", "conv"],
+            "tie_word_embeddings": False,
+        },
+    },
     "gpt2": {
         "config": "GPT2Config",
         "kwargs": {"n_embd": 64, "n_layer": 2, "n_head": 4, "n_positions": 256, "activation_function": "gelu_new"},

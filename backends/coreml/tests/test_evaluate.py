@@ -35,6 +35,8 @@ FAST = (
     "gemma2",
     "gemma3",
     "gemma3-multimodal",
+    "lfm2",
+    "lfm2-k4",
 )
 
 
@@ -69,6 +71,10 @@ def _check_decoder(folder: Path, stateful: bool) -> None:
     assert ev.length == 20 and diff <= ATOL, f"max |logits - transformers| = {diff:.3g}"
 
 
+# Models with conv layers (LFM2) have only the stateful layout: their conv state is a Core ML state.
+CONV_VARIANTS = ("lfm2", "lfm2-k4")
+
+
 # The fast suite: every FAST variant with Core ML states, and the cache-as-inputs/outputs layout on
 # llama and mistral (sliding window); every variant in both layouts runs in the slow suite below.
 FAST_CASES = [(v, True) for v in FAST] + [(v, False) for v in ("llama", "mistral") if v in FAST]
@@ -89,7 +95,35 @@ def test_decoder_program_matches_transformers(
 def test_every_decoder_variant_matches_transformers(
     variant: str, stateful: bool, model_folder: Callable[[str], Path]
 ) -> None:
+    if variant in CONV_VARIANTS and not stateful:
+        pytest.skip("conv layers keep their state only as a Core ML state (test_conv_state_needs_states)")
     _check_decoder(model_folder(variant), stateful)
+
+
+def test_conv_state_is_fresh_at_position_zero_and_follows_the_sequence(model_folder: Callable[[str], Path]) -> None:
+    """The conv state after a prefill holds the last kernel - 1 inputs: decoding token by token after prefills of 1
+    and 2 tokens (shorter than the state), and after a reset (the program reads zeros at position 0 whatever the
+    state holds), gives transformers' logits."""
+    folder = model_folder("lfm2-k4")  # kernel 4: a state of 3 inputs
+    model = ModelFolder(folder)
+    ids = np.random.default_rng(3).integers(3, 400, size=8).astype(np.int64)
+    want = _reference_logits(folder, ids)
+    ev = Evaluator(model.spec, model.weights(), capacity=64, stateful=True)
+    for first in (1, 2):
+        ev.reset()
+        ours = [ev.forward(ids[:first])]
+        ours += [ev.forward(ids[t : t + 1]) for t in range(first, len(ids))]
+        diff = float(np.abs(np.concatenate(ours) - want).max())
+        assert diff <= ATOL, f"prefill {first}: max |logits - transformers| = {diff:.3g}"
+        assert np.abs(ev.conv.array).max() > 0  # the state is really used (reset() leaves it as it is)
+
+
+def test_conv_state_needs_states(model_folder: Callable[[str], Path]) -> None:
+    from tinylm.errors import CapabilityError
+
+    model = ModelFolder(model_folder("lfm2"))
+    with pytest.raises(CapabilityError, match="stateful=True"):
+        Evaluator(model.spec, model.weights(), capacity=64, stateful=False)
 
 
 @pytest.mark.parametrize("variant", ENCODER_VARIANTS)

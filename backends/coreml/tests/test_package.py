@@ -34,6 +34,8 @@ FAMILIES = (
     "smollm3",
     "gemma2",
     "gemma3",
+    "lfm2",
+    "lfm2-k4",
     "xlm-roberta",
     "modernbert",
 )
@@ -93,8 +95,11 @@ def test_every_family_converts_with_its_declared_interface(
         C = meta["context_length"]
         assert spec.specificationVersion == 9 and meta["target"] == "iOS18"  # iOS 18 / macOS 15: states
         assert inputs == {"input_ids": ("int32", [1, [1, C]]), "causal_mask": ("float16", [1, 1, [1, C], [1, C]])}
-        cache = ("float16", [ms.num_layers, 1, ms.num_kv_heads, C, ms.head_dim])
-        assert states == {"key_cache": cache, "value_cache": cache}
+        cache = ("float16", [len(ms.attention_layers), 1, ms.num_kv_heads, C, ms.head_dim])
+        want_states = {"key_cache": cache, "value_cache": cache}
+        if ms.conv is not None:  # LFM2: the conv layers' last kernel - 1 inputs, one more state
+            want_states["conv_cache"] = ("float16", [len(ms.conv_layers), 1, ms.hidden_size, ms.conv.kernel - 1])
+        assert states == want_states
         assert list(outputs) == ["logits"] and outputs["logits"][0] == "float32"
     else:
         T, B = ms.max_positions, meta["max_batch"]
@@ -107,6 +112,15 @@ def test_every_family_converts_with_its_declared_interface(
     assert ops <= MIL_OPS, f"unexpected ops: {sorted(ops - MIL_OPS)}"
     assert not any("torch" in op or "aten" in op for op in ops)
     assert meta["op_types"] == sorted(ops)
+
+
+def test_conv_layers_refuse_the_stateless_layout(model_folder: Callable[[str], Path]) -> None:
+    """LFM2's conv state lives only in a Core ML state: stateful=False is a typed error before converting."""
+    import tinylm
+    from tinylm.errors import CapabilityError
+
+    with pytest.raises(CapabilityError, match="stateful=True"):
+        tinylm.convert(model_folder("lfm2"), backend="coreml", out=model_folder("lfm2").parent / "x", stateful=False)
 
 
 def test_stateless_fallback_passes_the_cache_as_inputs_and_outputs(converted: Converted) -> None:

@@ -8,6 +8,7 @@ number elsewhere) and comes from the host, so causal, sliding-window and padding
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from coremltools.converters.mil import Builder as mb
@@ -26,12 +27,13 @@ __all__ = ["Frame", "attention"]
 class Frame:
     """What every layer needs for one call: rotary tables (1, 1, T, rd) by `ModelSpec.rope_kind`, the additive
     mask (B or 1, 1, T, S) from the host, the additive band of each per-layer sliding window (added to the mask
-    on the layers that have that window), and the KV cache."""
+    on the layers that have that window), the KV cache, and the conv layers' states (`conv.ConvStates`, LFM2)."""
 
     rope: dict[str, tuple[Var, Var]]
     mask: Var
     cache: KVCache
     bands: dict[int, Var] = field(default_factory=dict)
+    conv: Any = None
 
 
 def _heads(x: Var, n: int, hd: int) -> Var:

@@ -25,7 +25,7 @@ from tinylm.arch.spec import ModelSpec
 from tinylm.errors import CapabilityError
 
 from .masks import stateful_mask, stateless_mask
-from .program import encoder_body, stateful_body, stateless_body
+from .program import conv_shape, encoder_body, kv_shape, stateful_body, stateless_body, stateless_refusal
 from .weights import Constants
 
 __all__ = ["ArrayState", "Evaluator"]
@@ -67,9 +67,13 @@ class Evaluator:
 
     def __init__(self, spec: ModelSpec, weights: Mapping[str, np.ndarray], *, capacity: int, stateful: bool = True):
         self.spec, self.weights, self.capacity, self.stateful = spec, weights, capacity, stateful
-        shape = (spec.num_layers, 1, spec.num_kv_heads, capacity, spec.head_dim)  # (L, 1, nkv, C, hd)
+        if spec.kind == "decoder" and spec.conv_layers and not stateful:
+            raise CapabilityError(stateless_refusal(spec))
+        shape = kv_shape(spec, capacity)  # (L, 1, nkv, C, hd), L: the attention layers
         self.keys = ArrayState(np.zeros(shape, np.float32))
         self.values = ArrayState(np.zeros(shape, np.float32))
+        # LFM2's conv states (Lc, 1, H, K - 1); left as they are by reset(): a call at position 0 reads zeros
+        self.conv = ArrayState(np.zeros(conv_shape(spec), np.float32)) if spec.conv_layers else None
         self.length = 0
 
     def reset(self) -> None:
@@ -88,10 +92,13 @@ class Evaluator:
             w = Constants(self.spec, self.weights)
             if self.stateful:
                 mask = mb.const(val=stateful_mask(start, length, window, np.float32))
-                logits = stateful_body(self.spec, w, mb.const(val=ids), mask, self.keys, self.values, self.capacity)
+                logits = stateful_body(
+                    self.spec, w, mb.const(val=ids), mask, self.keys, self.values, self.capacity, self.conv
+                )
                 out = _value(logits)
-                self.keys.commit()
-                self.values.commit()
+                for state in (self.keys, self.values, self.conv):
+                    if state is not None:
+                        state.commit()
             else:
                 positions = mb.const(val=np.arange(start, start + length, dtype=np.int32)[None])
                 mask = mb.const(val=stateless_mask(start, length, self.capacity, window, np.float32))

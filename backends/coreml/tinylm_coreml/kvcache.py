@@ -7,8 +7,10 @@
                    are outputs (L, 1, nkv, T, hd) that the host writes into its copy at [start, end)
 
 A cache's `append(layer, k, v)` takes this call's k, v (1, nkv, T, hd) float32 and returns what
-attention reads, (1, nkv, S, hd) float32. `Buffer` separates reading and writing a state from the cache
-logic, so `evaluate` can stand a numpy array in for the Core ML state.
+attention reads, (1, nkv, S, hd) float32. The leading L axis has one slot per attention layer
+(`ModelSpec.attention_layers`; LFM2's conv layers keep no keys, their state is in `conv.py`);
+`slots` maps a layer to its slot (all layers, in order, when every layer attends). `Buffer` separates
+reading and writing a state from the cache logic, so `evaluate` can stand a numpy array in for the Core ML state.
 """
 
 from __future__ import annotations
@@ -20,11 +22,18 @@ import numpy as np
 from coremltools.converters.mil import Builder as mb
 from coremltools.converters.mil.mil import Var, types
 
-__all__ = ["KVCache", "NoCache", "StateCache", "IOCache", "Buffer", "CoreMLState"]
+from tinylm.arch.spec import ModelSpec
+
+__all__ = ["KVCache", "NoCache", "StateCache", "IOCache", "Buffer", "CoreMLState", "kv_slots"]
 
 
 class KVCache(Protocol):
     def append(self, layer: int, k: Var, v: Var) -> tuple[Var, Var]: ...
+
+
+def kv_slots(spec: ModelSpec) -> dict[int, int]:
+    """Attention layer -> its slot on the cache's leading axis."""
+    return {layer: slot for slot, layer in enumerate(spec.attention_layers)}
 
 
 class NoCache:
@@ -63,6 +72,7 @@ class StateCache:
     end: Var
     num_kv_heads: int
     head_dim: int
+    slots: dict[int, int] | None = None  # layer -> slot (None: the layer's own index)
 
     def _bounds(self, layer: int, lo: Var) -> tuple[Var, Var]:
         begin = mb.concat(values=[np.array([layer, 0, 0], np.int32), lo, np.array([0], np.int32)], axis=0)
@@ -90,7 +100,8 @@ class StateCache:
         return mb.cast(x=seen, dtype="fp32")
 
     def append(self, layer: int, k: Var, v: Var) -> tuple[Var, Var]:
-        return self._append(self.keys, layer, k), self._append(self.values, layer, v)
+        slot = layer if self.slots is None else self.slots[layer]
+        return self._append(self.keys, slot, k), self._append(self.values, slot, v)
 
 
 @dataclass

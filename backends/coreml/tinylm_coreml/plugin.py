@@ -35,6 +35,7 @@ class CoreMLBackend:
         priority=30,  # first on macOS (docs/choosing-a-backend.md); off macOS it is never available to run
         converts=True,
         options=CoreMLOptions,
+        states=("kv", "conv"),  # Core ML states; conv only in the stateful program (program.py)
     )
 
     def __init__(self) -> None:

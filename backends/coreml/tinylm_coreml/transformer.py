@@ -21,6 +21,7 @@ from tinylm.arch.rope import cos_sin, switch_length
 from tinylm.arch.spec import ModelSpec
 
 from .attention import Frame, attention
+from .conv import ConvStates, short_conv
 from .kvcache import KVCache, NoCache
 from .layers import ACTIVATIONS, linear, norm
 from .masks import MASKED
@@ -49,7 +50,12 @@ def _block(x: Var, spec: ModelSpec, w: Constants, layer: int, frame: Frame) -> V
     if spec.norm_placement == "post":
         x = _norm(mb.add(x=x, y=attention(x, spec, w, layer, frame)), spec, w, f"{p}.attn_norm")
         return _norm(mb.add(x=x, y=_mlp(x, spec, w, layer)), spec, w, f"{p}.mlp_norm")
-    a = attention(_input_norm(x, spec, w, f"{p}.attn_norm", spec.has_attn_norm(layer)), spec, w, layer, frame)
+    h = _input_norm(x, spec, w, f"{p}.attn_norm", spec.has_attn_norm(layer))
+    a = (
+        short_conv(h, spec, w, layer, frame.conv)
+        if spec.mixer(layer) == "conv"
+        else attention(h, spec, w, layer, frame)
+    )
     x = mb.add(x=x, y=_sublayer_out(a, spec, w, f"{p}.attn_post_norm"))
     m = _mlp(_input_norm(x, spec, w, f"{p}.mlp_norm"), spec, w, layer)
     return mb.add(x=x, y=_sublayer_out(m, spec, w, f"{p}.mlp_post_norm"))
@@ -142,14 +148,23 @@ def _centred_bands(spec: ModelSpec, positions: Var) -> dict[int, Var]:
 
 
 def decoder_logits(
-    spec: ModelSpec, w: Constants, ids: Var, positions: Var, mask: Var, cache: KVCache, capacity: int
+    spec: ModelSpec,
+    w: Constants,
+    ids: Var,
+    positions: Var,
+    mask: Var,
+    cache: KVCache,
+    capacity: int,
+    conv: ConvStates | None = None,
 ) -> Var:
-    """ids (1, T) int32, positions (T,) int32, additive mask (1, 1, T, S) float32 -> logits (1, T, V) float32."""
+    """ids (1, T) int32, positions (T,) int32, additive mask (1, 1, T, S) float32 -> logits (1, T, V) float32.
+    `conv`: the conv layers' states (LFM2)."""
     frame = Frame(
         rope=_rope_tables(spec, w, positions, capacity),
         mask=mask,
         cache=cache,
         bands=_window_bands(spec, positions, mask),
+        conv=conv,
     )
     x = _embed(ids, positions, None, spec, w)  # (1, T, H)
     for layer in range(spec.num_layers):

@@ -28,6 +28,7 @@ class OnnxBackend:
         converts=True,
         options=BuildOptions,
         step=True,
+        states=("kv", "conv"),  # GQA's KV buffers, LFM2's conv states as past_conv/present_conv (conv.py)
     )
 
     def __init__(self) -> None:

@@ -10,6 +10,7 @@ Decoder graph I/O (the session binds these):
     input_ids (B, T) int64, seqlens_k (B,) int32 = total - 1, total_sequence_length () int32,
     logits_from (1,) int64 (first position whose logits are computed: T - 1 in decode, 0 for all),
     past_key.{i} / past_value.{i} (B, nkv, S_max, hd)  ->  logits (B, T - logits_from, V), present_*.{i}
+    (attention layers; conv layers (LFM2) have past_conv.{i} -> present_conv.{i} (B, H, K - 1) instead, conv.py)
 Encoder graph: input_ids, attention_mask (B, T) int64 [, token_type_ids]  ->  hidden (B, T, H)
 """
 
@@ -23,6 +24,7 @@ import onnx
 from tinylm.arch.spec import ModelSpec
 
 from .attention import decoder_attention, encoder_attention
+from .conv import short_conv
 from .graph import BOOL, FLOAT, INT32, INT64, MS, Graph
 from .linear import linear, quantized
 from .lowering import Lowering
@@ -120,12 +122,18 @@ def _decoder(lw: Lowering) -> None:
     f.span = _span(g, ids, f.total)
     _rope_frame(lw, lw.opts.capacity(s))
     x = _embed(lw, ids, None)
-    presents = []
+    presents, conv_states = [], []
     residual, h = x, _input_norm(lw, x, x, "layers.0.attn_norm", s.has_attn_norm(0))[0]
     for i in range(s.num_layers):
-        past = g.input(f"past_key.{i}", FLOAT, cache_shape), g.input(f"past_value.{i}", FLOAT, cache_shape)
-        a, pk, pv = decoder_attention(lw, h, i, *past)
-        presents.append((i, pk, pv))
+        if s.mixer(i) == "conv":
+            (state,) = s.states(i)
+            conv_shape = ["B", state.channels, state.width]
+            a, present = short_conv(lw, h, i, g.input(f"past_conv.{i}", FLOAT, conv_shape))
+            conv_states.append((i, present, conv_shape))
+        else:
+            past = g.input(f"past_key.{i}", FLOAT, cache_shape), g.input(f"past_value.{i}", FLOAT, cache_shape)
+            a, pk, pv = decoder_attention(lw, h, i, *past)
+            presents.append((i, pk, pv))
         h, residual = _input_norm(
             lw, _sublayer_out(lw, a, f"layers.{i}.attn_post_norm"), residual, f"layers.{i}.mlp_norm"
         )
@@ -141,6 +149,8 @@ def _decoder(lw: Lowering) -> None:
     for i, pk, pv in presents:
         g.output(pk, f"present_key.{i}", FLOAT, cache_shape)
         g.output(pv, f"present_value.{i}", FLOAT, cache_shape)
+    for i, present, conv_shape in conv_states:
+        g.output(present, f"present_conv.{i}", FLOAT, conv_shape)
 
 
 def _input_norm(lw: Lowering, y: str, residual: str, prefix: str, has: bool = True) -> tuple[str, str]:

@@ -29,6 +29,7 @@ class OpenVINOBackend:
         options=BuildOptions,
         step=True,
         default_device=True,
+        states=("kv", "conv"),  # both kept in OpenVINO state variables (attention.py, conv.py)
     )
 
     def __init__(self) -> None:

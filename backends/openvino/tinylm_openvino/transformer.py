@@ -5,7 +5,7 @@
     pre-norm block:   x = x + attn(norm(x)); x = x + mlp(norm(x))
     post-norm block:  x = norm(x + attn(x)); x = norm(x + mlp(x))                 (BERT)
 
-Decoder I/O (stateful: the KV cache is in OpenVINO state, see attention.py):
+Decoder I/O (stateful: the KV cache is in OpenVINO state, see attention.py; so are LFM2's conv states, conv.py):
     input_ids (B, T) int64, beam_idx (B,) int32 (arange(B): each row continues its own cache row),
     start (1,) int64 (tokens already cached), logits_from (1,) int64 (first position whose logits are
     computed: T - 1 when decoding, 0 for all)  ->  logits (B, T - logits_from, V)
@@ -23,6 +23,7 @@ from tinylm.arch.spec import ModelSpec
 
 from .attention import decoder_attention, encoder_attention
 from .compress import weight
+from .conv import short_conv
 from .graph import Output, const, ints, model, named, ops
 from .layers import ACTIVATIONS, Lowering
 from .options import BuildOptions
@@ -136,7 +137,8 @@ def _decoder(lw: Lowering) -> ov.Model:
     sinks: list[object] = []
     for i in range(s.num_layers):
         p = f"layers.{i}"
-        a, assigns = decoder_attention(lw, _input_norm(lw, x, f"{p}.attn_norm", s.has_attn_norm(i)), i)
+        mix = short_conv if s.mixer(i) == "conv" else decoder_attention
+        a, assigns = mix(lw, _input_norm(lw, x, f"{p}.attn_norm", s.has_attn_norm(i)), i)
         sinks += assigns
         x = ops.add(x, _sublayer_out(lw, a, f"{p}.attn_post_norm")).output(0)
         x = ops.add(

@@ -1,8 +1,10 @@
-"""The static KV cache, and the `Frame`: what every layer needs for one forward call, computed once.
+"""The per-layer state (the static KV cache and the conv states), and the `Frame`: what every layer needs for one
+forward call, computed once.
 
-The cache holds, per layer, k and v buffers of shape (B, nkv, capacity, hd) allocated once per batch
-size (untouched pages cost no memory), so decoding never reallocates: a step writes its keys at
-`[start, start + T)` and attends to a view of `[lo, start + T)`.
+The cache holds, per layer, the state `ModelSpec.states(i)` names. Attention layers: k and v buffers of shape
+(B, nkv, capacity, hd) allocated once per batch size (untouched pages cost no memory), so decoding never
+reallocates: a step writes its keys at `[start, start + T)` and attends to a view of `[lo, start + T)`.
+Conv layers (LFM2): the last kernel - 1 inputs of the convolution, (B, H, K - 1), zeros after `reset()`.
 """
 
 from __future__ import annotations
@@ -19,20 +21,41 @@ __all__ = ["KVCache", "Frame", "make_frame"]
 
 
 class KVCache:
-    """Keys and values of every layer for `batch` sequences of up to `capacity` tokens."""
+    """The state of every layer for `batch` sequences of up to `capacity` tokens: keys and values of the attention
+    layers (`k[i]`, `v[i]`; None on other layers), the conv state of the conv layers (`conv[i]`)."""
 
     def __init__(self, spec: ModelSpec, *, batch: int, capacity: int, dtype: torch.dtype) -> None:
         shape = (batch, spec.num_kv_heads, capacity, spec.head_dim)  # (B, nkv, capacity, hd)
-        self.k = [torch.empty(shape, dtype=dtype) for _ in range(spec.num_layers)]
-        self.v = [torch.empty(shape, dtype=dtype) for _ in range(spec.num_layers)]
+        attends = [spec.mixer(i) == "attention" for i in range(spec.num_layers)]
+        self.k = [torch.empty(shape, dtype=dtype) if a else None for a in attends]
+        self.v = [torch.empty(shape, dtype=dtype) if a else None for a in attends]
+        self.conv: dict[int, torch.Tensor] = {}
+        for i in spec.conv_layers:
+            (state,) = spec.states(i)
+            self.conv[i] = torch.zeros((batch, state.channels, state.width), dtype=dtype)  # (B, H, K - 1)
         self.batch = batch
         self.capacity = capacity
         self.length = 0
+
+    def reset(self) -> None:
+        """Forget every sequence: nothing cached, conv states back to zeros."""
+        self.length = 0
+        for state in self.conv.values():
+            state.zero_()
+
+    def conv_window(self, layer: int, x: torch.Tensor) -> torch.Tensor:
+        """(cached inputs | x) (B, H, K - 1 + T) for conv layer `layer`'s new inputs x (B, H, T); its state becomes
+        the last K - 1 of them."""
+        state = self.conv[layer]
+        window = torch.cat([state, x.to(state.dtype)], dim=-1)  # (B, H, K - 1 + T)
+        state.copy_(window[:, :, window.shape[-1] - state.shape[-1] :])
+        return window
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor, frame: Frame) -> tuple[torch.Tensor, torch.Tensor]:
         """Store k, v (B, nkv, T, hd) at the frame's positions; return the keys and values to attend to,
         views (B, nkv, S, hd) of `[frame.lo, frame.end)`."""
         kc, vc = self.k[layer], self.v[layer]
+        assert kc is not None and vc is not None
         kc[:, :, frame.start : frame.end] = k
         vc[:, :, frame.start : frame.end] = v
         return kc[:, :, frame.lo : frame.end], vc[:, :, frame.lo : frame.end]

@@ -25,6 +25,7 @@ class TorchBackend:
         converts=False,
         reference=True,
         options=TorchOptions,
+        states=("kv", "conv"),  # KV cache, LFM2's conv states (cache.py)
     )
 
     def __init__(self) -> None:

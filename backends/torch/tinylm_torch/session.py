@@ -61,7 +61,7 @@ class TorchSession:
 
     def reset(self) -> None:
         if self._cache is not None:
-            self._cache.length = 0
+            self._cache.reset()  # the conv states too: they are not masked by length as keys are
 
     def forward(self, token_ids: np.ndarray, *, all_positions: bool = False) -> np.ndarray:
         model = self._live()

@@ -79,7 +79,7 @@ def _state_items(
             yield name, _tensor(array), [array]
     for i in range(spec.num_layers):
         p = f"layers.{i}"
-        groups = [("attn.qkv", [f"{p}.attn.{x}" for x in "qkv"], spec.qkv_bias)]
+        groups = [("attn.qkv", [f"{p}.attn.{x}" for x in "qkv"], spec.qkv_bias)] if spec.mixer(i) == "attention" else []
         if spec.gated_mlp:
             groups.append(("mlp.up", [f"{p}.mlp.gate", f"{p}.mlp.up"], spec.mlp_bias))
         for target, names, bias in groups:
@@ -97,7 +97,7 @@ def _wants_column_major(spec: ModelSpec, name: str, shape: torch.Size) -> bool:
     """float32 matrix-vector products on CPU stream a weight faster from (in, out) memory when the layer
     widens (out >= in): q/k/v, gate/up and the LM head (measured ~1.4-1.9x); narrowing layers are faster as
     stored. The tied LM head is the embedding, whose lookups do not mind the layout."""
-    if len(shape) != 2 or not name.endswith(".weight") or shape[0] < shape[1]:
+    if len(shape) != 2 or not name.endswith(".weight") or shape[0] < shape[1] or ".conv.kernel." in name:
         return False
     if name == "embed.weight":
         return spec.kind == "decoder" and spec.tie_embeddings

@@ -52,7 +52,7 @@ class NumpySession:
 
     def reset(self) -> None:
         if self._cache is not None:
-            self._cache.length = 0  # old entries are overwritten before they are read again
+            self._cache.reset()
 
     def forward(self, token_ids: np.ndarray, *, all_positions: bool = False) -> np.ndarray:
         model = self._live()

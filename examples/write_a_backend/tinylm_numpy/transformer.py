@@ -62,7 +62,7 @@ class Transformer:
             for i in range(self.spec.num_layers)
         ]  # each layer's rotary table (or none) and sliding window (or none)
         x = self._blocks(self._embed(ids, start, None), frames)  # (B, T, H)
-        cache.length = end  # only now: a call that raised leaves the cache as it was
+        cache.commit(end)  # only now: a call that raised leaves the cache as it was
         if last_only:
             return self._head(x[:, -1])  # (B, V)
         return self._head(x)  # (B, T, V)
@@ -117,7 +117,8 @@ class Transformer:
         if self.spec.norm_placement == "post":
             x = self._norm(x + self._attention(x, i, frame), f"{p}.attn_norm")
             return self._norm(x + self._mlp(x, i), f"{p}.mlp_norm")
-        x = x + self._out(self._attention(self._in(x, f"{p}.attn_norm"), i, frame), f"{p}.attn_post_norm")
+        mix = self._conv if self.spec.mixer(i) == "conv" else self._attention
+        x = x + self._out(mix(self._in(x, f"{p}.attn_norm"), i, frame), f"{p}.attn_post_norm")
         return x + self._out(self._mlp(self._in(x, f"{p}.mlp_norm"), i), f"{p}.mlp_post_norm")
 
     def _in(self, x: np.ndarray, name: str) -> np.ndarray:
@@ -150,6 +151,22 @@ class Transformer:
             k, v = frame.cache.store(i, k, v, frame.start)  # (B, nkv, S, hd): everything so far
         y = attend(q, k, v, frame.mask, s.scale, s.attn_softcap)  # (B, nh, T, hd)
         return self._linear(y.transpose(0, 2, 1, 3).reshape(B, T, s.q_size), f"{p}.o")  # (B, T, H)
+
+    def _conv(self, x: np.ndarray, i: int, frame: Frame) -> np.ndarray:
+        """LFM2's gated short convolution: out(c * conv(b * u)), b, c, u = split(in(x)), causal over time."""
+        p, B, T, H = f"layers.{i}.conv", *x.shape
+        b, c, u = np.split(self._linear(x, f"{p}.in"), 3, axis=-1)  # (B, T, H) each
+        bu = (b * u).transpose(0, 2, 1)  # (B, H, T)
+        kernel = self.w[f"{p}.kernel.weight"]  # (H, K)
+        K = kernel.shape[1]
+        if frame.cache is not None:
+            window = frame.cache.conv_window(i, bu)  # (B, H, K - 1 + T): the cached inputs first
+        else:
+            window = np.concatenate([np.zeros((B, H, K - 1), bu.dtype), bu], axis=-1)
+        y = sum(window[:, :, j : j + T] * kernel[:, j, None] for j in range(K))  # (B, H, T)
+        if f"{p}.kernel.bias" in self.w:
+            y = y + self.w[f"{p}.kernel.bias"][:, None]
+        return self._linear(c * y.transpose(0, 2, 1), f"{p}.out")  # (B, T, H)
 
     def _mlp(self, x: np.ndarray, i: int) -> np.ndarray:
         p, act = f"layers.{i}.mlp", ACTIVATIONS[self.spec.activation]

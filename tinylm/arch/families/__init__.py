@@ -19,6 +19,7 @@ from .gemma3 import GEMMA3
 from .gemma3_multimodal import GEMMA3_MULTIMODAL
 from .gpt2 import GPT2
 from .granite import GRANITE
+from .lfm2 import LFM2
 from .llama import LLAMA
 from .modernbert import MODERNBERT
 from .olmo2 import OLMO2
@@ -43,6 +44,7 @@ FAMILIES: tuple[Family, ...] = (
     SMOLLM3,
     GEMMA2,
     GEMMA3,
+    LFM2,
     ROBERTA,
     MODERNBERT,
     GEMMA3_MULTIMODAL,

@@ -69,6 +69,18 @@ def test_prune_layers_heads_and_mlp_of_a_gqa_decoder(model_folder, tmp_path):
         prune(model_folder("llama"), tmp_path / "bad", PruneConfig(num_heads=3, calibration_data=(data,)))
 
 
+def test_prune_layers_heads_and_mlp_of_a_hybrid_decoder(model_folder, tmp_path):
+    """LFM2: heads are scored and dropped on the attention layers only; the conv layers keep their kernels."""
+    data = write_text_jsonl(tmp_path / "t.jsonl", 40)
+    out = tmp_path / "p"
+    config = PruneConfig(num_layers=3, num_heads=3, intermediate_size=64, calibration_data=(data,))
+    prune(model_folder("lfm2-k4"), out, config)  # 6 heads in 2 kv groups, attention on layers 0 and 2 of 4
+    spec = ModelFolder(out).spec
+    assert (spec.num_layers, spec.num_heads, spec.num_kv_heads, spec.intermediate_size) == (3, 3, 1, 64)
+    assert spec.family == "lfm2" and spec.conv_layers and spec.attention_layers
+    assert_runs_everywhere(out)
+
+
 def test_bert_heads_cannot_be_dropped_but_layers_and_mlp_can(model_folder, tmp_path):
     data = write_text_jsonl(tmp_path / "t.jsonl", 40)
     with pytest.raises(PruneError, match="head_dim"):

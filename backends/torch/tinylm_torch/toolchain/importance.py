@@ -64,7 +64,8 @@ def measure(
 
     for i, layer in enumerate(model.layers):
         hooks.append(layer.register_forward_hook(block_hook(i)))
-        hooks.append(layer.attn.o.register_forward_pre_hook(o_hook(i)))
+        if layer.attn is not None:  # conv layers (LFM2) have no heads: their group scores stay 0
+            hooks.append(layer.attn.o.register_forward_pre_hook(o_hook(i)))
         hooks.append(layer.mlp.down.register_forward_pre_hook(down_hook(i)))
     try:
         for ids, mask, types in batches:
@@ -78,7 +79,12 @@ def measure(
         for h in hooks:
             h.remove()
     n = max(float(count), 1.0)
-    o_norms = torch.stack([layer.attn.o.weight.view(-1, nh, hd).norm(dim=(0, 2)) for layer in model.layers])  # (L, nh)
+    o_norms = torch.stack(
+        [
+            layer.attn.o.weight.view(-1, nh, hd).norm(dim=(0, 2)) if layer.attn is not None else torch.zeros(nh)
+            for layer in model.layers
+        ]
+    )  # (L, nh)
     down_norms = torch.stack([layer.mlp.down.weight.norm(dim=0) for layer in model.layers])  # (L, I)
     head_scores = (heads / n) * o_norms.double()  # (L, nh)
     groups = head_scores.view(L, nkv, nh // nkv).sum(-1)  # (L, nkv)

@@ -67,7 +67,8 @@ def keep_kv_groups(
 ) -> tuple[Weights, ModelSpec]:
     """Keep, in each layer i, the kv groups `keep[i]` (a kv head and the query heads that share it).
 
-    Every layer must keep the same number of groups (the spec has one head count)."""
+    Every layer must keep the same number of groups (the spec has one head count); conv layers (LFM2) have none,
+    and what `keep` lists for them is ignored."""
     counts = {len(g) for g in keep.values()}
     if len(counts) != 1 or set(keep) != set(range(spec.num_layers)):
         raise PruneError("keep the same number of kv groups in every layer. Fix: pass one group list per layer.")
@@ -75,6 +76,8 @@ def keep_kv_groups(
     g, hd = spec.num_heads // spec.num_kv_heads, spec.head_dim
     out = dict(weights)
     for i, groups in keep.items():
+        if spec.mixer(i) != "attention":
+            continue
         groups = sorted(groups)
         q_rows = _rows([grp * g + j for grp in groups for j in range(g)], hd)  # (kept nh * hd,)
         kv_rows = _rows(groups, hd)  # (kept nkv * hd,)
