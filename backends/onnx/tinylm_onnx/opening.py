@@ -1,6 +1,16 @@
-"""`open_session`: the artifact folder -> a tinylm `Session` (imports onnxruntime, never onnx or the builder)."""
+"""`open_session`: the artifact folder -> a tinylm `Session` (imports onnxruntime, never onnx or the builder).
+
+Sessions opened on one artifact with the same threads share one `InferenceSession` (the weights, their packed
+copies and the optimized graph are loaded once): the model's single-sequence session and the rows session the
+core opens for batched calls hold only their own KV caches. ONNX Runtime's `run` may be called from several
+threads on one `InferenceSession`; each tinylm session has its own IOBinding.
+"""
 
 from __future__ import annotations
+
+import threading
+import weakref
+from typing import Any
 
 from tinylm.backend import OpenRequest
 from tinylm.errors import ModelFileError
@@ -8,9 +18,13 @@ from tinylm.errors import ModelFileError
 from .compiled import open_compiled
 from .options import BuildOptions
 from .runtime import MODEL_FILE, inference_session
+from .rows import OnnxRowSession
 from .session import OnnxSession
 
 __all__ = ["open_session"]
+
+_loaded: weakref.WeakValueDictionary[tuple[Any, ...], Any] = weakref.WeakValueDictionary()
+_lock = threading.Lock()
 
 
 def open_session(request: OpenRequest) -> OnnxSession:
@@ -24,8 +38,16 @@ def open_session(request: OpenRequest) -> OnnxSession:
     opts: BuildOptions = request.options
     cap = int(request.meta.get("onnx", {}).get("capacity") or request.spec.max_positions)
     spin = request.spec.kind == "decoder" if opts.spin_wait is None else opts.spin_wait
-    if opts.compiled_cache:
-        session = open_compiled(folder, request.num_threads, spin=spin)
-    else:
-        session = inference_session(folder / MODEL_FILE, request.num_threads, spin=spin)
-    return OnnxSession(session, request.spec, capacity=cap)
+    stat = (folder / MODEL_FILE).stat()
+    key = (str(folder.resolve()), stat.st_mtime_ns, stat.st_size, request.num_threads, spin, opts.compiled_cache)
+    with _lock:  # one InferenceSession per artifact and threads, while some session uses it
+        session = _loaded.get(key)
+        if session is None:
+            if opts.compiled_cache:
+                session = open_compiled(folder, request.num_threads, spin=spin)
+            else:
+                session = inference_session(folder / MODEL_FILE, request.num_threads, spin=spin)
+            _loaded[key] = session
+    if request.spec.kind != "decoder":
+        return OnnxSession(session, request.spec, capacity=cap)
+    return OnnxRowSession(session, request.spec, capacity=cap, max_rows=request.rows)
