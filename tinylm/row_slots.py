@@ -51,7 +51,8 @@ class RowSlots:
             ids = inputs.token_ids(np.asarray(p).reshape(1, -1) if np.ndim(p) == 1 else p, self.spec, "add_rows()")
             if ids.shape[0] != 1:
                 raise GenerationError(
-                    f"add_rows() takes one 1-D prompt per row, got shape {np.shape(p)}. Fix: pass a list of (T,) arrays."
+                    f"add_rows() takes one 1-D prompt per row, got shape {np.shape(p)}. "
+                    "Fix: pass a list of (T,) arrays."
                 )
             inputs.room(self.spec, cached=0, new=ids.shape[1], capacity=self.capacity)
             out.append(ids[0])

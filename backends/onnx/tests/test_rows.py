@@ -59,7 +59,7 @@ def test_rows_join_and_leave_between_steps(loaded):
     a, b = driver.add([_prompt(v, 7, 1), _prompt(v, 3, 2)])
     driver.step()
     driver.step()
-    (c,) = driver.add([_prompt(v, 12, 3)])  # joins with the others mid-stream
+    driver.add([_prompt(v, 12, 3)])  # joins with the others mid-stream
     driver.step()
     driver.drop(a)  # the last slot's cache moves into a's place
     driver.step()
@@ -148,9 +148,9 @@ def test_row_errors_are_typed(loaded):
     (a,) = rows.add_rows([_prompt(v, 3, 0)])[0]
     with pytest.raises(CapabilityError, match="Fix"):
         rows.add_rows([_prompt(v, 3, 1), _prompt(v, 3, 2)])  # 3 rows > 2
-    with pytest.raises(GenerationError, match="not live.*Fix"):
+    with pytest.raises(GenerationError, match=r"not live.*Fix"):
         rows.step_rows([a + 1], np.array([5]))
-    with pytest.raises(GenerationError, match="twice.*Fix"):
+    with pytest.raises(GenerationError, match=r"twice.*Fix"):
         rows.step_rows([a, a], np.array([5, 5]))
     with pytest.raises(GenerationError, match="outside the vocabulary"):
         rows.step_rows([a], np.array([v]))

@@ -17,8 +17,8 @@ from tinylm.errors import ModelFileError
 
 from .compiled import open_compiled
 from .options import BuildOptions
-from .runtime import MODEL_FILE, inference_session
 from .rows import OnnxRowSession
+from .runtime import MODEL_FILE, inference_session
 from .session import OnnxSession
 
 __all__ = ["open_session"]
