@@ -101,7 +101,9 @@ def profile(model: Any, ps: list[np.ndarray], batch: int) -> dict[str, Any]:
         t = time.perf_counter()
         logits = rows.step_rows(ids, logits.argmax(-1))
         total += time.perf_counter() - t
-    events = json.loads(Path(sess.end_profiling()).read_text())
+    trace = Path(sess.end_profiling())
+    events = json.loads(trace.read_text())
+    trace.unlink()
     runs = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e.get("name") == "model_run")[batch:]  # steps
     by_op: dict[str, float] = {}
     for ev in events:

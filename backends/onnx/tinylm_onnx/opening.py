@@ -1,8 +1,9 @@
 """`open_session`: the artifact folder -> a tinylm `Session` (imports onnxruntime, never onnx or the builder).
 
-Sessions opened on one artifact with the same threads share one `InferenceSession` (the weights, their packed
-copies and the optimized graph are loaded once): the model's single-sequence session and the rows session the
-core opens for batched calls hold only their own KV caches. ONNX Runtime's `run` may be called from several
+A rows session (`OpenRequest.rows > 1`, which the core opens for batched calls beside the model's own session)
+shares the `InferenceSession` of a live session opened on the same artifact with the same threads: the weights,
+their packed copies and the optimized graph are loaded once, each session holds only its own KV cache. (Two
+`tinylm.load` calls still open one each, as before.) ONNX Runtime's `run` may be called from several
 threads on one `InferenceSession`; each tinylm session has its own IOBinding.
 """
 
@@ -40,8 +41,8 @@ def open_session(request: OpenRequest) -> OnnxSession:
     spin = request.spec.kind == "decoder" if opts.spin_wait is None else opts.spin_wait
     stat = (folder / MODEL_FILE).stat()
     key = (str(folder.resolve()), stat.st_mtime_ns, stat.st_size, request.num_threads, spin, opts.compiled_cache)
-    with _lock:  # one InferenceSession per artifact and threads, while some session uses it
-        session = _loaded.get(key)
+    with _lock:  # a rows session reuses the InferenceSession a session of the same artifact and threads holds
+        session = _loaded.get(key) if request.rows > 1 else None
         if session is None:
             if opts.compiled_cache:
                 session = open_compiled(folder, request.num_threads, spin=spin)

@@ -6,9 +6,10 @@ compiled/                  OpenVINO's CACHE_DIR (`compiled_cache=True`, the defa
                            path (OpenVINO keys blobs by the IR's path), not part of the artifact's inventory;
                            a stale or damaged blob is recompiled and rewritten by OpenVINO itself
 
-Sessions opened on one artifact for one device with the same options and threads share one compiled model (the
-weights are loaded once): the model's single-sequence session and the rows session the core opens for batched
-calls each hold only their own infer requests, so their own state.
+A rows session (`OpenRequest.rows > 1`, which the core opens for batched calls beside the model's own session)
+shares the compiled model of a live session opened on the same artifact for the same device, options and
+threads (the weights are loaded once); each session holds only its own infer requests, so its own state. (Two
+`tinylm.load` calls still compile one each, as before.)
 """
 
 from __future__ import annotations
@@ -68,9 +69,10 @@ def _shared(folder: Path, request: OpenRequest, opts: BuildOptions) -> _Held:
     stat = (folder / MODEL_FILE).stat()
     key = (str(folder.resolve()), stat.st_mtime_ns, stat.st_size, request.device, request.num_threads, repr(opts))
     with _lock:
-        held = _compiled.get(key)
+        held = _compiled.get(key) if request.rows > 1 else None
         if held is None:
-            held = _compiled[key] = _Held(compile_folder(folder, request.device, opts, request.num_threads))
+            held = _Held(compile_folder(folder, request.device, opts, request.num_threads))
+            _compiled.setdefault(key, held)
     return held
 
 
