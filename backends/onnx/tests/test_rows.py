@@ -2,9 +2,10 @@
 decoding alone on the single-sequence path (logits within 1e-4, the same greedy tokens), whatever else is live,
 and the greedy tokens transformers gives.
 
-Variants cover the three ways positions reach the graph: rotary inside GroupQueryAttention (llama), rotary
-outside it (qwen3: per-head q/k norms), learned positions (gpt2); plus a sliding window (mistral-window5) and
-longrope's switch (phi3-longrope: rows on either side of it split a step).
+Variants cover the three ways positions reach the graph: rotary inside GroupQueryAttention (llama; qwen3 with
+per-head q/k norms before it), rotary outside it (phi3-partial-rotary: GQA cannot express 8 rotary dims; reads
+each row's positions from seqlens_k, graph revision 4), learned positions (gpt2, the same); plus a sliding window
+(mistral-window5) and longrope's switch (phi3-longrope: rows on either side of it split a step).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from tinylm.errors import CapabilityError, GenerationError, PromptTooLong
 from tinylm.testing.conformance import greedy_check, reference
 from tinylm.testing.row_check import RowsDriver, open_rows
 
-VARIANTS = ["llama", "qwen3", "gpt2", "mistral-window5", "phi3-longrope"]
+VARIANTS = ["llama", "qwen3", "phi3-partial-rotary", "gpt2", "mistral-window5", "phi3-longrope"]
 
 
 def _prompt(vocab: int, n: int, seed: int) -> np.ndarray:

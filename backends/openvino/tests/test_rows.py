@@ -2,7 +2,7 @@
 decoding alone on the single-sequence path (logits within 1e-4, the same greedy tokens), whatever else is live,
 and the greedy tokens transformers gives.
 
-Variants cover rotary (llama; qwen3 with per-head q/k norms), learned positions (gpt2), a sliding window
+Variants cover rotary (llama; qwen3 with per-head q/k norms; phi3-partial-rotary), learned positions (gpt2), a sliding window
 (mistral-window5) and longrope's switch (phi3-longrope: per-row tables; the core's wrapper re-runs a row that
 crosses it). Rows share one state with holes (`key_positions`), so joins, drops and steps that leave rows out are
 what these tests exercise.
@@ -18,7 +18,7 @@ from tinylm.errors import CapabilityError, GenerationError, PromptTooLong
 from tinylm.testing.conformance import greedy_check, reference
 from tinylm.testing.row_check import RowsDriver, open_rows
 
-VARIANTS = ["llama", "qwen3", "gpt2", "mistral-window5", "phi3-longrope"]
+VARIANTS = ["llama", "qwen3", "phi3-partial-rotary", "gpt2", "mistral-window5", "phi3-longrope"]
 
 
 def _prompt(vocab: int, n: int, seed: int) -> np.ndarray:
