@@ -2,8 +2,8 @@
 decoding alone on the single-sequence path (logits within 1e-4, the same greedy tokens), whatever else is live,
 and the greedy tokens transformers gives.
 
-Variants cover rotary (llama; qwen3 with per-head q/k norms; phi3-partial-rotary), learned positions (gpt2), a sliding window
-(mistral-window5) and longrope's switch (phi3-longrope: per-row tables; the core's wrapper re-runs a row that
+Variants cover rotary (llama; qwen3 with per-head q/k norms; phi3-partial-rotary), learned positions (gpt2),
+a sliding window (mistral-window5) and longrope's switch (phi3-longrope: per-row tables; the core's wrapper re-runs a row that
 crosses it). Rows share one state with holes (`key_positions`), so joins, drops and steps that leave rows out are
 what these tests exercise.
 """
