@@ -3,9 +3,9 @@ decoding alone on the single-sequence path (logits within 1e-4, the same greedy 
 and the greedy tokens transformers gives.
 
 Variants cover rotary (llama; qwen3 with per-head q/k norms; phi3-partial-rotary), learned positions (gpt2),
-a sliding window (mistral-window5) and longrope's switch (phi3-longrope: per-row tables; the core's wrapper re-runs a row that
-crosses it). Rows share one state with holes (`key_positions`), so joins, drops and steps that leave rows out are
-what these tests exercise.
+a sliding window (mistral-window5) and longrope's switch (phi3-longrope: per-row tables; the core's wrapper
+re-runs a row that crosses it). Rows share one state with holes (keys a row does not hold, masked out), so
+joins, drops and steps that leave rows out are what these tests exercise.
 """
 
 from __future__ import annotations
