@@ -155,6 +155,9 @@ class Capabilities:
         default_device: it defines `default_device()`, cheaper than `devices()[0]`.
         states: the per-layer state kinds its sessions keep between calls (`ModelSpec.state_kinds`: "kv" for
             attention's cache, "conv" for LFM2's short convolutions); a model that needs another is refused.
+        rows: its sessions hold several independent sequences ("rows", each with its own length and
+            positions) besides the single-sequence methods: `max_rows`, `add_rows`, `step_rows`, `drop_row`,
+            `row_length` (the rows contract, issue #24); `OpenRequest.rows` says how many.
     """
 
     precisions: tuple[str, ...] = ("fp32",)
@@ -168,6 +171,7 @@ class Capabilities:
     step: bool = False
     default_device: bool = False
     states: tuple[str, ...] = ("kv",)
+    rows: bool = False
 
     def __post_init__(self) -> None:
         if self.converts and self.options is BackendOptions:  # declared none: a converting backend's defaults
@@ -208,6 +212,8 @@ class OpenRequest:
         meta: the artifact's metadata (its `tinylm-artifact.json`, as `prepare` returned it plus the core's
             record), read once by the core; empty without an artifact.
         options: the parsed options (an instance of `capabilities.options`).
+        rows: how many rows (independent sequences) a session of a backend with `Capabilities(rows=True)`
+            holds at once (its KV cache is allocated for that many).
     """
 
     spec: ModelSpec
@@ -219,6 +225,7 @@ class OpenRequest:
     artifact: Path | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
     options: Any = field(default_factory=BackendOptions)
+    rows: int = 1
 
     @property
     def weights(self) -> Mapping[str, np.ndarray]:

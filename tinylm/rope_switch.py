@@ -7,6 +7,11 @@ wrapper, once, in the core, keeps the token ids of the cached rows and, on the c
 empties the cache and runs the whole sequence again. Logits then equal transformers' forward over the
 whole sequence at every step. The cost is one prefill of the sequence, once per sequence (the page
 docs/families.md gives the figure).
+
+A rows session (`Capabilities(rows=True)`) is wrapped the same way, row by row: the wrapper keeps each row's
+token ids until it outgrows the switch, and the step that makes a row cross drops that row from the backend's
+session and adds it again with its whole sequence (the other rows of the step run as usual). Row ids the
+wrapper hands out stay the same across that; the backend's own ids are mapped.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from . import inputs
 from .arch.rope import switch_length
 from .arch.spec import ModelSpec
 from .backend import Session
+from .errors import GenerationError
 
 __all__ = ["with_rope_switch", "RopeSwitchSession"]
 
@@ -33,6 +39,11 @@ class RopeSwitchSession:
         self._ids = np.zeros((0, 0), np.int64)  # (B, length) while length <= switch; then no longer needed
         if hasattr(inner, "step"):
             self.step = self._step  # only where the backend has the fast path
+        self._rows: dict[int, int] = {}  # rows: our id -> the backend session's id
+        self._row_ids: dict[int, np.ndarray] = {}  # rows: our id -> (length,) token ids while length <= switch
+        if hasattr(inner, "add_rows"):  # only where the backend holds rows
+            self.add_rows, self.step_rows = self._add_rows, self._step_rows
+            self.drop_row, self.row_length = self._drop_row, self._row_length
 
     def __getattr__(self, name: str) -> Any:  # capacity, spec, device, ... of the backend's session
         return getattr(self.inner, name)
@@ -80,6 +91,60 @@ class RopeSwitchSession:
         out = self.inner.step(token_id)  # type: ignore[attr-defined]
         self._remember(np.array([[token_id]], np.int64), self.inner.length - 1)
         return out  # type: ignore[no-any-return]
+
+    # rows ------------------------------------------------------------------------------------
+
+    def _inner_row(self, row: int) -> int:
+        try:
+            return self._rows[row]
+        except (KeyError, TypeError):
+            raise GenerationError(
+                f"row {row!r} is not live in this session (live: {sorted(self._rows)}). "
+                "Fix: use an id add_rows() returned and that was not dropped."
+            ) from None
+
+    def _add_rows(self, prompts: Any) -> tuple[list[int], np.ndarray]:
+        inner, logits = self.inner.add_rows(prompts)
+        ours = []
+        for i, prompt in zip(inner, prompts):
+            row = next(r for r in range(len(self._rows) + 1) if r not in self._rows)
+            self._rows[row] = i
+            ids = np.asarray(prompt, np.int64).reshape(-1)
+            if len(ids) <= self.switch:
+                self._row_ids[row] = ids.copy()
+            ours.append(row)
+        return ours, logits
+
+    def _step_rows(self, rows: Any, token_ids: np.ndarray) -> np.ndarray:
+        rows = list(rows)
+        inner = [self._inner_row(r) for r in rows]
+        tokens = np.asarray(token_ids)
+        crossing = [i for i, r in enumerate(rows) if self.inner.row_length(inner[i]) == self.switch]
+        if not crossing:
+            out = self.inner.step_rows(inner, token_ids)
+        else:
+            rest = [i for i in range(len(rows)) if i not in crossing]
+            out = np.empty((len(rows), self.spec.vocab_size), np.float32)  # (R, V)
+            if rest:
+                out[rest] = self.inner.step_rows([inner[i] for i in rest], tokens[rest])
+            for i in crossing:  # its cached keys were rotated by the short table: run it again, whole
+                token = inputs.token_id(tokens[i], self.spec, "step_rows()")
+                whole = np.append(self._row_ids.pop(rows[i]), np.int64(token))
+                self.inner.drop_row(inner[i])
+                (self._rows[rows[i]],), logits = self.inner.add_rows([whole])
+                out[i] = logits[0]
+        for i, r in enumerate(rows):
+            if r in self._row_ids:
+                self._row_ids[r] = np.append(self._row_ids[r], np.int64(tokens[i]))
+        return out
+
+    def _drop_row(self, row: int) -> None:
+        self.inner.drop_row(self._inner_row(row))
+        del self._rows[row]
+        self._row_ids.pop(row, None)
+
+    def _row_length(self, row: int) -> int:
+        return int(self.inner.row_length(self._inner_row(row)))
 
     def embed(self, token_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray) -> np.ndarray:
         return self.inner.embed(token_ids, attention_mask, token_type_ids)

@@ -22,7 +22,8 @@ __all__ = ["Frame", "Lowering"]
 class Frame:
     """Graph values shared by all layers of one forward call (None where the model has no use for them)."""
 
-    span: tuple[str, str] | None = None  # [lo, hi) (1,) int64 each: absolute positions of the new tokens
+    span: tuple[str, str] | None = None  # [lo, hi) (1,) int64 each: positions of the new tokens (encoders)
+    positions: str | None = None  # (B, T) int64 decoders: each row's positions of the new tokens, from seqlens_k
     seqlens: str | None = None  # (B,) int32 GQA: total length - 1 per row
     total: str | None = None  # () int32 GQA: total length
     # rotary tables by `ModelSpec.rope_kind` ("global", "local"): GQA's own cos/sin caches (P, rd/2) when it

@@ -11,8 +11,8 @@ __all__ = ["OnnxBackend", "register_backends"]
 
 
 # Part of the version (so of the artifact cache key), bumped whenever the graphs this backend builds change
-# (3: tied int4 embeddings read the LM head's codes).
-GRAPH_REVISION = 3
+# (3: tied int4 embeddings read the LM head's codes; 4: each row's positions from its own seqlens_k, for rows).
+GRAPH_REVISION = 4
 
 
 class OnnxBackend:
@@ -29,6 +29,7 @@ class OnnxBackend:
         options=BuildOptions,
         step=True,
         states=("kv", "conv"),  # GQA's KV buffers, LFM2's conv states as past_conv/present_conv (conv.py)
+        rows=True,
     )
 
     def __init__(self) -> None:

@@ -65,15 +65,25 @@ def _signed(cos: np.ndarray, sin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def external_tables(
-    g: Graph, rope: RopeSpec, positions: int, span: tuple[str, str], prefix: str = "rope"
+    g: Graph,
+    rope: RopeSpec,
+    positions: int,
+    span: tuple[str, str],
+    prefix: str = "rope",
+    *,
+    positions_at: str | None = None,
 ) -> tuple[str, str]:
-    """cos and signed sin rows [lo, hi) of `span`, shaped (1, T, 1, rd) to broadcast over (B, T, heads, rd)."""
+    """cos and signed sin at each row's positions `positions_at` ((B, T) int64), shaped (B, T, 1, rd), or rows
+    [lo, hi) of `span` shaped (1, T, 1, rd) without them (encoders); both broadcast over (B, T, heads, rd)."""
     tables = _tables(g, rope, positions, span[1], _signed, prefix)  # (P, rd)
-    axes = g.scalar([0, 2])
     out = []
     for table, name in zip(tables, (f"{prefix}.cos", f"{prefix}.signed_sin")):
-        picked = g.op("Slice", [table, *span, g.scalar([0])], hint=f"{name}.at")  # (T, rd)
-        out.append(g.op("Unsqueeze", [picked, axes], hint=f"{name}.bcast"))  # (1, T, 1, rd)
+        if positions_at is not None:
+            picked = g.op("Gather", [table, positions_at], hint=f"{name}.at")  # (B, T, rd)
+            out.append(g.op("Unsqueeze", [picked, g.scalar([2])], hint=f"{name}.bcast"))  # (B, T, 1, rd)
+        else:
+            picked = g.op("Slice", [table, *span, g.scalar([0])], hint=f"{name}.at")  # (T, rd)
+            out.append(g.op("Unsqueeze", [picked, g.scalar([0, 2])], hint=f"{name}.bcast"))  # (1, T, 1, rd)
     return out[0], out[1]
 
 

@@ -7,7 +7,9 @@
     post-norm block:  x = norm(x + attn(x)); x = norm(x + mlp(x))                 (BERT)
 
 Decoder graph I/O (the session binds these):
-    input_ids (B, T) int64, seqlens_k (B,) int32 = total - 1, total_sequence_length () int32,
+    input_ids (B, T) int64, seqlens_k (B,) int32 = each row's total - 1 (rows may differ: the new tokens of
+    row b sit at positions [seqlens_k[b] + 1 - T, seqlens_k[b] + 1), or [0, T) for a right-padded first
+    prompt), total_sequence_length () int32 = the longest row's total (longrope: picks the table),
     logits_from (1,) int64 (first position whose logits are computed: T - 1 in decode, 0 for all),
     past_key.{i} / past_value.{i} (B, nkv, S_max, hd)  ->  logits (B, T - logits_from, V), present_*.{i}
     (attention layers; conv layers (LFM2) have past_conv.{i} -> present_conv.{i} (B, H, K - 1) instead, conv.py)
@@ -78,9 +80,14 @@ def _embed(lw: Lowering, ids: str, types: str | None) -> str:
         x = g.op("Gather", [g.const(lw.w("embed.weight"), "embed.weight"), ids], hint="embed")  # (B, T, H)
     if s.embed_scale != 1.0:
         x = g.op("Mul", [x, g.scalar(s.embed_scale, np.float32)], hint="embed.scaled")
-    if s.learned_positions:  # rows [offset + first, offset + first + T) of the table, (T, H)
-        lo, hi = (g.op("Add", [b, g.scalar([s.position_offset])]) for b in f.span)
-        rows = g.op("Slice", [g.const(lw.w("pos_embed.weight"), "pos_embed.weight"), lo, hi, g.scalar([0])])
+    if s.learned_positions:
+        table = g.const(lw.w("pos_embed.weight"), "pos_embed.weight")
+        if f.positions is not None:  # each row's own positions: (B, T, H)
+            at = g.op("Add", [f.positions, g.scalar(s.position_offset)], hint="embed.positions.at")
+            rows = g.op("Gather", [table, at], hint="embed.positions.rows")
+        else:  # rows [offset, offset + T) of the table, (T, H)
+            lo, hi = (g.op("Add", [b, g.scalar([s.position_offset])]) for b in f.span)
+            rows = g.op("Slice", [table, lo, hi, g.scalar([0])])
         x = g.op("Add", [x, rows], hint="embed.positions")
     if s.type_vocab_size:
         table = g.const(lw.w("type_embed.weight"), "type_embed.weight")
@@ -90,15 +97,27 @@ def _embed(lw: Lowering, ids: str, types: str | None) -> str:
 
 
 def _span(g: Graph, ids: str, total: str | None) -> tuple[str, str]:
-    """[lo, hi) (1,) int64 each: positions of the new tokens, [total - T, total), or [0, T) without a cache.
+    """[lo, hi) (1,) int64 each: [0, T) without a cache (encoders); with one, hi is the longest row's total
+    length [total - T, total) (the end longrope compares with its switch).
 
-    Tables are sliced by this span rather than gathered at Range(...) positions: ORT 1.32 rewrites
+    Encoder tables are sliced by this span rather than gathered at Range(...) positions: ORT 1.32 rewrites
     Gather(table, Range) into a Slice with scalar starts, which then fails ("Starts must be a 1-D array")."""
     t = g.op("Shape", [ids], start=1, end=2, hint="T")  # (1,) int64
     if total is None:
         return g.scalar([0]), t
     hi = g.op("Reshape", [g.op("Cast", [total], to=INT64), g.scalar([1])], hint="total64")  # (1,)
     return g.op("Sub", [hi, t], hint="start"), hi
+
+
+def _positions(g: Graph, ids: str, seqlens: str) -> str:
+    """(B, T) int64: row b's new tokens at [max(seqlens_k[b] + 1 - T, 0), ... + T): after its own cached
+    prefix, so rows of different lengths run in one call; from 0 for a right-padded first prompt (a row shorter
+    than T)."""
+    t = g.op("Shape", [ids], start=1, end=2, hint="T.pos")  # (1,)
+    ends = g.op("Add", [g.op("Cast", [seqlens], to=INT64), g.scalar(1)], hint="row_ends")  # (B,)
+    starts = g.op("Max", [g.op("Sub", [ends, t]), g.scalar(0)], hint="row_starts")  # (B,)
+    steps = g.op("Range", [g.scalar(0), g.op("Squeeze", [t, g.scalar([0])]), g.scalar(1)], hint="steps")  # (T,)
+    return g.op("Add", [g.op("Unsqueeze", [starts, g.scalar([1])]), steps], hint="positions")  # (B, T)
 
 
 def _rope_frame(lw: Lowering, cap: int) -> None:
@@ -109,7 +128,7 @@ def _rope_frame(lw: Lowering, cap: int) -> None:
         if inside:
             f.inside[kind] = gqa_caches(lw.g, rope, cap, f.span[1], prefix)
         else:
-            f.outside[kind] = external_tables(lw.g, rope, cap, f.span, prefix)
+            f.outside[kind] = external_tables(lw.g, rope, cap, f.span, prefix, positions_at=f.positions)
 
 
 def _decoder(lw: Lowering) -> None:
@@ -120,6 +139,7 @@ def _decoder(lw: Lowering) -> None:
     logits_from = g.input("logits_from", INT64, [1])
     cache_shape = ["B", s.num_kv_heads, "S", s.head_dim]
     f.span = _span(g, ids, f.total)
+    f.positions = _positions(g, ids, f.seqlens)
     _rope_frame(lw, lw.opts.capacity(s))
     x = _embed(lw, ids, None)
     presents, conv_states = [], []

@@ -39,9 +39,11 @@ ACTIVATIONS: dict[str, Callable[[Output], Output]] = {
 class Frame:
     """Values shared by every layer of one call (None where the model has no use for them)."""
 
-    start: Output | None = None  # (1,) int64 position of the first new token
-    end: Output | None = None  # (1,) int64 start + T
-    rope: dict[str, tuple[Output, Output]] = field(default_factory=dict)  # rope_kind -> cos, sin (1, 1, T, rd)
+    start: Output | None = None  # (1,) int64 encoders: position of the first token (0)
+    end: Output | None = None  # (1,) int64 encoders: T
+    positions: Output | None = None  # (B, T) int64 decoders: each row's positions of its new tokens
+    ends: Output | None = None  # (B, 1, 1, 1) int64 decoders: each row's length after this call (longrope)
+    rope: dict[str, tuple[Output, Output]] = field(default_factory=dict)  # kind -> cos, sin (B or 1, 1, T, rd)
     mask: Output | None = None  # float, broadcast to (B, nh, T, S): 0 where attended, float32's lowest elsewhere
     masks: dict[int, Output] = field(default_factory=dict)  # sliding window -> its mask (layers that have one)
     beam_idx: Output | None = None  # (B,) int32 decoders: the rows of the state each new row continues
@@ -85,9 +87,9 @@ class Lowering:
         return y.output(0)
 
     def rope_frame(self, positions: int) -> None:
-        """For each rotary table the layers use: cos and sin rows [start, end), shaped (1, 1, T, rd) to broadcast
-        over (B, n, T, rd). longrope: both tables baked, the long one read at every position of a sequence longer
-        than the switch length."""
+        """For each rotary table the layers use: cos and sin at each row's positions, (B, 1, T, rd) (decoders), or
+        rows [start, end) shaped (1, 1, T, rd) (encoders), to broadcast over (B, n, T, rd). longrope: both tables
+        baked, the long one read at every position of a row longer than the switch length."""
         s, f = self.spec, self.frame
         for kind in s.rope_kinds:
             rope, prefix = s.rope_of(kind), "rope" if kind == "global" else f"rope_{kind}"
@@ -95,12 +97,16 @@ class Lowering:
             rows = []
             for i, name in enumerate((f"{prefix}.cos", f"{prefix}.sin")):
                 table: Output = const(cos_sin(rope, positions)[i], name)  # (P, rd)
-                if switch is not None:
+                if f.positions is None:  # encoders: one span for every row
+                    picked = ops.slice(table, f.start, f.end, ints([1]), ints([0]))  # (T, rd)
+                    rows.append(ops.unsqueeze(picked, ints([0, 1])).output(0))  # (1, 1, T, rd)
+                    continue
+                picked = ops.unsqueeze(ops.gather(table, f.positions, ints(0)), ints([1]))  # (B, 1, T, rd)
+                if switch is not None:  # each row by its own length
                     long = const(cos_sin(rope, positions, long=True)[i], f"{name}_long")
-                    past = ops.greater(f.end, ints([switch]))  # (1,) bool
-                    table = ops.select(past, long, table).output(0)
-                picked = ops.slice(table, f.start, f.end, ints([1]), ints([0]))  # (T, rd)
-                rows.append(ops.unsqueeze(picked, ints([0, 1])).output(0))  # (1, 1, T, rd)
+                    at_long = ops.unsqueeze(ops.gather(long, f.positions, ints(0)), ints([1]))
+                    picked = ops.select(ops.greater(f.ends, ints(switch)), at_long, picked)
+                rows.append(picked.output(0))
             f.rope[kind] = (rows[0], rows[1])
 
     def rotate(self, x: Output, kind: str, hint: str) -> Output:

@@ -5,11 +5,18 @@ compiled/                  OpenVINO's CACHE_DIR (`compiled_cache=True`, the defa
                            device and property set, written by the first open of the artifact at its final
                            path (OpenVINO keys blobs by the IR's path), not part of the artifact's inventory;
                            a stale or damaged blob is recompiled and rewritten by OpenVINO itself
+
+A rows session (`OpenRequest.rows > 1`, which the core opens for batched calls beside the model's own session)
+shares the compiled model of a live session opened on the same artifact for the same device, options and
+threads (the weights are loaded once); each session holds only its own infer requests, so its own state. (Two
+`tinylm.load` calls still compile one each, as before.)
 """
 
 from __future__ import annotations
 
 import os
+import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +25,11 @@ from tinylm.errors import ModelFileError
 
 from .devices import check_device, compile_properties, core
 from .options import BuildOptions
+from .rows import OpenVINORowSession
 from .session import OpenVINOSession
 
 __all__ = ["open_session", "compile_folder", "MODEL_FILE", "CACHE_FOLDER"]
+
 
 MODEL_FILE = "openvino_model.xml"
 CACHE_FOLDER = "compiled"
@@ -43,13 +52,45 @@ def compile_folder(folder: Path, device: str, opts: BuildOptions, num_threads: i
     return core().compile_model(core().read_model(str(folder / MODEL_FILE)), device, props)
 
 
+class _Held:
+    """A compiled model (which takes no weak reference) in something that does; each session keeps it alive."""
+
+    def __init__(self, compiled: Any) -> None:
+        self.compiled = compiled
+
+
+_compiled: weakref.WeakValueDictionary[tuple[Any, ...], _Held] = weakref.WeakValueDictionary()
+_lock = threading.Lock()
+
+
+def _shared(folder: Path, request: OpenRequest, opts: BuildOptions) -> _Held:
+    """The compiled model of `folder` for this request's device, options and threads (compiled once while some
+    session uses it)."""
+    stat = (folder / MODEL_FILE).stat()
+    key = (str(folder.resolve()), stat.st_mtime_ns, stat.st_size, request.device, request.num_threads, repr(opts))
+    with _lock:
+        held = _compiled.get(key) if request.rows > 1 else None
+        if held is None:
+            held = _Held(compile_folder(folder, request.device, opts, request.num_threads))
+            _compiled.setdefault(key, held)
+    return held
+
+
 def session_for(folder: Path, request: OpenRequest, opts: BuildOptions, capacity: int) -> OpenVINOSession:
-    compiled = compile_folder(folder, request.device, opts, request.num_threads)
+    held = _shared(folder, request, opts)
+    compiled = held.compiled
     try:
         execution = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()  # e.g. "f32"
     except RuntimeError:  # devices (AUTO) that do not report it
         execution = opts.plan.execution or "device default"
-    return OpenVINOSession(compiled, request.spec, capacity=capacity, device=request.device, execution=execution)
+    if request.spec.kind != "decoder":
+        session = OpenVINOSession(compiled, request.spec, capacity=capacity, device=request.device, execution=execution)
+    else:
+        session = OpenVINORowSession(
+            compiled, request.spec, capacity=capacity, device=request.device, execution=execution, max_rows=request.rows
+        )
+    session.held = held  # the shared compiled model lives as long as some session uses it
+    return session
 
 
 def open_session(request: OpenRequest) -> OpenVINOSession:

@@ -11,8 +11,9 @@ __all__ = ["OpenVINOBackend", "register_backends"]
 
 
 # Part of the version (so of the artifact cache key), bumped whenever the graphs this backend builds change
-# (3: rotary in the pattern the CPU plugin fuses into RoPE; 4: q, k and v from one projection).
-GRAPH_REVISION = 4
+# (3: rotary in the pattern the CPU plugin fuses into RoPE; 4: q, k and v from one projection; 5: positions and
+# key positions per row, for rows).
+GRAPH_REVISION = 5
 
 
 class OpenVINOBackend:
@@ -30,6 +31,7 @@ class OpenVINOBackend:
         step=True,
         default_device=True,
         states=("kv", "conv"),  # both kept in OpenVINO state variables (attention.py, conv.py)
+        rows=True,
     )
 
     def __init__(self) -> None:

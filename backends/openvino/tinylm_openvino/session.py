@@ -2,8 +2,9 @@
 
 Decoders are stateful: one `InferRequest` holds every layer's keys and values in OpenVINO state, which grows
 with the sequence; `reset()` empties it (`reset_state`). A call sets input_ids (B, T), beam_idx = arange(B),
-start = tokens cached and logits_from, runs, and copies out the logits (B, T or 1, V). `step` (one token, batch 1)
-sets its own buffers as the inputs once and returns a view of the output: nothing is copied or re-set per token.
+position_ids (a view of one arange: every row of a batch at the same positions), the attention masks and
+logits_from, runs, and copies out the logits (B, T or 1, V). `step` (one token, batch 1) sets its own buffers as
+the inputs once, then per token only views of its position and masks, and returns a view of the output.
 """
 
 from __future__ import annotations
@@ -32,10 +33,12 @@ class OpenVINOSession:
         self._batch = 0
         self._length = 0
         self._beam = np.zeros(0, np.int32)
-        self._start = np.zeros(1, np.int64)
+        self._at = np.arange(capacity, dtype=np.int64)[None]  # (1, capacity): positions, viewed per call
+        self._masks: Any = None  # step()'s masks (masks.StepMasks), made at the first step
         self._from = np.zeros(1, np.int64)
         self._step_ids = np.zeros((1, 1), np.int64)
         self._step_bound = False  # whether the request's inputs are step()'s buffers (forward() sets its own)
+        self.held: Any = None  # what keeps a compiled model shared between sessions alive (opening.py)
 
     def _live(self) -> Any:
         if self._req is None:
@@ -60,9 +63,19 @@ class OpenVINOSession:
             inputs.same_batch(self._batch, batch, cached=self._length)
             self._batch, self._beam = batch, np.arange(batch, dtype=np.int32)
         inputs.room(self.spec, cached=self._length, new=new, capacity=self.capacity)
-        self._start[0] = self._length
+        end = self._length + new
+        from .masks import biases
+
+        positions = np.ascontiguousarray(np.broadcast_to(self._at[:, self._length : end], (batch, new)))  # (B, T)
+        keys = np.broadcast_to(self._at[:, :end], (batch, end))  # (B, S)
         self._from[0] = 0 if all_positions else new - 1
-        feeds = {"input_ids": ids, "beam_idx": self._beam, "start": self._start, "logits_from": self._from}
+        feeds = {
+            "input_ids": ids,
+            "beam_idx": self._beam,
+            "position_ids": positions,
+            "logits_from": self._from,
+            **biases(self.spec, positions, keys),
+        }
         req.infer(feeds, share_inputs=True)  # the request reads these arrays (no copy) while it runs
         self._step_bound = False
         out = np.array(req.get_tensor("logits").data, dtype=np.float32)  # a copy: the next call reuses the buffer
@@ -77,16 +90,23 @@ class OpenVINOSession:
         if self._batch != 1 or self._length >= self.capacity:  # the general path, with its typed errors
             return self.forward(np.array([[token]], np.int64))[0]
         if not self._step_bound:
+            from .masks import StepMasks
             from .runtime import openvino
 
             ov = openvino()
-            feeds = dict(input_ids=self._step_ids, beam_idx=self._beam, start=self._start, logits_from=self._from)
+            self._tensor = ov.Tensor
+            if self._masks is None:
+                self._masks = StepMasks(self.spec, self.capacity)
+            feeds = dict(input_ids=self._step_ids, beam_idx=self._beam, logits_from=self._from)
             for name, array in feeds.items():
                 req.set_tensor(name, ov.Tensor(array, shared_memory=True))
             self._step_bound = True
+        n = self._length
         self._step_ids[0, 0] = token
-        self._start[0] = self._length
         self._from[0] = 0
+        req.set_tensor("position_ids", self._tensor(self._at[:, n : n + 1], shared_memory=True))  # (1, 1)
+        for name, mask in self._masks.at(n).items():  # (1, 1, 1, n + 1) views: nothing computed
+            req.set_tensor(name, self._tensor(mask, shared_memory=True))
         req.infer()
         self._length += 1
         return req.get_tensor("logits").data[0, 0]
@@ -102,4 +122,4 @@ class OpenVINOSession:
 
     def close(self) -> None:
         self._req = None
-        self._compiled = None
+        self._compiled = self.held = None

@@ -6,9 +6,14 @@
     post-norm block:  x = norm(x + attn(x)); x = norm(x + mlp(x))                 (BERT)
 
 Decoder I/O (stateful: the KV cache is in OpenVINO state, see attention.py; so are LFM2's conv states, conv.py):
-    input_ids (B, T) int64, beam_idx (B,) int32 (arange(B): each row continues its own cache row),
-    start (1,) int64 (tokens already cached), logits_from (1,) int64 (first position whose logits are
-    computed: T - 1 when decoding, 0 for all)  ->  logits (B, T - logits_from, V)
+    input_ids (B, T) int64, beam_idx (B,) int32 (the state row each row continues: arange(B), or a selection
+    that drops and reorders rows), position_ids (B, T) int64 (each row's positions of its new tokens: its
+    rotary table rows), attention_bias (B, 1, T, S) float32 (0 where query t of row b attends the state's key j,
+    past then new; float32's lowest elsewhere) and attention_bias.w<W> for each sliding window W, logits_from
+    (1,) int64 (first position whose logits are computed: T - 1 when decoding, 0 for all)
+        ->  logits (B, T - logits_from, V)
+    The session writes the masks from the positions it keeps (`masks.py`), so rows of different lengths, with
+    holes in the state (padding, steps a row sat out), share one state and one run.
 Encoder I/O: input_ids, attention_mask (B, T) int64 [, token_type_ids]  ->  hidden (B, T, H)
 """
 
@@ -30,7 +35,7 @@ from .options import BuildOptions
 
 __all__ = ["build_model", "INPUTS"]
 
-INPUTS = ("input_ids", "beam_idx", "start", "logits_from")
+INPUTS = ("input_ids", "beam_idx", "position_ids", "attention_bias", "logits_from")  # [+ attention_bias.w<window>]
 
 
 def _param(name: str, dtype: str, shape: list[int]) -> tuple[Output, object]:
@@ -78,30 +83,39 @@ def _embed(lw: Lowering, ids: Output, types: Output | None, table: Output) -> Ou
     x = ops.gather(table, ids, ints(0)).output(0)  # (B, T, H)
     if s.embed_scale != 1.0:
         x = ops.multiply(x, const(np.float32(s.embed_scale), "embed_scale")).output(0)
-    if s.learned_positions:  # rows [offset + start, offset + end) of the table, (T, H)
-        lo, hi = (ops.add(b, ints([s.position_offset])) for b in (f.start, f.end))
-        x = ops.add(x, ops.slice(const(lw.w("pos_embed.weight"), "pos_embed.weight"), lo, hi, ints([1]))).output(0)
+    if s.learned_positions:
+        table = const(lw.w("pos_embed.weight"), "pos_embed.weight")
+        if f.positions is not None:  # each row's own positions, (B, T, H)
+            rows = ops.gather(table, ops.add(f.positions, ints(s.position_offset)), ints(0))
+        else:  # rows [offset + start, offset + end) of the table, (T, H)
+            lo, hi = (ops.add(b, ints([s.position_offset])) for b in (f.start, f.end))
+            rows = ops.slice(table, lo, hi, ints([1]))
+        x = ops.add(x, rows).output(0)
     if s.type_vocab_size:
         tt = const(lw.w("type_embed.weight"), "type_embed.weight")
         x = ops.add(x, ops.gather(tt, types if types is not None else ints(0), ints(0))).output(0)
     return lw.norm(x, "embed_norm") if s.embed_norm else x
 
 
-def _causal_masks(lw: Lowering) -> None:
-    """(1, 1, T, S) float: query position q attends key position k when k <= q (and q - k < window): the frame's
-    `mask` for layers without a window, `masks[window]` for each sliding window a layer has."""
-    f, s = lw.frame, lw.spec
-    start, end = ops.squeeze(f.start, ints([0])), ops.squeeze(f.end, ints([0]))
-    q = ops.unsqueeze(ops.range(start, end, ints(1), "i64"), ints([1]))  # (T, 1)
-    k = ops.unsqueeze(ops.range(ints(0), end, ints(1), "i64"), ints([0]))  # (1, S)
-    causal = ops.less_equal(k, q)
-    for window in s.windows:
-        allowed = causal if window is None else ops.logical_and(causal, ops.less(ops.subtract(q, k), ints(window)))
-        mask = ops.unsqueeze(_additive(allowed), ints([0, 1])).output(0)
+def bias_name(window: int | None) -> str:
+    """The input holding the additive attention mask of the layers with `window` (None: full attention)."""
+    return "attention_bias" if window is None else f"attention_bias.w{window}"
+
+
+def _mask_inputs(lw: Lowering) -> list[object]:
+    """One (B, 1, T, S) float input per distinct window of the layers: 0 where row b's query t attends the state's
+    key j, float32's lowest elsewhere (written by the session from the positions it keeps). An input rather than
+    a mask computed in the graph from positions: on the CPU plugin's fused stateful attention, such a mask was
+    read at the wrong keys once a cache was held (the greedy tokens of a row with holes changed; 2026.4.1)."""
+    f, params = lw.frame, []
+    for window in lw.spec.windows:
+        value, param = _param(bias_name(window), "float32", [-1, 1, -1, -1])
+        params.append(param)
         if window is None:
-            f.mask = mask
+            f.mask = value
         else:
-            f.masks[window] = mask
+            f.masks[window] = value
+    return params
 
 
 def _window_masks(lw: Lowering, token: Output) -> None:
@@ -126,11 +140,12 @@ def _additive(allowed: Output) -> Output:
 def _decoder(lw: Lowering) -> ov.Model:
     s, f, plan = lw.spec, lw.frame, lw.opts.plan
     (ids, p_ids), (f.beam_idx, p_beam) = _param("input_ids", "int64", [-1, -1]), _param("beam_idx", "int32", [-1])
-    (f.start, p_start), (logits_from, p_from) = _param("start", "int64", [1]), _param("logits_from", "int64", [1])
-    shape = ops.shape_of(ids)  # [B, T]
-    f.batch = ops.gather(shape, ints([0]), ints(0)).output(0)
-    f.end = ops.add(f.start, ops.gather(shape, ints([1]), ints(0))).output(0)
-    _causal_masks(lw)
+    f.positions, p_pos = _param("position_ids", "int64", [-1, -1])
+    logits_from, p_from = _param("logits_from", "int64", [1])
+    f.batch = ops.gather(ops.shape_of(ids), ints([0]), ints(0)).output(0)  # (1,) B
+    ends = ops.add(ops.reduce_max(f.positions, ints([1]), keep_dims=True), ints(1))  # (B, 1)
+    f.ends = ops.unsqueeze(ends, ints([2, 3])).output(0)  # (B, 1, 1, 1)
+    p_masks = _mask_inputs(lw)
     lw.rope_frame(lw.opts.capacity(s))
     table = _table(lw)
     x = _embed(lw, ids, None, table)
@@ -156,7 +171,7 @@ def _decoder(lw: Lowering) -> ov.Model:
     if s.logits_softcap is not None:
         cap = const(np.float32(s.logits_softcap), "logits_softcap")
         logits = ops.multiply(ops.tanh(ops.divide(logits, cap)), cap).output(0)
-    return model([named(logits, "logits")], sinks, [p_ids, p_beam, p_start, p_from], s.family)
+    return model([named(logits, "logits")], sinks, [p_ids, p_beam, p_pos, *p_masks, p_from], s.family)
 
 
 def _encoder(lw: Lowering) -> ov.Model:
