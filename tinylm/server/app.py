@@ -23,15 +23,20 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import arguments
 from ..errors import CapabilityError, ChatTemplateError, GenerationError, InvalidArgument, TinyLMError
-from ..generation import Chunk
+from ..generation import Chunk, GenerationSettings
 from ..model import Model
 from .errors import APIError, error_response
 from .schemas import OPENAI_NAMES, ChatRequest, CompletionRequest, EmbeddingRequest, SamplingFields
-from .slots import Lease, Slots, run_blocking, stream_blocking
+from .slots import Lease, Slots, stream_blocking
 
-__all__ = ["ServerConfig", "create_app", "serve"]
+__all__ = ["ServerConfig", "create_app", "serve", "DEFAULT_PARALLEL"]
 
 log = logging.getLogger("tinylm.server")
+
+#: Requests decoded at once per model by default (`tinylm serve --parallel`): on a CPU a decode step of 4 rows
+#: costs little more than one (each weight is read once per step), while each row holds its own KV cache and a
+#: long prompt's prefill holds up the others' next token; docs/server-load.md has the measurements.
+DEFAULT_PARALLEL = 4
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,12 +45,17 @@ class ServerConfig:
 
     Attributes:
         api_key: when set, every route but /health needs `Authorization: Bearer <api_key>`.
-        max_queue: requests allowed to wait per model before answering 429.
+        parallel: requests decoded at once per model, in one continuous batch (`Model.batcher`): a finished
+            request's row goes to the next waiting one between two decode steps. 1 runs one request at a time on
+            the model's own session (the server before batching). Concurrent embedding requests are embedded
+            together in one call. On a backend without rows the batch runs its rows one after another.
+        max_queue: requests allowed to wait per model (beyond the `parallel` running) before answering 429.
         max_body_bytes: largest accepted request body (413 beyond).
         default_max_tokens: completion length when the request names none.
     """
 
     api_key: str | None = None
+    parallel: int = DEFAULT_PARALLEL
     max_queue: int = 32
     max_body_bytes: int = 1_000_000
     default_max_tokens: int = 256
@@ -140,8 +150,11 @@ def create_app(models: Mapping[str, Model], config: ServerConfig | None = None) 
     config = config or ServerConfig()
     app = FastAPI(title="tinylm", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(_BodyLimit, limit=config.max_body_bytes)
-    slots = {name: Slots(max_queue=config.max_queue) for name in models}
-    executor = ThreadPoolExecutor(max_workers=max(1, len(models)), thread_name_prefix="tinylm-serve")
+    parallel = arguments.positive_int(config.parallel, "parallel", example="parallel=4")
+    slots = {name: Slots(parallel=parallel, max_queue=config.max_queue) for name in models}
+    # a thread per running request (it waits on its row's stream) and one per model for embeddings
+    executor = ThreadPoolExecutor(max_workers=max(1, len(models) * (parallel + 1)), thread_name_prefix="tinylm-serve")
+    embedders = {name: _Embedder(model, executor) for name, model in models.items() if model.spec.kind == "encoder"}
     created = int(time.time())
 
     # errors ------------------------------------------------------------------------------------
@@ -228,7 +241,11 @@ def create_app(models: Mapping[str, Model], config: ServerConfig | None = None) 
         the settings, the response_format (compiled here) and its combination with stop."""
         fmt = req.constrained()
         options = req.options(default_max_tokens=config.default_max_tokens)
-        return model.stream(ids, options=options, response_format=model.constraint(fmt) if fmt else None)
+        constraint = model.constraint(fmt) if fmt else None
+        if parallel == 1:
+            return model.stream(ids, options=options, response_format=constraint)
+        checked, settings = model._row(ids, options, (), constraint, stream_text=True)  # refused now, not later
+        return _batched(model, parallel, checked, settings)
 
     def usage(chunk: Chunk) -> dict[str, int]:
         assert chunk.usage is not None
@@ -363,7 +380,11 @@ def create_app(models: Mapping[str, Model], config: ServerConfig | None = None) 
     async def embeddings(req: EmbeddingRequest) -> Any:
         model, slot = pick(req.model, "encoder")
         texts, _ = arguments.texts(req.input)
-        vectors = await run_blocking(slot, executor, lambda: model.embed(texts))
+        lease = await slot.acquire()
+        try:
+            vectors = await embedders[req.model].embed(texts)
+        finally:
+            lease.release()
         tokens = sum(len(ids) for ids in model.tokenizer.encode_batch(texts)[0])
         if req.encoding_format == "base64":  # little-endian float32, as OpenAI sends it
             encoded: list[Any] = [base64.b64encode(v.astype("<f4").tobytes()).decode("ascii") for v in vectors]
@@ -378,6 +399,56 @@ def create_app(models: Mapping[str, Model], config: ServerConfig | None = None) 
         }
 
     return app
+
+
+def _batched(model: Model, parallel: int, ids: list[int], settings: GenerationSettings) -> Iterator[Chunk]:
+    """A request's chunks from the model's batcher, submitted when first iterated (in the worker thread that
+    holds the request's slot); closing it (the client went away) cancels the row and frees it."""
+    stream = model.batcher(max_rows=parallel).submit(ids, settings, bounded=False)  # admission was the slot's
+    try:
+        yield from stream
+    finally:
+        stream.close()
+
+
+class _Embedder:
+    """Concurrent embedding requests to one model, embedded together: the texts of every request that arrives
+    while a call runs go into the next call (one `Model.embed` over all of them), each request gets its rows."""
+
+    def __init__(self, model: Model, executor: ThreadPoolExecutor) -> None:
+        self.model, self.executor = model, executor
+        self.pending: list[tuple[list[str], asyncio.Future[Any]]] = []
+        self.running = False
+        self.task: asyncio.Future[None] | None = None  # the drain running now (kept: the loop holds tasks weakly)
+
+    async def embed(self, texts: list[str]) -> Any:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.pending.append((texts, future))
+        if not self.running:
+            self.running = True
+            self.task = asyncio.ensure_future(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self.pending:
+                batch, self.pending = self.pending, []
+                texts = [t for request, _ in batch for t in request]
+                try:
+                    vectors = await loop.run_in_executor(self.executor, self.model.embed, texts)
+                except Exception as e:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(e)
+                    continue
+                start = 0
+                for request, future in batch:
+                    if not future.done():  # a request whose client went away is cancelled
+                        future.set_result(vectors[start : start + len(request)])
+                    start += len(request)
+        finally:
+            self.running = False
 
 
 def serve(

@@ -25,6 +25,7 @@ class TorchBackend:
         converts=False,
         reference=True,
         options=TorchOptions,
+        rows=True,  # sessions opened with OpenRequest(rows=N) decode N sequences at once (RowSession)
     )
 
     def __init__(self) -> None:
