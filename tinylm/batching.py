@@ -205,21 +205,34 @@ class Scheduler:
         anyway, as `generate_batch` does with its own rows). `on_end` is called (in the scheduler's thread, keep
         it short) once the row's last item is in its stream.
         """
-        row = _Row(RowState(prompt_ids, self.tokenizer, settings, context_length=self.context_length), on_end)
+        return self.submit_many([(prompt_ids, settings, on_end)], bounded=bounded)[0]
+
+    def submit_many(
+        self,
+        rows: Sequence[tuple[Sequence[int] | np.ndarray, GenerationSettings, Callable[[], None] | None]],
+        *,
+        bounded: bool = True,
+    ) -> list[RowStream]:
+        """`submit` for several rows (prompt ids, settings, on_end) at once: all are checked first, then queued
+        together, so the scheduler admits them in one `add_rows` while it has room."""
+        made = [
+            _Row(RowState(ids, self.tokenizer, settings, context_length=self.context_length), on_end)
+            for ids, settings, on_end in rows
+        ]
         with self._cond:
             if self._closed:
                 raise GenerationError("this model's batcher was closed. Fix: load the model again with tinylm.load().")
-            if bounded and self.max_queue is not None and len(self._queue) >= self.max_queue:
+            if bounded and self.max_queue is not None and len(self._queue) + len(made) > self.max_queue:
                 raise QueueFull(
                     f"{len(self._queue)} rows are already waiting for one of {self.max_rows} slots. "
                     "Fix: retry after a moment, or raise max_queue."
                 )
-            self._queue.append(row)
+            self._queue.extend(made)
             if self._worker is None:
                 self._worker = threading.Thread(target=self._run, name="tinylm-batch", daemon=True)
                 self._worker.start()
             self._cond.notify()
-        return RowStream(self, row)
+        return [RowStream(self, row) for row in made]
 
     @property
     def live(self) -> int:

@@ -649,10 +649,10 @@ class Model:
             return []
         scheduler = self.batcher(max_rows=batch_size or DEFAULT_BATCH_SIZE)
         finished: queue.SimpleQueue[int] = queue.SimpleQueue()
-        streams = [
-            scheduler.submit(ids, row_settings, on_end=functools.partial(finished.put, i), bounded=False)
-            for i, (ids, row_settings) in enumerate(rows)
-        ]
+        streams = scheduler.submit_many(
+            [(ids, row_settings, functools.partial(finished.put, i)) for i, (ids, row_settings) in enumerate(rows)],
+            bounded=False,
+        )
         results: list[Completion | None] = [None] * len(streams)
         try:
             for _ in streams:
