@@ -327,19 +327,21 @@ class Scheduler:
             self._advance(row, self._live[row], logits[i])
 
     def _advance(self, row: int, stream: _Row, logits: np.ndarray) -> None:
-        """Feed a row its logits (V,): the chunk goes to its consumer; a finished or failed row is retired."""
+        """Feed a row its logits (V,): the chunk goes to its consumer; a finished or failed row is retired before
+        its last item is sent (when a consumer sees its stream end, the slot is free)."""
         state = stream.state
+        last: Chunk | Exception | None = None
         try:
             chunk = state.advance(logits, self.session.row_length(row))
             if chunk is not None:
                 stream.put(chunk)
             if state.done:
-                stream.put(state.finish())
+                last = state.finish()
         except Exception as e:  # this row's own failure (e.g. a constraint that allows no token): it alone ends
-            stream.put(e)
-            state.done = True
+            last, state.done = e, True
         if state.done:
             self._drop(row)
+            stream.put(last)
             stream.put(_END)
 
     def _drop(self, row: int) -> None:
