@@ -125,7 +125,8 @@ def test_a_disconnect_frees_its_row(parallel_server, served_models, monkeypatch)
     scheduler = _slowed(monkeypatch, served_models["chat"], PARALLEL)
     body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4000, "stream": True}
     body["temperature"] = 0  # the test model does not end this reply before its context
-    with httpx.stream("POST", f"{parallel_server.url}/v1/chat/completions", json=body, headers=AUTH) as r:
+    url = f"{parallel_server.url}/v1/chat/completions"
+    with httpx.stream("POST", url, json=body, headers=AUTH, timeout=60) as r:
         assert r.status_code == 200
         lines = r.iter_lines()
         for _ in range(4):
@@ -146,23 +147,28 @@ def test_the_queue_beyond_parallel_is_bounded(served_models, monkeypatch):
         opened = []
         try:
             for _ in range(2):
-                r = httpx.stream("POST", f"{s.url}/v1/chat/completions", json=body, headers=AUTH)
+                r = httpx.stream("POST", f"{s.url}/v1/chat/completions", json=body, headers=AUTH, timeout=60)
                 response = r.__enter__()
-                opened.append(r)
+                lines = response.iter_lines()  # kept: a dropped line iterator closes the connection
+                opened.append((r, lines))
                 assert response.status_code == 200
-                next(response.iter_lines())
+                next(lines)
             for stream in (True, False):
-                refused = httpx.post(f"{s.url}/v1/chat/completions", json={**body, "stream": stream}, headers=AUTH)
+                refused = httpx.post(
+                    f"{s.url}/v1/chat/completions", json={**body, "stream": stream}, headers=AUTH, timeout=60
+                )
                 assert refused.status_code == 429, (stream, scheduler.live, refused.text[:300])
                 assert refused.json()["error"]["code"] == "queue_full"
         finally:
-            for r in opened:
+            for r, _ in opened:
                 r.__exit__(None, None, None)
         deadline = time.monotonic() + 30
         while scheduler.live:
             assert time.monotonic() < deadline, "rows of closed streams were never freed"
             time.sleep(0.02)
-        ok = httpx.post(f"{s.url}/v1/chat/completions", json={**body, "stream": False, "max_tokens": 2}, headers=AUTH)
+        ok = httpx.post(
+            f"{s.url}/v1/chat/completions", json={**body, "stream": False, "max_tokens": 2}, headers=AUTH, timeout=60
+        )
         assert ok.status_code == 200
 
 
