@@ -1,6 +1,6 @@
 """Load test of `tinylm serve`: N concurrent streaming clients on loopback, fixed request count.
 
-    python -m benchmarks.serve_load [--model FOLDER] [--clients 32] [--requests 128] [--write-docs]
+    python -m benchmarks.serve_load [--model FOLDER] [--clients 32] [--requests 128] [--parallel N] [--write-docs]
 
 Without --model it serves a tiny random model (built here), which measures the server's own
 overhead (queueing, SSE, the generation loop) rather than the model. Reports errors, throughput
@@ -36,6 +36,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--requests", type=int, default=128)
     parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--parallel", type=int, help="requests decoded together per model (default: the server's)")
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
 
@@ -43,7 +44,9 @@ def main() -> int:
     import uvicorn
 
     import tinylm
-    from tinylm.server import ServerConfig, create_app
+    from tinylm.server import DEFAULT_PARALLEL, ServerConfig, create_app
+
+    parallel = args.parallel or DEFAULT_PARALLEL
 
     folder = args.model
     if folder is None:
@@ -55,7 +58,11 @@ def main() -> int:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = uvicorn.Server(
-        uvicorn.Config(create_app({"m": model}, ServerConfig(max_queue=args.clients)), port=port, log_level="error")
+        uvicorn.Config(
+            create_app({"m": model}, ServerConfig(parallel=parallel, max_queue=args.clients)),
+            port=port,
+            log_level="error",
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -103,6 +110,7 @@ def main() -> int:
     rows = [
         ("model", f"{label} on {model.backend}/{model.device} {model.precision}"),
         ("clients / requests / max_tokens", f"{args.clients} / {args.requests} / {args.max_tokens}"),
+        ("--parallel", str(parallel)),
         ("errors", str(errors)),
         ("throughput", f"{len(results) / wall:.1f} requests/s, {tokens / wall:.0f} generated tokens/s"),
         (
@@ -119,10 +127,10 @@ def main() -> int:
             "# Serving: load test\n\n"
             f"Measured {date.today().isoformat()} on {platform.processor() or platform.machine()} "
             f"({len(__import__('os').sched_getaffinity(0))} cores) with "
-            "`python -m benchmarks.serve_load --write-docs`.\n\n"
-            "One model slot (requests for a model run one after another on its one KV cache; the rest wait in a "
-            "bounded queue that answers 429 with Retry-After when full). Every client streams; all traffic is "
-            "on loopback.\n\n" + table + "\n"
+            f"`python -m benchmarks.serve_load --parallel {parallel} --write-docs`.\n\n"
+            f"Up to {parallel} requests per model decoded in one continuous batch (1: one after another on the "
+            "model's one KV cache); the rest wait in a bounded queue that answers 429 with Retry-After when full. "
+            "Every client streams; all traffic is on loopback.\n\n" + table + "\n"
         )
         print(f"wrote {DOCS}")
     return 1 if errors else 0

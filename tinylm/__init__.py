@@ -32,6 +32,7 @@ from .errors import (
     PluginLoadError,
     PrecisionUnsupported,
     PromptTooLong,
+    QueueFull,
     RayUnavailable,
     TinyLMError,
     TokenizerError,
@@ -101,6 +102,7 @@ __all__ = [
     "ConstraintError",
     "BatchError",
     "RayUnavailable",
+    "QueueFull",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -26,7 +26,7 @@ it once per load and hands the parsed object to `prepare` and `open` (`OpenReque
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
@@ -45,6 +45,7 @@ __all__ = [
     "OpenRequest",
     "Backend",
     "Session",
+    "RowSession",
     "runtime_available",
     "requires_runtimes",
     "deferred",
@@ -155,9 +156,9 @@ class Capabilities:
         default_device: it defines `default_device()`, cheaper than `devices()[0]`.
         states: the per-layer state kinds its sessions keep between calls (`ModelSpec.state_kinds`: "kv" for
             attention's cache, "conv" for LFM2's short convolutions); a model that needs another is refused.
-        rows: its sessions hold several independent sequences ("rows", each with its own length and
-            positions) besides the single-sequence methods: `max_rows`, `add_rows`, `step_rows`, `drop_row`,
-            `row_length` (the rows contract, issue #24); `OpenRequest.rows` says how many.
+        rows: its sessions hold several independent sequences ("rows") at once: opened with
+            `OpenRequest(rows=N)`, they implement `RowSession` besides `Session` (the core's scheduler,
+            `tinylm.batching`, decodes many sequences in one forward pass through it).
     """
 
     precisions: tuple[str, ...] = ("fp32",)
@@ -195,6 +196,13 @@ class WeightsOnce:
                 self._weights = self._load()
             return self._weights
 
+    def forget(self) -> None:
+        """Drop the weights read so far (the core calls it once a load has opened its session): a later call,
+        e.g. the rows session opened at the first batched call, reads them again instead of this loader
+        keeping a second copy alive beside the session's."""
+        with self._lock:
+            self._weights = None
+
 
 @dataclass(frozen=True, kw_only=True)
 class OpenRequest:
@@ -212,8 +220,11 @@ class OpenRequest:
         meta: the artifact's metadata (its `tinylm-artifact.json`, as `prepare` returned it plus the core's
             record), read once by the core; empty without an artifact.
         options: the parsed options (an instance of `capabilities.options`).
-        rows: how many rows (independent sequences) a session of a backend with `Capabilities(rows=True)`
-            holds at once (its KV cache is allocated for that many).
+        rows: how many rows (independent sequences) the session must hold at once, for a backend declaring
+            `Capabilities(rows=True)`: it allocates KV for that many (`RowSession.max_rows`). The core opens
+            such a session lazily, at the first batched call (`Model.generate_batch`, the server's
+            `--parallel`); 1 for the single-sequence session every load opens. Where the runtime allows, the
+            sessions a backend opens for one artifact share the loaded weights.
     """
 
     spec: ModelSpec
@@ -266,6 +277,43 @@ class Session(Protocol):
 
     def close(self) -> None:
         """Release the runtime's resources."""
+        ...
+
+
+@runtime_checkable
+class RowSession(Protocol):
+    """A session holding several independent sequences ("rows") at once (`Capabilities(rows=True)`).
+
+    Each row has its own KV length and positions; rows of different lengths are decoded together, in one
+    forward pass. Rows are small ints the session hands out (`add_rows`); a dropped row's id may be reused.
+    The core's scheduler (`tinylm.batching`) uses only the methods below, from one thread at a time, and
+    keeps each row within the context (`row_length(row) + 1 <= capacity` before a step).
+
+    Exactness: a row's logits equal those of its sequence decoded alone with `forward`/`step` (within the
+    parity tolerance), whichever other rows are live, whenever they join or leave, however long they are.
+    `tinylm.testing.conformance` checks it on every backend that declares the capability.
+    """
+
+    #: how many rows may be live at once (`OpenRequest.rows` when the session was opened)
+    max_rows: int
+
+    def add_rows(self, prompts: Sequence[np.ndarray]) -> tuple[list[int], np.ndarray]:
+        """Start one new row per prompt (int64 (T_i,), ragged; T_i >= 1), prefill them (in one run where the
+        runtime allows, else one after another), return their ids and the last-position logits (R, V) float32.
+        Raises `CapabilityError` (Fix: ...) when more than `max_rows` would be live."""
+        ...
+
+    def step_rows(self, rows: Sequence[int], token_ids: np.ndarray) -> np.ndarray:
+        """Append token_ids[i] (int64 (R,)) to row rows[i] for every listed live row, in one forward pass;
+        return next-token logits (R, V) float32 in the order of `rows`. Rows not listed are untouched."""
+        ...
+
+    def drop_row(self, row: int) -> None:
+        """Forget a row (finished or cancelled); its cache slot is free for `add_rows`."""
+        ...
+
+    def row_length(self, row: int) -> int:
+        """Tokens held for the row."""
         ...
 
 

@@ -57,13 +57,14 @@ def stream_choices(
     """The chunks of `n` choices of `prompt` as (choice index, chunk) pairs; each choice ends with a chunk that
     has its finish_reason. Everything is checked here, before the first pair (`Model.stream` checks each).
 
-    This is the one place that turns `n` into generations. Today the n rows run one after another through
-    `Model.stream` (one KV cache); once `Model.generate_batch` exists they become n rows of one batch here, and
-    the pairs then come interleaved (callers already demultiplex them by index).
+    This is the one place that turns `n` into generations. On a model that decodes rows together
+    (`Model.batches_rows`) the n choices are n rows of its batcher, submitted at once and decoded together; the
+    pairs are read out choice after choice. Otherwise they run one after another through `Model.stream`.
     """
     n = check_n(n)
+    run = model.submit if n > 1 and model.batches_rows else model.stream
     rows = [
-        model.stream(
+        run(
             prompt,
             options=dataclasses.replace(options, seed=row_seed(options.seed, i)),
             response_format=response_format,

@@ -339,7 +339,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         logging.getLogger("tinylm").warning(
             "serving on %s without --api-key: anyone who can reach this address can use the models", args.host
         )
-    config = ServerConfig(api_key=args.api_key, max_queue=args.max_queue)
+    config = ServerConfig(api_key=args.api_key, parallel=args.parallel, max_queue=args.max_queue)
     serve(models, host=args.host, port=args.port, config=config)
     return 0
 
@@ -522,6 +522,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--api-key", default=os.environ.get("TINYLM_API_KEY"), help="require this Bearer token")
+    p.add_argument(
+        "--parallel",
+        type=_positive,
+        default=4,
+        metavar="N",
+        help="requests decoded at once per model, in one continuous batch (default 4; 1: one at a time)",
+    )
     p.add_argument("--max-queue", type=int, default=32, help="requests waiting per model before 429")
     p.add_argument(
         "--ray-replicas",

@@ -29,6 +29,7 @@ __all__ = [
     "ConstraintError",
     "BatchError",
     "RayUnavailable",
+    "QueueFull",
 ]
 
 
@@ -129,6 +130,11 @@ class ArtifactError(TinyLMError):
 class BatchError(TinyLMError, ValueError):
     """A `tinylm batch` input line is not a usable row (bad JSON, a missing field, a repeated id), or the
     output file holds a line that is not a complete JSON row."""
+
+
+class QueueFull(TinyLMError):
+    """A model's batcher (`Model.batcher`, `tinylm.batching.Scheduler`) already has `max_queue` rows waiting for a
+    slot; retry later (the server answers 429)."""
 
 
 class RayUnavailable(TinyLMError):

@@ -4,6 +4,8 @@
                          ^                                                           |
                          +-------------------- step(token) <-------------------------+
 
+A `RowState` holds one sequence's part of it (sampler, stop ids and strings, detokenizer, usage); `stream_tokens`
+steps one, and the scheduler in `tinylm.batching` steps many rows of a `RowSession` with the same object.
 Backends only run `Session.forward` (and `Session.step`, its optional one-token fast path); sampling, stop tokens,
 stop strings, streaming text, usage and timing are decided here, so the same logits give the same tokens on every
 backend. `generate()` is `stream()` joined (with the text decoded once at the end: `GenerationSettings.stream_text`).
@@ -25,7 +27,7 @@ from .logprobs import TokenLogprob
 from .sampling import LogitsProcessor, Sampler, SamplingParams
 from .tools import ToolCall
 
-__all__ = ["GenerationSettings", "Usage", "Chunk", "Completion", "stream_tokens", "join_chunks"]
+__all__ = ["GenerationSettings", "Usage", "Chunk", "Completion", "RowState", "stream_tokens", "join_chunks"]
 
 FinishReason = Literal["stop", "length", "tool_calls"]
 
@@ -132,6 +134,96 @@ class _StopStrings:
         return held
 
 
+class RowState:
+    """One sequence's generation, stepped one token at a time: what `stream_tokens` runs for one sequence and the
+    scheduler (`tinylm.batching`) for each of many rows, so every row is decided by the same code.
+
+    It samples from the logits it is given, applies the stop ids, the stop strings and the length limits, streams
+    the text and counts the usage; it never calls a session. `advance(logits, cached)` takes the next-token logits
+    (V,) and the tokens the session now holds for this sequence, and returns the chunk to yield (None for a stop
+    id); after it, `done` says whether the sequence ended, else `token` is the id to feed the session next.
+    `finish()` gives the last chunk (held-back text, finish reason, usage).
+    """
+
+    def __init__(
+        self,
+        prompt_ids: Sequence[int] | np.ndarray,
+        tokenizer: Any,
+        settings: GenerationSettings,
+        *,
+        context_length: int,
+        start: float | None = None,
+    ) -> None:
+        self.start = time.perf_counter() if start is None else start
+        prompt = np.asarray(prompt_ids, dtype=np.int64)
+        if prompt.size == 0:
+            raise GenerationError("the prompt is empty after tokenization. Fix: pass some text.")
+        if prompt.size >= context_length:
+            raise PromptTooLong(
+                f"the prompt has {prompt.size} tokens but the model's context is {context_length}, leaving no room "
+                "to generate. Fix: shorten the prompt (or the chat history)."
+            )
+        self.prompt = prompt  # (T,)
+        self.settings = settings
+        self.context_length = context_length
+        self.sampler = Sampler(settings.sampling, settings.processors)
+        self.detok = StreamingDetokenizer(tokenizer) if settings.stream_text or settings.stop else FinalText(tokenizer)
+        self.stops = _StopStrings(settings.stop)
+        self.stop_ids = frozenset(settings.stop_token_ids)
+        # the prompt, then each token as it comes (no copy per token); the context bounds the tokens generated
+        self.history = np.empty(prompt.size + min(settings.max_new_tokens, context_length), np.int64)
+        self.history[: prompt.size] = prompt
+        self.seen = prompt.size
+        self.first_token_at = 0.0
+        self.finish_reason: FinishReason = "length"
+        self.hit_stop_string = False
+        self.done = False
+        self.token = -1  # the last token sampled: the session's next input while not done
+
+    def advance(self, logits: np.ndarray, cached: int) -> Chunk | None:
+        """Sample from `logits` (V,) (valid during the call only); `cached`: tokens the session holds for this
+        sequence. Returns the chunk for the new token, or None when it was a stop id (then `done`)."""
+        token, logprob = self.sampler.draw(logits, self.history[: self.seen])
+        if not self.first_token_at:
+            self.first_token_at = time.perf_counter()
+        if token in self.stop_ids:
+            self.finish_reason, self.done = "stop", True
+            return None
+        self.history[self.seen] = token
+        self.seen += 1
+        self.token = token
+        text, hit = self.stops.feed(self.detok.add(token))
+        if hit:
+            self.finish_reason, self.hit_stop_string, self.done = "stop", True, True
+        elif self.seen - self.prompt.size >= self.settings.max_new_tokens or cached >= self.context_length:
+            self.done = True
+        return Chunk(text=text, token_ids=(token,), logprobs=() if logprob is None else (logprob,))
+
+    @property
+    def generated(self) -> int:
+        """Tokens generated so far (stop ids not counted)."""
+        return self.seen - self.prompt.size
+
+    def finish(self) -> Chunk:
+        """The last chunk: text still held back, the finish reason and the usage."""
+        tail = ""
+        if not self.hit_stop_string:  # text held back for an incomplete character or a possible stop string
+            tail, hit = self.stops.feed(self.detok.finish())
+            if not hit:
+                tail += self.stops.flush()
+        end = time.perf_counter()
+        n = self.generated
+        decode_time = end - self.first_token_at if n > 1 else 0.0
+        usage = Usage(
+            prompt_tokens=int(self.prompt.size),
+            completion_tokens=n,
+            time_to_first_token=(self.first_token_at or end) - self.start,
+            tokens_per_second=(n - 1) / decode_time if decode_time > 0 else 0.0,
+            total_time=end - self.start,
+        )
+        return Chunk(text=tail, finish_reason=self.finish_reason, usage=usage)
+
+
 def stream_tokens(
     session: Session,
     prompt_ids: Sequence[int],
@@ -144,68 +236,19 @@ def stream_tokens(
     """Generate from `prompt_ids`, yielding a `Chunk` per token; the last one has `finish_reason`.
 
     `fast_step`: the session defines `step(token_id)` (its backend declares `Capabilities(step=True)`)."""
-    start = time.perf_counter()
-    prompt = np.asarray(prompt_ids, dtype=np.int64)
-    if prompt.size == 0:
-        raise GenerationError("the prompt is empty after tokenization. Fix: pass some text.")
-    if prompt.size >= context_length:
-        raise PromptTooLong(
-            f"the prompt has {prompt.size} tokens but the model's context is {context_length}, leaving no room "
-            "to generate. Fix: shorten the prompt (or the chat history)."
-        )
-    sampler = Sampler(settings.sampling, settings.processors)
-    detok = StreamingDetokenizer(tokenizer) if settings.stream_text or settings.stop else FinalText(tokenizer)
-    stops = _StopStrings(settings.stop)
-    stop_ids = frozenset(settings.stop_token_ids)
-    # the prompt, then each token as it comes (no copy per token); the context bounds the tokens generated
-    history = np.empty(prompt.size + min(settings.max_new_tokens, context_length), np.int64)
-    history[: prompt.size] = prompt
-    seen = prompt.size
-    first_token_at = 0.0
-    finish: FinishReason = "length"
-    hit_stop_string = False
-
+    row = RowState(prompt_ids, tokenizer, settings, context_length=context_length)
     # one token on a batch-1 cache: the session's fast path when it has one (logits valid until its next call)
     step = session.step if fast_step else (lambda token: session.forward(np.array([[token]], dtype=np.int64))[0])  # type: ignore[attr-defined]
     session.reset()
-    logits = session.forward(prompt[None, :])[0]  # (V,) prefill
+    logits = session.forward(row.prompt[None, :])[0]  # (V,) prefill
     while True:
-        token, logprob = sampler.draw(logits, history[:seen])
-        logprobs = () if logprob is None else (logprob,)
-        if not first_token_at:
-            first_token_at = time.perf_counter()
-        if token in stop_ids:
-            finish = "stop"
+        chunk = row.advance(logits, session.length)
+        if chunk is not None:
+            yield chunk
+        if row.done:
             break
-        history[seen] = token
-        seen += 1
-        text, hit = stops.feed(detok.add(token))
-        if hit:
-            yield Chunk(text=text, token_ids=(token,), logprobs=logprobs)
-            finish, hit_stop_string = "stop", True
-            break
-        if seen - prompt.size >= settings.max_new_tokens or session.length >= context_length:
-            yield Chunk(text=text, token_ids=(token,), logprobs=logprobs)
-            break
-        yield Chunk(text=text, token_ids=(token,), logprobs=logprobs)
-        logits = step(token)  # (V,) decode one
-
-    tail = ""
-    if not hit_stop_string:  # text held back for an incomplete character or a possible stop string
-        tail, hit = stops.feed(detok.finish())
-        if not hit:
-            tail += stops.flush()
-    end = time.perf_counter()
-    n = seen - prompt.size  # tokens generated
-    decode_time = end - first_token_at if n > 1 else 0.0
-    usage = Usage(
-        prompt_tokens=int(prompt.size),
-        completion_tokens=n,
-        time_to_first_token=(first_token_at or end) - start,
-        tokens_per_second=(n - 1) / decode_time if decode_time > 0 else 0.0,
-        total_time=end - start,
-    )
-    yield Chunk(text=tail, finish_reason=finish, usage=usage)
+        logits = step(row.token)  # (V,) decode one
+    yield row.finish()
 
 
 def join_chunks(chunks: Iterator[Chunk]) -> Completion:

@@ -5,16 +5,31 @@ token = inputs.token_id(token_id, spec, "step()")                     # one id, 
 inputs.room(spec, cached=length, new=ids.shape[1], capacity=capacity)  # PromptTooLong when full
 inputs.same_batch(cached_batch, ids.shape[0], cached=length)          # no batch change mid-sequence
 ids, mask, types = inputs.embed_inputs(token_ids, attention_mask, token_type_ids, spec)
+inputs.free_rows(live, len(prompts), max_rows)                        # RowSession.add_rows: CapabilityError
+ids = inputs.row_prompt(prompt, spec, capacity)                       # one row's prompt (T,) int64
+rows = inputs.row_ids(rows, live)                                     # step_rows: live rows, none twice
 """
 
 from __future__ import annotations
+
+from collections.abc import Collection, Sequence
 
 import numpy as np
 
 from .arch.spec import ModelSpec
 from .errors import CapabilityError, GenerationError, PromptTooLong
 
-__all__ = ["token_ids", "token_id", "need_kind", "room", "same_batch", "embed_inputs"]
+__all__ = [
+    "token_ids",
+    "token_id",
+    "need_kind",
+    "room",
+    "same_batch",
+    "embed_inputs",
+    "free_rows",
+    "row_prompt",
+    "row_ids",
+]
 
 
 def token_ids(ids: np.ndarray, spec: ModelSpec, what: str) -> np.ndarray:
@@ -92,3 +107,36 @@ def embed_inputs(
             f"{types.shape} must have the same shape. Fix: pad all three to (batch, length)."
         )
     return ids, mask, types
+
+
+def free_rows(live: int, new: int, max_rows: int) -> None:
+    """`CapabilityError` when `new` rows do not fit beside `live` ones in a session opened for `max_rows`
+    (`RowSession.add_rows`)."""
+    if live + new > max_rows:
+        raise CapabilityError(
+            f"{live} rows are live and {new} more were added, but this session was opened for {max_rows}. "
+            "Fix: drop finished rows first, or open the session with OpenRequest(rows=...) large enough."
+        )
+
+
+def row_prompt(prompt: np.ndarray, spec: ModelSpec, capacity: int, what: str = "add_rows()") -> np.ndarray:
+    """One row's prompt as contiguous int64 (T,), 1 <= T <= capacity, inside the vocabulary."""
+    array = np.asarray(prompt)
+    if array.ndim != 1:
+        raise GenerationError(
+            f"{what} takes one 1-D array of token ids per row, got shape {array.shape}. "
+            "Fix: pass e.g. [np.array([1, 2, 3]), np.array([4, 5])]."
+        )
+    ids = token_ids(array[None, :], spec, what)[0]
+    room(spec, cached=0, new=ids.shape[0], capacity=capacity)
+    return ids
+
+
+def row_ids(rows: Sequence[int], live: Collection[int], what: str = "step_rows()") -> list[int]:
+    """The rows of a `step_rows` call as ints: each live, none twice."""
+    out = [int(r) for r in rows]
+    missing = [r for r in out if r not in live]
+    if missing or len(set(out)) != len(out):
+        problem = f"row {missing[0]} is not live" if missing else "a row is listed twice"
+        raise GenerationError(f"{what}: {problem}. Fix: list each live row (from add_rows) once.")
+    return out

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
+import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import arguments, settings
+from .arch.rope import switch_length
 from .arch.spec import ModelSpec
-from .backend import OpenRequest, Session, WeightsOnce
+from .backend import OpenRequest, RowSession, Session, WeightsOnce
+from .batching import RowStream, Scheduler, SerialRows
 from .errors import (
     ArtifactError,
     BackendUnavailable,
@@ -37,9 +41,14 @@ from .structured import Constraint, Grammar, ResponseFormat
 from .tokenizer import Tokenizer
 from .tools import ToolPlan, detect_format, plan_tools
 
-__all__ = ["Model", "load", "convert"]
+__all__ = ["Model", "load", "convert", "DEFAULT_BATCH_SIZE"]
 
 log = logging.getLogger("tinylm")
+
+#: Rows decoded at once by `generate_batch`/`chat_batch` and `batcher()` when none is named. On a CPU one decode
+#: step reads every weight once whatever the number of rows, so 8 rows cost little more than one on a small model
+#: (docs/batching.md has the curve); each row holds its own KV cache of up to the model's context.
+DEFAULT_BATCH_SIZE = 8
 
 
 def _prepare(
@@ -156,6 +165,8 @@ def load(
 
         request = ensure_artifact(choice.backend, request, tokenizer=folder.tokenizer)
     session = with_rope_switch(request.spec, choice.backend.open(request))
+    if isinstance(request.weights_loader, WeightsOnce):
+        request.weights_loader.forget()  # the session holds what it needs; a rows session reads them again
     log.info(
         "loaded %s on %s/%s (%s, backend chosen by %s)",
         folder.path,
@@ -164,7 +175,7 @@ def load(
         choice.precision,
         choice.reason,
     )
-    return Model(folder, choice, session, artifact=request.artifact)
+    return Model(folder, choice, session, artifact=request.artifact, request=request)
 
 
 def convert(
@@ -199,13 +210,24 @@ class Model:
     Thread-safe: calls from several threads are serialised on the model's one session.
     """
 
-    def __init__(self, folder: ModelFolder, choice: Choice, session: Session, *, artifact: Path | None = None) -> None:
+    def __init__(
+        self,
+        folder: ModelFolder,
+        choice: Choice,
+        session: Session,
+        *,
+        artifact: Path | None = None,
+        request: OpenRequest | None = None,
+    ) -> None:
         self._folder = folder
         self._artifact = artifact
         self._choice = choice
         self._session: Session | None = session
+        self._request = request  # to open the rows session at the first batched call
         self._lock = threading.RLock()
         self._constraint_tokenizer: Any = None
+        self._batcher: Scheduler | None = None
+        self._batcher_lock = threading.Lock()
 
     # what runs -------------------------------------------------------------------------------
 
@@ -250,10 +272,17 @@ class Model:
 
     def close(self) -> None:
         """Release the backend session. Further calls raise."""
+        with self._batcher_lock:
+            batcher, self._batcher = self._batcher, None
+        if batcher is not None:
+            batcher.close()
+            if not isinstance(batcher.session, SerialRows):
+                batcher.session.close()  # type: ignore[attr-defined]
         with self._lock:
             if self._session is not None:
                 self._session.close()
                 self._session = None
+            self._request = None
 
     def __enter__(self) -> Model:
         return self
@@ -435,12 +464,16 @@ class Model:
         constraint = self._compile(response_format)
         # nothing streams: the text is decoded once at the end (the same text, see GenerationSettings.stream_text)
         done = join_chunks(self._begin(prompt, checked, logits_processors, constraint, stream_text=False))
-        if constraint is None:
-            return done
+        return done if constraint is None else self._parsed(done, constraint)
+
+    @staticmethod
+    def _parsed(done: Completion, constraint: Constraint, what: str = "") -> Completion:
+        """The completion with its structured output parsed; `ConstraintError` when it was cut unfinished."""
         if done.finish_reason != "stop":
             raise ConstraintError(
-                f"the {constraint.kind} output was cut at max_new_tokens={done.usage.completion_tokens} before it "
-                f"was complete (so far: {done.text[:80]!r}). Fix: raise max_new_tokens."
+                f"the {constraint.kind} output{' of ' + what if what else ''} was cut at "
+                f"max_new_tokens={done.usage.completion_tokens} before it was complete "
+                f"(so far: {done.text[:80]!r}). Fix: raise max_new_tokens."
             )
         return dataclasses.replace(done, parsed=constraint.parse(done.text))
 
@@ -572,6 +605,198 @@ class Model:
         for index, chunk in self.stream_choices(prompt, n=n, **settings):
             rows.setdefault(index, []).append(chunk)
         return [join_chunks(iter(rows[i])) for i in sorted(rows)]
+
+    # many sequences at once ------------------------------------------------------------------
+
+    @property
+    def batches_rows(self) -> bool:
+        """True when this model decodes batched rows together (its backend declares `Capabilities(rows=True)`);
+        False when `generate_batch` and the batcher run them one after another on its single session."""
+        switch = switch_length(self.spec.rope) if self.spec.kind == "decoder" else None
+        # longrope: a row crossing its switch length needs its whole sequence rotated again (see rope_switch.py),
+        # which only the single-sequence session does
+        return self._choice.backend.capabilities.rows and (switch is None or switch >= self.context_length)
+
+    def batcher(self, *, max_rows: int | None = None, max_queue: int | None = None) -> Scheduler:
+        """The model's scheduler (`tinylm.batching.Scheduler`): thread-safe `submit(prompt_ids, settings)` ->
+        a stream of chunks, decoded in one continuous batch with every other row submitted (what a server
+        needs; `submit()` below takes the options of `stream`).
+
+        Made at the first call, with a rows session of `max_rows` rows (default `DEFAULT_BATCH_SIZE`) opened
+        then; later calls return it, or, when it is idle and another `max_rows` is asked, a new one of that size.
+        `max_queue`: rows that may wait for a slot before `submit` raises `QueueFull` (None: no bound).
+        On a backend without rows (see `batches_rows`) the scheduler runs the rows one after another on the
+        model's own session: correct, not faster.
+        """
+        self._need("decoder", "batched generation")
+        if max_rows is not None:
+            max_rows = arguments.positive_int(max_rows, "max_rows", example="max_rows=8")
+        if max_queue is not None and (isinstance(max_queue, bool) or not isinstance(max_queue, int) or max_queue < 0):
+            raise InvalidArgument(
+                "max_queue", f"max_queue must be an integer >= 0 or None, got {max_queue!r}. Fix: pass e.g. 32."
+            )
+        with self._batcher_lock:
+            current = self._batcher
+            wanted = max_rows or (current.max_rows if current is not None else DEFAULT_BATCH_SIZE)
+            if not self.batches_rows:
+                wanted = 1
+            if current is not None and (current.max_rows == wanted or current.live or current.waiting):
+                if max_queue is not None:
+                    current.max_queue = max_queue
+                return current
+            if current is not None:
+                current.close()
+                if not isinstance(current.session, SerialRows):
+                    current.session.close()  # type: ignore[attr-defined]
+                self._batcher = None
+            self._batcher = Scheduler(
+                self._rows_session(wanted), self.tokenizer, context_length=self.context_length, max_queue=max_queue
+            )
+            return self._batcher
+
+    def _rows_session(self, rows: int) -> RowSession:
+        if not self.batches_rows:
+            log.info(
+                "backend %s decodes one sequence at a time for %s: batched rows run one after another",
+                self.backend,
+                self.path.name,
+            )
+            return SerialRows(self._live(), fast_step=self._choice.backend.capabilities.step, lock=self._lock)
+        if self._request is None:
+            raise GenerationError("this model was closed. Fix: load it again with tinylm.load(...).")
+        session = self._choice.backend.open(dataclasses.replace(self._request, rows=rows))
+        if isinstance(self._request.weights_loader, WeightsOnce):
+            self._request.weights_loader.forget()
+        return session  # type: ignore[return-value]
+
+    def submit(
+        self,
+        prompt: str | Sequence[int],
+        *,
+        options: GenerationOptions | None = None,
+        response_format: ResponseFormat | Constraint | None = None,
+        logits_processors: Sequence[LogitsProcessor] = (),
+        stream_text: bool = True,
+        **settings: Any,
+    ) -> RowStream:
+        """`stream`, through the model's batcher: thread-safe, and decoded together with every other row
+        submitted (from any thread) — the tokens are those `stream` gives. Everything is checked now; the
+        stream's `close()` (or dropping it) cancels the row and frees its slot. Raises `QueueFull` when the
+        batcher's queue is full (see `batcher`)."""
+        self._need("decoder", "text generation (generate, stream, chat)")
+        unknown = sorted(settings.keys() - set(OPTION_NAMES))
+        if unknown:
+            raise TypeError(f"submit() got an unexpected keyword argument {unknown[0]!r}")
+        checked = GenerationOptions.of(options, **settings)
+        ids, row_settings = self._row(prompt, checked, logits_processors, self._compile(response_format), stream_text)
+        return self.batcher().submit(ids, row_settings)
+
+    def _row(
+        self,
+        prompt: str | Sequence[int],
+        options: GenerationOptions,
+        processors: Sequence[LogitsProcessor],
+        constraint: Constraint | None,
+        stream_text: bool,
+        name: str = "prompt",
+    ) -> tuple[list[int], GenerationSettings]:
+        """One row's prompt ids and settings, checked as `stream` checks them (before anything runs)."""
+        if not isinstance(processors, Sequence) or not all(callable(p) for p in processors):
+            raise InvalidArgument(
+                "logits_processors",
+                "logits_processors must be a list of callables (logits, history) -> logits. Fix: pass e.g. [fn].",
+            )
+        settings = self._settings(options, processors=processors, constraint=constraint, stream_text=stream_text)
+        ids = self._prompt_ids(prompt, name)
+        if not ids:
+            raise GenerationError(f"{name} is empty after tokenization. Fix: pass some text.")
+        if len(ids) >= self.context_length:
+            raise PromptTooLong(
+                f"{name} has {len(ids)} tokens but the model's context is {self.context_length}, leaving no "
+                "room to generate. Fix: shorten the prompt (or the chat history)."
+            )
+        return ids, settings
+
+    def generate_batch(
+        self,
+        prompts: Sequence[str | Sequence[int]],
+        *,
+        batch_size: int | None = None,
+        response_format: ResponseFormat | None = None,
+        options: GenerationOptions | None = None,
+        logits_processors: Sequence[LogitsProcessor] = (),
+        on_result: Callable[[int, Completion], None] | None = None,
+        **settings: Any,
+    ) -> list[Completion]:
+        """`generate` for many prompts at once: the completions in the order of `prompts`.
+
+        Up to `batch_size` rows (default `DEFAULT_BATCH_SIZE`) are decoded together in one forward pass per
+        token, and a finished row's slot goes to the next prompt at once (continuous batching). The settings
+        (those of `generate`, as keywords or `options=`) apply to every row; each row has its own sampler, so
+        with a `seed` every row samples as `generate(prompt, seed=...)` alone would, and each row yields exactly
+        the tokens `generate` gives it. `on_result(index, completion)` is called as each row finishes (in
+        finishing order, from this thread), e.g. for a progress bar.
+
+        On a backend that does not declare rows (`batches_rows` is False: e.g. Core ML, or a longrope model
+        whose rotary table switches within the context) the rows run one after another through the same loop:
+        the same completions, without the speed-up.
+
+        Everything is checked before any row runs (a bad prompt names its index). With `response_format`,
+        a row cut by `max_new_tokens` before its output was complete raises `ConstraintError`, as `generate`.
+        `logits_processors` are shared by every row: pass stateless ones.
+        """
+        self._need("decoder", "text generation (generate_batch, chat_batch)")
+        unknown = sorted(settings.keys() - set(OPTION_NAMES))
+        if unknown:
+            raise TypeError(f"generate_batch() got an unexpected keyword argument {unknown[0]!r}")
+        if isinstance(prompts, str | bytes) or not isinstance(prompts, Sequence):
+            raise InvalidArgument(
+                "prompts",
+                f"prompts must be a list of prompts (texts or token-id lists), got {type(prompts).__name__}. "
+                "Fix: pass e.g. ['Hello', 'Hi there'] (one prompt: use generate()).",
+            )
+        if batch_size is not None:
+            batch_size = arguments.positive_int(batch_size, "batch_size", example="batch_size=8")
+        if on_result is not None and not callable(on_result):
+            raise InvalidArgument("on_result", "on_result must be callable (index, completion). Fix: pass a function.")
+        checked = GenerationOptions.of(options, **settings)
+        constraint = self._compile(response_format)
+        rows = [
+            self._row(p, checked, logits_processors, constraint, stream_text=False, name=f"prompts[{i}]")
+            for i, p in enumerate(prompts)
+        ]
+        if not rows:
+            return []
+        scheduler = self.batcher(max_rows=batch_size or DEFAULT_BATCH_SIZE)
+        finished: queue.SimpleQueue[int] = queue.SimpleQueue()
+        streams = scheduler.submit_many(
+            [(ids, row_settings, functools.partial(finished.put, i)) for i, (ids, row_settings) in enumerate(rows)],
+            bounded=False,
+        )
+        results: list[Completion | None] = [None] * len(streams)
+        try:
+            for _ in streams:
+                i = finished.get()
+                done = join_chunks(streams[i])
+                if constraint is not None:
+                    done = self._parsed(done, constraint, f"prompts[{i}]")
+                results[i] = done
+                if on_result is not None:
+                    on_result(i, done)
+        finally:
+            for stream in streams:
+                stream.close()  # rows still running when this raised: cancelled, their slots freed
+        return [r for r in results if r is not None]
+
+    def chat_batch(self, conversations: Sequence[Sequence[dict[str, Any]]], **options: Any) -> list[Completion]:
+        """`chat` for many conversations at once: `generate_batch` of their prompts (the same keywords)."""
+        self._need("decoder", "text generation (generate_batch, chat_batch)")
+        if isinstance(conversations, str | bytes) or not isinstance(conversations, Sequence):
+            raise InvalidArgument(
+                "conversations",
+                "conversations must be a list of message lists. Fix: pass e.g. [[{'role': 'user', 'content': 'Hi'}]].",
+            )
+        return self.generate_batch([self.chat_ids(c) for c in conversations], **options)
 
     # scoring and embeddings -----------------------------------------------------------------
 

@@ -53,10 +53,11 @@ class SlowModel:
 
 @pytest.fixture
 def slow_server(served_models):
-    """A server whose 'chat' model is slow, with no waiting room (a second request while one runs is a 429)."""
+    """A server whose 'chat' model is slow, one request at a time (parallel=1: its stream is the slow one) with no
+    waiting room (a second request while one runs is a 429)."""
     slow = SlowModel(served_models["chat"])
     models = {"chat": slow, "embed": served_models["embed"]}
-    with RunningServer(models, ServerConfig(api_key=API_KEY, max_queue=0, max_body_bytes=2_000)) as s:
+    with RunningServer(models, ServerConfig(api_key=API_KEY, parallel=1, max_queue=0, max_body_bytes=2_000)) as s:
         s.model = slow
         yield s
 
@@ -129,7 +130,7 @@ def test_a_full_queue_is_a_429_before_the_200_for_streams_too(slow_server):
 
 def test_a_failure_after_the_200_ends_the_stream_with_an_error_event(served_models):
     failing = SlowModel(served_models["chat"], delay=0, fail_after=3)  # a fourth chunk fails
-    with RunningServer({"chat": failing}, ServerConfig(api_key=API_KEY)) as s:
+    with RunningServer({"chat": failing}, ServerConfig(api_key=API_KEY, parallel=1)) as s:
         body = {**CHAT, "max_tokens": 10, "stream": True}
         with httpx.stream("POST", f"{s.url}/v1/chat/completions", json=body, headers=AUTH, timeout=30) as r:
             assert r.status_code == 200

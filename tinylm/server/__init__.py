@@ -7,6 +7,6 @@ Routes: GET /v1/models, POST /v1/chat/completions, POST /v1/completions, POST /v
 GET /health. Errors use OpenAI's JSON shape. FastAPI/uvicorn are imported only here.
 """
 
-from .app import ServerConfig, create_app, serve
+from .app import DEFAULT_PARALLEL, ServerConfig, create_app, serve
 
-__all__ = ["ServerConfig", "create_app", "serve"]
+__all__ = ["ServerConfig", "create_app", "serve", "DEFAULT_PARALLEL"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import hmac
 import json
 import logging
@@ -22,19 +23,24 @@ from starlette.responses import JSONResponse, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import arguments
-from ..choices import stream_choices
+from ..choices import check_n, row_seed, stream_choices
 from ..errors import CapabilityError, ChatTemplateError, GenerationError, InvalidArgument, TinyLMError
-from ..generation import Chunk
+from ..generation import Chunk, GenerationSettings
 from ..model import Model
 from ..tools import CallStream, ToolPlan
 from .errors import APIError, error_response
 from .schemas import OPENAI_NAMES, ChatRequest, CompletionRequest, EmbeddingRequest, SamplingFields
 from .shapes import Choice, chat_logprobs, text_logprobs, tool_call_deltas, usage
-from .slots import Lease, Slots, run_blocking, stream_blocking
+from .slots import Lease, Slots, stream_blocking
 
-__all__ = ["ServerConfig", "create_app", "serve"]
+__all__ = ["ServerConfig", "create_app", "serve", "DEFAULT_PARALLEL"]
 
 log = logging.getLogger("tinylm.server")
+
+#: Requests decoded at once per model by default (`tinylm serve --parallel`): on a CPU a decode step of 4 rows
+#: costs little more than one (each weight is read once per step), while each row holds its own KV cache and a
+#: long prompt's prefill holds up the others' next token; docs/server-load.md has the measurements.
+DEFAULT_PARALLEL = 4
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,12 +49,17 @@ class ServerConfig:
 
     Attributes:
         api_key: when set, every route but /health needs `Authorization: Bearer <api_key>`.
-        max_queue: requests allowed to wait per model before answering 429.
+        parallel: requests decoded at once per model, in one continuous batch (`Model.batcher`): a finished
+            request's row goes to the next waiting one between two decode steps. 1 runs one request at a time on
+            the model's own session (the server before batching). Concurrent embedding requests are embedded
+            together in one call. On a backend without rows the batch runs its rows one after another.
+        max_queue: requests allowed to wait per model (beyond the `parallel` running) before answering 429.
         max_body_bytes: largest accepted request body (413 beyond).
         default_max_tokens: completion length when the request names none.
     """
 
     api_key: str | None = None
+    parallel: int = DEFAULT_PARALLEL
     max_queue: int = 32
     max_body_bytes: int = 1_000_000
     default_max_tokens: int = 256
@@ -143,8 +154,11 @@ def create_app(models: Mapping[str, Model], config: ServerConfig | None = None) 
     config = config or ServerConfig()
     app = FastAPI(title="tinylm", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(_BodyLimit, limit=config.max_body_bytes)
-    slots = {name: Slots(max_queue=config.max_queue) for name in models}
-    executor = ThreadPoolExecutor(max_workers=max(1, len(models)), thread_name_prefix="tinylm-serve")
+    parallel = arguments.positive_int(config.parallel, "parallel", example="parallel=4")
+    slots = {name: Slots(parallel=parallel, max_queue=config.max_queue) for name in models}
+    # a thread per running request (it waits on its row's stream) and one per model for embeddings
+    executor = ThreadPoolExecutor(max_workers=max(1, len(models) * (parallel + 1)), thread_name_prefix="tinylm-serve")
+    embedders = {name: _Embedder(model, executor) for name, model in models.items() if model.spec.kind == "encoder"}
     created = int(time.time())
 
     # errors ------------------------------------------------------------------------------------
@@ -243,7 +257,14 @@ def create_app(models: Mapping[str, Model], config: ServerConfig | None = None) 
                     param="tool_choice",
                 )
             constraint = model.tool_constraint(plan)
-        rows = stream_choices(model, ids, n=req.n, options=options, response_format=constraint)
+        if parallel == 1:
+            rows = stream_choices(model, ids, n=req.n, options=options, response_format=constraint)
+        else:  # each choice a row of the model's continuous batch, checked now (refused before the 200)
+            choices = [
+                model._row(ids, dataclasses.replace(options, seed=row_seed(options.seed, i)), (), constraint, True)
+                for i in range(check_n(req.n))
+            ]
+            rows = _batched(model, parallel, choices)
         if plan is None:
             return rows
         return with_calls(rows, [CallStream(plan) for _ in range(req.n)])
@@ -420,7 +441,11 @@ def create_app(models: Mapping[str, Model], config: ServerConfig | None = None) 
     async def embeddings(req: EmbeddingRequest) -> Any:
         model, slot = pick(req.model, "encoder")
         texts, _ = arguments.texts(req.input)
-        vectors = await run_blocking(slot, executor, lambda: model.embed(texts))
+        lease = await slot.acquire()
+        try:
+            vectors = await embedders[req.model].embed(texts)
+        finally:
+            lease.release()
         tokens = sum(len(ids) for ids in model.tokenizer.encode_batch(texts)[0])
         if req.encoding_format == "base64":  # little-endian float32, as OpenAI sends it
             encoded: list[Any] = [base64.b64encode(v.astype("<f4").tobytes()).decode("ascii") for v in vectors]
@@ -435,6 +460,64 @@ def create_app(models: Mapping[str, Model], config: ServerConfig | None = None) 
         }
 
     return app
+
+
+def _batched(
+    model: Model, parallel: int, choices: list[tuple[list[int], GenerationSettings]]
+) -> Iterator[tuple[int, Chunk]]:
+    """A request's choices as (index, chunk) pairs from the model's batcher: every choice is submitted when the
+    pairs are first iterated (in the worker thread that holds the request's slot), so the n choices decode
+    together as rows of the batch; they are read out one after another. Closing it (the client went away)
+    cancels the rows and frees them."""
+    batcher = model.batcher(max_rows=parallel)
+    streams = [batcher.submit(ids, settings, bounded=False) for ids, settings in choices]  # admission: the slot's
+    try:
+        for index, stream in enumerate(streams):
+            for chunk in stream:
+                yield index, chunk
+    finally:
+        for stream in streams:
+            stream.close()
+
+
+class _Embedder:
+    """Concurrent embedding requests to one model, embedded together: the texts of every request that arrives
+    while a call runs go into the next call (one `Model.embed` over all of them), each request gets its rows."""
+
+    def __init__(self, model: Model, executor: ThreadPoolExecutor) -> None:
+        self.model, self.executor = model, executor
+        self.pending: list[tuple[list[str], asyncio.Future[Any]]] = []
+        self.running = False
+        self.task: asyncio.Future[None] | None = None  # the drain running now (kept: the loop holds tasks weakly)
+
+    async def embed(self, texts: list[str]) -> Any:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.pending.append((texts, future))
+        if not self.running:
+            self.running = True
+            self.task = asyncio.ensure_future(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self.pending:
+                batch, self.pending = self.pending, []
+                texts = [t for request, _ in batch for t in request]
+                try:
+                    vectors = await loop.run_in_executor(self.executor, self.model.embed, texts)
+                except Exception as e:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(e)
+                    continue
+                start = 0
+                for request, future in batch:
+                    if not future.done():  # a request whose client went away is cancelled
+                        future.set_result(vectors[start : start + len(request)])
+                    start += len(request)
+        finally:
+            self.running = False
 
 
 def serve(

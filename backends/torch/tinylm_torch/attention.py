@@ -85,7 +85,9 @@ class Attention(nn.Module):
         v = v.transpose(1, 2)  # (B, nkv, T, hd)
         if frame.cache is not None:
             cached_k, cached_v = frame.cache.update(self.index, k, v, frame)  # (B, nkv, S, hd)
-            if frame.start > 0:  # attend to what came before too (a fresh cache holds just k, v)
+            if (
+                frame.start > 0 or frame.rows is not None
+            ):  # attend to what came before too (a fresh cache holds just k, v)
                 k, v = cached_k, cached_v
         y = attend(q, k, v, frame, self.scale, self.softcap)  # (B, nh, T, hd)
         return self.o(y.transpose(1, 2).reshape(B, T, nh * self.hd))

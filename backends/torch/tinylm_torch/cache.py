@@ -5,6 +5,11 @@ The cache holds, per layer, the state `ModelSpec.states(i)` names. Attention lay
 (B, nkv, capacity, hd) allocated once per batch size (untouched pages cost no memory), so decoding never
 reallocates: a step writes its keys at `[start, start + T)` and attends to a view of `[lo, start + T)`.
 Conv layers (LFM2): the last kernel - 1 inputs of the convolution, (B, H, K - 1), zeros after `reset()`.
+
+The `RowsCache` holds `rows` independent sequences (slots) of their own lengths in one buffer per layer,
+(rows, nkv, capacity, hd): a row is prefilled alone through a `KVCache` view of its slot (exactly the
+single-sequence path), and a decode step for several rows writes each row's key at its own position and
+attends with a mask (R, 1, 1, S) that lets each row see its own `[0, length]` only.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from tinylm.arch.spec import ModelSpec
 
 from .rope import Rope
 
-__all__ = ["KVCache", "Frame", "make_frame"]
+__all__ = ["KVCache", "RowsCache", "Rows", "Frame", "make_frame", "make_rows_frame"]
 
 
 class KVCache:
@@ -60,6 +65,71 @@ class KVCache:
         vc[:, :, frame.start : frame.end] = v
         return kc[:, :, frame.lo : frame.end], vc[:, :, frame.lo : frame.end]
 
+    @classmethod
+    def view(cls, k: list[torch.Tensor], v: list[torch.Tensor], *, length: int) -> KVCache:
+        """A cache over existing buffers (one slot of a `RowsCache`): writes go to those buffers."""
+        cache = cls.__new__(cls)
+        cache.k, cache.v = k, v
+        cache.batch, cache.capacity, cache.length = k[0].shape[0], k[0].shape[2], length
+        return cache
+
+
+class RowsCache:
+    """Keys and values of every layer for up to `rows` independent sequences, each with its own length."""
+
+    def __init__(self, spec: ModelSpec, *, rows: int, capacity: int, dtype: torch.dtype) -> None:
+        shape = (rows, spec.num_kv_heads, capacity, spec.head_dim)  # (rows, nkv, capacity, hd)
+        self.k = [torch.empty(shape, dtype=dtype) for _ in range(spec.num_layers)]
+        self.v = [torch.empty(shape, dtype=dtype) for _ in range(spec.num_layers)]
+        self.capacity = capacity
+        self.lengths: dict[int, int] = {}  # live slot -> tokens held
+        # positions [0, written[slot]) of a slot hold finite values (keys of this or an earlier row, or zeros): a
+        # step reads every listed slot up to the longest row's end, and a masked key must not be NaN garbage
+        # (0 * NaN is NaN in softmax(scores) @ v)
+        self.written = [0] * rows
+
+    def readable(self, slots: list[int], end: int) -> None:
+        """Make positions [0, end) of `slots` finite (zeros where nothing was written yet) before a step reads them."""
+        for slot in slots:
+            if self.written[slot] < end:
+                for buffers in (self.k, self.v):
+                    for buffer in buffers:
+                        buffer[slot, :, self.written[slot] : end] = 0
+                self.written[slot] = end
+
+    def slot(self, row: int) -> KVCache:
+        """The single-sequence cache of slot `row` (views of its buffers), at its current length (a prefill
+        through it writes [0, T); the caller raises `written`)."""
+        return KVCache.view(
+            [k[row : row + 1] for k in self.k], [v[row : row + 1] for v in self.v], length=self.lengths[row]
+        )
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor, frame: Frame) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store one new k, v (R, nkv, 1, hd) per row at its own position; return every row's keys and values
+        (R, nkv, S, hd), S = the longest row's end (the mask hides each row's positions past its own)."""
+        rows = frame.rows
+        assert rows is not None
+        kc, vc = self.k[layer], self.v[layer]
+        kc[rows.slots, :, rows.positions] = k[:, :, 0]  # (R, nkv, hd) at (slot_i, :, position_i)
+        vc[rows.slots, :, rows.positions] = v[:, :, 0]
+        if rows.first is not None:  # consecutive slots: a view, no copy
+            return kc[rows.first : rows.first + len(rows), :, : frame.end], vc[
+                rows.first : rows.first + len(rows), :, : frame.end
+            ]
+        return kc[:, :, : frame.end].index_select(0, rows.slots), vc[:, :, : frame.end].index_select(0, rows.slots)
+
+
+@dataclass(frozen=True)
+class Rows:
+    """The rows of one decode step: their slots and the position of each new token (R,)."""
+
+    slots: torch.Tensor  # (R,) int64
+    positions: torch.Tensor  # (R,) int64, each row's length before the step
+    first: int | None  # the first slot when the slots are consecutive (first, first + 1, ...), else None
+
+    def __len__(self) -> int:
+        return int(self.slots.shape[0])
+
 
 @dataclass(frozen=True)
 class Frame:
@@ -72,6 +142,8 @@ class Frame:
         mask: bool (B or 1, 1, T, S), True where a query may attend; None when `causal` or all may.
         causal: let attention apply the plain causal mask itself (T == S, nothing cached before).
         cache: where keys and values are stored, or None (training, encoders).
+        rows: a decode step over independent rows (`RowsCache`): positions per row, cos/sin (R, 1, 1, rd),
+            mask (R, 1, 1, S); `end` is then the longest row's end.
     """
 
     start: int
@@ -81,7 +153,8 @@ class Frame:
     sin: torch.Tensor | None = None
     mask: torch.Tensor | None = None
     causal: bool = False
-    cache: KVCache | None = None
+    cache: KVCache | RowsCache | None = None
+    rows: Rows | None = None
 
 
 def _window_mask(start: int, end: int, window: int | None, device: torch.device) -> torch.Tensor:
@@ -126,3 +199,28 @@ def make_frame(
     if start == 0 and window is None:
         return Frame(start=start, end=end, cos=cos, sin=sin, causal=True, cache=cache)
     return Frame(start=start, end=end, cos=cos, sin=sin, mask=_window_mask(start, end, window, device), cache=cache)
+
+
+def make_rows_frame(
+    spec: ModelSpec,
+    *,
+    rows: Rows,
+    rope: Rope | None,
+    window: int | None,
+    dtype: torch.dtype,
+    device: torch.device,
+    cache: RowsCache,
+) -> Frame:
+    """The frame of one decode token per row, each at its own position, for the layers with this rotary table
+    (or none) and this sliding window (or none)."""
+    positions = rows.positions  # (R,)
+    end = int(positions.max()) + 1
+    cos = sin = None
+    if rope is not None:
+        table_cos, table_sin = rope.tables(0, end, dtype, device)  # (end, 1, rd)
+        cos, sin = table_cos[positions][:, None], table_sin[positions][:, None]  # (R, 1, 1, rd)
+    keys = torch.arange(end, device=device)[None, :]  # (1, S)
+    allowed = keys <= positions[:, None]  # (R, S): each row sees its own keys, up to its new one
+    if window is not None:
+        allowed &= keys > positions[:, None] - window
+    return Frame(start=0, end=end, cos=cos, sin=sin, mask=allowed[:, None, None, :], cache=cache, rows=rows)

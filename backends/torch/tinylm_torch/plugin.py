@@ -26,6 +26,7 @@ class TorchBackend:
         reference=True,
         options=TorchOptions,
         states=("kv", "conv"),  # KV cache, LFM2's conv states (cache.py)
+        rows=True,  # sessions opened with OpenRequest(rows=N) decode N sequences at once (RowSession)
     )
 
     def __init__(self) -> None:

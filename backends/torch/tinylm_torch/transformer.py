@@ -6,6 +6,7 @@
 Two ways in:
     model(ids) -> logits (B, T, V)                 cache-free, differentiable: training and scoring
     model.step(ids, cache, last_only=True)         inference: appends to a `KVCache`
+    model.step_rows(ids, cache, rows)              inference: one token for each of several rows of a `RowsCache`
     model.hidden(ids, attention_mask, types)       encoders: last hidden states (B, T, H)
 """
 
@@ -18,7 +19,7 @@ from torch import nn
 from tinylm.arch.spec import ModelSpec
 
 from .block import Block
-from .cache import Frame, KVCache, make_frame
+from .cache import Frame, KVCache, Rows, RowsCache, make_frame, make_rows_frame
 from .layers import Embedding, Linear
 from .norms import make_norm
 from .rope import Rope
@@ -45,11 +46,14 @@ class Transformer(nn.Module):
 
     # pieces ---------------------------------------------------------------------------------
 
-    def _embed(self, ids: torch.Tensor, start: int, token_type_ids: torch.Tensor | None) -> torch.Tensor:
+    def _embed(self, ids: torch.Tensor, start: int | torch.Tensor, token_type_ids: torch.Tensor | None) -> torch.Tensor:
+        """Token embeddings (B, T, H) of ids (B, T) at positions from `start` (an int, or (B,) per row, T == 1)."""
         x = self.embed(ids)  # (B, T, H)
         if self.spec.embed_scale != 1.0:
             x = x * torch.tensor(self.spec.embed_scale, dtype=x.dtype)
-        if self.pos_embed is not None:
+        if self.pos_embed is not None and isinstance(start, torch.Tensor):
+            x = x + self.pos_embed.weight[start + self.spec.position_offset][:, None]  # (B, 1, H)
+        elif self.pos_embed is not None:
             offset = start + self.spec.position_offset
             x = x + self.pos_embed.weight[offset : offset + ids.shape[1]]  # (T, H) broadcast over B
         if self.type_embed is not None:
@@ -119,3 +123,20 @@ class Transformer(nn.Module):
         if last_only:
             return self.head(x[:, -1])  # (B, V)
         return self.head(x)  # (B, T, V)
+
+    def step_rows(self, ids: torch.Tensor, cache: RowsCache, rows: Rows) -> torch.Tensor:
+        """Append one token per row, ids (R, 1), each at its row's own position; logits (R, V)."""
+        x = self._embed(ids, rows.positions, None)  # (R, 1, H)
+        frames = {
+            (rope, window): make_rows_frame(
+                self.spec,
+                rows=rows,
+                rope=self.ropes[rope] if rope is not None else None,
+                window=window,
+                dtype=x.dtype,
+                device=x.device,
+                cache=cache,
+            )
+            for rope, window in dict.fromkeys(self.kinds)
+        }
+        return self.head(self._blocks(x, frames)[:, -1])  # (R, V)

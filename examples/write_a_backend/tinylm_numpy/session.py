@@ -2,9 +2,15 @@
 
 Everything else a user sees — tokenization, sampling, stop strings, streaming, pooling of embeddings —
 happens in the core, the same for every backend.
+
+Rows (`Capabilities(rows=True)`, `tinylm.backend.RowSession`): the minimal version keeps one batch-1 `KVCache`
+per row and runs the rows one after another inside `step_rows`. It is exact by construction (each row runs the
+single-sequence path); a fast backend runs all rows in one forward pass instead (see tinylm_torch's `RowsCache`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -23,11 +29,13 @@ __all__ = ["NumpySession", "open_session"]
 class NumpySession:
     """One model opened on the numpy backend. Used by one thread at a time (the core serialises calls)."""
 
-    def __init__(self, model: Transformer) -> None:
+    def __init__(self, model: Transformer, *, max_rows: int = 1) -> None:
         self.model: Transformer | None = model
         self.spec: ModelSpec = model.spec
         self.capacity = self.spec.max_positions  # what the core reports as the model's context length
+        self.max_rows = max_rows  # OpenRequest.rows: how many rows may be live at once
         self._cache: KVCache | None = None
+        self._rows: dict[int, KVCache] = {}  # live row id -> its own batch-1 cache
 
     def _live(self) -> Transformer:
         if self.model is None:
@@ -76,10 +84,47 @@ class NumpySession:
     def close(self) -> None:
         self.model = None
         self._cache = None
+        self._rows = {}
+
+    # RowSession: several independent sequences ------------------------------------------------------
+
+    def add_rows(self, prompts: Sequence[np.ndarray]) -> tuple[list[int], np.ndarray]:
+        model = self._live()
+        inputs.need_kind(self.spec, "decoder", "add_rows()")
+        inputs.free_rows(len(self._rows), len(prompts), self.max_rows)
+        checked = [inputs.row_prompt(p, self.spec, self.capacity) for p in prompts]  # all checked before any runs
+        free = (row for row in range(self.max_rows) if row not in self._rows)
+        rows, logits = [], []
+        for row, prompt in zip(free, checked):
+            cache = KVCache(self.spec, batch=1, capacity=self.capacity)
+            logits.append(model.step(prompt[None, :], cache, last_only=True)[0])  # (V,)
+            self._rows[row] = cache
+            rows.append(row)
+        return rows, np.stack(logits).astype(np.float32) if logits else np.zeros((0, self.spec.vocab_size), np.float32)
+
+    def step_rows(self, rows: Sequence[int], token_ids: np.ndarray) -> np.ndarray:
+        model = self._live()
+        listed = inputs.row_ids(rows, self._rows)
+        ids = inputs.token_ids(np.asarray(token_ids).reshape(1, -1), self.spec, "step_rows()")[0]  # (R,)
+        if ids.shape[0] != len(listed):
+            raise GenerationError(f"step_rows() got {ids.shape[0]} ids for {len(listed)} rows. Fix: one id per row.")
+        for row in listed:
+            inputs.room(self.spec, cached=self._rows[row].length, new=1, capacity=self.capacity)
+        # the minimal version: one row after another (a real backend runs them in one forward pass)
+        out = [model.step(ids[i : i + 1, None], self._rows[row], last_only=True)[0] for i, row in enumerate(listed)]
+        return np.stack(out).astype(np.float32)  # (R, V)
+
+    def drop_row(self, row: int) -> None:
+        self._rows.pop(int(row), None)
+
+    def row_length(self, row: int) -> int:
+        if int(row) not in self._rows:
+            raise GenerationError(f"row {row} is not live. Fix: use a row id that add_rows returned.")
+        return self._rows[int(row)].length
 
 
 def open_session(request: OpenRequest) -> NumpySession:
     """A session on `request.spec` and its weights. The core has already checked the precision (fp32,
     the only one offered) and the device (cpu). `request.num_threads` is not applied: numpy's BLAS
     takes its thread count from the environment (OMP_NUM_THREADS / OPENBLAS_NUM_THREADS)."""
-    return NumpySession(Transformer(request.spec, load_weights(request.spec, request.weights)))
+    return NumpySession(Transformer(request.spec, load_weights(request.spec, request.weights)), max_rows=request.rows)

@@ -1,0 +1,210 @@
+"""Many sequences at once (issue #24): `Model.generate_batch`/`chat_batch`/`submit`/`batcher` and the scheduler.
+
+Every row yields what `generate` gives it alone (greedy, seeded sampling, stop strings, structured output),
+errors are typed and raised before anything runs, a consumer that goes away frees its row, and a model whose
+rows cannot be decoded together (here: longrope, whose rotary table switches within the context) still gives
+the same completions, one row after another. The per-backend contract is in tinylm.testing.conformance.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+import tinylm
+from tinylm.batching import Scheduler
+from tinylm.errors import GenerationError, InvalidArgument, PromptTooLong, QueueFull
+from tinylm.generation import GenerationSettings
+from tinylm.testing.models import build_model
+
+PROMPTS = ["Hello there", "Where is my parcel? It was due on Monday.", "x", "A refund, please.", "Hi"]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    with tinylm.load(build_model("llama", tmp_path_factory.mktemp("batch") / "m", seed=0), backend="torch") as m:
+        yield m
+
+
+@pytest.fixture(scope="module")
+def serial_model(tmp_path_factory):
+    """A model the core decodes one row at a time (longrope switches its rotary table within the context)."""
+    folder = build_model("phi3-longrope", tmp_path_factory.mktemp("serial") / "m", seed=0)
+    with tinylm.load(folder, backend="torch") as m:
+        yield m
+
+
+def test_generate_batch_equals_generate_for_every_row(model):
+    alone = [model.generate(p, max_new_tokens=12, ignore_eos=True) for p in PROMPTS]
+    done: list[int] = []
+    batched = model.generate_batch(
+        PROMPTS, max_new_tokens=12, ignore_eos=True, batch_size=2, on_result=lambda i, c: done.append(i)
+    )
+    assert [c.token_ids for c in batched] == [c.token_ids for c in alone]
+    assert [c.text for c in batched] == [c.text for c in alone]
+    assert [c.usage.prompt_tokens for c in batched] == [c.usage.prompt_tokens for c in alone]
+    assert all(c.finish_reason == "length" and c.usage.completion_tokens == 12 for c in batched)
+    assert sorted(done) == list(range(len(PROMPTS)))  # each row reported once, as it finished
+
+
+def test_rows_run_together(model):
+    """With room for every row, one decode step serves them all (not one row after another)."""
+    scheduler = model.batcher(max_rows=4)
+    before_steps, before_rows = scheduler.steps, scheduler.stepped_rows
+    model.generate_batch(PROMPTS[:4], max_new_tokens=8, ignore_eos=True, batch_size=4)
+    steps, rows = scheduler.steps - before_steps, scheduler.stepped_rows - before_rows
+    assert rows == 4 * 7 and steps == 7  # 7 decode steps after the prefill, 4 rows in each
+
+
+def test_seeded_sampling_per_row_is_that_of_generate(model):
+    options = tinylm.GenerationOptions(max_new_tokens=10, temperature=0.9, top_k=40, seed=3, ignore_eos=True)
+    batched = model.generate_batch(PROMPTS, options=options, batch_size=3)
+    assert [c.token_ids for c in batched] == [model.generate(p, options=options).token_ids for p in PROMPTS]
+    assert [c.token_ids for c in model.generate_batch(PROMPTS, options=options)] == [c.token_ids for c in batched]
+
+
+def test_stop_strings_and_stop_ids_apply_per_row(model):
+    alone = [model.generate(p, max_new_tokens=24, ignore_eos=True) for p in PROMPTS]
+    stop = next(c.text[3:5] for c in alone if len(c.text) > 6)  # a string some row really produces
+    expected = [model.generate(p, max_new_tokens=24, stop=[stop], ignore_eos=True) for p in PROMPTS]
+    batched = model.generate_batch(PROMPTS, max_new_tokens=24, stop=[stop], ignore_eos=True, batch_size=3)
+    assert [(c.text, c.finish_reason) for c in batched] == [(c.text, c.finish_reason) for c in expected]
+    assert any(c.finish_reason == "stop" for c in batched)
+    with_eos = model.generate_batch(PROMPTS, max_new_tokens=24)  # stop token ids: as generate
+    assert [c.token_ids for c in with_eos] == [model.generate(p, max_new_tokens=24).token_ids for p in PROMPTS]
+
+
+def test_structured_output_per_row(model):
+    pytest.importorskip("llguidance")
+    pattern = re.compile(r"[a-c]{2,5}")
+    batched = model.generate_batch(PROMPTS[:3], response_format=pattern, max_new_tokens=8, batch_size=2)
+    alone = [model.generate(p, response_format=pattern, max_new_tokens=8) for p in PROMPTS[:3]]
+    assert [c.text for c in batched] == [c.text for c in alone]
+    assert all(pattern.fullmatch(c.parsed) for c in batched)
+
+
+def test_chat_batch_equals_chat(model):
+    conversations = [[{"role": "user", "content": p}] for p in PROMPTS[:3]]
+    batched = model.chat_batch(conversations, max_new_tokens=6, ignore_eos=True)
+    assert [c.token_ids for c in batched] == [
+        model.chat(c, max_new_tokens=6, ignore_eos=True).token_ids for c in conversations
+    ]
+
+
+def test_bad_input_is_refused_before_anything_runs(model):
+    scheduler = model.batcher()
+    steps = scheduler.steps
+    with pytest.raises(InvalidArgument, match=r"prompts must be a list.*Fix"):
+        model.generate_batch("one prompt")
+    with pytest.raises(PromptTooLong, match=r"prompts\[1\].*Fix"):
+        model.generate_batch(["fine", [5] * model.context_length])
+    with pytest.raises(GenerationError, match=r"prompts\[0\] is empty.*Fix"):
+        model.generate_batch(["", "fine"])
+    with pytest.raises(InvalidArgument, match=r"batch_size .*Fix"):
+        model.generate_batch(["a"], batch_size=0)
+    with pytest.raises(InvalidArgument, match=r"^seed .*Fix"):
+        model.generate_batch(["a"], seed=-1)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'max_tokens'"):
+        model.generate_batch(["a"], max_tokens=3)
+    with pytest.raises(InvalidArgument, match="conversations must be"):
+        model.chat_batch("hi")
+    assert scheduler.steps == steps and scheduler.live == 0 and scheduler.waiting == 0
+    assert model.generate_batch([]) == []
+
+
+def test_a_cancelled_row_frees_its_slot_and_the_others_continue(model):
+    scheduler = model.batcher(max_rows=2)
+    expected = model.generate(PROMPTS[1], max_new_tokens=30, ignore_eos=True)
+    gone = model.submit(PROMPTS[0], max_new_tokens=200, ignore_eos=True)
+    kept = model.submit(PROMPTS[1], max_new_tokens=30, ignore_eos=True)
+    next(gone)
+    gone.close()  # its consumer went away
+    assert tuple(t for c in kept for t in c.token_ids) == expected.token_ids
+    deadline = time.monotonic() + 30
+    while scheduler.live:
+        assert time.monotonic() < deadline, "the cancelled row was never dropped"
+        time.sleep(0.01)
+    dropped = model.submit(PROMPTS[2], max_new_tokens=200, ignore_eos=True)
+    next(dropped)
+    del dropped  # a stream garbage-collected unfinished cancels its row too
+    deadline = time.monotonic() + 30
+    while scheduler.live:
+        assert time.monotonic() < deadline, "the dropped row was never cancelled"
+        time.sleep(0.01)
+
+
+def test_submit_from_many_threads(model):
+    expected = {p: model.generate(p, max_new_tokens=10, ignore_eos=True).text for p in PROMPTS}
+    got: dict[str, str] = {}
+    errors: list[BaseException] = []
+
+    def one(prompt: str) -> None:
+        try:
+            got[prompt] = "".join(c.text for c in model.submit(prompt, max_new_tokens=10, ignore_eos=True))
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=one, args=(p,)) for p in PROMPTS]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors and got == expected
+
+
+def test_a_full_queue_is_a_typed_error(model):
+    scheduler = Scheduler(model._rows_session(1), model.tokenizer, context_length=model.context_length, max_queue=1)
+    settings = GenerationSettings(max_new_tokens=200)
+    try:
+        running = scheduler.submit([5, 6, 7], settings)
+        next(running)  # admitted: the one slot is taken
+        waiting = scheduler.submit([5, 6], settings)
+        with pytest.raises(QueueFull, match="Fix"):
+            scheduler.submit([5], settings)
+        running.close()
+        waiting.close()
+    finally:
+        scheduler.close()
+        scheduler.session.close()
+
+
+def test_a_row_error_ends_that_row_only(model):
+    def forbid_all(logits, history):
+        return np.full_like(logits, -np.inf)
+
+    kept = model.submit(PROMPTS[1], max_new_tokens=6, ignore_eos=True)
+    failing = model.submit(PROMPTS[0], max_new_tokens=6, logits_processors=[forbid_all])
+    with pytest.raises(GenerationError, match="no token is allowed"):
+        list(failing)
+    assert sum(len(c.token_ids) for c in kept) == 6
+
+
+def test_without_rows_the_rows_run_one_after_another_with_the_same_results(serial_model):
+    assert not serial_model.batches_rows
+    alone = [serial_model.generate(p, max_new_tokens=20, ignore_eos=True) for p in PROMPTS]
+    batched = serial_model.generate_batch(PROMPTS, max_new_tokens=20, ignore_eos=True, batch_size=4)
+    assert [c.token_ids for c in batched] == [c.token_ids for c in alone]
+    assert serial_model.batcher().max_rows == 1
+    # the single session is shared with generate(): a generate from another thread waits for the running row
+    stream = serial_model.submit(PROMPTS[1], max_new_tokens=20, ignore_eos=True)
+    first = next(stream)
+    other = threading.Thread(target=serial_model.generate, args=(PROMPTS[0],), kwargs={"max_new_tokens": 5})
+    other.start()
+    rest = [t for c in stream for t in c.token_ids]
+    other.join(timeout=60)
+    assert (*first.token_ids, *rest) == alone[1].token_ids
+
+
+def test_closing_the_model_ends_its_batcher(tmp_path):
+    m = tinylm.load(build_model("llama", tmp_path / "m", seed=0), backend="torch")
+    m.generate_batch(["a", "b"], max_new_tokens=2)
+    m.close()
+    with pytest.raises(GenerationError, match="closed"):
+        m.generate_batch(["a"], max_new_tokens=2)
