@@ -14,6 +14,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 # The errors are plain Python (no dependencies), so they load eagerly: `except tinylm.TinyLMError`.
+from . import errors as _errors
 from .errors import (
     ArtifactError,
     BackendError,
@@ -61,47 +62,8 @@ _LAZY = {
     "GenerationOptions": "options",
 }
 
-__all__ = [
-    "__version__",
-    "load",
-    "convert",
-    "Model",
-    "Completion",
-    "Chunk",
-    "Usage",
-    "ModelSpec",
-    "Availability",
-    "Capabilities",
-    "OpenRequest",
-    "Backend",
-    "Session",
-    "hookimpl",
-    "SamplingParams",
-    "GenerationOptions",
-    "TinyLMError",
-    "BackendError",
-    "UnknownBackend",
-    "BackendUnavailable",
-    "DeviceUnavailable",
-    "PrecisionUnsupported",
-    "CapabilityError",
-    "ModelNotFound",
-    "InvalidModelName",
-    "UnsupportedArchitecture",
-    "ModelFileError",
-    "WeightsError",
-    "TokenizerError",
-    "ChatTemplateError",
-    "GenerationError",
-    "InvalidArgument",
-    "PromptTooLong",
-    "PluginLoadError",
-    "ConfigError",
-    "ArtifactError",
-    "ConstraintError",
-    "BatchError",
-    "RayUnavailable",
-]
+# The lazy names, then every error (their list lives once, in `errors.__all__`).
+__all__ = ["__version__", *_LAZY, *_errors.__all__]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .arch.spec import ModelSpec
