@@ -5,16 +5,23 @@ token = inputs.token_id(token_id, spec, "step()")                     # one id, 
 inputs.room(spec, cached=length, new=ids.shape[1], capacity=capacity)  # PromptTooLong when full
 inputs.same_batch(cached_batch, ids.shape[0], cached=length)          # no batch change mid-sequence
 ids, mask, types = inputs.embed_inputs(token_ids, attention_mask, token_type_ids, spec)
+
+A session with one KV cache of its own keeps it in a `CacheSlot` and gets `length`/`reset` from `SlotSession`:
+slot = inputs.CacheSlot(spec, capacity, make_cache)
+ids, cache = slot.admit(token_ids)  # need_kind + token_ids + same_batch + room; ids (B, T) int64
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 
 from .arch.spec import ModelSpec
 from .errors import CapabilityError, GenerationError, PromptTooLong
 
-__all__ = ["token_ids", "token_id", "need_kind", "room", "same_batch", "embed_inputs"]
+__all__ = ["token_ids", "token_id", "need_kind", "room", "same_batch", "embed_inputs", "CacheSlot", "SlotSession"]
 
 
 def token_ids(ids: np.ndarray, spec: ModelSpec, what: str) -> np.ndarray:
@@ -92,3 +99,63 @@ def embed_inputs(
             f"{types.shape} must have the same shape. Fix: pad all three to (batch, length)."
         )
     return ids, mask, types
+
+
+class _Cache(Protocol):
+    batch: int  # sequences it holds
+    length: int  # tokens cached per sequence
+
+
+C = TypeVar("C", bound=_Cache)
+
+
+class CacheSlot(Generic[C]):
+    """The one KV cache a session keeps: reused while the batch size stays, rebuilt by `make(batch)` when it
+    changes (after `same_batch` allows it), rewound by `reset`, dropped by `clear`."""
+
+    def __init__(self, spec: ModelSpec, capacity: int, make: Callable[[int], C]) -> None:
+        self.spec, self.capacity = spec, capacity
+        self._make = make
+        self.cache: C | None = None
+
+    @property
+    def length(self) -> int:
+        return self.cache.length if self.cache is not None else 0
+
+    def admit(self, ids: np.ndarray, what: str = "forward()") -> tuple[np.ndarray, C]:
+        """`forward`'s checks in order (a decoder, valid ids, the same batch, room for them): (ids (B, T), cache)."""
+        need_kind(self.spec, "decoder", what)
+        checked = token_ids(ids, self.spec, what)  # (B, T) int64
+        cache = self.get(checked.shape[0])
+        room(self.spec, cached=cache.length, new=checked.shape[1], capacity=self.capacity)
+        return checked, cache
+
+    def get(self, batch: int) -> C:
+        """The cache for `batch` sequences."""
+        if self.cache is not None and self.cache.batch == batch:
+            return self.cache
+        if self.cache is not None:
+            same_batch(self.cache.batch, batch, cached=self.cache.length)
+        self.cache = None  # free the old buffers before allocating new ones
+        self.cache = self._make(batch)
+        return self.cache
+
+    def reset(self) -> None:
+        if self.cache is not None:
+            self.cache.length = 0  # old entries are overwritten before they are read again
+
+    def clear(self) -> None:
+        self.cache = None
+
+
+class SlotSession:
+    """The `Session.length` and `Session.reset` of a session whose KV cache is its `slot` (a `CacheSlot`)."""
+
+    slot: CacheSlot
+
+    @property
+    def length(self) -> int:
+        return self.slot.length
+
+    def reset(self) -> None:
+        self.slot.reset()
