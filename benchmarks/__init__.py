@@ -6,6 +6,8 @@
     peer_runs            what runs in each peer's own interpreter (its measuring loop, its converter)
     structured_overhead  structured output's cost per token (docs/structured-output.md)
     serve_load           the server under concurrent streaming clients (docs/server-load.md)
+    ab_commits.sh        two checkouts side by side, interleaved: warm load and decode on onnx/openvino
+                         (docs/architecture.md, "Cost of the conversion pipeline")
     toolchain/           the torch toolchain's recipes behind docs/toolchain.md (they use that toolchain)
 
 Any single model: `tinylm bench MODEL`. Measurement goes through tinylm's public API or the `tinylm bench` CLI,
