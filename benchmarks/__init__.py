@@ -7,6 +7,8 @@
     structured_overhead  structured output's cost per token (docs/structured-output.md)
     serve_load           the server under concurrent streaming clients (docs/server-load.md)
     batch_decode         generate_batch's aggregate decode tokens/s against one after another (docs/batching.md)
+    ab_commits.sh        two checkouts side by side, interleaved: warm load and decode on onnx/openvino
+                         (docs/architecture.md, "Cost of the conversion pipeline")
     toolchain/           the torch toolchain's recipes behind docs/toolchain.md (they use that toolchain)
 
 Any single model: `tinylm bench MODEL`. Measurement goes through tinylm's public API or the `tinylm bench` CLI,

@@ -485,11 +485,18 @@ def setup(args: argparse.Namespace) -> None:
         if interp.cmake_args:
             env["CMAKE_ARGS"], fresh = interp.cmake_args, ["--no-cache-dir"]
         pip = ["nice", "-n", "19", str(venv / "bin" / "pip"), "install", *fresh, "-c", str(constraints)]
-        subprocess.run([*pip, *interp.packages], check=True, env=env)
-        if interp.remove:
-            subprocess.run([str(venv / "bin" / "pip"), "uninstall", "-y", *interp.remove], check=True)
+        try:
+            subprocess.run([*pip, *interp.packages], check=True, env=env)
+            if interp.remove:
+                subprocess.run([str(venv / "bin" / "pip"), "uninstall", "-y", *interp.remove], check=True)
+        except subprocess.CalledProcessError as e:  # e.g. offline: its rows will say "not installed", never vanish
+            shutil.rmtree(venv, ignore_errors=True)
+            print(f"could not install {key} ({e}); its rows will say so", file=sys.stderr, flush=True)
     if not (Path(args.llama_cpp_src) / "convert_hf_to_gguf.py").is_file() and Path(args.llama_python).exists():
-        _fetch_converter(args.llama_python, Path(args.llama_cpp_src))
+        try:
+            _fetch_converter(args.llama_python, Path(args.llama_cpp_src))
+        except (subprocess.CalledProcessError, StopIteration) as e:  # its rows say the conversion failed
+            print(f"could not fetch llama.cpp's converter ({e!r})", file=sys.stderr, flush=True)
 
 
 def _fetch_converter(python: str, dest: Path) -> None:

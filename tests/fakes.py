@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from tinylm.backend import Availability, Capabilities
 from tinylm.hookspecs import hookimpl
@@ -69,3 +71,41 @@ class TypoPlugin:
     @hookimpl
     def register_backendz(self, register):  # a hook tinylm does not have
         pass
+
+
+#: The start of every module `installed_plugins` writes: `Fake(name)`, a backend available on cpu that opens nothing.
+FAKE_BACKEND_MODULE = textwrap.dedent(
+    """
+    from tinylm import hookimpl
+    from tinylm.backend import Availability, Capabilities
+
+    class Fake:
+        version = "1.0"
+        capabilities = Capabilities()
+        def __init__(self, name):
+            self.name = name
+        def availability(self):
+            return Availability(ok=True)
+        def devices(self):
+            return ["cpu"]
+        def open(self, request):
+            raise NotImplementedError
+    """
+)
+
+#: A plugin module's source that registers `Fake(name)` (`.format(name=...)`).
+REGISTER_FAKE = "\n@hookimpl\ndef register_backends(register):\n    register(Fake({name!r}))\n"
+
+
+def installed_plugins(root: Path, plugins: dict[str, str], *, dist: str = "tinylm-thirdparty") -> Path:
+    """A fake installed distribution `dist` in `root` (put `root` on PYTHONPATH): one `tinylm` entry point per
+    (name: module source), in this order, each module `fake_<name>` starting with `FAKE_BACKEND_MODULE`."""
+    info = root / f"{dist.replace('-', '_')}-1.0.dist-info"
+    info.mkdir(exist_ok=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
+    lines = ["[tinylm]"]
+    for name, source in plugins.items():
+        (root / f"fake_{name}.py").write_text(FAKE_BACKEND_MODULE + textwrap.dedent(source))
+        lines.append(f"{name} = fake_{name}")
+    (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
+    return root

@@ -6,13 +6,12 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
 from tinylm.plugins import PluginManager
 
-from .fakes import BackendsPlugin, FakeBackend, RaisingHookPlugin, TypoPlugin
+from .fakes import REGISTER_FAKE, BackendsPlugin, FakeBackend, RaisingHookPlugin, TypoPlugin, installed_plugins
 
 
 def test_register_and_list_backends():
@@ -47,38 +46,14 @@ def test_duplicate_backend_names_are_reported_naming_both_and_neither_is_used():
     assert "also registered by 'b'" in str(pm.errors[0]) and "also registered by 'a'" in str(pm.errors[1])
 
 
+BROKEN = "raise ImportError('this plugin is broken on purpose')\n"
+
+
 @pytest.fixture
 def broken_dist(tmp_path):
-    """A fake installed distribution with three entry points: one broken, one good, one with a raising hook."""
-    info = tmp_path / "tinylm_fakeplugins-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tinylm-fakeplugins\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text("[tinylm]\nbrokenplugin = fake_broken_plugin\ngoodfake = fake_good_plugin\n")
-    (tmp_path / "fake_broken_plugin.py").write_text("raise ImportError('this plugin is broken on purpose')\n")
-    (tmp_path / "fake_good_plugin.py").write_text(
-        textwrap.dedent(
-            """
-            from tinylm import hookimpl
-            from tinylm.backend import Availability, Capabilities
-
-            class Good:
-                name = "goodfake"
-                version = "1.0"
-                capabilities = Capabilities()
-                def availability(self):
-                    return Availability(ok=True)
-                def devices(self):
-                    return ["cpu"]
-                def open(self, request):
-                    raise NotImplementedError
-
-            @hookimpl
-            def register_backends(register):
-                register(Good())
-            """
-        )
-    )
-    return tmp_path
+    """A fake installed distribution with two entry points: one broken, one good."""
+    plugins = {"brokenplugin": BROKEN, "goodfake": REGISTER_FAKE.format(name="goodfake")}
+    return installed_plugins(tmp_path, plugins, dist="tinylm-fakeplugins")
 
 
 def run_cli(*args, env_extra=None):
@@ -119,18 +94,15 @@ def test_disable_and_allow_lists(broken_dist):
     assert [b["name"] for b in json.loads(out.stdout)["backends"]] == ["goodfake"]
 
 
-def test_doctor_reports_each_plugin_problem_while_the_others_work(broken_dist):
+def test_doctor_reports_each_plugin_problem_while_the_others_work(tmp_path):
     """A plugin that raises on import, one whose hook raises, one that registers a duplicate name."""
-    (broken_dist / "fake_raising_hook.py").write_text(
-        "from tinylm import hookimpl\n\n@hookimpl\ndef register_backends(register):\n"
-        "    raise RuntimeError('hook exploded')\n"
-    )
-    (broken_dist / "fake_duplicate.py").write_text(
-        "from fake_good_plugin import Good\nfrom tinylm import hookimpl\n\n"
-        "@hookimpl\ndef register_backends(register):\n    register(Good())\n"
-    )
-    entry_points = broken_dist / "tinylm_fakeplugins-1.0.dist-info" / "entry_points.txt"
-    entry_points.write_text(entry_points.read_text() + "raisinghook = fake_raising_hook\nzduplicate = fake_duplicate\n")
+    plugins = {
+        "brokenplugin": BROKEN,
+        "goodfake": REGISTER_FAKE.format(name="goodfake"),
+        "raisinghook": "\n@hookimpl\ndef register_backends(register):\n    raise RuntimeError('hook exploded')\n",
+        "zduplicate": REGISTER_FAKE.format(name="goodfake"),
+    }
+    broken_dist = installed_plugins(tmp_path, plugins, dist="tinylm-fakeplugins")
     doctor = run_cli("doctor", env_extra={"PYTHONPATH": str(broken_dist)})
     assert doctor.returncode == 1
     for plugin, fragment in (

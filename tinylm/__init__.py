@@ -14,32 +14,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 # The errors are plain Python (no dependencies), so they load eagerly: `except tinylm.TinyLMError`.
-from .errors import (
-    ArtifactError,
-    BackendError,
-    BackendUnavailable,
-    BatchError,
-    CapabilityError,
-    ChatTemplateError,
-    ConfigError,
-    ConstraintError,
-    DeviceUnavailable,
-    GenerationError,
-    InvalidArgument,
-    InvalidModelName,
-    ModelFileError,
-    ModelNotFound,
-    PluginLoadError,
-    PrecisionUnsupported,
-    PromptTooLong,
-    QueueFull,
-    RayUnavailable,
-    TinyLMError,
-    TokenizerError,
-    UnknownBackend,
-    UnsupportedArchitecture,
-    WeightsError,
-)
+from . import errors as _errors
+from .errors import *  # noqa: F403 -- exactly the names in errors.__all__, re-exported below
 
 __version__ = "0.1.0"
 
@@ -62,48 +38,10 @@ _LAZY = {
     "GenerationOptions": "options",
 }
 
-__all__ = [
-    "__version__",
-    "load",
-    "convert",
-    "Model",
-    "Completion",
-    "Chunk",
-    "Usage",
-    "ModelSpec",
-    "Availability",
-    "Capabilities",
-    "OpenRequest",
-    "Backend",
-    "Session",
-    "hookimpl",
-    "SamplingParams",
-    "GenerationOptions",
-    "TinyLMError",
-    "BackendError",
-    "UnknownBackend",
-    "BackendUnavailable",
-    "DeviceUnavailable",
-    "PrecisionUnsupported",
-    "CapabilityError",
-    "ModelNotFound",
-    "InvalidModelName",
-    "UnsupportedArchitecture",
-    "ModelFileError",
-    "WeightsError",
-    "TokenizerError",
-    "ChatTemplateError",
-    "GenerationError",
-    "InvalidArgument",
-    "PromptTooLong",
-    "PluginLoadError",
-    "ConfigError",
-    "ArtifactError",
-    "ConstraintError",
-    "BatchError",
-    "RayUnavailable",
-    "QueueFull",
-]
+# The lazy names (the keys of _LAZY), then every error (their list lives once, in `errors.__all__`).
+__all__ = ["__version__", "load", "convert", "Model", "Completion", "Chunk", "Usage", "ModelSpec", "Availability"]
+__all__ += ["Capabilities", "OpenRequest", "Backend", "Session", "hookimpl", "SamplingParams", "GenerationOptions"]
+__all__ += _errors.__all__
 
 if TYPE_CHECKING:  # pragma: no cover
     from .arch.spec import ModelSpec

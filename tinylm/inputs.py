@@ -8,11 +8,16 @@ ids, mask, types = inputs.embed_inputs(token_ids, attention_mask, token_type_ids
 inputs.free_rows(live, len(prompts), max_rows)                        # RowSession.add_rows: CapabilityError
 ids = inputs.row_prompt(prompt, spec, capacity)                       # one row's prompt (T,) int64
 rows = inputs.row_ids(rows, live)                                     # step_rows: live rows, none twice
+
+A session with one KV cache of its own keeps it in a `CacheSlot` and gets `length`/`reset` from `SlotSession`:
+slot = inputs.CacheSlot(spec, capacity, make_cache)
+ids, cache = slot.admit(token_ids)  # need_kind + token_ids + same_batch + room; ids (B, T) int64
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
+from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 
@@ -29,6 +34,8 @@ __all__ = [
     "free_rows",
     "row_prompt",
     "row_ids",
+    "CacheSlot",
+    "SlotSession",
 ]
 
 
@@ -140,3 +147,67 @@ def row_ids(rows: Sequence[int], live: Collection[int], what: str = "step_rows()
         problem = f"row {missing[0]} is not live" if missing else "a row is listed twice"
         raise GenerationError(f"{what}: {problem}. Fix: list each live row (from add_rows) once.")
     return out
+
+
+class _Cache(Protocol):
+    batch: int  # sequences it holds
+    length: int  # tokens cached per sequence
+
+    def reset(self) -> None:
+        """Rewind to no tokens (and zero any state that length does not mask, e.g. LFM2's conv states)."""
+        ...
+
+
+C = TypeVar("C", bound=_Cache)
+
+
+class CacheSlot(Generic[C]):
+    """The one KV cache a session keeps: reused while the batch size stays, rebuilt by `make(batch)` when it
+    changes (after `same_batch` allows it), rewound by `reset`, dropped by `clear`."""
+
+    def __init__(self, spec: ModelSpec, capacity: int, make: Callable[[int], C]) -> None:
+        self.spec, self.capacity = spec, capacity
+        self._make = make
+        self.cache: C | None = None
+
+    @property
+    def length(self) -> int:
+        return self.cache.length if self.cache is not None else 0
+
+    def admit(self, ids: np.ndarray, what: str = "forward()") -> tuple[np.ndarray, C]:
+        """`forward`'s checks in order (a decoder, valid ids, the same batch, room for them): (ids (B, T), cache)."""
+        need_kind(self.spec, "decoder", what)
+        checked = token_ids(ids, self.spec, what)  # (B, T) int64
+        cache = self.get(checked.shape[0])
+        room(self.spec, cached=cache.length, new=checked.shape[1], capacity=self.capacity)
+        return checked, cache
+
+    def get(self, batch: int) -> C:
+        """The cache for `batch` sequences."""
+        if self.cache is not None and self.cache.batch == batch:
+            return self.cache
+        if self.cache is not None:
+            same_batch(self.cache.batch, batch, cached=self.cache.length)
+        self.cache = None  # free the old buffers before allocating new ones
+        self.cache = self._make(batch)
+        return self.cache
+
+    def reset(self) -> None:
+        if self.cache is not None:
+            self.cache.reset()
+
+    def clear(self) -> None:
+        self.cache = None
+
+
+class SlotSession:
+    """The `Session.length` and `Session.reset` of a session whose KV cache is its `slot` (a `CacheSlot`)."""
+
+    slot: CacheSlot
+
+    @property
+    def length(self) -> int:
+        return self.slot.length
+
+    def reset(self) -> None:
+        self.slot.reset()

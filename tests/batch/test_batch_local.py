@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +14,7 @@ import tinylm
 from tinylm.batch import BatchJob, run_local
 from tinylm.cli import main
 
-from .conftest import chats, prompts, read_jsonl, texts, write_jsonl
+from .conftest import by_id, chats, kill_9_then_rerun, prompts, read_jsonl, run_clean, texts, write_jsonl
 
 
 def test_generate_rows_match_model_generate(tiny_models, tmp_path):
@@ -121,50 +118,15 @@ def test_ray_flag_without_ray_installed_says_how_to_install_it(tmp_path):
     assert f"error: Ray is not installed. Fix: {install_command('ray')}" in out.stderr
 
 
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "tinylm.cli", "batch", *args]
-
-
 def test_kill_9_mid_job_then_rerun_gives_one_row_per_id_and_the_same_texts(tiny_models, tmp_path):
     n = 40
     src = write_jsonl(tmp_path / "in.jsonl", prompts(n))
     out = tmp_path / "out.jsonl"
-    args = [str(tiny_models["decoder"]), str(src), str(out), "--task", "generate", "--backend", "torch"]
-    args += ["--max-new-tokens", "12", "--batch-size", "1", "--no-progress"]
-    proc = subprocess.Popen(_cli(*args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.time() + 240
-        while not out.exists() or out.read_bytes().count(b"\n") < 3:
-            assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.time() < deadline, "the job wrote nothing in time"
-            time.sleep(0.05)
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-    killed_at = out.read_bytes().count(b"\n")
-    assert killed_at < n, "the job finished before it was killed; make it longer"
-    rerun = subprocess.run(_cli(*args), capture_output=True, text=True)
-    assert rerun.returncode == 0, rerun.stderr
-    assert f"resuming: {killed_at} of {n} rows" in rerun.stderr
-    rows = read_jsonl(out)
-    ids = [r["id"] for r in rows]
-    assert len(ids) == n and {json.dumps(i) for i in ids} == {
-        json.dumps(r.get("id", k + 1)) for k, r in enumerate(prompts(n))
-    }
-
-    clean = tmp_path / "clean.jsonl"
-    run_local(
-        BatchJob(
-            model=str(tiny_models["decoder"]),
-            input=src,
-            output=clean,
-            task="generate",
-            backend="torch",
-            generation={"max_new_tokens": 12},
-        )
-    )
-    by_id = {json.dumps(r["id"]): r for r in read_jsonl(clean)}
-    assert all(by_id[json.dumps(r["id"])] == r for r in rows)
+    args = [str(tiny_models["decoder"]), str(src), str(out), "--task", "generate"]
+    kill_9_then_rerun([*args, "--max-new-tokens", "12", "--batch-size", "1"], out, n)
+    rows = by_id(read_jsonl(out))  # one row per id
+    assert rows.keys() == {json.dumps(r.get("id", k + 1)) for k, r in enumerate(prompts(n))}
+    assert rows == run_clean(tiny_models["decoder"], src, tmp_path / "clean.jsonl", "generate", max_new_tokens=12)
 
 
 @pytest.mark.parametrize("flag", ["--workers", "--threads", "--batch-size"])

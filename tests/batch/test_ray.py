@@ -3,7 +3,6 @@ driver, a killed worker retried by Ray, the Ray Data API, and the server behind 
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -19,10 +18,20 @@ ray = pytest.importorskip("ray", reason="Ray is not installed: pip install tinyl
 
 import tinylm  # noqa: E402
 import tinylm.ray  # noqa: E402
-from tinylm.batch import BatchJob, run_local  # noqa: E402
 from tinylm.cli import main  # noqa: E402
 
-from .conftest import chats, prompts, read_jsonl, texts, write_jsonl  # noqa: E402
+from .conftest import (  # noqa: E402
+    batch_cli,
+    by_id,
+    chats,
+    kill_9_then_rerun,
+    prompts,
+    read_jsonl,
+    run_clean,
+    texts,
+    wait_for_rows,
+    write_jsonl,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -37,21 +46,6 @@ def cluster(tinylm_home):
         ray.shutdown()
 
 
-def _by_id(rows: list[dict]) -> dict[str, dict]:
-    by_id = {json.dumps(r["id"]): r for r in rows}
-    assert len(by_id) == len(rows), "an id was written twice"
-    return by_id
-
-
-def _local(model: Path, src: Path, out: Path, task: str, **generation) -> dict[str, dict]:
-    run_local(BatchJob(model=str(model), input=src, output=out, task=task, backend="torch", generation=generation))
-    return _by_id(read_jsonl(out))
-
-
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "tinylm.cli", "batch", *args, "--backend", "torch", "--no-progress"]
-
-
 def test_local_and_ray_with_two_workers_give_the_same_rows(cluster, tiny_models, tmp_path):
     for task, rows, model in (
         ("generate", prompts(8), tiny_models["decoder"]),
@@ -59,11 +53,11 @@ def test_local_and_ray_with_two_workers_give_the_same_rows(cluster, tiny_models,
         ("embed", texts(9), tiny_models["encoder"]),
     ):
         src = write_jsonl(tmp_path / f"{task}.jsonl", rows)
-        local = _local(model, src, tmp_path / f"{task}-local.jsonl", task, max_new_tokens=8)
+        local = run_clean(model, src, tmp_path / f"{task}-local.jsonl", task, max_new_tokens=8)
         out = tmp_path / f"{task}-ray.jsonl"
         argv = ["batch", str(model), str(src), str(out), "--task", task, "--backend", "torch", "--no-progress"]
         assert main([*argv, "--max-new-tokens", "8", "--batch-size", "2", "--ray", cluster, "--workers", "2"]) == 0
-        on_ray = _by_id(read_jsonl(out))
+        on_ray = by_id(read_jsonl(out))
         assert on_ray.keys() == local.keys()
         for key, row in local.items():
             if task == "embed":
@@ -72,32 +66,13 @@ def test_local_and_ray_with_two_workers_give_the_same_rows(cluster, tiny_models,
                 assert on_ray[key] == row  # greedy: the same text, finish reason and token counts
 
 
-def _wait_for_lines(out: Path, count: int, proc: subprocess.Popen, timeout: float = 300) -> None:
-    deadline = time.time() + timeout
-    while not out.exists() or out.read_bytes().count(b"\n") < count:
-        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else proc.returncode
-        assert time.time() < deadline, "the job wrote too little in time"
-        time.sleep(0.05)
-
-
 def test_kill_9_of_the_driver_then_a_rerun_gives_one_row_per_id(cluster, tiny_models, tmp_path):
     n = 40
     src = write_jsonl(tmp_path / "in.jsonl", prompts(n))
     out = tmp_path / "out.jsonl"
     args = [str(tiny_models["decoder"]), str(src), str(out), "--task", "generate", "--max-new-tokens", "12"]
-    args += ["--batch-size", "1", "--ray", cluster, "--workers", "2"]
-    proc = subprocess.Popen(_cli(*args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        _wait_for_lines(out, 3, proc)
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-    killed_at = out.read_bytes().count(b"\n")
-    assert killed_at < n, "the job finished before it was killed; make it longer"
-    rerun = subprocess.run(_cli(*args), capture_output=True, text=True)
-    assert rerun.returncode == 0, rerun.stderr
-    assert f"resuming: {killed_at} of {n} rows" in rerun.stderr
-    assert _by_id(read_jsonl(out)) == _local(
+    kill_9_then_rerun([*args, "--batch-size", "1", "--ray", cluster, "--workers", "2"], out, n)
+    assert by_id(read_jsonl(out)) == run_clean(
         tiny_models["decoder"], src, tmp_path / "clean.jsonl", "generate", max_new_tokens=12
     )
 
@@ -134,9 +109,9 @@ def test_a_worker_killed_mid_job_is_retried_with_no_lost_or_duplicated_rows(clus
     out = tmp_path / "out.jsonl"
     args = [str(tiny_models["decoder"]), str(src), str(out), "--task", "generate", "--max-new-tokens", "12"]
     args += ["--batch-size", "1", "--ray", cluster, "--workers", "2"]
-    proc = subprocess.Popen(_cli(*args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(batch_cli(*args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        _wait_for_lines(out, 3, proc)
+        wait_for_rows(out, 3, proc)
         workers = _workers_of("JsonRowsPredictor")
         assert workers, "no Ray worker of the job found"
         os.kill(workers[0], signal.SIGKILL)
@@ -147,7 +122,7 @@ def test_a_worker_killed_mid_job_is_retried_with_no_lost_or_duplicated_rows(clus
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, err.decode()
-    assert _by_id(read_jsonl(out)) == _local(
+    assert by_id(read_jsonl(out)) == run_clean(
         tiny_models["decoder"], src, tmp_path / "clean.jsonl", "generate", max_new_tokens=12
     )
 

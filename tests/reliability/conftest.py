@@ -102,6 +102,16 @@ def tiny_model(tmp_path_factory):
 
 
 @pytest.fixture
+def folder(tmp_path, tiny_model):
+    """A copy of `tiny_model` that a test may damage."""
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for f in tiny_model.iterdir():
+        (copy / f.name).write_bytes(f.read_bytes())
+    return copy
+
+
+@pytest.fixture
 def run_load(fake_dist, tmp_path, tiny_model):
     """Start `tinylm.load(model, backend='slowconv')` in a subprocess; returns (Popen, log dir, home)."""
     log = tmp_path / "log"

@@ -13,24 +13,18 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import tinylm
 from tinylm.errors import InvalidArgument, TinyLMError
 
+from ..fuzzing import fuzz
+
 pytest.importorskip("tinylm_torch", reason="the models run on the torch backend (pip install -e backends/torch)")
 pytest.importorskip("transformers", reason="tiny test models are built with transformers (pip install tinylm[test])")
 
 FEW, MANY = 30, 1500
-
-
-def fuzz(n: int):
-    return settings(
-        max_examples=n,
-        deadline=None,
-        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
 
 
 @pytest.fixture(scope="module")

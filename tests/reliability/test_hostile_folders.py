@@ -21,15 +21,6 @@ from tinylm.source import ModelFolder
 TIMEOUT = 20  # seconds: the checks take well under one; a hang is what they prevent
 
 
-@pytest.fixture
-def folder(tmp_path, tiny_model):
-    copy = tmp_path / "copy"
-    copy.mkdir()
-    for f in tiny_model.iterdir():
-        (copy / f.name).write_bytes(f.read_bytes())
-    return copy
-
-
 def edit_config(folder, **values):
     config = json.loads((folder / "config.json").read_text())
     config.update(values)

@@ -14,15 +14,6 @@ from tinylm.errors import ModelFileError, TokenizerError, UnsupportedArchitectur
 from tinylm.source import ModelFolder
 
 
-@pytest.fixture
-def folder(tmp_path, tiny_model):
-    copy = tmp_path / "copy"
-    copy.mkdir()
-    for f in tiny_model.iterdir():
-        (copy / f.name).write_bytes(f.read_bytes())
-    return copy
-
-
 def test_nan_weights_name_the_tensor(folder):
     weights = load_file(folder / "model.safetensors")
     name = next(n for n in weights if n.endswith("mlp.down_proj.weight"))

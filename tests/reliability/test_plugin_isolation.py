@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
@@ -16,26 +15,7 @@ from tinylm.backend import Availability
 from tinylm.plugins import PluginManager
 from tinylm.selection import choose
 
-from ..fakes import BackendsPlugin, FakeBackend
-
-GOOD = textwrap.dedent(
-    """
-    from tinylm import hookimpl
-    from tinylm.backend import Availability, Capabilities
-
-    class Fake:
-        version = "1.0"
-        capabilities = Capabilities()
-        def __init__(self, name):
-            self.name = name
-        def availability(self):
-            return Availability(ok=True)
-        def devices(self):
-            return ["cpu"]
-        def open(self, request):
-            raise NotImplementedError
-    """
-)
+from ..fakes import REGISTER_FAKE, BackendsPlugin, FakeBackend, installed_plugins
 
 
 class RaisingAvailability(FakeBackend):
@@ -60,19 +40,6 @@ class ExitingHook:
         raise SystemExit("models hook called sys.exit")
 
 
-def dist(tmp_path, plugins: dict[str, str]):
-    """A fake installed distribution `tinylm-thirdparty` with one entry point per (name: module source)."""
-    info = tmp_path / "tinylm_thirdparty-1.0.dist-info"
-    info.mkdir(exist_ok=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tinylm-thirdparty\nVersion: 1.0\n")
-    lines = ["[tinylm]"]
-    for name, source in plugins.items():
-        (tmp_path / f"fake_{name}.py").write_text(GOOD + textwrap.dedent(source))
-        lines.append(f"{name} = fake_{name}")
-    (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
-    return tmp_path
-
-
 def cli(*args, path=None, **env):
     full = {**os.environ, **env}
     if path is not None:
@@ -80,9 +47,6 @@ def cli(*args, path=None, **env):
     return subprocess.run(
         [sys.executable, "-m", "tinylm.cli", *args], capture_output=True, text=True, env=full, timeout=50
     )
-
-
-REGISTER = "\nfrom tinylm import hookimpl\n@hookimpl\ndef register_backends(register):\n    register(Fake({name!r}))\n"
 
 
 # in process ---------------------------------------------------------------------------------------
@@ -149,10 +113,10 @@ def test_two_third_party_plugins_with_one_name_lose_it_both():
 
 
 def test_backends_and_doctor_survive_raising_plugins(tmp_path):
-    path = dist(
+    path = installed_plugins(
         tmp_path,
         {
-            "availraise": REGISTER.format(name="availraise")
+            "availraise": REGISTER_FAKE.format(name="availraise")
             + "Fake.availability = lambda self: (_ for _ in ()).throw(RuntimeError('availability exploded'))\n",
             "exitonimport": "raise SystemExit('bye from import')\n",
             "modelsraise": "\nfrom tinylm import hookimpl\n@hookimpl\ndef register_models(register):\n"
@@ -184,7 +148,7 @@ def test_backends_and_doctor_survive_raising_plugins(tmp_path):
 
 def test_a_third_party_plugin_cannot_take_a_builtin_name(tmp_path):
     # "aonnx" sorts before "onnx", so it registers first
-    path = dist(tmp_path, {"aonnx": REGISTER.format(name="onnx")})
+    path = installed_plugins(tmp_path, {"aonnx": REGISTER_FAKE.format(name="onnx")})
     report = json.loads(cli("backends", "--json", path=path).stdout)
     onnx = next(b for b in report["backends"] if b["name"] == "onnx")
     assert onnx["plugin"] == "onnx" and onnx["version"] != "1.0"
@@ -212,7 +176,8 @@ def test_an_allow_list_keeps_the_bundled_models():
 
 
 def test_plugin_names_are_case_insensitive_and_unknown_names_are_reported(tmp_path):
-    path = dist(tmp_path, {"goodfake": REGISTER.format(name="goodfake"), "other": REGISTER.format(name="other")})
+    plugins = {"goodfake": REGISTER_FAKE.format(name="goodfake"), "other": REGISTER_FAKE.format(name="other")}
+    path = installed_plugins(tmp_path, plugins)
     only = json.loads(cli("backends", "--json", path=path, TINYLM_PLUGINS="GoodFake").stdout)
     assert [b["name"] for b in only["backends"]] == ["goodfake"] and only["settings_errors"] == []
     without = json.loads(cli("backends", "--json", path=path, TINYLM_DISABLE_PLUGINS="OTHER").stdout)

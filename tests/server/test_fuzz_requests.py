@@ -12,22 +12,15 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from tinylm.server import ServerConfig
 
+from ..fuzzing import fuzz
 from .conftest import API_KEY, RunningServer
 
 FEW, MANY = 40, 2000
-
-
-def fuzz(n: int):
-    return settings(
-        max_examples=n,
-        deadline=None,
-        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
 
 
 @pytest.fixture(scope="module")

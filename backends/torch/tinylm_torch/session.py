@@ -31,7 +31,7 @@ __all__ = ["TorchSession", "open_session", "DTYPES"]
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.bfloat16}  # int8: the compute dtype
 
 
-class TorchSession:
+class TorchSession(inputs.SlotSession):
     """One model on torch. Used by one thread at a time (the core serialises calls)."""
 
     def __init__(
@@ -49,7 +49,7 @@ class TorchSession:
         self.dtype = dtype
         self.capacity = capacity or self.spec.max_positions
         self.max_rows = max_rows
-        self._cache: KVCache | None = None
+        self.slot = inputs.CacheSlot(self.spec, self.capacity, self._new_cache)
         self._rows: RowsCache | None = None
 
     # helpers --------------------------------------------------------------------------------
@@ -62,36 +62,17 @@ class TorchSession:
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(array).to(self.device)
 
-    def _cache_for(self, batch: int) -> KVCache:
-        cache = self._cache
-        if cache is not None and cache.batch == batch:
-            return cache
-        if cache is not None:
-            inputs.same_batch(cache.batch, batch, cached=cache.length)
-        self._cache = None  # free the old buffers before allocating new ones
+    def _new_cache(self, batch: int) -> KVCache:
         with torch.device(self.device):
-            self._cache = KVCache(self.spec, batch=batch, capacity=self.capacity, dtype=self.dtype)
-        return self._cache
+            return KVCache(self.spec, batch=batch, capacity=self.capacity, dtype=self.dtype)
 
-    # Session ----------------------------------------------------------------------------------
-
-    @property
-    def length(self) -> int:
-        return self._cache.length if self._cache is not None else 0
-
-    def reset(self) -> None:
-        if self._cache is not None:
-            self._cache.reset()  # the conv states too: they are not masked by length as keys are
+    # Session (length and reset: SlotSession) ---------------------------------------------------
 
     def forward(self, token_ids: np.ndarray, *, all_positions: bool = False) -> np.ndarray:
         model = self._live()
-        inputs.need_kind(self.spec, "decoder", "forward()")
-        ids = self._tensor(inputs.token_ids(token_ids, self.spec, "forward()"))
-        batch, new = ids.shape
-        cache = self._cache_for(batch)
-        inputs.room(self.spec, cached=cache.length, new=new, capacity=self.capacity)
+        ids, cache = self.slot.admit(token_ids)  # (B, T) int64
         with torch.inference_mode():
-            logits = model.step(ids, cache, last_only=not all_positions)  # (B, V) or (B, T, V)
+            logits = model.step(self._tensor(ids), cache, last_only=not all_positions)  # (B, V) or (B, T, V)
             return logits.to(device="cpu", dtype=torch.float32).numpy()
 
     def embed(self, token_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray) -> np.ndarray:
@@ -104,7 +85,7 @@ class TorchSession:
 
     def close(self) -> None:
         self.model = None
-        self._cache = None
+        self.slot.clear()
         self._rows = None
 
     # RowSession ------------------------------------------------------------------------------

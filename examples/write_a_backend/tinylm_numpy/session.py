@@ -1,4 +1,5 @@
-"""The tinylm `Session`: checks its inputs with `tinylm.inputs`, owns the KV cache, runs the model.
+"""The tinylm `Session`: checks its inputs with `tinylm.inputs`, owns the KV cache (a `tinylm.inputs.CacheSlot`),
+runs the model.
 
 Everything else a user sees — tokenization, sampling, stop strings, streaming, pooling of embeddings —
 happens in the core, the same for every backend.
@@ -26,7 +27,7 @@ from .weights import load_weights
 __all__ = ["NumpySession", "open_session"]
 
 
-class NumpySession:
+class NumpySession(inputs.SlotSession):
     """One model opened on the numpy backend. Used by one thread at a time (the core serialises calls)."""
 
     def __init__(self, model: Transformer, *, max_rows: int = 1) -> None:
@@ -34,40 +35,24 @@ class NumpySession:
         self.spec: ModelSpec = model.spec
         self.capacity = self.spec.max_positions  # what the core reports as the model's context length
         self.max_rows = max_rows  # OpenRequest.rows: how many rows may be live at once
-        self._cache: KVCache | None = None
         self._rows: dict[int, KVCache] = {}  # live row id -> its own batch-1 cache
+        # one KV cache, kept while the batch size stays and rebuilt by `_new_cache` when it changes;
+        # SlotSession gives `length` and `reset` from it
+        self.slot = inputs.CacheSlot(self.spec, self.capacity, self._new_cache)
+
+    def _new_cache(self, batch: int) -> KVCache:
+        return KVCache(self.spec, batch=batch, capacity=self.capacity)
 
     def _live(self) -> Transformer:
         if self.model is None:
             raise GenerationError("this numpy session was closed. Fix: load the model again with tinylm.load(...).")
         return self.model
 
-    def _cache_for(self, batch: int) -> KVCache:
-        """The cache for `batch` sequences: kept while the batch size stays, rebuilt when it changes."""
-        cache = self._cache
-        if cache is not None and cache.batch == batch:
-            return cache
-        if cache is not None:
-            inputs.same_batch(cache.batch, batch, cached=cache.length)
-        self._cache = KVCache(self.spec, batch=batch, capacity=self.capacity)
-        return self._cache
-
     # Session --------------------------------------------------------------------------------------
-
-    @property
-    def length(self) -> int:
-        return self._cache.length if self._cache is not None else 0
-
-    def reset(self) -> None:
-        if self._cache is not None:
-            self._cache.reset()
 
     def forward(self, token_ids: np.ndarray, *, all_positions: bool = False) -> np.ndarray:
         model = self._live()
-        inputs.need_kind(self.spec, "decoder", "forward()")
-        ids = inputs.token_ids(token_ids, self.spec, "forward()")  # (B, T) int64
-        cache = self._cache_for(ids.shape[0])
-        inputs.room(self.spec, cached=cache.length, new=ids.shape[1], capacity=self.capacity)
+        ids, cache = self.slot.admit(token_ids)  # checked: a decoder, (B, T) int64 ids, same batch, room
         return model.step(ids, cache, last_only=not all_positions)  # (B, V) or (B, T, V)
 
     def step(self, token_id: int) -> np.ndarray:
@@ -83,7 +68,7 @@ class NumpySession:
 
     def close(self) -> None:
         self.model = None
-        self._cache = None
+        self.slot.clear()
         self._rows = {}
 
     # RowSession: several independent sequences ------------------------------------------------------

@@ -10,7 +10,7 @@ import torch
 from tinylm_torch.toolchain.common import RunOptions
 from tinylm_torch.toolchain.distill import DistillConfig, distill, kd_loss
 from tinylm_torch.toolchain.errors import TokenizerMismatch
-from tinylm_torch.toolchain.evaluate import agreement
+from tinylm_torch.toolchain.evaluate import EvalOptions, agreement
 
 from tinylm.cli import main
 from tinylm.source import ModelFolder
@@ -62,7 +62,7 @@ def test_encoder_distill_by_embeddings(model_folder, tmp_path):
     folder = ModelFolder(out)
     assert folder.spec.num_layers == 1 and folder.spec.kind == "encoder"
     assert (out / "modules.json").is_file() and (out / "1_Pooling" / "config.json").is_file()
-    cos = agreement(out, model_folder("bert"), [data], max_records=20)
+    cos = agreement(out, model_folder("bert"), [data], EvalOptions(max_records=20))
     assert 0.0 < cos <= 1.0
     assert_runs_everywhere(out)
 
@@ -91,12 +91,12 @@ def test_narrower_encoder_student_learns_the_teachers_pca(model_folder, tmp_path
     teacher = model_folder("bert")
     student = _narrow_bert(teacher, tmp_path / "narrow")
     with pytest.raises(DataError, match="no distill_projection"):
-        agreement(student, teacher, [data], max_records=5)
+        agreement(student, teacher, [data], EvalOptions(max_records=5))
     config = DistillConfig(student=str(student), max_length=32, run=RunOptions(steps=40, batch_size=8, lr=3e-3))
     result = distill(teacher, [data], tmp_path / "s", config)
     projection = result.out / "distill_projection.safetensors"
     assert projection.is_file() and ModelFolder(result.out).spec.hidden_size == 32
     shutil.copy(projection, student / projection.name)  # the untrained student, compared in the same space
-    before = agreement(student, teacher, [data], max_records=30)
-    after = agreement(result.out, teacher, [data], max_records=30)
+    before = agreement(student, teacher, [data], EvalOptions(max_records=30))
+    after = agreement(result.out, teacher, [data], EvalOptions(max_records=30))
     assert after > before

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from tinylm_torch.toolchain.errors import DataError
-from tinylm_torch.toolchain.evaluate import load_retrieval, perplexity, retrieval, retrieval_metrics
+from tinylm_torch.toolchain.evaluate import EvalOptions, load_retrieval, perplexity, retrieval, retrieval_metrics
 
 from tinylm.cli import main
 from tinylm.tokenizer import Tokenizer
@@ -25,7 +25,7 @@ def test_perplexity_is_exp_of_the_mean_nll(model_folder, reference, tmp_path, ba
     folder = model_folder("llama")
     data = tmp_path / "t.jsonl"
     data.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS))
-    result = perplexity(folder, [data], backend=backend)
+    result = perplexity(folder, [data], EvalOptions(backend=backend))
 
     tok = Tokenizer(folder)  # independently: transformers' model, text + end token, every next token
     hf = reference(folder)
@@ -66,7 +66,7 @@ def test_retrieval_file_and_cli(model_folder, tmp_path, capsys):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     rs = load_retrieval(path)
     assert rs.relevant == {"q1": {"d1"}, "q2": {"d1", "d2"}}
-    result = retrieval(model_folder("bert"), path, backend="torch")
+    result = retrieval(model_folder("bert"), path, EvalOptions(backend="torch"))
     assert result.queries == 2 and result.documents == 2 and 0.5 <= result.mrr <= 1.0
     assert main(["eval", str(model_folder("bert")), "--retrieval", str(path), "--backend", "torch"]) == 0
     report = json.loads(capsys.readouterr().out)

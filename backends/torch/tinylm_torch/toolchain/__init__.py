@@ -1,7 +1,7 @@
 """The small-model toolchain on the torch backend: train, finetune, distill, prune, eval.
 
     from tinylm_torch.toolchain import train, TrainConfig, distill, DistillConfig, prune, PruneConfig
-    from tinylm_torch.toolchain.evaluate import perplexity, retrieval, agreement
+    from tinylm_torch.toolchain.evaluate import EvalOptions, perplexity, retrieval, agreement
 
 Every command writes a Hugging Face-layout folder with a model card that `tinylm.load` runs on every
 backend. Modules, one job each:

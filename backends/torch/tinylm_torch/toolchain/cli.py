@@ -194,13 +194,19 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from dataclasses import asdict
+    from dataclasses import asdict, replace
 
     from .errors import DataError
-    from .evaluate import agreement, perplexity, retrieval, write_card_section
+    from .evaluate import EvalOptions, agreement, perplexity, retrieval, write_card_section
 
     report: dict[str, Any] = {"model": str(args.model)}
-    target = {"backend": args.backend, "device": args.device}
+    options = EvalOptions(
+        backend=args.backend,
+        device=args.device,
+        precision=args.precision,
+        fields=args.fields,
+        max_records=args.max_records,
+    )
     if args.precision:
         report["precision"] = args.precision
     if not (args.data or args.retrieval):
@@ -210,30 +216,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.teacher:
         report["teacher"] = str(args.teacher)
     if args.data and args.teacher:
-        report["mean_cosine_with_teacher"] = agreement(
-            args.model,
-            args.teacher,
-            args.data,
-            **target,
-            precision=args.precision,
-            fields=args.fields,
-            max_records=args.max_records,
-        )
+        report["mean_cosine_with_teacher"] = agreement(args.model, args.teacher, args.data, options)
     elif args.data:
-        report["perplexity"] = asdict(
-            perplexity(
-                args.model,
-                args.data,
-                **target,
-                precision=args.precision,
-                fields=args.fields,
-                max_records=args.max_records,
-            )
-        )
+        report["perplexity"] = asdict(perplexity(args.model, args.data, options))
     for path in args.retrieval:
-        entry: dict[str, Any] = {"model": asdict(retrieval(args.model, path, **target, precision=args.precision))}
-        if args.teacher:
-            entry["teacher"] = asdict(retrieval(args.teacher, path, **target))
+        entry: dict[str, Any] = {"model": asdict(retrieval(args.model, path, options))}
+        if args.teacher:  # the reference at its own default precision
+            entry["teacher"] = asdict(retrieval(args.teacher, path, replace(options, precision=None)))
             entry["mrr_ratio"] = entry["model"]["mrr"] / entry["teacher"]["mrr"]
         report.setdefault("retrieval", {})[str(path)] = entry
     if args.data:

@@ -14,11 +14,11 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .errors import DataError
 
-__all__ = ["Record", "read_records", "record_texts", "split_holdout", "near_copies"]
+__all__ = ["Record", "read_records", "record_texts", "split_holdout", "training_records", "near_copies"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,6 +98,23 @@ def read_records(paths: Sequence[str | Path], *, fields: Sequence[str] = (), lim
     if not records:
         raise DataError(f"no records in {', '.join(map(str, paths))}. Fix: check the files and the --field names.")
     return records
+
+
+class _DataConfig(Protocol):
+    """The data fields train, finetune and distill configs share."""
+
+    fields: tuple[str, ...]
+    max_records: int | None
+    val_data: tuple[Path, ...]
+    val_fraction: float
+
+
+def training_records(data: Sequence[Path], config: _DataConfig) -> tuple[list[Record], list[Record]]:
+    """(train, validation) records of `data`: validation from `config.val_data`, else the held-out tail."""
+    records = read_records(data, fields=config.fields, limit=config.max_records)
+    if config.val_data:
+        return records, read_records(config.val_data, fields=config.fields)
+    return split_holdout(records, config.val_fraction)
 
 
 def record_texts(records: Sequence[Record]) -> list[str]:

@@ -29,7 +29,7 @@ from tinylm.source import ModelFolder
 
 from .card import ModelCard, command_line, data_rows, parameter_count
 from .common import RunOptions, check_counts, checkpoint_dir, fingerprint_of, loop_config, open_source, setup
-from .data import Record, read_records, record_texts, split_holdout
+from .data import Record, record_texts, training_records
 from .errors import DataError, TokenizerMismatch, ToolchainError
 from .export import Draft, check_out, save_model
 from .loop import LoopResult
@@ -251,11 +251,7 @@ def distill(teacher: str | Path, data: list[Path], out: Path, config: DistillCon
     else:
         draft = student_from_teacher(source, config)
     ckpt = checkpoint_dir(out, run)
-    records = read_records(data, fields=config.fields, limit=config.max_records)
-    if config.val_data:
-        val_records = read_records(config.val_data, fields=config.fields)
-    else:
-        records, val_records = split_holdout(records, config.val_fraction)
+    records, val_records = training_records(data, config)
     fingerprint = fingerprint_of(config, {"teacher": str(source.path), "data": [str(p) for p in data]})
     trained, result = distill_draft(source, draft, records, val_records, config, ckpt=ckpt, fingerprint=fingerprint)
     outcome = DistillResult(

@@ -1,6 +1,6 @@
 """`tinylm eval`: perplexity (decoders), teacher agreement and retrieval metrics (embedding models).
 
-Everything runs through `tinylm.load`, so any backend can be evaluated (`backend=`).
+Everything runs through `tinylm.load`, so any backend can be evaluated (`EvalOptions(backend=...)`).
 
 Perplexity: each record (text + end token; chats rendered by the template) is cut into windows of
 at most the model's context; perplexity = exp(total NLL / predicted tokens).
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ from .data import read_records, record_texts
 from .errors import DataError
 
 __all__ = [
+    "EvalOptions",
     "PerplexityResult",
     "RetrievalResult",
     "RetrievalSet",
@@ -37,6 +38,17 @@ __all__ = [
     "agreement",
     "write_card_section",
 ]
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalOptions:
+    """How every evaluation loads the model and reads its data (one object for perplexity, retrieval, agreement)."""
+
+    backend: str | None = None  # None: tinylm's usual choice
+    device: str | None = None
+    precision: str | None = None  # the evaluated model's; a teacher loads at its own default
+    fields: Sequence[str] = ()  # the record fields that hold the text (data files)
+    max_records: int | None = None  # read at most this many records
 
 
 @dataclass(kw_only=True)
@@ -63,29 +75,25 @@ class RetrievalResult:
     documents: int = 0
 
 
-def _open(model, backend: str | None, device: str | None = None, precision: str | None = None):
+def _open(model, options: EvalOptions):
     import tinylm
 
     from .common import open_source
 
-    return tinylm.load(open_source(model).path, backend=backend, device=device, precision=precision)
+    path = open_source(model).path
+    return tinylm.load(path, backend=options.backend, device=options.device, precision=options.precision)
 
 
-def perplexity(
-    model: str | Path,
-    data: Sequence[Path],
-    *,
-    backend: str | None = None,
-    device: str | None = None,
-    precision: str | None = None,
-    fields: Sequence[str] = (),
-    max_records: int | None = None,
-) -> PerplexityResult:
+def _records(data: Sequence[Path], options: EvalOptions) -> list:
+    return read_records(data, fields=options.fields, limit=options.max_records)
+
+
+def perplexity(model: str | Path, data: Sequence[Path], options: EvalOptions = EvalOptions()) -> PerplexityResult:
     """exp(mean next-token NLL) of `model` on `data`."""
     from .examples import Codec
 
-    records = read_records(data, fields=fields, limit=max_records)
-    with _open(model, backend, device, precision) as m:
+    records = _records(data, options)
+    with _open(model, options) as m:
         codec = Codec(m.path)
         window = m.context_length
         total, count = 0.0, 0
@@ -166,44 +174,29 @@ def retrieval_metrics(
     )
 
 
-def retrieval(
-    model: str | Path,
-    path: Path,
-    *,
-    backend: str | None = None,
-    device: str | None = None,
-    precision: str | None = None,
-) -> RetrievalResult:
+def retrieval(model: str | Path, path: Path, options: EvalOptions = EvalOptions()) -> RetrievalResult:
     """Retrieval metrics of embedding model `model` on the retrieval file `path`."""
     rs = load_retrieval(path)
     doc_ids = list(rs.documents)
     index = {d: i for i, d in enumerate(doc_ids)}
-    with _open(model, backend, device, precision) as m:
+    with _open(model, options) as m:
         docs = m.embed([rs.documents[d] for d in doc_ids])
         queries = m.embed(list(rs.queries.values()))
     return retrieval_metrics(queries, docs, [{index[d] for d in rs.relevant[q]} for q in rs.queries])
 
 
 def agreement(
-    model: str | Path,
-    teacher: str | Path,
-    data: Sequence[Path],
-    *,
-    backend: str | None = None,
-    device: str | None = None,
-    precision: str | None = None,
-    fields: Sequence[str] = (),
-    max_records: int | None = None,
+    model: str | Path, teacher: str | Path, data: Sequence[Path], options: EvalOptions = EvalOptions()
 ) -> float:
     """Mean cosine between the model's and the teacher's embeddings of the texts in `data` (the teacher's
     projected by the distillation PCA when the widths differ)."""
     from .distill import PROJECTION_FILE
 
-    texts = record_texts(read_records(data, fields=fields, limit=max_records))
-    with _open(model, backend, device, precision) as m:
+    texts = record_texts(_records(data, options))
+    with _open(model, options) as m:
         ours = m.embed(texts)
         projection = m.path / PROJECTION_FILE
-    with _open(teacher, backend, device) as t:  # the reference at its own default precision
+    with _open(teacher, replace(options, precision=None)) as t:  # the reference at its own default precision
         theirs = t.embed(texts)
     if ours.shape[1] != theirs.shape[1]:
         if not projection.is_file():

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .card import ModelCard, command_line, data_rows
 from .common import RunOptions, checkpoint_dir, fingerprint_of, loop_config, open_source, setup
-from .data import read_records, split_holdout
+from .data import read_records, training_records
 from .errors import ToolchainError
 from .export import Draft, check_out, save_model
 from .lora import TARGETS
@@ -63,11 +63,7 @@ def finetune(model: str | Path, data: list[Path], out: Path, config: FinetuneCon
             "Fix: use `tinylm distill` to train an embedding model."
         )
     ckpt = checkpoint_dir(out, run)
-    records = read_records(data, fields=config.fields, limit=config.max_records)
-    if config.val_data:
-        val_records = read_records(config.val_data, fields=config.fields)
-    else:
-        records, val_records = split_holdout(records, config.val_fraction)
+    records, val_records = training_records(data, config)
     new_records = len(records)
     records = records + replayed(config, new_records, seed=run.seed)
     limit = min(config.max_length, source.spec.max_positions)

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import math
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
 
 from .card import ModelCard, command_line, data_rows, parameter_count
 from .common import RunOptions, check_counts, checkpoint_dir, fingerprint_of, loop_config, setup
-from .data import read_records, record_texts, split_holdout
+from .data import record_texts, training_records
 from .errors import DataError
 from .export import Draft, check_out, save_model
+from .loop import LoopResult
 from .presets import SIZES, Size, scratch_spec
 
 __all__ = ["TrainConfig", "TrainResult", "train"]
@@ -49,39 +49,22 @@ class TrainConfig:
 
 
 @dataclass(kw_only=True)
-class TrainResult:
+class TrainResult(LoopResult):
+    """The training loop's outcome (steps, losses, time, history) and what train/finetune add to it."""
+
     out: Path | None  # None when the run stopped early (resume it by running again)
-    steps: int
-    train_loss: float
-    val_loss: float | None
-    seconds: float
-    tokens: int
-    interrupted: bool
-    resumed_from: int
     parameters: int
     checkpoint: Path | None = None
-    history: list[dict[str, float]] = field(default_factory=list)
 
     @property
     def val_perplexity(self) -> float | None:
         return math.exp(self.val_loss) if self.val_loss is not None else None
 
     @classmethod
-    def from_loop(cls, result: Any, *, parameters: int, checkpoint: Path | None) -> TrainResult:
+    def from_loop(cls, result: LoopResult, *, parameters: int, checkpoint: Path | None) -> TrainResult:
         """The outcome of a training loop run, before the model is written (`out` is set then)."""
-        return cls(
-            out=None,
-            steps=result.steps,
-            train_loss=result.train_loss,
-            val_loss=result.val_loss,
-            seconds=result.seconds,
-            tokens=result.tokens,
-            interrupted=result.interrupted,
-            resumed_from=result.resumed_from,
-            parameters=parameters,
-            checkpoint=checkpoint,
-            history=result.history,
-        )
+        loop = {f.name: getattr(result, f.name) for f in fields(LoopResult)}
+        return cls(**loop, out=None, parameters=parameters, checkpoint=checkpoint)
 
     def card_metrics(self) -> dict[str, float]:
         """The losses a model card reports."""
@@ -120,11 +103,7 @@ def train(data: list[Path], out: Path, config: TrainConfig, *, command: str | No
     check_out(out, overwrite=run.overwrite)
     setup(run)
     ckpt = checkpoint_dir(out, run)
-    records = read_records(data, fields=config.fields, limit=config.max_records)
-    if config.val_data:
-        val_records = read_records(config.val_data, fields=config.fields)
-    else:
-        records, val_records = split_holdout(records, config.val_fraction)
+    records, val_records = training_records(data, config)
     if config.tokenizer is not None:
         tok_dir = config.tokenizer
     else:
