@@ -99,3 +99,21 @@ def test_short_prefills_then_decode_and_reset(backend: str, folders: dict[str, P
             rows += [session.forward(ids[None, t : t + 1])[0] for t in range(first, len(ids))]
             diff = float(np.abs(np.stack(rows) - want).max())
             assert diff <= ATOL, f"{backend}: prefill of {first} then decode: max diff {diff:.3g}"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_batched_calls_run_the_rows_one_after_another(backend: str, folders: dict[str, Path]) -> None:
+    """Rows on torch/onnx/openvino keep KV caches only (`Capabilities.row_states`): LFM2's batched calls run
+    its rows one after another on the single session, with the tokens each prompt gives alone; the backend's
+    rows session itself refuses the model with a typed error instead of mixing rows' conv states."""
+    _need(backend)
+    from tinylm.testing.row_check import open_rows
+
+    with tinylm.load(folders["lfm2"], backend=backend) as model:
+        assert not model.batches_rows
+        prompts = [[int(t) for t in _ids(n, seed)] for seed, n in enumerate((5, 17, 2))]
+        batched = model.generate_batch(prompts, max_new_tokens=6, ignore_eos=True)
+        alone = [model.generate(p, max_new_tokens=6, ignore_eos=True) for p in prompts]
+        assert [b.token_ids for b in batched] == [a.token_ids for a in alone]
+        with pytest.raises(tinylm.CapabilityError, match=r"conv.*Fix:"):
+            open_rows(model, 2).add_rows([_ids(4, 1)])

@@ -159,6 +159,8 @@ class Capabilities:
         rows: its sessions hold several independent sequences ("rows") at once: opened with
             `OpenRequest(rows=N)`, they implement `RowSession` besides `Session` (the core's scheduler,
             `tinylm.batching`, decodes many sequences in one forward pass through it).
+        row_states: the state kinds its rows sessions keep per row (default "kv" only): a model that needs
+            another (LFM2's "conv") has its batched calls run one after another on its single session.
     """
 
     precisions: tuple[str, ...] = ("fp32",)
@@ -173,6 +175,7 @@ class Capabilities:
     default_device: bool = False
     states: tuple[str, ...] = ("kv",)
     rows: bool = False
+    row_states: tuple[str, ...] = ("kv",)
 
     def __post_init__(self) -> None:
         if self.converts and self.options is BackendOptions:  # declared none: a converting backend's defaults

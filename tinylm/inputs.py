@@ -34,6 +34,7 @@ __all__ = [
     "free_rows",
     "row_prompt",
     "row_ids",
+    "row_states",
     "CacheSlot",
     "SlotSession",
 ]
@@ -137,6 +138,18 @@ def row_prompt(prompt: np.ndarray, spec: ModelSpec, capacity: int, what: str = "
     ids = token_ids(array[None, :], spec, what)[0]
     room(spec, cached=0, new=ids.shape[0], capacity=capacity)
     return ids
+
+
+def row_states(spec: ModelSpec, kept: Collection[str], what: str = "add_rows()") -> None:
+    """`CapabilityError` when the model's layers keep a state kind (`ModelSpec.state_kinds`) that the session's
+    rows do not (`Capabilities.row_states`): LFM2's conv states in rows that keep only KV caches."""
+    missing = sorted(set(spec.state_kinds) - set(kept))
+    if missing:
+        raise CapabilityError(
+            f"{what}: rows on this backend keep only {', '.join(sorted(kept))} state, and {spec.family}'s layers "
+            f"also keep {', '.join(missing)} state. Fix: decode its sequences one at a time (Model.generate_batch "
+            "and the server do so themselves for this model)."
+        )
 
 
 def row_ids(rows: Sequence[int], live: Collection[int], what: str = "step_rows()") -> list[int]:

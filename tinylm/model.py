@@ -610,12 +610,15 @@ class Model:
 
     @property
     def batches_rows(self) -> bool:
-        """True when this model decodes batched rows together (its backend declares `Capabilities(rows=True)`);
-        False when `generate_batch` and the batcher run them one after another on its single session."""
+        """True when this model decodes batched rows together (its backend declares `Capabilities(rows=True)`,
+        with `row_states` covering every state kind the model keeps); False when `generate_batch` and the
+        batcher run them one after another on its single session."""
+        caps = self._choice.backend.capabilities
         switch = switch_length(self.spec.rope) if self.spec.kind == "decoder" else None
         # longrope: a row crossing its switch length needs its whole sequence rotated again (see rope_switch.py),
         # which only the single-sequence session does
-        return self._choice.backend.capabilities.rows and (switch is None or switch >= self.context_length)
+        kept = set(self.spec.state_kinds) <= set(caps.row_states)
+        return caps.rows and kept and (switch is None or switch >= self.context_length)
 
     def batcher(self, *, max_rows: int | None = None, max_queue: int | None = None) -> Scheduler:
         """The model's scheduler (`tinylm.batching.Scheduler`): thread-safe `submit(prompt_ids, settings)` ->

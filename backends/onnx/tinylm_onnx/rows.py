@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from tinylm import inputs
 from tinylm.arch.rope import switch_length
 from tinylm.arch.spec import ModelSpec
 from tinylm.row_slots import RowSlots
@@ -148,6 +149,7 @@ class OnnxRowSession(OnnxSession):
 
     def add_rows(self, prompts: Sequence[np.ndarray]) -> tuple[list[int], np.ndarray]:
         self._live()
+        inputs.row_states(self.spec, ("kv",))  # KV buffers only (Capabilities.row_states)
         checked = self._rows.prompts(prompts)
         if checked:
             self._room_for(max(len(p) for p in checked))

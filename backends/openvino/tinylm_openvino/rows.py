@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from tinylm import inputs
 from tinylm.arch.spec import ModelSpec
 from tinylm.row_slots import RowSlots
 
@@ -102,6 +103,7 @@ class OpenVINORowSession(OpenVINOSession):
 
     def add_rows(self, prompts: Sequence[np.ndarray]) -> tuple[list[int], np.ndarray]:
         self._live()
+        inputs.row_states(self.spec, ("kv",))  # KV buffers only (Capabilities.row_states)
         checked = self._rows.prompts(prompts)
         if self._rreq is None:
             self._rreq = self._compiled.create_infer_request()

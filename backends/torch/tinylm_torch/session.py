@@ -99,6 +99,7 @@ class TorchSession(inputs.SlotSession):
     def add_rows(self, prompts: Sequence[np.ndarray]) -> tuple[list[int], np.ndarray]:
         model = self._live()
         inputs.need_kind(self.spec, "decoder", "add_rows()")
+        inputs.row_states(self.spec, ("kv",))  # RowsCache keeps KV only (Capabilities.row_states)
         switch = switch_length(self.spec.rope)
         if switch is not None and switch < self.capacity:
             raise CapabilityError(

@@ -33,6 +33,7 @@ class NumpyBackend:
         step=True,  # its sessions define step(token_id), the decode path the generation loop then uses
         states=("kv", "conv"),  # the per-layer states its cache keeps: attention's keys and values, LFM2's convs
         rows=True,  # opened with OpenRequest(rows=N), its sessions hold N sequences (add_rows/step_rows/drop_row)
+        row_states=("kv", "conv"),  # each row has its own batch-1 cache, conv states included
         # options: not declared, so the backend takes none (tinylm.load(..., anything=1) is a ConfigError);
         # a backend with options names a frozen dataclass derived from tinylm.backend.BackendOptions here
     )
