@@ -77,6 +77,7 @@ class OpenVINOSession:
             **biases(self.spec, positions, keys),
         }
         req.infer(feeds, share_inputs=True)  # the request reads these arrays (no copy) while it runs
+        self._fed = feeds  # and may read them after (a state's beam gather is applied lazily): keep them alive
         self._step_bound = False
         out = np.array(req.get_tensor("logits").data, dtype=np.float32)  # a copy: the next call reuses the buffer
         self._length += new
