@@ -26,6 +26,7 @@ import tomllib
 from triage_email import order_options
 
 PLACEHOLDER = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
+CUT = re.compile(r"\{\{\s*([^{}]*?)\s*\}?$")  # a placeholder the reply's length limit cut off: "{{Website Na"
 
 
 def load_profile(path: Path) -> dict[str, str]:
@@ -58,8 +59,10 @@ def _key(name: str) -> str:
 
 
 def fill(text: str, profile: Mapping[str, str]) -> str:
-    """`text` with every complete `{{Name}}` replaced by the profile's value, else by its own words."""
-    return PLACEHOLDER.sub(lambda m: profile.get(_key(m.group(1)), m.group(1)), text)
+    """`text` with every complete `{{Name}}` replaced by the profile's value, else by its own words; a placeholder
+    cut off at the end of the text (the reply's length limit) is treated the same way."""
+    text = PLACEHOLDER.sub(lambda m: profile.get(_key(m.group(1)), m.group(1)), text)
+    return CUT.sub(lambda m: profile.get(_key(m.group(1)), m.group(1)), text)
 
 
 def fill_stream(chunks: Iterable[str], profile: Mapping[str, str]) -> Iterator[str]:

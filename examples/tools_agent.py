@@ -6,8 +6,9 @@ One turn of the agent, through the OpenAI-style tool API of `Model.chat`:
 
 1. The model is offered the tool `track_order(order_number)` and made to call it (`tool_choice` names it, so
    decoding is constrained to a call whose arguments match the tool's schema). The schema limits the order
-   number to the message's own candidate tokens (`order_candidates`, from triage_email.py), so the number is
-   never made up: the model picks which. A message without a candidate gets a question back, no call.
+   number to the message's own candidate tokens (`order_options`, from triage_email.py: a token named as an
+   order first, never one named as a phone, ISBN, tracking number, ...), so the number is never made up: the
+   model picks which. A message without a candidate gets a question back, no call.
 2. The (fake) order system answers the call.
 3. The call and its result go back through the chat template (an assistant message with `tool_calls`, then a
    `tool` message), and the model writes the reply (`tool_choice="none"`).
@@ -28,7 +29,7 @@ import sys
 from pathlib import Path
 
 from placeholders import fill, load_profile
-from triage_email import order_candidates
+from triage_email import order_options
 
 import tinylm
 
@@ -76,7 +77,7 @@ def summary(result: dict) -> str:
 def answer(model: tinylm.Model, message: str, profile: dict[str, str]) -> dict:
     """One turn: the tool call (or None), its result, the order system's answer in a sentence, and the reply."""
     messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": message}]
-    candidates = order_candidates(message)
+    candidates, _ = order_options(message)  # named as an order first; phones, ISBNs, ... never
     if not candidates:
         ask = "Could you give me your order number so I can look it up?"
         return {"call": None, "result": None, "summary": ask, "reply": ask}

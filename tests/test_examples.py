@@ -140,8 +140,10 @@ def test_placeholders_are_filled_from_the_profile_also_mid_stream(tmp_path):
         sys.path.remove(str(EXAMPLES))
     profile = load_profile(EXAMPLES / "data" / "company.toml")
     text = "Call {{Customer Support Phone Number}} or open {{ order history }} on {{Website Name}}; {x} {{"
-    want = "Call +1 555 0100 or open order history on shop.example.com; {x} {{"
+    want = "Call +1 555 0100 or open order history on shop.example.com; {x} "
     assert fill(text, profile) == want
+    assert fill("log in on {{Website Name", profile) == "log in on shop.example.com"  # cut by the length limit
+    assert fill("open {{Order Hist", profile) == "open Order Hist"
     for size in range(1, 12):  # every way the stream may cut the text gives the same result
         assert "".join(fill_stream([text[i : i + size] for i in range(0, len(text), size)], profile)) == want
     bad = tmp_path / "bad.toml"
@@ -246,6 +248,7 @@ AGENT_MESSAGES = {
     "Where is my order 88213? It should have arrived by now.": "88213",
     "Hi, I ordered shoes on 03/02/2025 for $129.99, order A-77812, and they never came.": "A-77812",
     "My parcel never arrived.": None,
+    "Order 55102 is late. Call me at 555-0193 when you know more.": "55102",  # the phone is never a candidate
 }
 
 
