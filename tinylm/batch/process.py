@@ -40,13 +40,26 @@ def process_rows(
     if task == "embed":
         vectors = model.embed([r.value for r in rows], normalize=normalize)
         return [{"id": r.id, "embedding": [float(x) for x in v]} for r, v in zip(rows, vectors)]
-    run = model.chat if task == "chat" else model.generate
-    out = []
-    # One row at a time until the core has batched generation (Model.generate_batch); this is the one
-    # place that will call it, with the same rows in and the same records out.
-    for row in rows:
+    options = dict(generation or {})
+    out: list[dict[str, Any] | None] = [None] * len(rows)
+    prompts: dict[int, Any] = {}  # row index -> its prompt (token ids for a chat: its template rendered once)
+    for i, row in enumerate(rows):
         try:
-            out.append(completion_record(row.id, run(row.value, **(generation or {}))))
+            prompts[i] = model.chat_ids(row.value) if task == "chat" else row.value
         except (GenerationError, ChatTemplateError) as e:
-            out.append({"id": row.id, "error": {"type": type(e).__name__, "message": str(e)}})
-    return out
+            out[i] = _error(row.id, e)
+    try:  # the rows decoded together (Model.generate_batch: each row the tokens generate gives it alone)
+        done = model.generate_batch(list(prompts.values()), **options)
+        for i, completion in zip(prompts, done, strict=True):
+            out[i] = completion_record(rows[i].id, completion)
+    except (GenerationError, ChatTemplateError):  # a row the model refuses (e.g. too long): find it, keep the rest
+        for i, prompt in prompts.items():
+            try:
+                out[i] = completion_record(rows[i].id, model.generate(prompt, **options))
+            except (GenerationError, ChatTemplateError) as e:
+                out[i] = _error(rows[i].id, e)
+    return [record for record in out if record is not None]
+
+
+def _error(row_id: Any, error: Exception) -> dict[str, Any]:
+    return {"id": row_id, "error": {"type": type(error).__name__, "message": str(error)}}
