@@ -1,185 +1,42 @@
-"""Rows (issue #24): one openvino session holding several sequences gives each row exactly what that prompt gives
-decoding alone on the single-sequence path (logits within 1e-4, the same greedy tokens), whatever else is live,
-and the greedy tokens transformers gives.
+"""Rows (issue #24) on openvino: the shared rows tests (`tinylm.testing.rows_suite`) plus what is openvino's own.
 
-Variants cover rotary (llama; qwen3 with per-head q/k norms; phi3-partial-rotary), learned positions (gpt2),
-a sliding window (mistral-window5) and longrope's switch (phi3-longrope: per-row tables; the core's wrapper
-re-runs a row that crosses it). Rows share one state with holes (keys a row does not hold, masked out), so
-joins, drops and steps that leave rows out are what these tests exercise.
+Rows share one state with holes (keys a row does not hold, masked out): joins are prefilled alone and spliced
+in, drops reorder rows through beam_idx, steps that leave rows out add a hole for each, and past twice the
+longest row the state is compacted.
 """
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
-
-import tinylm
-from tinylm.errors import CapabilityError, GenerationError, PromptTooLong
-from tinylm.testing.conformance import greedy_check, reference
 from tinylm.testing.row_check import RowsDriver, open_rows
-
-VARIANTS = ["llama", "qwen3", "phi3-partial-rotary", "gpt2", "mistral-window5", "phi3-longrope"]
-
-
-def _prompt(vocab: int, n: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).integers(3, vocab, n).astype(np.int64)
+from tinylm.testing.rows_suite import RowsSuite, prompt_ids
 
 
-@pytest.fixture(scope="module")
-def loaded(model_folder):
-    models: dict[tuple[str, str], tinylm.Model] = {}
+class TestOpenVINORows(RowsSuite):
+    backend = "openvino"
+    # int8/int4 execute in f32 with activations quantized on the fly by the CPU plugin (dynamic quantization).
+    # A row's f32 activations differ from alone by float round-off (~1e-6: attention over a state with holes
+    # sums in another order), and where such a value sits on a rounding boundary of the dynamic quantization
+    # the step's logits move by a few hundredths (0.04 once in 60 steps here; without dynamic quantization every
+    # step is within 1e-5). The greedy tokens agree; the bound is the quantization's, not fp32's.
+    quantized_atol = 0.1
 
-    def get(variant: str, precision: str = "fp32", **options) -> tinylm.Model:
-        key = (variant, precision, tuple(sorted(options.items())))
-        if key not in models:
-            models[key] = tinylm.load(model_folder(variant), backend="openvino", precision=precision, **options)
-        return models[key]
-
-    yield get
-    for m in models.values():
-        m.close()
-
-
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_ragged_rows_equal_each_prompt_alone(variant, loaded):
-    model = loaded(variant)
-    v = model.spec.vocab_size
-    rows = open_rows(model, 4)
-    assert rows.max_rows == 4
-    driver = RowsDriver(rows)
-    driver.add([_prompt(v, n, seed) for seed, n in enumerate((5, 17, 1, 9))])
-    for _ in range(10):
+    def test_holes_are_compacted_away(self, loaded):
+        """Steps that leave a row out and rows that join late leave holes; past twice the longest row the state
+        is compacted (each row's keys moved to the front), and every row still equals itself alone."""
+        model = loaded("mistral-window5")
+        v = model.spec.vocab_size
+        driver = RowsDriver(open_rows(model, 3))
+        ids = driver.add([prompt_ids(v, 20, 1)])
+        for _ in range(12):
+            driver.step()
+        ids += driver.add([prompt_ids(v, 2, 2), prompt_ids(v, 3, 3)])
+        for _ in range(30):
+            driver.step([ids[1], ids[2]])  # row 0 sits out: a hole per step
+        assert driver.session._keys.shape[1] < 64  # compacted at least once (33 + 30 steps would be 63)
         driver.step()
-    driver.check(model._live())
+        driver.check(model._live())
 
-
-def test_rows_join_and_leave_between_steps(loaded):
-    model = loaded("llama")
-    v = model.spec.vocab_size
-    driver = RowsDriver(open_rows(model, 3))
-    a, b = driver.add([_prompt(v, 7, 1), _prompt(v, 3, 2)])
-    driver.step()
-    driver.step()
-    driver.add([_prompt(v, 12, 3)])  # joins with the others mid-stream
-    driver.step()
-    driver.drop(a)  # the next run's beam_idx takes the last row into a's place
-    driver.step()
-    (d,) = driver.add([_prompt(v, 4, 4)])
-    assert d == a  # a dropped row's id is reused
-    for _ in range(3):
-        driver.step()
-    driver.drop(d)
-    driver.drop(b)
-    driver.step()
-    driver.check(model._live())
-
-
-def test_a_step_of_some_rows_leaves_the_others_untouched(loaded):
-    model = loaded("qwen3")
-    v = model.spec.vocab_size
-    driver = RowsDriver(open_rows(model, 4))
-    ids = driver.add([_prompt(v, n, s) for s, n in enumerate((6, 2, 11, 4))])
-    driver.step()
-    driver.step([ids[2], ids[0]])  # rows 1 and 3 sit out: a placeholder each, whose key is a hole
-    driver.step([ids[3]])
-    driver.step([ids[1], ids[3]])
-    driver.step()
-    driver.check(model._live())
-
-
-def test_a_row_at_full_context_does_not_disturb_the_others(loaded):
-    model = loaded("llama", max_length=40)
-    v = model.spec.vocab_size
-    assert model._live().capacity == 40
-    driver = RowsDriver(open_rows(model, 3, options={"max_length": 40}))
-    ids = driver.add([_prompt(v, 5, 1), _prompt(v, 36, 2), _prompt(v, 3, 3)])
-    for _ in range(4):
-        driver.step()
-    full = ids[1]
-    assert driver.session.row_length(full) == 40
-    with pytest.raises(PromptTooLong, match="Fix"):
-        driver.step()
-    assert driver.session.row_length(ids[0]) == 9  # the refused step appended nothing
-    for _ in range(6):
-        driver.step([ids[0], ids[2]])  # the full row sits out (a placeholder at position 0, its key a hole)
-    driver.check(model._live())
-    driver.drop(full)
-    driver.step()
-    driver.check(model._live())
-
-
-@pytest.mark.parametrize("precision", ["int8", "int4"])
-def test_quantized_rows_equal_quantized_alone(precision, loaded):
-    """int8/int4 execute in f32 with activations quantized on the fly by the CPU plugin (dynamic quantization).
-    A row's f32 activations differ from alone by float round-off (~1e-6: attention over a state with holes sums
-    in another order), and where such a value sits on a rounding boundary of the dynamic quantization the step's
-    logits move by a few hundredths (0.04 once in 60 steps here; without dynamic quantization every step is
-    within 1e-5). The greedy tokens agree; the logits bound is the quantization's, not fp32's."""
-    model = loaded("llama", precision)
-    v = model.spec.vocab_size
-    driver = RowsDriver(open_rows(model, 4))
-    driver.add([_prompt(v, n, s) for s, n in enumerate((8, 3, 15))])
-    for _ in range(6):
-        driver.step()
-    driver.add([_prompt(v, 2, 9)])
-    for _ in range(4):
-        driver.step()
-    driver.check(model._live(), atol=0.1)
-
-
-def test_rows_greedy_tokens_equal_transformers(loaded, model_folder):
-    model = loaded("llama")
-    v = model.spec.vocab_size
-    prompts = [_prompt(v, n, s) for s, n in enumerate((8, 3, 13))]
-    driver = RowsDriver(open_rows(model, 3))
-    driver.add(prompts)
-    for _ in range(12):
-        driver.step()
-    ref = reference(model_folder("llama"))
-    for prompt, rec in zip(prompts, driver.records):
-        tokens, margins = ref.greedy(prompt, 12)
-        assert greedy_check([int(np.argmax(x)) for x in rec.logits[:12]], tokens, margins, 1e-4) is None
-
-
-def test_holes_are_compacted_away(loaded):
-    """Steps that leave a row out and rows that join late leave holes; past twice the longest row the state is
-    compacted (each row's keys moved to the front), and every row still equals itself alone."""
-    model = loaded("mistral-window5")
-    v = model.spec.vocab_size
-    driver = RowsDriver(open_rows(model, 3))
-    ids = driver.add([_prompt(v, 20, 1)])
-    for _ in range(12):
-        driver.step()
-    ids += driver.add([_prompt(v, 2, 2), _prompt(v, 3, 3)])
-    for _ in range(30):
-        driver.step([ids[1], ids[2]])  # row 0 sits out: a hole per step
-    assert driver.session._keys.shape[1] < 64  # compacted at least once (33 + 30 steps would be 63)
-    driver.step()
-    driver.check(model._live())
-
-
-def test_rows_share_the_loaded_runtime_model(loaded):
-    model = loaded("llama")
-    rows = open_rows(model, 2)
-    assert rows._compiled is model._live()._compiled  # one compiled model: the weights are loaded once
-
-
-def test_row_errors_are_typed(loaded):
-    model = loaded("llama")
-    v = model.spec.vocab_size
-    rows = open_rows(model, 2)
-    (a,) = rows.add_rows([_prompt(v, 3, 0)])[0]
-    with pytest.raises(CapabilityError, match="Fix"):
-        rows.add_rows([_prompt(v, 3, 1), _prompt(v, 3, 2)])  # 3 rows > 2
-    with pytest.raises(GenerationError, match=r"not live.*Fix"):
-        rows.step_rows([a + 1], np.array([5]))
-    with pytest.raises(GenerationError, match=r"twice.*Fix"):
-        rows.step_rows([a, a], np.array([5, 5]))
-    with pytest.raises(GenerationError, match="outside the vocabulary"):
-        rows.step_rows([a], np.array([v]))
-    with pytest.raises(PromptTooLong, match="Fix"):
-        rows.add_rows([_prompt(v, model.context_length + 1, 3)])
-    assert rows.row_length(a) == 3
-    rows.drop_row(a)
-    with pytest.raises(GenerationError, match="not live"):
-        rows.row_length(a)
+    def test_rows_share_the_loaded_runtime_model(self, loaded):
+        model = loaded("llama")
+        rows = open_rows(model, 2)
+        assert rows._compiled is model._live()._compiled  # one compiled model: the weights are loaded once

@@ -45,7 +45,6 @@ class OpenVINORowSession(OpenVINOSession):
         self._preq: Any = None  # prefill request for joining rows
         self._keys = np.zeros((0, 0), np.int64)  # (n, S) key positions of the rows' state, HOLE where none
         self._beam = np.zeros(0, np.int32)  # (n,) the state row each slot continues at the next run
-        self._fed: dict[str, np.ndarray] = {}  # the last run's inputs, which the request shares (no copy)
 
     # state -------------------------------------------------------------------------------------
 
@@ -158,10 +157,9 @@ class OpenVINORowSession(OpenVINOSession):
             "logits_from": np.zeros(1, np.int64),
             **biases(self.spec, positions, keys),  # (n, 1, 1, S + 1) each
         }
-        self._rreq.infer(feeds, share_inputs=True)
-        # the request keeps reading its inputs after the run (the state's beam gather may be applied lazily,
-        # when a state is next read or written): keep the arrays alive until the next run replaces them
-        self._fed = feeds
+        # copied into the request (not shared): it may read beam_idx after the run (the state's beam gather is
+        # applied lazily, when a state is next read or written), after this step has replaced `_beam`
+        self._rreq.infer(feeds, share_inputs=False)
         self._keys = keys
         self._beam = np.arange(n, dtype=np.int32)
         lengths[slots] += 1
