@@ -3,7 +3,7 @@ same prompts generated one after another (`Model.generate`), on the SmolLM2-135M
 --genai, onnxruntime-genai's own batch of 8 on the same model in the same rounds.
 
     python -m benchmarks.peers --build-model /tmp/smollm2         # once: the random SmolLM2-135M-shaped model
-    python -m benchmarks.rows_throughput /tmp/smollm2 --backend onnx --precision int8 [--genai DIR] [--profile]
+    python -m benchmarks.rows_throughput /tmp/smollm2 --backend onnx --precision int8 [--genai DIR]
 
 DIR is onnxruntime-genai's export of the same folder (`python -m onnxruntime_genai.models.builder -i /tmp/smollm2
 -o DIR -p int8 -e cpu`; its genai_config.json set to 2 intra-op threads here). Prompts: random ids, 32 tokens
@@ -13,15 +13,15 @@ turns through the 8 (each prompt is the same work: its rate is the 8's). Each ro
 in alternating order, so a machine whose speed drifts favours no side; the table gives medians over the rounds
 and the median of each round's own ratio to that round's one-after-another rate (on a shared machine the
 ratios are the figures to read).
---profile adds where a step's time goes (ONNX Runtime's per-node profile at batch 1 and 8, by op type, and the
-Python around the runtime call). The rows session is opened as the core will (`tinylm.testing.row_check.open_rows`);
+Where a step's time goes (ONNX Runtime's per-node profile) is in docs/backends/onnx.md, with the command that
+measured it at commit 8833989 (its --profile read the backend's own modules, which benchmarks never do).
+The rows session is opened as the core will (`tinylm.testing.row_check.open_rows`);
 after the batching core lands this calls `Model.generate_batch`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
@@ -76,52 +76,6 @@ def genai(folder: Path, ps: list[np.ndarray]) -> float:
     return len(ps) * NEW / (time.perf_counter() - start)
 
 
-def profile(model: Any, ps: list[np.ndarray], batch: int) -> dict[str, Any]:
-    """Where a step at `batch` rows goes: ONNX Runtime's node time by op type, and the Python around the run."""
-    import onnxruntime as ort
-    from tinylm_onnx.rows import OnnxRowSession
-    from tinylm_onnx.runtime import MODEL_FILE, session_options
-
-    so = session_options(int(os.environ["TINYLM_NUM_THREADS"]), spin=True)
-    so.enable_profiling = True
-    sess = ort.InferenceSession(str(model.artifact / MODEL_FILE), so, providers=["CPUExecutionProvider"])
-    rows = OnnxRowSession(sess, model.spec, capacity=model.context_length, max_rows=batch)
-    ids, logits = rows.add_rows(ps[:batch])
-    run, total = 0.0, 0.0
-    real = sess.run_with_iobinding
-
-    def timed(io: Any) -> None:
-        nonlocal run
-        t = time.perf_counter()
-        real(io)
-        run += time.perf_counter() - t
-
-    sess.run_with_iobinding = timed
-    for _ in range(16):
-        t = time.perf_counter()
-        logits = rows.step_rows(ids, logits.argmax(-1))
-        total += time.perf_counter() - t
-    trace = Path(sess.end_profiling())
-    events = json.loads(trace.read_text())
-    trace.unlink()
-    runs = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e.get("name") == "model_run")[batch:]  # steps
-    by_op: dict[str, float] = {}
-    for ev in events:
-        inside = any(a <= ev["ts"] <= b for a, b in runs)
-        if inside and ev.get("cat") == "Node" and ev["name"].endswith("_kernel_time"):
-            by_op[ev["args"]["op_name"]] = by_op.get(ev["args"]["op_name"], 0.0) + ev["dur"] / 1e6
-    nodes = sum(by_op.values())
-    top = sorted(by_op.items(), key=lambda kv: -kv[1])[:6]
-    return {
-        "batch": batch,
-        "step_ms": round(1e3 * total / 16, 2),
-        "runtime_ms": round(1e3 * run / 16, 2),
-        "python_ms": round(1e3 * (total - run) / 16, 2),
-        "node_ms": round(1e3 * nodes / len(runs), 2),
-        "op_share": {k: round(v / nodes, 3) for k, v in top},
-    }
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model")
@@ -131,7 +85,6 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--batches", default=",".join(map(str, BATCHES)))
     ap.add_argument("--genai", type=Path, help="onnxruntime-genai export of the same model")
-    ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
     os.environ["TINYLM_NUM_THREADS"] = str(args.threads)
     import tinylm
@@ -158,9 +111,6 @@ def main() -> None:
     print("| run | decode tok/s (median) | x one after another (median of rounds) |\n|---|---:|---:|")
     for name in runs:
         print(f"| {name} | {statistics.median(runs[name]):.1f} | {statistics.median(ratios[name]):.2f} |")
-    if args.profile and args.backend == "onnx":
-        for b in (1, 8):
-            print(json.dumps(profile(model, ps, b)))
 
 
 if __name__ == "__main__":

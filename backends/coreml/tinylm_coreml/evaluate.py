@@ -25,7 +25,7 @@ from tinylm.arch.spec import ModelSpec
 from tinylm.errors import CapabilityError
 
 from .masks import stateful_mask, stateless_mask
-from .program import conv_shape, encoder_body, kv_shape, stateful_body, stateless_body, stateless_refusal
+from .program import conv_shape, encoder_body, kv_shape, refuse_stateless, stateful_body, stateless_body
 from .weights import Constants
 
 __all__ = ["ArrayState", "Evaluator"]
@@ -68,7 +68,7 @@ class Evaluator:
     def __init__(self, spec: ModelSpec, weights: Mapping[str, np.ndarray], *, capacity: int, stateful: bool = True):
         self.spec, self.weights, self.capacity, self.stateful = spec, weights, capacity, stateful
         if spec.kind == "decoder" and spec.conv_layers and not stateful:
-            raise CapabilityError(stateless_refusal(spec))
+            refuse_stateless(spec)
         shape = kv_shape(spec, capacity)  # (L, 1, nkv, C, hd), L: the attention layers
         self.keys = ArrayState(np.zeros(shape, np.float32))
         self.values = ArrayState(np.zeros(shape, np.float32))

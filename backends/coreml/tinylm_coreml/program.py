@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import coremltools as ct
 import numpy as np
@@ -116,9 +116,9 @@ def encoder_body(spec: ModelSpec, w: Constants, input_ids: Var, attention_mask: 
     return encoder_hidden(spec, w, input_ids, attention_mask, types_)
 
 
-def stateless_refusal(spec: ModelSpec) -> str:
-    """Why a model with conv layers has no stateless program, and what to do instead."""
-    return (
+def refuse_stateless(spec: ModelSpec) -> NoReturn:
+    """Raise: a model with conv layers has no stateless program; the error says what to do instead."""
+    raise CapabilityError(
         f"coreml: the {spec.family} model's conv layers keep a state between calls, which tinylm holds only as a "
         "Core ML state (macOS 15 / iOS 18), not as cache inputs and outputs. Fix: convert with stateful=True "
         "(the default), or run this model on another backend for macOS 13 / iOS 16."
@@ -287,7 +287,7 @@ def build(
     if spec.kind == "encoder":
         return _encoder(spec, weights, max_batch, target)
     if not stateful and spec.conv_layers:
-        raise CapabilityError(stateless_refusal(spec))
+        refuse_stateless(spec)
     if stateful:
         return _stateful(spec, weights, capacity)
     return _stateless(spec, weights, capacity, target)

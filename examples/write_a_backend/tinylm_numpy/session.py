@@ -18,7 +18,7 @@ import numpy as np
 from tinylm import inputs
 from tinylm.arch.spec import ModelSpec
 from tinylm.backend import OpenRequest
-from tinylm.errors import GenerationError
+from tinylm.errors import GenerationError, UnsupportedArchitecture
 
 from .cache import KVCache
 from .transformer import Transformer
@@ -112,4 +112,12 @@ def open_session(request: OpenRequest) -> NumpySession:
     """A session on `request.spec` and its weights. The core has already checked the precision (fp32,
     the only one offered) and the device (cpu). `request.num_threads` is not applied: numpy's BLAS
     takes its thread count from the environment (OMP_NUM_THREADS / OPENBLAS_NUM_THREADS)."""
+    spec = request.spec
+    if spec.kind == "encoder" and (spec.rope is not None or spec.no_attn_norm_layers):
+        # a minimal example: it lowers the BERT-style encoders (learned positions), not ModernBERT's rotary,
+        # windowed attention; refuse it by name rather than fail on a missing weight
+        raise UnsupportedArchitecture(
+            f"the numpy example backend runs BERT-style encoders only, not {spec.family} (rotary positions, "
+            "local attention windows). Fix: load it with backend='torch', 'onnx' or 'openvino'."
+        )
     return NumpySession(Transformer(request.spec, load_weights(request.spec, request.weights)), max_rows=request.rows)
