@@ -192,9 +192,10 @@ class Composer:
         return _chat(SYSTEM, [(first.message, first.reply), (second.message, second.reply)], intent=second.intent)
 
     def decline(self) -> dict:
-        return _chat(SYSTEM, [(self._out_of_domain(), self.rng.choice(P.DECLINES))], intent="out_of_domain")
+        return _chat(SYSTEM, [(self.out_of_domain_request(), self.rng.choice(P.DECLINES))], intent="out_of_domain")
 
-    def _out_of_domain(self) -> str:
+    def out_of_domain_request(self) -> str:
+        """A request a shop's assistant should decline (greeting and typos sometimes), for declines and the router."""
         request = self.rng.choice(P.OUT_OF_DOMAIN)
         if self.rng.random() < 0.3:
             request = f"{self.rng.choice(P.GREETINGS)} {request}".strip()
@@ -214,7 +215,7 @@ class Composer:
         return _chat(SYSTEM, turns, intent=second.intent)
 
     def routed_decline(self) -> dict:
-        turns = [(routed(self._out_of_domain(), "out_of_domain"), self.rng.choice(P.DECLINES))]
+        turns = [(routed(self.out_of_domain_request(), "out_of_domain"), self.rng.choice(P.DECLINES))]
         return _chat(SYSTEM, turns, intent="out_of_domain")
 
     def triage(self) -> dict:

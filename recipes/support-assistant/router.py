@@ -40,7 +40,7 @@ def training_text(records: list[dict], seed: str, *, composed: int, declines: in
         texts.append(ex.message)
         labels.append(ex.intent)
     for _ in range(declines):
-        texts.append(composer._out_of_domain())
+        texts.append(composer.out_of_domain_request())
         labels.append("out_of_domain")
     return texts, labels
 
