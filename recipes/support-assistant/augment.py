@@ -31,6 +31,8 @@ TRIAGE_SYSTEM = "Triage the customer's message. Reply with JSON: intent, categor
 ORDER_PLACEHOLDERS = re.compile(
     r"\{\{(Order Number|Order ID|Purchase ID|Order|Purchase Number)( Anonymized)?\}\}", re.IGNORECASE
 )
+#: a number in a reply (an invoice, reference or amount), as recipes/support-assistant/natural.py counts them
+NUMBER_LIKE = re.compile(r"(?<![{\w])(\$?)#?([A-Za-z]{0,4}-?\d[\dA-Za-z/-]{3,}|\d{4,})(?![\w}])")
 ORDER_INTENTS = {
     "cancel_order",
     "change_order",
@@ -155,7 +157,7 @@ class Composer:
                 reply = reply.replace(shown, number)
         reply = ORDER_PLACEHOLDERS.sub(number.replace("\\", r"\\"), reply)
         if bare:
-            return Example(intent, core, reply, label or None)
+            return Example(intent, core, unground(reply, core), label or None)
         parts = []
         if rng.random() < 0.6:
             parts.append(rng.choice(P.GREETINGS))
@@ -172,7 +174,7 @@ class Composer:
             message = typos(message, rng)
             if give_order and written not in message:  # the slip hit the number: keep it as written
                 message = f"{message} {self._mention(written)}"
-        return Example(intent, message, reply, label or None)
+        return Example(intent, message, unground(reply, message), label or None)
 
     # -- records in the chat format of `tinylm finetune` ---------------------------------------------------
 
@@ -229,10 +231,29 @@ class Composer:
             intent = self.rng.choice(self.intents)
             situation = self.rng.choice(P.DRAFT_SITUATIONS[intent])
             _, reply = self._reply(intent, with_order=False)
-            reply = ORDER_PLACEHOLDERS.sub(r"{{Order Number}}", reply)
+            reply = unground(ORDER_PLACEHOLDERS.sub(r"{{Order Number}}", reply), situation)
             return {"text": f"Draft a reply to a customer who {situation}.\n\n{reply}", "intent": intent}
         ex = self.example()
         return {"text": f"{ex.message}\n\n{ex.reply}", "intent": ex.intent}
+
+
+def unground(reply: str, message: str) -> str:
+    """`reply` with every number the customer's `message` does not give replaced by a placeholder.
+
+    The bitext replies copy their question's invoice numbers and amounts (`#85632`, `$1200`); once the
+    question is rephrased without them, a reply that keeps them teaches the model to invent numbers."""
+
+    def placeholder(match: re.Match) -> str:
+        token = match.group(2).rstrip("-/")
+        dated = re.fullmatch(r"\d{1,2}[/-]\d{1,2}([/-]\d{2,4})?", token)
+        if token in message or dated or sum(c.isdigit() for c in token) < 4:
+            return match.group(0)
+        if match.group(1):
+            return "{{Amount}}"
+        before = reply[max(0, match.start() - 40) : match.start()].lower()
+        return "{{Invoice Number}}" if "invoice" in before or "bill" in before else "{{Reference Number}}"
+
+    return NUMBER_LIKE.sub(placeholder, reply)
 
 
 def _chat(system: str, turns: list[tuple[str, str]], *, intent: str) -> dict:
