@@ -6,7 +6,10 @@
     peer_runs            what runs in each peer's own interpreter (its measuring loop, its converter)
     structured_overhead  structured output's cost per token (docs/structured-output.md)
     serve_load           the server under concurrent streaming clients (docs/server-load.md)
-    batch_decode         generate_batch's aggregate decode tokens/s against one after another (docs/batching.md)
+    batch_decode         generate_batch's aggregate decode tokens/s against one after another and against
+                         onnxruntime-genai's own batches (docs/batching.md)
+    batch_scaling        `tinylm batch` / `tinylm serve` in one process and on Ray (docs/scale-out.md)
+    families_quantized   int8/int4 agreement with fp32 per family and backend (docs/families.md)
     ab_commits.sh        two checkouts side by side, interleaved: warm load and decode on onnx/openvino
                          (docs/architecture.md, "Cost of the conversion pipeline")
     toolchain/           the torch toolchain's recipes behind docs/toolchain.md (they use that toolchain)

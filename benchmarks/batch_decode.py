@@ -1,26 +1,35 @@
 """Aggregate decode throughput of `Model.generate_batch` against the same prompts generated one after another.
 
-    python -m benchmarks.batch_decode torch [--precision int8] [--sizes 1 2 4 8 16] [--write-docs]
-    python -m benchmarks.batch_decode onnx --model DIR      # any backend name; DIR: a model folder
+    python -m benchmarks.batch_decode onnx --precision int8 [--sizes 1 2 4 8 16] [--genai DIR] [--write-docs]
+    python -m benchmarks.batch_decode openvino --model DIR  # any backend name; DIR: a model folder
     python -m benchmarks.batch_decode torch --tiny          # a tiny random model: checks the script runs
 
 Without --model it builds the SmolLM2-135M-shaped random model (`python -m benchmarks.peers --build-model`, in its
-own interpreter so this one never imports torch unless the backend does). For each batch size B: B prompts of
---prompt-tokens token ids, --new-tokens generated each (ignore_eos), once with `generate_batch(batch_size=B)` and once
-with `generate` per prompt, interleaved, --repeats times; aggregate decode tokens/s = B x new tokens / seconds
-spent after the first token (the prefill of every prompt excluded, as `Usage.tokens_per_second` does for one).
-Public API only. Prints a Markdown table; --write-docs replaces the figures in docs/batching.md.
+own interpreter so this one never imports torch unless the backend does). Prompts: --prompt-tokens token ids each;
+every row decodes --new-tokens (greedy, EOS ignored). Decode time only, on every side: tokens after each row's first
+over the time after the first token (every prefill excluded, as `Usage.tokens_per_second` does for one).
+
+Each round runs every measurement once, in alternating order, so a machine whose speed drifts favours no side:
+"one after another" generates --serial prompts with `Model.generate` (each prompt is the same work, so their rate is
+any batch's), then each batch size B runs B prompts through `generate_batch(batch_size=B)`, and with --genai DIR
+onnxruntime-genai decodes the same B prompts as its own batch (DIR: its export of the same model folder,
+`python -m onnxruntime_genai.models.builder -i MODEL -o DIR -p int8 -e cpu`, genai_config.json set to the same
+intra-op threads). The table gives medians over the rounds and the median of each round's ratio to that round's
+one-after-another rate. Public API only. --write-docs replaces this backend and precision's table in
+docs/batching.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -34,12 +43,6 @@ def prompts(n: int, length: int, vocab: int) -> list[list[int]]:
     return [[3 + (i * 7919 + j * 104729) % (top - 3) for j in range(length)] for i in range(n)]
 
 
-def decode_rate(completions: list, elapsed: float, new_tokens: int) -> float:
-    """Aggregate decode tokens/s: the tokens after each row's first over the time after the first token."""
-    first = max(c.usage.time_to_first_token for c in completions)  # the last prefill done (batched: all at once)
-    return len(completions) * (new_tokens - 1) / max(elapsed - first, 1e-9)
-
-
 def in_thread(fn):
     """fn() run in a fresh thread, as the batched rows run in the scheduler's worker thread: on a busy machine torch's
     OpenMP main thread measured many times slower than any other thread (2 cores shared with other jobs), so both
@@ -50,19 +53,54 @@ def in_thread(fn):
         return pool.submit(fn).result()
 
 
-def measure(model, batch: int, args) -> tuple[float, float]:
-    """(batched, one after another) aggregate decode tokens/s for `batch` prompts."""
-    rows = prompts(batch, args.prompt_tokens, model.spec.vocab_size)
-    options = {"max_new_tokens": args.new_tokens, "ignore_eos": True}
-    batched, serial = [], []
-    for _ in range(args.repeats):  # interleaved, so a busy neighbour slows both alike
-        start = time.perf_counter()
-        done = model.generate_batch(rows, batch_size=batch, **options)
-        batched.append(decode_rate(done, time.perf_counter() - start, args.new_tokens))
-        alone = in_thread(lambda: [model.generate(row, **options) for row in rows])
-        elapsed_decode = sum(one.usage.total_time - one.usage.time_to_first_token for one in alone)
-        serial.append(batch * (args.new_tokens - 1) / max(elapsed_decode, 1e-9))
-    return statistics.median(batched), statistics.median(serial)
+def batched(model, rows: list[list[int]], new_tokens: int) -> float:
+    """Aggregate decode tokens/s of `rows` through `generate_batch`, all rows decoded together."""
+    start = time.perf_counter()
+    done = model.generate_batch(rows, batch_size=len(rows), max_new_tokens=new_tokens, ignore_eos=True)
+    elapsed = time.perf_counter() - start
+    first = max(c.usage.time_to_first_token for c in done)  # the last prefill done (batched: all at once)
+    return len(rows) * (new_tokens - 1) / max(elapsed - first, 1e-9)
+
+
+def serial(model, rows: list[list[int]], new_tokens: int) -> float:
+    """Decode tokens/s of `rows` generated one after another with `Model.generate`."""
+    done = in_thread(lambda: [model.generate(row, max_new_tokens=new_tokens, ignore_eos=True) for row in rows])
+    seconds = sum(one.usage.total_time - one.usage.time_to_first_token for one in done)
+    return len(rows) * (new_tokens - 1) / max(seconds, 1e-9)
+
+
+def genai(folder: Path, rows: list[list[int]], new_tokens: int) -> float:
+    """onnxruntime-genai decoding `rows` as its own batch: aggregate decode tokens/s after the first token."""
+    import numpy as np
+    import onnxruntime_genai as og
+
+    model = genai.model = getattr(genai, "model", None) or og.Model(str(folder))  # type: ignore[attr-defined]
+    params = og.GeneratorParams(model)
+    total = len(rows[0]) + new_tokens
+    params.set_search_options(max_length=total, min_length=total, batch_size=len(rows))
+    gen = og.Generator(model, params)
+    gen.append_tokens(np.array(rows, dtype=np.int32))
+    gen.generate_next_token()  # the first token (prefill)
+    start = time.perf_counter()
+    for _ in range(new_tokens - 1):
+        gen.generate_next_token()
+    return len(rows) * (new_tokens - 1) / (time.perf_counter() - start)
+
+
+def write_docs(key: str, table: str) -> None:
+    """Replace the table of `key` (backend and precision) within the figures of docs/batching.md, or add it."""
+    text = DOCS.read_text(encoding="utf-8")
+    before, _, rest = text.partition(MARK)
+    figures, _, after = rest.partition(MARK)
+    blocks: dict[str, list[str]] = {}
+    for line in figures.strip().splitlines():
+        if line.startswith("<!-- ") and line.endswith(" -->"):
+            blocks[line] = []
+        elif blocks:
+            blocks[list(blocks)[-1]].append(line)
+    blocks[f"<!-- {key} -->"] = [table]
+    body = "\n\n".join(f"{k}\n" + "\n".join(v).strip() for k, v in sorted(blocks.items()))
+    DOCS.write_text(f"{before}{MARK}\n{body}\n{MARK}{after}", encoding="utf-8")
 
 
 def main() -> int:
@@ -73,10 +111,14 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 2, 4, 8, 16])
     parser.add_argument("--prompt-tokens", type=int, default=32)
     parser.add_argument("--new-tokens", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--serial", type=int, default=4, help="prompts generated one after another per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--genai", type=Path, help="onnxruntime-genai's export of the same model, run in the rounds")
     parser.add_argument("--tiny", action="store_true", help="a tiny random model and few tokens (a smoke run)")
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
+    os.environ["TINYLM_NUM_THREADS"] = str(args.threads)
 
     import tinylm
 
@@ -96,28 +138,35 @@ def main() -> int:
     print(f"{model.backend}/{model.device} {model.precision}, rows decoded together: {model.batches_rows}")
     model.generate_batch(prompts(2, 4, model.spec.vocab_size), max_new_tokens=2)  # warm up both paths
     in_thread(lambda: model.generate([5, 6, 7], max_new_tokens=2))
-    lines = [
-        "| batch | generate_batch decode tok/s | one after another tok/s | speed-up |",
-        "|---:|---:|---:|---:|",
-    ]
-    for batch in args.sizes:
-        together, alone = measure(model, batch, args)
-        lines.append(f"| {batch} | {together:.1f} | {alone:.1f} | {together / alone:.2f}x |")
-        print(lines[-1], flush=True)
+    rows = prompts(max(*args.sizes, args.serial), args.prompt_tokens, model.spec.vocab_size)
+    new = args.new_tokens
+    Job = tuple[str, Callable[[], float]]
+    jobs: list[Job] = [("one after another", lambda: serial(model, rows[: args.serial], new))]
+    jobs += [(f"generate_batch, batch {b}", lambda b=b: batched(model, rows[:b], new)) for b in args.sizes]
+    if args.genai:
+        jobs += [(f"onnxruntime-genai, batch {b}", lambda b=b: genai(args.genai, rows[:b], new)) for b in args.sizes]
+    runs: dict[str, list[float]] = {}
+    ratios: dict[str, list[float]] = {}
+    for r in range(args.rounds):
+        got = {name: job() for name, job in (jobs if r % 2 == 0 else jobs[::-1])}
+        for name, value in got.items():
+            runs.setdefault(name, []).append(value)
+            ratios.setdefault(name, []).append(value / got[jobs[0][0]])
+        print(f"round {r + 1}: " + ", ".join(f"{k} {v:.1f}" for k, v in got.items()), flush=True)
+    lines = ["| run | decode tok/s (median) | x one after another (median of rounds) |", "|---|---:|---:|"]
+    lines += [f"| {k} | {statistics.median(v):.1f} | {statistics.median(ratios[k]):.2f}x |" for k, v in runs.items()]
+    command = " ".join(["python -m benchmarks.batch_decode", *sys.argv[1:]]).replace(" --write-docs", "")
     head = (
-        f"Measured {date.today().isoformat()} on {platform.machine()} with `python -m benchmarks.batch_decode "
-        f"{args.backend}{' --precision ' + args.precision if args.precision else ''}`: "
+        f"**{model.backend} {model.precision}** — measured {date.today().isoformat()} on {platform.machine()} "
+        f"({os.cpu_count()} cores) with `{command}`: "
         f"{'a tiny random model' if args.tiny else 'the SmolLM2-135M-shaped random model'} on "
-        f"{model.backend}/{model.device} {model.precision}, {args.prompt_tokens}-token prompts, {args.new_tokens} new "
-        f"tokens each, median of {args.repeats} interleaved runs."
+        f"{model.backend}/{model.device}, {args.threads} threads, {args.prompt_tokens}-token prompts, {new} new tokens "
+        f"each, {args.rounds} rounds."
     )
     table = "\n".join([head, "", *lines])
     print(table)
     if args.write_docs:
-        text = DOCS.read_text(encoding="utf-8")
-        before, _, rest = text.partition(MARK)
-        _, _, after = rest.partition(MARK)
-        DOCS.write_text(f"{before}{MARK}\n{table}\n{MARK}{after}", encoding="utf-8")
+        write_docs(f"{model.backend} {model.precision}", table)
     return 0
 
 

@@ -1,19 +1,25 @@
-"""Load test of `tinylm serve`: N concurrent streaming clients on loopback, fixed request count.
+"""Load test of `tinylm serve`: concurrent streaming clients on loopback, the continuous batch against one slot.
 
-    python -m benchmarks.serve_load [--model FOLDER] [--clients 32] [--requests 128] [--parallel N] [--write-docs]
+    python -m benchmarks.serve_load [--model DIR | --smollm] [--backend onnx --precision int8]
+        [--clients 1 4 16 32] [--parallel 1 16] [--max-tokens 32] [--write-docs]
 
-Without --model it serves a tiny random model (built here), which measures the server's own
-overhead (queueing, SSE, the generation loop) rather than the model. Reports errors, throughput
-(requests/s and generated tokens/s) and time-to-first-token and total latency percentiles.
-Only loopback addresses are used; the run is bounded in count and time.
+One server per --parallel value (1 is the single-slot server: requests for a model run one after another on its one
+KV cache), the same model object behind each. For each client count C, C clients each send --per-client streaming
+chat requests at once (distinct prompts, greedy); reported: errors, generated tokens/s over the wall time,
+time-to-first-token p50/p95, and whether every streamed text equals its prompt's non-stream greedy text (computed
+first, one request at a time). "One at a time" sends the C x --per-client requests of the largest C one after another
+to the largest --parallel, the baseline of the speed-up. Without --model: a tiny random model (the server's own
+overhead); --smollm: the SmolLM2-135M-shaped random model (`python -m benchmarks.peers --build-model`). Loopback
+only; bounded in count.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import socket
-import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -23,6 +29,7 @@ from datetime import date
 from pathlib import Path
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "server-load.md"
+MARK = "<!-- serve_load figures -->"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -30,109 +37,135 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", help="model folder (default: a tiny random model)")
-    parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--requests", type=int, default=128)
-    parser.add_argument("--max-tokens", type=int, default=32)
-    parser.add_argument("--parallel", type=int, help="requests decoded together per model (default: the server's)")
-    parser.add_argument("--write-docs", action="store_true")
-    args = parser.parse_args()
-
+def serve(model, parallel: int, queue: int):
+    """A `tinylm serve` app for `model` on a free loopback port, in a thread: (uvicorn server, OpenAI client)."""
     import openai
     import uvicorn
 
-    import tinylm
-    from tinylm.server import DEFAULT_PARALLEL, ServerConfig, create_app
+    from tinylm.server import ServerConfig, create_app
 
-    parallel = args.parallel or DEFAULT_PARALLEL
-
-    folder = args.model
-    if folder is None:
-        from tinylm.testing.models import build_model
-
-        folder = build_model("smollm", Path(tempfile.mkdtemp()) / "tiny")
-    model = tinylm.load(folder)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app({"m": model}, ServerConfig(parallel=parallel, max_queue=args.clients)),
-            port=port,
-            log_level="error",
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
+    app = create_app({"m": model}, ServerConfig(parallel=parallel, max_queue=queue))
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="error"))
+    threading.Thread(target=server.run, daemon=True).start()
     while not server.started:
         time.sleep(0.02)
-    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0, timeout=300)
+    return server, openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0, timeout=600)
 
-    def one(i: int) -> tuple[float, float, int]:
-        start = time.perf_counter()
-        first, tokens = 0.0, 0
-        stream = client.chat.completions.create(
-            model="m",
-            messages=[{"role": "user", "content": f"Question {i} about my order"}],
-            max_tokens=args.max_tokens,
-            temperature=0.8,
-            seed=i,
-            stream=True,
-            stream_options={"include_usage": True},
-        )
-        for event in stream:
-            if event.choices and event.choices[0].delta.content and not first:
-                first = time.perf_counter() - start
-            if event.usage:
-                tokens = event.usage.completion_tokens
-        return first, time.perf_counter() - start, tokens
 
-    errors = 0
-    results = []
+def request(client, i: int, max_tokens: int, *, stream: bool) -> tuple[float, str, int]:
+    """(seconds to the first token, text, completion tokens) of prompt i, greedy."""
+    start = time.perf_counter()
+    messages = [{"role": "user", "content": f"Question {i}: where is my order {1000 + 37 * i}?"}]
+    options = {"model": "m", "messages": messages, "max_tokens": max_tokens, "temperature": 0}
+    if not stream:
+        done = client.chat.completions.create(**options)
+        return time.perf_counter() - start, done.choices[0].message.content or "", done.usage.completion_tokens
+    first, text, tokens = 0.0, [], 0
+    for event in client.chat.completions.create(**options, stream=True, stream_options={"include_usage": True}):
+        if event.choices and event.choices[0].delta.content:
+            first = first or time.perf_counter() - start
+            text.append(event.choices[0].delta.content)
+        if event.usage:
+            tokens = event.usage.completion_tokens
+    return first, "".join(text), tokens
+
+
+def load(client, ids: list[int], clients: int, max_tokens: int, reference: dict[int, str]) -> dict:
+    """Requests `ids` from `clients` concurrent streaming clients: errors, tokens/s, first-token times, equal texts."""
+    errors, results = 0, {}
     began = time.perf_counter()
-    with ThreadPoolExecutor(args.clients) as pool:
-        for future in [pool.submit(one, i) for i in range(args.requests)]:
+    with ThreadPoolExecutor(clients) as pool:
+        futures = {i: pool.submit(request, client, i, max_tokens, stream=True) for i in ids}
+        for i, future in futures.items():
             try:
-                results.append(future.result())
+                results[i] = future.result()
             except Exception as e:  # counted and reported, never hidden
                 errors += 1
                 print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
     wall = time.perf_counter() - began
-    server.should_exit = True
-    thread.join(timeout=10)
+    ttft = [r[0] for r in results.values()]
+    return {
+        "errors": errors,
+        "tok/s": sum(r[2] for r in results.values()) / wall,
+        "p50": percentile(ttft, 0.5) * 1000,
+        "p95": percentile(ttft, 0.95) * 1000,
+        "equal": sum(results[i][1] == reference[i] for i in results),
+        "n": len(ids),
+    }
 
-    ttft = [r[0] for r in results]
-    total = [r[1] for r in results]
-    tokens = sum(r[2] for r in results)
-    label = "tiny random model (server overhead)" if args.model is None else Path(args.model).name
-    rows = [
-        ("model", f"{label} on {model.backend}/{model.device} {model.precision}"),
-        ("clients / requests / max_tokens", f"{args.clients} / {args.requests} / {args.max_tokens}"),
-        ("--parallel", str(parallel)),
-        ("errors", str(errors)),
-        ("throughput", f"{len(results) / wall:.1f} requests/s, {tokens / wall:.0f} generated tokens/s"),
-        (
-            "time to first token p50 / p95",
-            f"{percentile(ttft, 0.5) * 1000:.0f} / {percentile(ttft, 0.95) * 1000:.0f} ms",
-        ),
-        ("request latency p50 / p95", f"{percentile(total, 0.5) * 1000:.0f} / {percentile(total, 0.95) * 1000:.0f} ms"),
-        ("mean request latency", f"{statistics.mean(total) * 1000:.0f} ms"),
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, help="model folder (default: a tiny random model)")
+    parser.add_argument("--smollm", action="store_true", help="the SmolLM2-135M-shaped random model")
+    parser.add_argument("--backend")
+    parser.add_argument("--precision")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16, 32])
+    parser.add_argument("--per-client", type=int, default=2, help="requests each client sends")
+    parser.add_argument("--parallel", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--write-docs", action="store_true")
+    args = parser.parse_args()
+    os.environ["TINYLM_NUM_THREADS"] = str(args.threads)
+
+    import tinylm
+
+    folder = args.model
+    if folder is None:
+        folder = Path(tempfile.mkdtemp()) / "model"
+        if args.smollm:
+            build = [sys.executable, "-m", "benchmarks.peers", "--build-model", str(folder)]
+            subprocess.run(build, check=True, cwd=Path(__file__).resolve().parents[1])
+        else:
+            from tinylm.testing.models import build_model
+
+            build_model("smollm", folder)
+    model = tinylm.load(folder, backend=args.backend, precision=args.precision)
+    most = max(args.clients) * args.per_client
+    servers = {p: serve(model, p, queue=most) for p in sorted(args.parallel)}
+    widest = servers[max(args.parallel)][1]
+    reference = {i: request(widest, i, args.max_tokens, stream=False)[1] for i in range(most)}  # one at a time
+    one_at_a_time = load(widest, list(range(most)), 1, args.max_tokens, reference)
+    runs = {(c, p): load(servers[p][1], list(range(c * args.per_client)), c, args.max_tokens, reference)
+            for c in args.clients for p in sorted(args.parallel)}  # fmt: skip
+    for server, _ in servers.values():
+        server.should_exit = True
+
+    label = "SmolLM2-135M-shaped random model" if args.smollm else "tiny random model (the server's overhead)"
+    label = args.model.name if args.model else label
+    lines = [
+        "| clients | --parallel | requests | errors | generated tok/s | x one at a time | first token p50 / p95 ms "
+        "| streamed text = non-stream greedy |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    table = "| measure | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
+    base = one_at_a_time["tok/s"]
+    lines.append(
+        f"| 1 (one at a time) | {max(args.parallel)} | {most} | {one_at_a_time['errors']} | {base:.0f} | 1.00x | "
+        f"{one_at_a_time['p50']:.0f} / {one_at_a_time['p95']:.0f} | {one_at_a_time['equal']} of {most} |"
+    )
+    for (c, p), r in runs.items():
+        lines.append(
+            f"| {c} | {p} | {r['n']} | {r['errors']} | {r['tok/s']:.0f} | {r['tok/s'] / base:.2f}x | "
+            f"{r['p50']:.0f} / {r['p95']:.0f} | {r['equal']} of {r['n']} |"
+        )
+    command = " ".join(["python -m benchmarks.serve_load", *sys.argv[1:]]).replace(" --write-docs", "")
+    head = (
+        f"Measured {date.today().isoformat()} on {platform.machine()} ({os.cpu_count()} cores) with `{command}`: "
+        f"{label} on {model.backend}/{model.device} {model.precision}, {args.threads} threads, "
+        f"{args.max_tokens} tokens per request, greedy, every client streaming."
+    )
+    table = "\n".join([head, "", *lines])
     print(table)
     if args.write_docs:
-        DOCS.write_text(
-            "# Serving: load test\n\n"
-            f"Measured {date.today().isoformat()} on {platform.processor() or platform.machine()} "
-            f"({len(__import__('os').sched_getaffinity(0))} cores) with "
-            f"`python -m benchmarks.serve_load --parallel {parallel} --write-docs`.\n\n"
-            f"Up to {parallel} requests per model decoded in one continuous batch (1: one after another on the "
-            "model's one KV cache); the rest wait in a bounded queue that answers 429 with Retry-After when full. "
-            "Every client streams; all traffic is on loopback.\n\n" + table + "\n"
-        )
+        before, _, rest = DOCS.read_text(encoding="utf-8").partition(MARK)
+        after = rest.partition(MARK)[2]
+        DOCS.write_text(f"{before}{MARK}\n{table}\n{MARK}{after}", encoding="utf-8")
         print(f"wrote {DOCS}")
+    errors = one_at_a_time["errors"] + sum(r["errors"] for r in runs.values())
     return 1 if errors else 0
 
 
