@@ -3,26 +3,28 @@
     python -m benchmarks.serve_load [--model DIR | --smollm] [--backend onnx --precision int8]
         [--clients 1 4 16 32] [--parallel 1 16] [--max-tokens 32] [--write-docs]
 
-One server per --parallel value (1 is the single-slot server: requests for a model run one after another on its one
-KV cache), the same model object behind each. For each client count C, C clients each send --per-client streaming
-chat requests at once (distinct prompts, greedy); reported: errors, generated tokens/s over the wall time,
-time-to-first-token p50/p95, and whether every streamed text equals its prompt's non-stream greedy text (computed
-first, one request at a time). "One at a time" sends the C x --per-client requests of the largest C one after another
-to the largest --parallel, the baseline of the speed-up. Without --model: a tiny random model (the server's own
-overhead); --smollm: the SmolLM2-135M-shaped random model (`python -m benchmarks.peers --build-model`). Loopback
+For each --parallel value (1 is the single-slot server: requests for a model run one after another on its one KV
+cache) a `tinylm serve --parallel N` process is started, as a user starts it, and measured, then stopped. For each
+client count C, C clients each send --per-client streaming chat requests at once (distinct customer messages,
+greedy); reported: errors, generated tokens/s over the wall time, time-to-first-token p50/p95 (the first event
+carrying text), and whether every streamed text equals its message's non-stream greedy text (asked first, one
+request at a time). "One at a time" sends the requests of the largest C one after another, streaming, the baseline
+of the speed-up. The clients are threads of this process reading the event stream with httpx (a load generator's
+work, kept light: it shares the machine with the server). Default model: the bundled support-assistant; --model DIR
+any folder; --smollm the SmolLM2-135M-shaped random model (its random tokens may decode to empty text). Loopback
 only; bounded in count.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
@@ -30,55 +32,78 @@ from pathlib import Path
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "server-load.md"
 MARK = "<!-- serve_load figures -->"
+MESSAGES = [  # customer messages, varied in length; request i sends MESSAGES[i % len] with its number
+    "Where is my order {n}? It was due on Monday.",
+    "I want to cancel order {n} please, I ordered the wrong size.",
+    "Hi, the kettle from order {n} arrived broken. Can I get a refund?",
+    "How do I change the delivery address for order {n}?",
+    "Can you send me the invoice for order {n}? I need it for my accounts.",
+    "My payment for order {n} failed twice, what should I do?",
+    "I returned order {n} two weeks ago and still have no refund.",
+    "Is there a fee if I cancel order {n} now?",
+]
 
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else float("nan")
 
 
-def serve(model, parallel: int, queue: int):
-    """A `tinylm serve` app for `model` on a free loopback port, in a thread: (uvicorn server, OpenAI client)."""
-    import openai
-    import uvicorn
-
-    from tinylm.server import ServerConfig, create_app
+def serve(args: argparse.Namespace, folder: str, parallel: int, queue: int) -> tuple[subprocess.Popen, str]:
+    """`tinylm serve --parallel N` on a free loopback port, ready: (the process, its base URL)."""
+    import httpx
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    app = create_app({"m": model}, ServerConfig(parallel=parallel, max_queue=queue))
-    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="error"))
-    threading.Thread(target=server.run, daemon=True).start()
-    while not server.started:
-        time.sleep(0.02)
-    return server, openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0, timeout=600)
+    cmd = [sys.executable, "-m", "tinylm.cli", "serve", f"m={folder}", "--port", str(port)]
+    cmd += ["--parallel", str(parallel), "--max-queue", str(queue)]
+    cmd += [f"--{k}={v}" for k, v in (("backend", args.backend), ("precision", args.precision)) if v]
+    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(1200):
+        try:
+            if httpx.get(f"{url}/v1/models", timeout=1).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"`{' '.join(cmd)}` did not answer in 120 s")
 
 
-def request(client, i: int, max_tokens: int, *, stream: bool) -> tuple[float, str, int]:
-    """(seconds to the first token, text, completion tokens) of prompt i, greedy."""
+def request(url: str, i: int, max_tokens: int, *, stream: bool) -> tuple[float, str, int]:
+    """(seconds to the first text, text, completion tokens) of message i, greedy."""
+    import httpx
+
+    content = MESSAGES[i % len(MESSAGES)].format(n=55120 + 37 * i)
+    body = {"model": "m", "messages": [{"role": "user", "content": content}], "max_tokens": max_tokens}
+    body |= {"temperature": 0, "stream": stream} | ({"stream_options": {"include_usage": True}} if stream else {})
     start = time.perf_counter()
-    messages = [{"role": "user", "content": f"Question {i}: where is my order {1000 + 37 * i}?"}]
-    options = {"model": "m", "messages": messages, "max_tokens": max_tokens, "temperature": 0}
     if not stream:
-        done = client.chat.completions.create(**options)
-        return time.perf_counter() - start, done.choices[0].message.content or "", done.usage.completion_tokens
+        done = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=600).raise_for_status().json()
+        return time.perf_counter() - start, done["choices"][0]["message"]["content"], done["usage"]["completion_tokens"]
     first, text, tokens = 0.0, [], 0
-    for event in client.chat.completions.create(**options, stream=True, stream_options={"include_usage": True}):
-        if event.choices and event.choices[0].delta.content:
-            first = first or time.perf_counter() - start
-            text.append(event.choices[0].delta.content)
-        if event.usage:
-            tokens = event.usage.completion_tokens
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=600) as response:
+        response.raise_for_status()
+        for line in response.iter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            event = json.loads(line[6:])
+            piece = event["choices"][0]["delta"].get("content") if event.get("choices") else None
+            if piece:
+                first = first or time.perf_counter() - start
+                text.append(piece)
+            if event.get("usage"):
+                tokens = event["usage"]["completion_tokens"]
     return first, "".join(text), tokens
 
 
-def load(client, ids: list[int], clients: int, max_tokens: int, reference: dict[int, str]) -> dict:
-    """Requests `ids` from `clients` concurrent streaming clients: errors, tokens/s, first-token times, equal texts."""
+def load(url: str, ids: list[int], clients: int, max_tokens: int, reference: dict[int, str]) -> dict:
+    """Requests `ids` from `clients` concurrent streaming clients: errors, tokens/s, first-text times, equal texts."""
     errors, results = 0, {}
     began = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
-        futures = {i: pool.submit(request, client, i, max_tokens, stream=True) for i in ids}
+        futures = {i: pool.submit(request, url, i, max_tokens, stream=True) for i in ids}
         for i, future in futures.items():
             try:
                 results[i] = future.result()
@@ -86,7 +111,7 @@ def load(client, ids: list[int], clients: int, max_tokens: int, reference: dict[
                 errors += 1
                 print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
     wall = time.perf_counter() - began
-    ttft = [r[0] for r in results.values()]
+    ttft = [r[0] for r in results.values() if r[0]]
     return {
         "errors": errors,
         "tok/s": sum(r[2] for r in results.values()) / wall,
@@ -99,64 +124,58 @@ def load(client, ids: list[int], clients: int, max_tokens: int, reference: dict[
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, help="model folder (default: a tiny random model)")
+    parser.add_argument("--model", type=Path, help="model folder (default: the bundled support-assistant)")
     parser.add_argument("--smollm", action="store_true", help="the SmolLM2-135M-shaped random model")
     parser.add_argument("--backend")
     parser.add_argument("--precision")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16, 32])
     parser.add_argument("--per-client", type=int, default=2, help="requests each client sends")
     parser.add_argument("--parallel", type=int, nargs="+", default=[1, 16])
-    parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
     os.environ["TINYLM_NUM_THREADS"] = str(args.threads)
 
-    import tinylm
-
-    folder = args.model
-    if folder is None:
-        folder = Path(tempfile.mkdtemp()) / "model"
-        if args.smollm:
-            build = [sys.executable, "-m", "benchmarks.peers", "--build-model", str(folder)]
-            subprocess.run(build, check=True, cwd=Path(__file__).resolve().parents[1])
-        else:
-            from tinylm.testing.models import build_model
-
-            build_model("smollm", folder)
-    model = tinylm.load(folder, backend=args.backend, precision=args.precision)
+    folder, label = str(args.model or "support-assistant"), "the bundled support-assistant"
+    if args.model:
+        label = args.model.name
+    elif args.smollm:
+        folder, label = str(Path(tempfile.mkdtemp()) / "model"), "the SmolLM2-135M-shaped random model"
+        build = [sys.executable, "-m", "benchmarks.peers", "--build-model", folder]
+        subprocess.run(build, check=True, cwd=Path(__file__).resolve().parents[1])
     most = max(args.clients) * args.per_client
-    servers = {p: serve(model, p, queue=most) for p in sorted(args.parallel)}
-    widest = servers[max(args.parallel)][1]
-    reference = {i: request(widest, i, args.max_tokens, stream=False)[1] for i in range(most)}  # one at a time
-    one_at_a_time = load(widest, list(range(most)), 1, args.max_tokens, reference)
-    runs = {(c, p): load(servers[p][1], list(range(c * args.per_client)), c, args.max_tokens, reference)
-            for c in args.clients for p in sorted(args.parallel)}  # fmt: skip
-    for server, _ in servers.values():
-        server.should_exit = True
+    runs: dict[tuple[int, int], dict] = {}
+    for parallel in sorted(args.parallel, reverse=True):
+        process, url = serve(args, folder, parallel, queue=most)
+        try:
+            request(url, 0, 4, stream=False)  # warm up: the model's first run
+            if parallel == max(args.parallel):
+                reference = {i: request(url, i, args.max_tokens, stream=False)[1] for i in range(most)}
+                runs[(1, 0)] = load(url, list(range(most)), 1, args.max_tokens, reference)  # one at a time
+            for c in args.clients:
+                runs[(c, parallel)] = load(url, list(range(c * args.per_client)), c, args.max_tokens, reference)
+        finally:
+            process.terminate()
+            process.wait(30)
 
-    label = "SmolLM2-135M-shaped random model" if args.smollm else "tiny random model (the server's overhead)"
-    label = args.model.name if args.model else label
     lines = [
-        "| clients | --parallel | requests | errors | generated tok/s | x one at a time | first token p50 / p95 ms "
+        "| clients | --parallel | requests | errors | generated tok/s | x one at a time | first text p50 / p95 ms "
         "| streamed text = non-stream greedy |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    base = one_at_a_time["tok/s"]
-    lines.append(
-        f"| 1 (one at a time) | {max(args.parallel)} | {most} | {one_at_a_time['errors']} | {base:.0f} | 1.00x | "
-        f"{one_at_a_time['p50']:.0f} / {one_at_a_time['p95']:.0f} | {one_at_a_time['equal']} of {most} |"
-    )
-    for (c, p), r in runs.items():
+    base = runs[(1, 0)]["tok/s"]
+    for (c, p), r in sorted(runs.items()):
+        clients, parallel = ("1, one request at a time", max(args.parallel)) if p == 0 else (str(c), p)
         lines.append(
-            f"| {c} | {p} | {r['n']} | {r['errors']} | {r['tok/s']:.0f} | {r['tok/s'] / base:.2f}x | "
+            f"| {clients} | {parallel} | {r['n']} | {r['errors']} | {r['tok/s']:.0f} | {r['tok/s'] / base:.2f}x | "
             f"{r['p50']:.0f} / {r['p95']:.0f} | {r['equal']} of {r['n']} |"
         )
     command = " ".join(["python -m benchmarks.serve_load", *sys.argv[1:]]).replace(" --write-docs", "")
     head = (
         f"Measured {date.today().isoformat()} on {platform.machine()} ({os.cpu_count()} cores) with `{command}`: "
-        f"{label} on {model.backend}/{model.device} {model.precision}, {args.threads} threads, "
-        f"{args.max_tokens} tokens per request, greedy, every client streaming."
+        f"{label}, backend {args.backend or 'automatic'}, precision {args.precision or 'default'}, "
+        f"{args.threads} threads, at most {args.max_tokens} tokens per request, greedy, every client streaming."
     )
     table = "\n".join([head, "", *lines])
     print(table)
@@ -165,8 +184,7 @@ def main() -> int:
         after = rest.partition(MARK)[2]
         DOCS.write_text(f"{before}{MARK}\n{table}\n{MARK}{after}", encoding="utf-8")
         print(f"wrote {DOCS}")
-    errors = one_at_a_time["errors"] + sum(r["errors"] for r in runs.values())
-    return 1 if errors else 0
+    return 1 if any(r["errors"] for r in runs.values()) else 0
 
 
 if __name__ == "__main__":
