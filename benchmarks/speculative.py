@@ -11,15 +11,23 @@ Workloads (greedy, so both runs give the same tokens; `ignore_eos` so both decod
 For each backend, workload and mode (off, lookup) the rounds alternate A B / B A; the table gives the median
 decode tokens/s (`Usage.tokens_per_second`), the ratio to plain decoding and the acceptance rate
 (`Usage.speculative_accepted / speculative_proposed`). Public API only: `tinylm.load`, `Model.chat`.
+
+`--tune` instead replays prompt lookup's choices (n-gram sizes, most tokens k) over each workload's greedy output,
+without timing anything: tokens decoded per forward pass and tokens proposed per pass, the figures the defaults
+(`tinylm.speculative.PromptLookup`, `DEFAULT_TOKENS`) were chosen from.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import sys
 
+import numpy as np
+
 import tinylm
+from tinylm.speculative import PromptLookup, Speculator
 
 TRIAGE_SYSTEM = "Triage the customer's message. Reply with JSON: intent, category, order_number."
 EMAILS = [
@@ -71,6 +79,44 @@ def measure(model: tinylm.Model, workload: str, rounds: int, max_new_tokens: int
     return {"off": off, "lookup": on, "ratio": on / off if off else 0.0, "accepted": accepted / max(proposed, 1)}
 
 
+def replay(history: np.ndarray, start: int, lookup: PromptLookup, most: int) -> tuple[int, int]:
+    """(forward passes, tokens proposed) to decode history[start:] greedily with prompt lookup (the first token comes
+    from the prefill), proposing as `Speculator` does (k adapts within [1, most])."""
+    speculator = Speculator(lookup, tokens=most)
+    produced, passes = start + 1, 0
+    while produced < history.shape[0]:
+        proposal = speculator.propose(history[:produced], history.shape[0] - produced - 1)
+        passes += 1
+        if proposal is None:
+            produced += 1
+            continue
+        k = proposal.tokens.shape[0]
+        right = history[produced : produced + k] == proposal.tokens
+        kept = int(np.argmin(right)) if not right.all() else k
+        speculator.record(k, kept)
+        produced += kept + 1
+    return passes, speculator.proposed
+
+
+def tune(model: tinylm.Model, workloads: list[str], max_new_tokens: int) -> None:
+    runs = []
+    for workload in workloads:
+        for email in EMAILS[: 1 if workload == "story" else None]:
+            ids = model.chat_ids(WORKLOADS[workload](email))
+            done = model.generate(ids, max_new_tokens=max_new_tokens)
+            runs.append((workload, np.asarray(ids + list(done.token_ids), np.int64), len(ids)))
+    print("| workload | n (max..min) | k | tokens per pass | proposed per pass |")
+    print("|---|---|---|---|---|")
+    for workload in workloads:
+        for (high, low), most in itertools.product([(3, 1), (3, 2), (4, 2), (2, 2)], [4, 6, 8]):
+            passes = proposed = tokens = 0
+            for name, history, start in runs:
+                if name == workload:
+                    p, q = replay(history, start, PromptLookup(max_ngram=high, min_ngram=low), most)
+                    passes, proposed, tokens = passes + p, proposed + q, tokens + history.shape[0] - start - 1
+            print(f"| {workload} | {high}..{low} | {most} | {tokens / passes:.2f} | {proposed / passes:.2f} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="support-assistant")
@@ -79,7 +125,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--tune", action="store_true", help="replay lookup settings on greedy outputs (no timing)")
     args = parser.parse_args(argv)
+    if args.tune:
+        with tinylm.load(args.model, backend=args.backends[0], precision=args.precision) as model:
+            tune(model, args.workloads, args.max_new_tokens)
+        return 0
     print("| backend | workload | plain tok/s | lookup tok/s | ratio | accepted |")
     print("|---|---|---|---|---|---|")
     for backend in args.backends:

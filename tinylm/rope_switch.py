@@ -5,9 +5,12 @@ transformers rotates every position of a sequence by longrope's long table once 
 shorter are stale the moment it crosses. Backends pick the table by the total length of each call; this
 wrapper, once, in the core, keeps the token ids of the cached rows and, on the call that crosses the switch,
 empties the cache and runs the whole sequence again. Logits then equal transformers' forward over the
-whole sequence at every step. The cost is one prefill of the sequence, once per sequence (the page
-docs/families.md gives the figure). Where the backend rolls back (`Session.truncate`), the wrapper keeps the ids
-past the switch too: a truncation back below the switch runs the kept prefix again with the short table.
+whole sequence at every step; a call of several tokens on top of a cache that crosses the switch (speculative
+decoding's verification) gives its positions up to the switch from a call that stays within it, as decoding them
+one at a time would, and the rest from the whole sequence run again. The cost is one prefill of the sequence,
+once per sequence (the page docs/families.md gives the figure). Where the backend rolls back
+(`Session.truncate`), the wrapper keeps the ids past the switch too: a truncation back below the switch runs the
+kept prefix again with the short table.
 
 A rows session (`Capabilities(rows=True)`) is wrapped the same way, row by row: the wrapper keeps each row's
 token ids until it outgrows the switch, and the step that makes a row cross drops that row from the backend's
@@ -72,6 +75,11 @@ class RopeSwitchSession:
         # before the cache is emptied, so a refused call loses nothing.
         ids = inputs.token_ids(ids, self.spec, "forward()")
         inputs.room(self.spec, cached=cached, new=new, capacity=int(getattr(self.inner, "capacity", cached + new)))
+        if all_positions and cached < self.switch:
+            # the positions up to the switch are those of a sequence still within it (short table), as one token at
+            # a time gives them (speculative decoding verifies several tokens across the switch)
+            head = self.forward(ids[:, : self.switch - cached], all_positions=True)
+            return np.concatenate([head, self.forward(ids[:, self.switch - cached :], all_positions=True)], axis=1)
         whole = np.concatenate([self._ids, ids.astype(np.int64)], axis=1)  # (B, cached + T)
         self.inner.reset()
         out = self.inner.forward(whole, all_positions=all_positions)

@@ -278,12 +278,20 @@ class BackendConformance:
     def _fed(model: tinylm.Model, ids: np.ndarray, ends: list[int]) -> np.ndarray:
         """The logits (T, V) a sequence fed in chunks ending at `ends` must give: at each chunk's positions, one
         forward over the sequence so far. That is one forward over all of `ids`, except past longrope's switch
-        length, where transformers rotates every position by the long table once a sequence outgrows it."""
+        length, where transformers rotates every position by the long table once a sequence outgrows it: a first
+        chunk takes the table of its own length; a later chunk that crosses the switch gives its positions up to
+        the switch as a sequence still within it would (what decoding them one at a time gives), the rest by the
+        long table."""
         switch = switch_length(model.spec.rope)
         if switch is None or len(ids) <= switch:
             return model.logits(ids)
-        starts = [0, *ends[:-1]]
-        return np.concatenate([model.logits(ids[:e])[a:e] for a, e in zip(starts, ends)])
+        out = []
+        for a, e in zip([0, *ends[:-1]], ends):
+            if a == 0 or e <= switch or a >= switch:
+                out.append(model.logits(ids[:e])[a:e])
+            else:
+                out += [model.logits(ids[:switch])[a:], model.logits(ids[:e])[switch:e]]
+        return np.concatenate(out)
 
     def test_cache_prefill_then_decode_equals_one_forward(self, decoder: tuple[str, tinylm.Model]) -> None:
         variant, model = decoder
@@ -622,7 +630,8 @@ class BackendConformance:
         full = self._fed(model, shorter, [14, 20])
         self.assert_close(after, full[14:], f"{variant}: forward after truncate(14) vs the shorter sequence")
         session.truncate(15)  # type: ignore[attr-defined]
-        stepped = session.step(int(ids[3])) if hasattr(session, "step") else None  # the fast path after a rollback
+        # the fast path after a rollback (a view the next call may rewrite: copied)
+        stepped = session.step(int(ids[3])).copy() if hasattr(session, "step") else None
         if stepped is not None:
             again = self._fed(model, np.append(shorter[:15], ids[3]), [16])
             self.assert_close(stepped[None], again[15:], f"{variant}: step after truncate(15)")
@@ -685,15 +694,23 @@ class BackendConformance:
         variant, model = rollback_decoder
         if "conv" in model.spec.state_kinds:
             pytest.skip(f"{variant}: conv states cannot roll back (refusal tested above)")
-        options = tinylm.GenerationOptions(
-            max_new_tokens=24, temperature=0.7, top_k=20, seed=5, ignore_eos=True, speculative="lookup"
-        )
         prompt = self._speculative_prompts(model, 3)[2]
-        first, again = model.generate(prompt, options=options), model.generate(prompt, options=options)
-        assert first.token_ids == again.token_ids, f"{variant}: seeded speculative sampling differs"
-        assert len(first.token_ids) == 24 and first.usage.speculative_proposed > 0
-        chunks = list(model.stream(prompt, options=options))
-        assert [t for c in chunks for t in c.token_ids] == list(first.token_ids)
+        vocab = model.spec.vocab_size
+        for proposer in ("lookup", "random"):  # random: a proposal every time, mostly rejected by the draw
+
+            def options(proposer: str = proposer) -> tinylm.GenerationOptions:
+                chosen = "lookup" if proposer == "lookup" else Spoiler(prompt, (), vocab, seed=4)
+                return tinylm.GenerationOptions(
+                    max_new_tokens=24, temperature=0.7, top_k=20, seed=5, ignore_eos=True, speculative=chosen
+                )
+
+            first, again = model.generate(prompt, options=options()), model.generate(prompt, options=options())
+            assert first.token_ids == again.token_ids, f"{variant}: seeded speculative sampling ({proposer}) differs"
+            assert len(first.token_ids) == 24
+            assert proposer == "lookup" or first.usage.speculative_proposed > 0
+            chunks = list(model.stream(prompt, options=options()))
+            assert [t for c in chunks for t in c.token_ids] == list(first.token_ids)
+        options = options()
         with pytest.raises(CapabilityError, match=r"one sequence at a time.*Fix"):
             model.generate_batch([prompt, prompt], options=options)
 
@@ -715,9 +732,10 @@ class BackendConformance:
                     self._same_as_plain(model, prompt, plain, spec, f"{variant}: draft {folder.name}, prompt {i}")
                     accepted += spec.usage.speculative_accepted
                     proposed += spec.usage.speculative_proposed
-                assert accepted > 0 and proposed > 0
-                if folder == other:
-                    assert accepted < proposed
+                if folder == other:  # random weights of their own: nearly every proposal rolled back
+                    assert 0 <= accepted < proposed
+                else:
+                    assert accepted > 0
                 sampled = tinylm.GenerationOptions(
                     max_new_tokens=16, temperature=0.8, seed=3, ignore_eos=True, speculative=draft
                 )
