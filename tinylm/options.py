@@ -169,7 +169,7 @@ class GenerationOptions:
         cli=str,
     )
     num_speculative_tokens: int | None = _option(
-        "with speculative: the most tokens proposed per verifying pass (1..32; default 6)", cli=int
+        "with speculative: the most tokens proposed per verifying pass (1..32; default 4)", cli=int
     )
 
     def __post_init__(self) -> None:

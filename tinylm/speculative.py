@@ -49,8 +49,9 @@ __all__ = [
     "DEFAULT_TOKENS",
 ]
 
-#: Tokens proposed per verification when `num_speculative_tokens` is not given (the most; see `Speculator`).
-DEFAULT_TOKENS = 6
+#: Tokens proposed per verification when `num_speculative_tokens` is not given (the most; see `Speculator`); chosen
+#: by `python -m benchmarks.speculative --tune` (docs/speculative.md): more proposed no more kept tokens.
+DEFAULT_TOKENS = 4
 
 
 class Offer(NamedTuple):
@@ -187,8 +188,13 @@ class Speculator:
     """One generation's speculation: its proposer, how many tokens to propose next and the counts for `Usage`.
 
     The count adapts as Hugging Face's assisted generation does: +2 after a round whose every proposed token was
-    accepted, -1 otherwise, within [1, `tokens`]; a proposer that proposes nothing costs one lookup, not a pass.
+    accepted, -1 otherwise, within [1, `tokens`]. A round with nothing accepted also pauses proposing for 1, 2, 4
+    ... (at most `MAX_PAUSE`) decode steps while such rounds follow each other, so text the proposer cannot
+    predict is decoded one token per pass, as without speculation; a proposer that proposes nothing costs one
+    lookup, not a pass.
     """
+
+    MAX_PAUSE = 16
 
     def __init__(self, proposer: Proposer, *, tokens: int = DEFAULT_TOKENS) -> None:
         self.proposer = proposer
@@ -196,10 +202,15 @@ class Speculator:
         self.k = tokens
         self.proposed = 0
         self.accepted = 0
+        self.misses = 0  # rounds in a row with nothing accepted
+        self.paused = 0  # decode steps left before the next proposal
 
     def propose(self, history: np.ndarray, limit: int) -> Proposal | None:
         """At most min(k, limit) tokens to follow `history` (n,), or None."""
         k = min(self.k, limit)
+        if self.paused:
+            self.paused -= 1
+            return None
         if k < 1:
             return None
         found = self.proposer.propose(history, k)
@@ -215,6 +226,8 @@ class Speculator:
         self.proposed += proposed
         self.accepted += accepted
         self.k = min(self.most, self.k + 2) if accepted == proposed else max(1, self.k - 1)
+        self.misses = 0 if accepted else self.misses + 1
+        self.paused = min(2 ** (self.misses - 1), self.MAX_PAUSE) if self.misses else 0
 
 
 def check_rollback(spec: ModelSpec, capabilities: Capabilities, backend: str, name: str) -> None:
