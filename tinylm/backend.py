@@ -161,6 +161,10 @@ class Capabilities:
             `tinylm.batching`, decodes many sequences in one forward pass through it).
         row_states: the state kinds its rows sessions keep per row (default "kv" only): a model that needs
             another (LFM2's "conv") has its batched calls run one after another on its single session.
+        rollback: its sessions define `truncate(length)` (see `Session`): drop the cached tokens past `length`,
+            what speculative decoding (`tinylm.speculative`) needs to roll back rejected tokens. A KV cache rolls
+            back; a state that folds the sequence into itself (LFM2's "conv") cannot, so a session refuses to
+            truncate such a model and the core does not speculate on it.
     """
 
     precisions: tuple[str, ...] = ("fp32",)
@@ -176,6 +180,7 @@ class Capabilities:
     states: tuple[str, ...] = ("kv",)
     rows: bool = False
     row_states: tuple[str, ...] = ("kv",)
+    rollback: bool = False
 
     def __post_init__(self) -> None:
         if self.converts and self.options is BackendOptions:  # declared none: a converting backend's defaults
@@ -258,6 +263,14 @@ class Session(Protocol):
     (V,) float32, as `forward(np.array([[token_id]]))[0]` would, but the array may be a view of a buffer
     the session reuses, valid until its next call (no copy, no re-validation of a (B, T) array: on a
     small model, the Python between two runtime calls is a visible share of a decode step).
+
+    With `Capabilities(rollback=True)`, `truncate(length: int) -> None`: drop the cached tokens past `length`
+    (0 <= length <= self.length, else `GenerationError` naming the fix), so that the next call continues the
+    sequence's first `length` tokens and its logits equal those of that shorter sequence (within the parity
+    tolerance), as if the dropped tokens had never been fed. A model whose layers keep a state other than
+    "kv" (`ModelSpec.state_kinds`) cannot be truncated: `CapabilityError`, nothing changed. Speculative decoding
+    verifies several proposed tokens in one `forward(..., all_positions=True)` and truncates past the first
+    one the model disagrees with.
     """
 
     @property

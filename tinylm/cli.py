@@ -85,7 +85,12 @@ def _print_stats(model: Any, usage: Any) -> None:
     print(
         f"[{model.backend}/{model.device}/{model.precision}] prompt {usage.prompt_tokens} tok, "
         f"completion {usage.completion_tokens} tok, first token {usage.time_to_first_token * 1000:.0f} ms, "
-        f"{usage.tokens_per_second:.1f} tok/s",
+        f"{usage.tokens_per_second:.1f} tok/s"
+        + (
+            f", speculative {usage.speculative_accepted}/{usage.speculative_proposed} accepted"
+            if usage.speculative_proposed
+            else ""
+        ),
         file=sys.stderr,
     )
 

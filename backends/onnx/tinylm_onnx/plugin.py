@@ -30,6 +30,7 @@ class OnnxBackend:
         step=True,
         states=("kv", "conv"),  # GQA's KV buffers, LFM2's conv states as past_conv/present_conv (conv.py)
         rows=True,
+        rollback=True,  # Session.truncate: the KV buffers only move their length (KV-only models)
     )
 
     def __init__(self) -> None:

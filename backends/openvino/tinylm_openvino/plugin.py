@@ -32,6 +32,7 @@ class OpenVINOBackend:
         default_device=True,
         states=("kv", "conv"),  # both kept in OpenVINO state variables (attention.py, conv.py)
         rows=True,
+        rollback=True,  # Session.truncate: KV state variables read, cut and set back (KV-only models)
     )
 
     def __init__(self) -> None:
