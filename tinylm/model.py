@@ -160,7 +160,9 @@ def load(
         PrecisionUnsupported: the backend does not offer the precision.
     """
     folder, choice, request = _prepare(model, backend=backend, device=device, precision=precision, options=options)
-    if choice.backend.capabilities.converts and request.artifact is None:
+    if choice.candidates:
+        choice, request = _keeping_quality(folder, choice, request)
+    elif choice.backend.capabilities.converts and request.artifact is None:
         from .artifacts import ensure_artifact
 
         request = ensure_artifact(choice.backend, request, tokenizer=folder.tokenizer)
@@ -176,6 +178,35 @@ def load(
         choice.reason,
     )
     return Model(folder, choice, session, artifact=request.artifact, request=request)
+
+
+def _keeping_quality(folder: ModelFolder, choice: Choice, request: OpenRequest) -> tuple[Choice, OpenRequest]:
+    """A precision picked automatically (`Choice.candidates`): the first candidate whose built artifact keeps the
+    model kind's quality bar (`tinylm.quality`, measured when the artifact is built), fp32 without measuring (it is
+    the reference). A backend that builds no artifact has nothing measured: its first fp32 candidate, else its last.
+    The choice returned says which precision runs and why."""
+    from .artifacts import ensure_artifact
+    from .quality import verdict
+
+    backend, kind = choice.backend, folder.spec.kind
+    candidates = choice.candidates
+    if not backend.capabilities.converts:
+        candidates = ("fp32",) if "fp32" in candidates else candidates[-1:]
+    missed: list[str] = []
+    for i, precision in enumerate(candidates):
+        at = dataclasses.replace(
+            request, precision=precision, options=dataclasses.replace(request.options, precision=precision)
+        )
+        if backend.capabilities.converts:
+            at = ensure_artifact(backend, at, tokenizer=folder.tokenizer)
+        ok, figure = (True, "lossless") if precision == "fp32" else verdict(at.meta, kind)
+        if ok or i == len(candidates) - 1:
+            why = "; ".join([*missed, f"{precision}: {figure}"])
+            return dataclasses.replace(choice, precision=precision, reason=f"{choice.reason}; {why}"), at
+        log.warning("%s at %s misses the %s quality bar (%s); trying %s", folder.path, precision, kind, figure,
+                    candidates[i + 1])  # fmt: skip
+        missed.append(f"{precision} not kept ({figure})")
+    raise AssertionError("unreachable: candidates is never empty")
 
 
 def convert(
@@ -243,6 +274,13 @@ class Model:
     @property
     def precision(self) -> str:
         return self._choice.precision
+
+    @property
+    def chosen_by(self) -> str:
+        """Why this backend and precision run (`tinylm.selection.Choice.reason`): "argument", "TINYLM_BACKEND",
+        "auto", "bench ranking", "the converted folder", or "auto (...)" naming the per-kind rule that picked the
+        precision and the quality figure its artifact measured (docs/choosing-a-backend.md)."""
+        return self._choice.reason
 
     @property
     def spec(self) -> ModelSpec:

@@ -16,7 +16,7 @@ from tinylm.errors import CapabilityError
 
 from .options import BuildOptions
 
-__all__ = ["core", "present", "default", "compile_properties", "check_device", "execution_type"]
+__all__ = ["core", "present", "default", "native", "compile_properties", "check_device", "execution_type"]
 
 
 @lru_cache(maxsize=1)
@@ -47,6 +47,18 @@ def default() -> str:
     except RuntimeError:  # no CPU plugin in this OpenVINO build
         return present()[0]
     return "CPU"
+
+
+def native(device: str) -> list[str]:
+    """tinylm's precisions that `device` computes natively, from its OPTIMIZATION_CAPABILITIES: fp32 and the int8/
+    int4 weight formats (executed in f32) everywhere; bf16 where it lists BF16 (a CPU with AVX512-BF16 or AMX:
+    elsewhere the CPU plugin emulates bf16, slower than f32), fp16 where it lists FP16. A device that does not
+    answer (AUTO) gets the ones every device has."""
+    try:
+        caps = set(core().get_property(device.upper(), "OPTIMIZATION_CAPABILITIES"))
+    except RuntimeError:
+        caps = set()
+    return ["fp32", "int8", "int4"] + [p for p, cap in (("bf16", "BF16"), ("fp16", "FP16")) if cap in caps]
 
 
 def check_device(device: str) -> None:

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from tinylm.backend import Availability, Capabilities, deferred, installed_version, requires_runtimes
+from tinylm.backend import (
+    Availability,
+    Capabilities,
+    KindPreference,
+    deferred,
+    installed_version,
+    requires_runtimes,
+)
 from tinylm.hookspecs import hookimpl
 
 from .options import BuildOptions
@@ -32,6 +39,16 @@ class OpenVINOBackend:
         default_device=True,
         states=("kv", "conv"),  # both kept in OpenVINO state variables (attention.py, conv.py)
         rows=True,
+        # embedders (the real all-MiniLM-L6-v2, 2 threads): bf16 2-3x fp32 where the CPU computes bf16 natively,
+        # int8 weights 1.3x fp32 elsewhere, ahead of ONNX Runtime at each (docs/choosing-a-backend.md, "Embedders")
+        auto={
+            "encoder": KindPreference(
+                priority=25,
+                precisions=("bf16", "int8", "fp32"),
+                why="the fastest embedder measured (docs/choosing-a-backend.md, Embedders)",
+            )
+        },
+        native=True,
     )
 
     def __init__(self) -> None:
@@ -52,6 +69,12 @@ class OpenVINOBackend:
         from .devices import default
 
         return default().lower()
+
+    def native_precisions(self, device: str) -> list[str]:
+        """The precisions `device` computes natively (its OPTIMIZATION_CAPABILITIES; see `devices.native`)."""
+        from .devices import native
+
+        return native(device)
 
     #: build and save the artifact (`prepare(request, options, out_dir) -> metadata`; the core does the rest)
     prepare = deferred("tinylm_openvino.convert:prepare")
