@@ -558,7 +558,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="measure every backend and precision side by side")
     p.add_argument("model")
-    p.add_argument("--backends", nargs="+", help="default: every available backend")
+    p.add_argument(
+        "--backends", nargs="+", help="default: every available backend; 'auto': also a load that names nothing"
+    )
     p.add_argument("--precisions", nargs="+", help="default: each backend's precisions")
     p.add_argument("--prompt-tokens", type=int, default=32)
     p.add_argument("--new-tokens", type=int, default=128)
