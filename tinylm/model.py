@@ -867,10 +867,15 @@ class Model:
         batch_size = arguments.positive_int(batch_size, "batch_size", example="batch_size=32")
         pooling = self.spec.pooling
         out: list[np.ndarray] = []
+        # texts of similar lengths batched together, as sentence-transformers does: each batch is padded to its
+        # longest text, so a list of mixed lengths in its own order pays for padding it does not need
+        all_ids, all_types = self.tokenizer.encode_batch(items) if items else ([], [])
+        order = sorted(range(len(items)), key=lambda i: len(all_ids[i]))
         with self._lock:
             session = self._live()
             for start in range(0, len(items), batch_size):
-                ids, types = self.tokenizer.encode_batch(items[start : start + batch_size])
+                batch = order[start : start + batch_size]
+                ids, types = [all_ids[i] for i in batch], [all_types[i] for i in batch]
                 width = max(len(x) for x in ids)
                 pad = self.spec.pad_token_id or 0
                 tokens = np.full((len(ids), width), pad, dtype=np.int64)  # (B, T)
@@ -881,6 +886,7 @@ class Model:
                 hidden = session.embed(tokens, mask, type_ids)  # (B, T, H)
                 out.append(pool(hidden, mask, pooling.mode if pooling else "mean"))
         vectors = np.concatenate(out, axis=0) if out else np.zeros((0, self.spec.hidden_size), np.float32)
+        vectors = vectors[np.argsort(order)] if out else vectors  # back in the texts' order
         if normalize:
             vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
         vectors = vectors.astype(np.float32)
