@@ -18,7 +18,7 @@ pooling, choosing a backend — lives in the core, once.
         # only with Capabilities(default_device=True): default_device() -> devices()[0], found without listing
         # every device (which may mean probing accelerators), for loads that ask for no device
         # only with Capabilities(native=True): native_precisions(device) -> the precisions that device computes
-        # natively (e.g. bf16 only on a CPU with AVX512-BF16/AMX), asked by the automatic choice (`KindPreference`)
+        # at full speed (tinylm-openvino: bf16 only on a CPU with AMX), asked by the automatic choice (`KindPreference`)
 
 Options are declared, not probed: `Capabilities(options=MyOptions)` names a frozen dataclass derived from
 `BackendOptions` (or `ConvertOptions` for a converting backend); the core parses `tinylm.load(**options)` into
@@ -184,8 +184,9 @@ class Capabilities:
             another (LFM2's "conv") has its batched calls run one after another on its single session.
         auto: per model kind ("encoder", "decoder"), how the automatic choice ranks it and which precisions it
             tries there (`KindPreference`); a kind not listed uses `priority` and `default_precision`.
-        native: it defines `native_precisions(device)`: the precisions the device computes natively, which
-            is all the automatic choice tries of `auto`'s lists (without it: every precision it offers).
+        native: it defines `native_precisions(device)`: the precisions the device computes natively at full speed
+            (not emulated, not merely supported), the only ones of `auto`'s lists the automatic choice tries
+            (without it: every precision it offers).
     """
 
     precisions: tuple[str, ...] = ("fp32",)
