@@ -17,6 +17,8 @@ pooling, choosing a backend — lives in the core, once.
         # writes its marker; see `tinylm.conversion`)
         # only with Capabilities(default_device=True): default_device() -> devices()[0], found without listing
         # every device (which may mean probing accelerators), for loads that ask for no device
+        # only with Capabilities(native=True): native_precisions(device) -> the precisions that device computes
+        # at full speed (tinylm-openvino: bf16 only on a CPU with AMX), asked by the automatic choice (`KindPreference`)
 
 Options are declared, not probed: `Capabilities(options=MyOptions)` names a frozen dataclass derived from
 `BackendOptions` (or `ConvertOptions` for a converting backend); the core parses `tinylm.load(**options)` into
@@ -41,6 +43,7 @@ __all__ = [
     "BackendOptions",
     "ConvertOptions",
     "Capabilities",
+    "KindPreference",
     "WeightsOnce",
     "OpenRequest",
     "Backend",
@@ -138,6 +141,24 @@ class ConvertOptions(BackendOptions):
 
 
 @dataclass(frozen=True, kw_only=True)
+class KindPreference:
+    """How the automatic choice (no `backend=`, no `TINYLM_BACKEND`) ranks a backend for models of one kind, and
+    the precisions it tries there when the user names none (`Capabilities.auto`; `tinylm.selection` has the rules).
+
+    Attributes:
+        priority: the backend's rank for this kind, in place of `Capabilities.priority`.
+        precisions: tried in order: the first one the device computes natively (`native_precisions`, for a
+            backend declaring `Capabilities(native=True)`) whose built artifact keeps the kind's quality bar
+            (`tinylm.quality`; only lossless fp32 needs no measurement) runs. End it with "fp32", the fallback.
+        why: one line for users: what these rules come from (the measurement that justifies them, where it is).
+    """
+
+    priority: int
+    precisions: tuple[str, ...]
+    why: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
 class Capabilities:
     """What a backend can do, as data (the core derives everything else).
 
@@ -165,6 +186,11 @@ class Capabilities:
             what speculative decoding (`tinylm.speculative`) needs to roll back rejected tokens. A KV cache rolls
             back; a state that folds the sequence into itself (LFM2's "conv") cannot, so a session refuses to
             truncate such a model and the core does not speculate on it.
+        auto: per model kind ("encoder", "decoder"), how the automatic choice ranks it and which precisions it
+            tries there (`KindPreference`); a kind not listed uses `priority` and `default_precision`.
+        native: it defines `native_precisions(device)`: the precisions the device computes natively at full speed
+            (not emulated, not merely supported), the only ones of `auto`'s lists the automatic choice tries
+            (without it: every precision it offers).
     """
 
     precisions: tuple[str, ...] = ("fp32",)
@@ -181,8 +207,14 @@ class Capabilities:
     rows: bool = False
     row_states: tuple[str, ...] = ("kv",)
     rollback: bool = False
+    auto: Mapping[str, KindPreference] = field(default_factory=dict)
+    native: bool = False
 
     def __post_init__(self) -> None:
+        for kind, pref in self.auto.items():
+            unknown = [p for p in pref.precisions if p not in self.precisions]
+            if unknown or not pref.precisions:
+                raise TypeError(f"Capabilities.auto[{kind!r}] lists precisions the backend does not offer: {unknown}")
         if self.converts and self.options is BackendOptions:  # declared none: a converting backend's defaults
             object.__setattr__(self, "options", ConvertOptions)
         if self.converts and not issubclass(self.options, ConvertOptions):

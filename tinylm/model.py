@@ -162,7 +162,9 @@ def load(
         PrecisionUnsupported: the backend does not offer the precision.
     """
     folder, choice, request = _prepare(model, backend=backend, device=device, precision=precision, options=options)
-    if choice.backend.capabilities.converts and request.artifact is None:
+    if choice.candidates:
+        choice, request = _keeping_quality(folder, choice, request)
+    elif choice.backend.capabilities.converts and request.artifact is None:
         from .artifacts import ensure_artifact
 
         request = ensure_artifact(choice.backend, request, tokenizer=folder.tokenizer)
@@ -178,6 +180,35 @@ def load(
         choice.reason,
     )
     return Model(folder, choice, session, artifact=request.artifact, request=request)
+
+
+def _keeping_quality(folder: ModelFolder, choice: Choice, request: OpenRequest) -> tuple[Choice, OpenRequest]:
+    """A precision picked automatically (`Choice.candidates`): the first candidate whose built artifact keeps the
+    model kind's quality bar (`tinylm.quality`, measured when the artifact is built), fp32 without measuring (it is
+    the reference). A backend that builds no artifact has nothing measured: its first fp32 candidate, else its last.
+    The choice returned says which precision runs and why."""
+    from .artifacts import ensure_artifact
+    from .quality import verdict
+
+    backend, kind = choice.backend, folder.spec.kind
+    candidates = choice.candidates
+    if not backend.capabilities.converts:
+        candidates = ("fp32",) if "fp32" in candidates else candidates[-1:]
+    missed: list[str] = []
+    for i, precision in enumerate(candidates):
+        at = dataclasses.replace(
+            request, precision=precision, options=dataclasses.replace(request.options, precision=precision)
+        )
+        if backend.capabilities.converts:
+            at = ensure_artifact(backend, at, tokenizer=folder.tokenizer)
+        ok, figure = (True, "lossless") if precision == "fp32" else verdict(at.meta, kind)
+        if ok or i == len(candidates) - 1:
+            why = "; ".join([*missed, f"{precision}: {figure}"])
+            return dataclasses.replace(choice, precision=precision, reason=f"{choice.reason}; {why}"), at
+        log.warning("%s at %s misses the %s quality bar (%s); trying %s", folder.path, precision, kind, figure,
+                    candidates[i + 1])  # fmt: skip
+        missed.append(f"{precision} not kept ({figure})")
+    raise AssertionError("unreachable: candidates is never empty")
 
 
 def convert(
@@ -245,6 +276,13 @@ class Model:
     @property
     def precision(self) -> str:
         return self._choice.precision
+
+    @property
+    def chosen_by(self) -> str:
+        """Why this backend and precision run (`tinylm.selection.Choice.reason`): "argument", "TINYLM_BACKEND",
+        "auto", "bench ranking", "the converted folder", or "auto (...)" naming the per-kind rule that picked the
+        precision and the quality figure its artifact measured (docs/choosing-a-backend.md)."""
+        return self._choice.reason
 
     @property
     def spec(self) -> ModelSpec:
@@ -885,10 +923,15 @@ class Model:
         batch_size = arguments.positive_int(batch_size, "batch_size", example="batch_size=32")
         pooling = self.spec.pooling
         out: list[np.ndarray] = []
+        # texts of similar lengths batched together, as sentence-transformers does: each batch is padded to its
+        # longest text, so a list of mixed lengths in its own order pays for padding it does not need
+        all_ids, all_types = self.tokenizer.encode_batch(items) if items else ([], [])
+        order = sorted(range(len(items)), key=lambda i: len(all_ids[i]))
         with self._lock:
             session = self._live()
             for start in range(0, len(items), batch_size):
-                ids, types = self.tokenizer.encode_batch(items[start : start + batch_size])
+                batch = order[start : start + batch_size]
+                ids, types = [all_ids[i] for i in batch], [all_types[i] for i in batch]
                 width = max(len(x) for x in ids)
                 pad = self.spec.pad_token_id or 0
                 tokens = np.full((len(ids), width), pad, dtype=np.int64)  # (B, T)
@@ -899,6 +942,7 @@ class Model:
                 hidden = session.embed(tokens, mask, type_ids)  # (B, T, H)
                 out.append(pool(hidden, mask, pooling.mode if pooling else "mean"))
         vectors = np.concatenate(out, axis=0) if out else np.zeros((0, self.spec.hidden_size), np.float32)
+        vectors = vectors[np.argsort(order)] if out else vectors  # back in the texts' order
         if normalize:
             vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
         vectors = vectors.astype(np.float32)
