@@ -10,6 +10,8 @@ support embedder. Run from the repository root:
     python -m benchmarks.peers --from-json results.json --write-docs   # re-render a saved run (--json PATH)
     python -m benchmarks.peers --models smollm2 --only tinylm,onnxruntime-genai --backends onnx --rounds 4
                                                         # one comparison, more rounds (a noisy machine)
+    python -m benchmarks.peers --models minilm --only tinylm,sentence-transformers --backends auto,onnx,openvino
+                                                        # embedders: also a load that names nothing ("auto")
     python -m benchmarks.peers --build-model DIR        # only write the SmolLM2-135M-shaped random model to DIR
 
 tinylm rows are `tinylm bench MODEL --json` (tinylm/bench.py): cold load, warm load, time to first token, decode
@@ -393,7 +395,8 @@ def _tinylm_backends(args: argparse.Namespace) -> list[str]:
     says why), in `tinylm bench`'s order."""
     from tinylm.plugins import get_manager
 
-    return [b for b in sorted(get_manager().backends()) if not args.backends or b in args.backends]
+    named = [b for b in sorted(get_manager().backends()) if not args.backends or b in args.backends]
+    return named + (["auto"] if "auto" in args.backends else [])  # auto: a load that names nothing, one row
 
 
 def _groups(args: argparse.Namespace, backends: list[str], peers: list[Peer], precision: str) -> list[list[str | Peer]]:
@@ -405,6 +408,10 @@ def _groups(args: argparse.Namespace, backends: list[str], peers: list[Peer], pr
     at = [p for p in peers if precision in p.precisions]
     groups: list[list[str | Peer]] = []
     for backend in backends:
+        if backend == "auto":  # measured once, at the first precision: the automatic choice picks its own
+            first = precision == (args.precisions or PRECISIONS)[0] and "tinylm" in args.only
+            groups.append((["auto"] if first else []) + [p for p in at if p.beside == "auto"])
+            continue
         b = registered[backend]
         # `tinylm bench` refuses a precision the backend does not offer; one that cannot run here gives its reason
         measured = precision in b.capabilities.precisions or not b.availability().ok
@@ -527,7 +534,10 @@ def _parser() -> argparse.ArgumentParser:
         "--only", default="tinylm,peers", help=f"comma-separated, of: tinylm, peers, {', '.join(PEERS)}"
     )
     parser.add_argument("--precisions", help="comma-separated (default: every one each runtime has)")
-    parser.add_argument("--backends", help="comma-separated tinylm backends (default: every available one)")
+    parser.add_argument(
+        "--backends",
+        help="comma-separated tinylm backends, or auto: a load naming nothing (default: every available one)",
+    )
     parser.add_argument("--runs", type=int, help=f"timed runs after a warm-up (default {RUNS}; --quick: 1)")
     parser.add_argument(
         "--rounds", type=int, help=f"measure everything this many times, report medians (default {ROUNDS}; --quick: 1)"

@@ -6,7 +6,7 @@ import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tinylm.backend import Availability, Capabilities
+from tinylm.backend import Availability, Capabilities, KindPreference
 from tinylm.hookspecs import hookimpl
 
 
@@ -21,6 +21,8 @@ class FakeBackend:
     version: str = "0.0-test"
     declares_default_device: bool = False
     states: tuple[str, ...] = ("kv",)
+    auto: dict[str, KindPreference] = field(default_factory=dict)
+    native: list[str] | None = None  # the precisions native_precisions() reports; None: declares no such method
     opened: list = field(default_factory=list)
 
     @property
@@ -32,7 +34,13 @@ class FakeBackend:
             priority=self.priority,
             default_device=self.declares_default_device,
             states=self.states,
+            auto=self.auto,
+            native=self.native is not None,
         )
+
+    def native_precisions(self, device: str) -> list[str]:
+        assert self.native is not None, "called on a backend that declares no native precisions"
+        return list(self.native)
 
     def availability(self) -> Availability:
         if self.ok:
@@ -77,7 +85,7 @@ class TypoPlugin:
 FAKE_BACKEND_MODULE = textwrap.dedent(
     """
     from tinylm import hookimpl
-    from tinylm.backend import Availability, Capabilities
+    from tinylm.backend import Availability, Capabilities, KindPreference
 
     class Fake:
         version = "1.0"

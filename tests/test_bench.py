@@ -151,3 +151,18 @@ def test_artifact_bytes_are_the_inventory_not_the_machine_copies(tmp_path):
     assert bench._folder_bytes(tmp_path) == 1010
     (tmp_path / MARKER).unlink()  # a plain model folder: its weights and graphs, wherever they are
     assert bench._folder_bytes(tmp_path) == 6010
+
+
+def test_backend_auto_measures_what_a_load_naming_nothing_runs(folder, tmp_path, monkeypatch):
+    """`--backends auto` adds one row, whatever --precisions says: the automatic choice's backend and precision."""
+    monkeypatch.setenv("TINYLM_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("TINYLM_BACKEND", raising=False)
+    plan, _, _ = bench._plan(bench.BenchConfig(model=str(folder), backends=("auto", "torch"), precisions=("fp32",)))
+    assert plan == [("torch", "fp32"), ("auto", "auto")]
+    out = bench._child({"model": str(folder), "backend": "auto", "precision": "auto", "load_only": True})
+    expected = tinylm.load(folder)
+    assert (out["backend"], out["precision"], out["chosen_by"]) == (
+        expected.backend,
+        expected.precision,
+        expected.chosen_by,
+    )

@@ -32,6 +32,26 @@ def test_generate_streams_and_reports_stats(models, capsys):
     assert out.out.endswith("\n") and "[torch/cpu/fp32]" in out.err and "tok/s" in out.err
 
 
+def test_generate_speculates_with_the_flag(models, capsys):
+    base = [
+        "generate",
+        str(models["decoder"]),
+        "order 4412, order 4412",
+        "--max-new-tokens",
+        "16",
+        "--ignore-eos",
+        "--backend",
+        "torch",
+    ]
+    assert main(base) == 0
+    plain = capsys.readouterr().out
+    assert main([*base, "--speculative", "lookup", "--num-speculative-tokens", "4", "--stats"]) == 0
+    out = capsys.readouterr()
+    assert out.out == plain  # the same tokens (this random model repeats too little for proposals to be kept)
+    assert main([*base, "--speculative", "ngram"]) == 1
+    assert "speculative must be 'lookup'" in capsys.readouterr().err
+
+
 def test_generate_reads_the_prompt_from_stdin(models, capsys, monkeypatch):
     monkeypatch.setattr("sys.stdin", io.StringIO("Hello from stdin"))
     assert (

@@ -101,3 +101,39 @@ def test_step_that_crosses_reruns_and_a_refused_token_loses_nothing():
     session.reset()
     session.forward(np.array([[1, 2, 3, 4, 5, 6, 7, 8]]))  # a fresh sequence already past the switch
     assert inner.calls[-1] == [1, 2, 3, 4, 5, 6, 7, 8]
+
+
+class Truncating(Recorder):
+    """A Recorder that rolls back (`Session.truncate`)."""
+
+    def truncate(self, length: int) -> None:
+        self.length = length
+
+
+def test_positions_before_the_switch_keep_the_short_table_in_an_all_positions_call():
+    """Speculative decoding verifies tokens across the switch: the ones up to it come from a call that stays within
+    it, as one token at a time gives them; the rest from the whole sequence run again."""
+    inner = Recorder()
+    session = with_rope_switch(_spec(LONGROPE), inner)
+    session.forward(np.array([[1, 2, 3, 4]]))
+    out = session.forward(np.array([[5, 6, 7, 8]]), all_positions=True)
+    assert inner.calls == [[1, 2, 3, 4], [5, 6], [1, 2, 3, 4, 5, 6, 7, 8]]
+    assert out.shape == (1, 4, V) and [int(np.argmax(x)) for x in out[0]] == [4, 5, 6, 7]
+
+
+def test_truncating_back_below_the_switch_runs_the_kept_prefix_again():
+    inner = Truncating()
+    session = with_rope_switch(_spec(LONGROPE), inner)
+    session.forward(np.array([[1, 2, 3, 4, 5]]))
+    session.forward(np.array([[6, 7, 8, 9]]))  # crosses: every key now rotated by the long table
+    session.truncate(7)  # still past the switch: the long-table keys stay right
+    assert inner.calls[-1] == [1, 2, 3, 4, 5, 6, 7, 8, 9] and session.length == 7
+    session.truncate(5)  # back within it: the 5 kept tokens run again with the short table
+    assert inner.calls[-1] == [1, 2, 3, 4, 5] and session.length == 5
+    session.step(10)
+    assert inner.calls[-1] == [10]
+    session.forward(np.array([[11, 12]]))  # crosses again, with the ids kept since
+    assert inner.calls[-1] == [1, 2, 3, 4, 5, 10, 11, 12]
+    with pytest.raises(GenerationError, match="Fix"):
+        session.truncate(9)
+    assert not hasattr(with_rope_switch(_spec(LONGROPE), Recorder()), "truncate")  # only where the backend has it

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tinylm.backend import Capabilities, KindPreference
 from tinylm.errors import BackendUnavailable, CapabilityError, DeviceUnavailable, PrecisionUnsupported, UnknownBackend
 from tinylm.plugins import PluginManager
 from tinylm.selection import choose
@@ -119,3 +120,64 @@ def test_precision(manager):
     assert choose(manager, kind="decoder", backend="fast", precision="INT8").precision == "int8"
     with pytest.raises(PrecisionUnsupported, match="fp32, int8"):
         choose(manager, kind="decoder", backend="fast", precision="int4")
+
+
+# per-kind automatic choice (Capabilities.auto, native_precisions) ------------------------------------------------
+
+ENCODER_RULE = KindPreference(priority=30, precisions=("bf16", "int8", "fp32"), why="measured fastest")
+
+
+@pytest.fixture
+def tuned(manager):
+    """ "tuned" ranks below "enc" in general (priority 2 < 20) but first for encoders, on a CPU with native bf16."""
+    backend = FakeBackend(
+        "tuned",
+        priority=2,
+        precisions=("fp32", "bf16", "int8"),
+        auto={"encoder": ENCODER_RULE},
+        native=["fp32", "int8", "bf16"],
+    )
+    manager.register(BackendsPlugin(backend), name="tuned")
+    return backend
+
+
+def test_the_encoder_rule_ranks_and_picks_the_precision_the_backend_declares(manager, tuned):
+    choice = choose(manager, kind="encoder")
+    assert (choice.backend.name, choice.precision, choice.candidates) == ("tuned", "bf16", ("bf16", "int8", "fp32"))
+    assert choice.reason.startswith("auto (tuned ranks first for encoder models; measured fastest; native on cpu")
+    decoder = choose(manager, kind="decoder")  # no rule for decoders: the general priority, the default precision
+    assert (decoder.backend.name, decoder.precision, decoder.candidates, decoder.reason) == ("fast", "fp32", (), "auto")
+
+
+def test_a_cpu_without_native_bf16_does_not_get_bf16(manager, tuned):
+    tuned.native = ["fp32", "int8"]  # what such a CPU reports (OpenVINO: no BF16 in OPTIMIZATION_CAPABILITIES)
+    choice = choose(manager, kind="encoder")
+    assert (choice.precision, choice.candidates) == ("int8", ("int8", "fp32"))
+    assert "bf16" not in choice.reason
+
+
+def test_without_native_precisions_every_declared_precision_is_tried(manager):
+    plain = FakeBackend("plain", priority=1, precisions=("fp32", "bf16", "int8"), auto={"encoder": ENCODER_RULE})
+    manager.register(BackendsPlugin(plain), name="plain")
+    assert choose(manager, kind="encoder").candidates == ("bf16", "int8", "fp32")
+
+
+@pytest.mark.parametrize(
+    ("named", "env", "precision", "expected"),
+    [
+        ("tuned", None, None, ("tuned", "fp32", "argument")),  # a named backend keeps its default precision
+        (None, "tuned", None, ("tuned", "fp32", "TINYLM_BACKEND")),
+        (None, None, "int8", ("tuned", "int8", "auto")),  # a named precision runs as named, unchecked
+        ("enc", None, None, ("enc", "fp32", "argument")),
+    ],
+)
+def test_explicit_choices_override_the_encoder_rule(manager, tuned, monkeypatch, named, env, precision, expected):
+    if env:
+        monkeypatch.setenv("TINYLM_BACKEND", env)
+    choice = choose(manager, kind="encoder", backend=named, precision=precision)
+    assert (choice.backend.name, choice.precision, choice.reason) == expected and choice.candidates == ()
+
+
+def test_a_rule_must_name_precisions_the_backend_offers():
+    with pytest.raises(TypeError, match="does not offer"):
+        Capabilities(precisions=("fp32",), auto={"encoder": KindPreference(priority=1, precisions=("bf16", "fp32"))})

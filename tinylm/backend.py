@@ -17,6 +17,8 @@ pooling, choosing a backend — lives in the core, once.
         # writes its marker; see `tinylm.conversion`)
         # only with Capabilities(default_device=True): default_device() -> devices()[0], found without listing
         # every device (which may mean probing accelerators), for loads that ask for no device
+        # only with Capabilities(native=True): native_precisions(device) -> the precisions that device computes
+        # at full speed (tinylm-openvino: bf16 only on a CPU with AMX), asked by the automatic choice (`KindPreference`)
 
 Options are declared, not probed: `Capabilities(options=MyOptions)` names a frozen dataclass derived from
 `BackendOptions` (or `ConvertOptions` for a converting backend); the core parses `tinylm.load(**options)` into
@@ -41,6 +43,7 @@ __all__ = [
     "BackendOptions",
     "ConvertOptions",
     "Capabilities",
+    "KindPreference",
     "WeightsOnce",
     "OpenRequest",
     "Backend",
@@ -138,6 +141,24 @@ class ConvertOptions(BackendOptions):
 
 
 @dataclass(frozen=True, kw_only=True)
+class KindPreference:
+    """How the automatic choice (no `backend=`, no `TINYLM_BACKEND`) ranks a backend for models of one kind, and
+    the precisions it tries there when the user names none (`Capabilities.auto`; `tinylm.selection` has the rules).
+
+    Attributes:
+        priority: the backend's rank for this kind, in place of `Capabilities.priority`.
+        precisions: tried in order: the first one the device computes natively (`native_precisions`, for a
+            backend declaring `Capabilities(native=True)`) whose built artifact keeps the kind's quality bar
+            (`tinylm.quality`; only lossless fp32 needs no measurement) runs. End it with "fp32", the fallback.
+        why: one line for users: what these rules come from (the measurement that justifies them, where it is).
+    """
+
+    priority: int
+    precisions: tuple[str, ...]
+    why: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
 class Capabilities:
     """What a backend can do, as data (the core derives everything else).
 
@@ -161,6 +182,15 @@ class Capabilities:
             `tinylm.batching`, decodes many sequences in one forward pass through it).
         row_states: the state kinds its rows sessions keep per row (default "kv" only): a model that needs
             another (LFM2's "conv") has its batched calls run one after another on its single session.
+        rollback: its sessions define `truncate(length)` (see `Session`): drop the cached tokens past `length`,
+            what speculative decoding (`tinylm.speculative`) needs to roll back rejected tokens. A KV cache rolls
+            back; a state that folds the sequence into itself (LFM2's "conv") cannot, so a session refuses to
+            truncate such a model and the core does not speculate on it.
+        auto: per model kind ("encoder", "decoder"), how the automatic choice ranks it and which precisions it
+            tries there (`KindPreference`); a kind not listed uses `priority` and `default_precision`.
+        native: it defines `native_precisions(device)`: the precisions the device computes natively at full speed
+            (not emulated, not merely supported), the only ones of `auto`'s lists the automatic choice tries
+            (without it: every precision it offers).
     """
 
     precisions: tuple[str, ...] = ("fp32",)
@@ -176,8 +206,15 @@ class Capabilities:
     states: tuple[str, ...] = ("kv",)
     rows: bool = False
     row_states: tuple[str, ...] = ("kv",)
+    rollback: bool = False
+    auto: Mapping[str, KindPreference] = field(default_factory=dict)
+    native: bool = False
 
     def __post_init__(self) -> None:
+        for kind, pref in self.auto.items():
+            unknown = [p for p in pref.precisions if p not in self.precisions]
+            if unknown or not pref.precisions:
+                raise TypeError(f"Capabilities.auto[{kind!r}] lists precisions the backend does not offer: {unknown}")
         if self.converts and self.options is BackendOptions:  # declared none: a converting backend's defaults
             object.__setattr__(self, "options", ConvertOptions)
         if self.converts and not issubclass(self.options, ConvertOptions):
@@ -258,6 +295,14 @@ class Session(Protocol):
     (V,) float32, as `forward(np.array([[token_id]]))[0]` would, but the array may be a view of a buffer
     the session reuses, valid until its next call (no copy, no re-validation of a (B, T) array: on a
     small model, the Python between two runtime calls is a visible share of a decode step).
+
+    With `Capabilities(rollback=True)`, `truncate(length: int) -> None`: drop the cached tokens past `length`
+    (0 <= length <= self.length, else `GenerationError` naming the fix), so that the next call continues the
+    sequence's first `length` tokens and its logits equal those of that shorter sequence (within the parity
+    tolerance), as if the dropped tokens had never been fed. A model whose layers keep a state other than
+    "kv" (`ModelSpec.state_kinds`) cannot be truncated: `CapabilityError`, nothing changed. Speculative decoding
+    verifies several proposed tokens in one `forward(..., all_positions=True)` and truncates past the first
+    one the model disagrees with.
     """
 
     @property

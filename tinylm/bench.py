@@ -38,9 +38,21 @@ __all__ = [
     "weight_bytes",
     "BYTES_PER_WEIGHT",
     "EMBED_SENTENCES",
+    "AUTO",
 ]
 
-EMBED_SENTENCES = [f"sentence number {i} about refunds and parcels" for i in range(64)]  # embedder throughput input
+_ITEMS = ("a pair of trail running shoes", "the castle building set", "a wireless keyboard", "two bath towels",
+          "a winter jacket in size M", "a coffee grinder", "the blue backpack", "a phone case")  # fmt: skip
+_WHEN = ("on Monday", "on Tuesday", "last week", "ten days ago")
+#: embedder throughput input: 64 support messages of 62-68 word pieces (all-MiniLM-L6-v2's tokenizer), as a help
+#: desk embeds them (issue 30's workload)
+EMBED_SENTENCES = [
+    f"Hello, I ordered {_ITEMS[i % 8]} {_WHEN[i // 8 % 4]} (order {40000 + 37 * i}) and it still has not arrived. "
+    f"The tracking page says it left the warehouse {2 + i % 5} days ago. Could you check where it is and tell me "
+    "whether I can get a refund or a replacement if it is lost? Thanks, Sam"
+    for i in range(64)
+]
+AUTO = "auto"  # `--backends auto`: the row of a load that names no backend and no precision
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -150,9 +162,11 @@ def _child(job: dict[str, Any]) -> dict[str, Any]:
     import tinylm
 
     start = time.perf_counter()
-    model = tinylm.load(job["model"], backend=job["backend"], precision=job["precision"])
+    named = {} if job["backend"] == AUTO else {"backend": job["backend"], "precision": job["precision"]}
+    model = tinylm.load(job["model"], **named)
     load_s = time.perf_counter() - start
-    out: dict[str, Any] = {"load_s": load_s, "device": model.device}
+    out: dict[str, Any] = {"load_s": load_s, "device": model.device, "backend": model.backend}
+    out.update(precision=model.precision, chosen_by=model.chosen_by)
     out["artifact_bytes"] = _folder_bytes(model.artifact or model.path)
     out["weight_bytes"] = weight_bytes(model.spec, model.precision)
     if job.get("load_only"):
@@ -208,7 +222,7 @@ def _plan(config: BenchConfig) -> tuple[list[tuple[str, str]], list[BenchResult]
     backends = manager.backends()
     requested = [name.lower() for name in config.backends]  # names as `tinylm.load(backend=...)` takes them
     for name in requested:
-        if name not in backends:
+        if name not in backends and name != AUTO:
             raise unknown_backend(name, manager, source="--backends")
     spec = ModelFolder(resolve_model(config.model, manager)).spec
     kind, states = spec.kind, spec.state_kinds
@@ -237,6 +251,8 @@ def _plan(config: BenchConfig) -> tuple[list[tuple[str, str]], list[BenchResult]
             for p in config.precisions
             if p not in offered
         ]
+    if AUTO in requested:
+        plan.append((AUTO, AUTO))  # once, whatever --precisions says: the automatic choice picks the precision
     if not plan and not skipped:
         raise PrecisionUnsupported(
             "nothing to measure: " + "; ".join(notes) + ". Fix: ask for a precision one of the backends offers "
@@ -276,6 +292,9 @@ def run_bench(config: BenchConfig, *, progress: Any = None) -> tuple[list[BenchR
             row.error = cold.get("error") or warm.get("error", "")
         else:
             row.cold_load_s, row.warm_load_s, row.device = cold["load_s"], warm["load_s"], warm["device"]
+            if backend == AUTO:  # what the automatic choice ran, and why
+                row.backend, row.precision = f"{AUTO} ({warm['backend']})", warm["precision"]
+                row.extra["chosen_by"] = warm["chosen_by"]
             for key in (
                 "ttft_ms",
                 "decode_tps",
@@ -293,7 +312,8 @@ def run_bench(config: BenchConfig, *, progress: Any = None) -> tuple[list[BenchR
                 row.roofline_fraction = row.decode_tps / roofline
                 row.extra["roofline_tps"] = roofline
         rows.append(row)
-    ranking.save(config.model, [dataclasses.asdict(r) for r in rows], bandwidth)
+    named = [dataclasses.asdict(r) for r in rows if not r.backend.startswith(AUTO)]  # the ranking names backends
+    ranking.save(config.model, named, bandwidth)
     return rows, bandwidth
 
 

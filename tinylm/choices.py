@@ -59,10 +59,12 @@ def stream_choices(
 
     This is the one place that turns `n` into generations. On a model that decodes rows together
     (`Model.batches_rows`) the n choices are n rows of its batcher, submitted at once and decoded together; the
-    pairs are read out choice after choice. Otherwise they run one after another through `Model.stream`.
+    pairs are read out choice after choice. Otherwise (or with `speculative=`) they run one after another through
+    `Model.stream`.
     """
     n = check_n(n)
-    run = model.submit if n > 1 and model.batches_rows else model.stream
+    # speculative decoding runs one sequence at a time: its choices run one after another
+    run = model.submit if n > 1 and model.batches_rows and options.speculative is None else model.stream
     rows = [
         run(
             prompt,

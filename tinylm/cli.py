@@ -85,7 +85,12 @@ def _print_stats(model: Any, usage: Any) -> None:
     print(
         f"[{model.backend}/{model.device}/{model.precision}] prompt {usage.prompt_tokens} tok, "
         f"completion {usage.completion_tokens} tok, first token {usage.time_to_first_token * 1000:.0f} ms, "
-        f"{usage.tokens_per_second:.1f} tok/s",
+        f"{usage.tokens_per_second:.1f} tok/s"
+        + (
+            f", speculative {usage.speculative_accepted}/{usage.speculative_proposed} accepted"
+            if usage.speculative_proposed
+            else ""
+        ),
         file=sys.stderr,
     )
 
@@ -276,6 +281,19 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _auto_choice(manager: Any, kind: str) -> str:
+    """What `tinylm.load` picks for a model of `kind` when nothing is named, and why (before the quality check of a
+    lossy precision, which needs the model: a precision that misses the bar gives way to the next one listed)."""
+    from .errors import TinyLMError
+    from .selection import choose
+
+    try:
+        choice = choose(manager, kind=kind)
+    except TinyLMError as e:
+        return f"none ({e})"
+    return f"{choice.backend.name}/{choice.device} {choice.precision}: {choice.reason}"
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from .plugins import get_manager
 
@@ -293,6 +311,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print(f"  {name}: {av.explain()}")
         if av.ok:
             available.append(name)
+    print("automatic choice (no backend or precision named):")
+    for kind in ("decoder", "encoder"):
+        print(f"  {kind} models: {_auto_choice(manager, kind)}")
     problems: list[Exception] = [*manager.check(), *manager.config_errors]
     for e in problems:
         print(f"problem: {e}")
@@ -542,7 +563,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="measure every backend and precision side by side")
     p.add_argument("model")
-    p.add_argument("--backends", nargs="+", help="default: every available backend")
+    p.add_argument(
+        "--backends", nargs="+", help="default: every available backend; 'auto': also a load that names nothing"
+    )
     p.add_argument("--precisions", nargs="+", help="default: each backend's precisions")
     p.add_argument("--prompt-tokens", type=int, default=32)
     p.add_argument("--new-tokens", type=int, default=128)

@@ -9,12 +9,16 @@ steps one, and the scheduler in `tinylm.batching` steps many rows of a `RowSessi
 Backends only run `Session.forward` (and `Session.step`, its optional one-token fast path); sampling, stop tokens,
 stop strings, streaming text, usage and timing are decided here, so the same logits give the same tokens on every
 backend. `generate()` is `stream()` joined (with the text decoded once at the end: `GenerationSettings.stream_text`).
+
+With `GenerationSettings.speculative` (`tinylm.speculative`), a decode step may instead verify several proposed
+tokens in one forward pass: `RowState.advance` still decides each position in turn, so the tokens, processors,
+stops and usage are those of the loop above; the session drops the tokens past the first rejected one.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -25,9 +29,10 @@ from .detokenizer import FinalText, StreamingDetokenizer
 from .errors import GenerationError, PromptTooLong
 from .logprobs import TokenLogprob
 from .sampling import LogitsProcessor, Sampler, SamplingParams
+from .speculative import Offer, Proposal, Speculator
 from .tools import ToolCall
 
-__all__ = ["GenerationSettings", "Usage", "Chunk", "Completion", "RowState", "stream_tokens", "join_chunks"]
+__all__ = ["GenerationSettings", "Usage", "Chunk", "Completion", "RowState", "stream_tokens", "verify", "join_chunks"]
 
 FinishReason = Literal["stop", "length", "tool_calls"]
 
@@ -45,6 +50,8 @@ class GenerationSettings:
     #: joins: the same text without detokenizing every token). Stop strings need the text as it comes, so with
     #: `stop` set the text always streams.
     stream_text: bool = True
+    #: speculative decoding (None: off): made per generation, since its proposer keeps state (a draft model's cache)
+    speculative: Callable[[], Speculator] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
@@ -65,6 +72,9 @@ class Usage:
         time_to_first_token: seconds from the call to the first generated token (prefill + first sample).
         tokens_per_second: decode speed: tokens after the first, per second after the first.
         total_time: seconds for the whole generation.
+        speculative_proposed: tokens proposed for verification (speculative decoding; 0 without it).
+        speculative_accepted: of those, tokens the model agreed with and kept (acceptance rate: accepted /
+            proposed).
     """
 
     prompt_tokens: int
@@ -72,6 +82,8 @@ class Usage:
     time_to_first_token: float
     tokens_per_second: float
     total_time: float
+    speculative_proposed: int = 0
+    speculative_accepted: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -179,11 +191,13 @@ class RowState:
         self.hit_stop_string = False
         self.done = False
         self.token = -1  # the last token sampled: the session's next input while not done
+        self.speculator: Speculator | None = None if settings.speculative is None else settings.speculative()
 
-    def advance(self, logits: np.ndarray, cached: int) -> Chunk | None:
+    def advance(self, logits: np.ndarray, cached: int, proposal: Offer | None = None) -> Chunk | None:
         """Sample from `logits` (V,) (valid during the call only); `cached`: tokens the session holds for this
-        sequence. Returns the chunk for the new token, or None when it was a stop id (then `done`)."""
-        token, logprob = self.sampler.draw(logits, self.history[: self.seen])
+        sequence; `proposal`: the token speculative decoding proposed here (see `Sampler.draw`). Returns the chunk
+        for the new token, or None when it was a stop id (then `done`)."""
+        token, logprob = self.sampler.draw(logits, self.history[: self.seen], proposal)
         if not self.first_token_at:
             self.first_token_at = time.perf_counter()
         if token in self.stop_ids:
@@ -220,8 +234,19 @@ class RowState:
             time_to_first_token=(self.first_token_at or end) - self.start,
             tokens_per_second=(n - 1) / decode_time if decode_time > 0 else 0.0,
             total_time=end - self.start,
+            speculative_proposed=self.speculator.proposed if self.speculator else 0,
+            speculative_accepted=self.speculator.accepted if self.speculator else 0,
         )
         return Chunk(text=tail, finish_reason=self.finish_reason, usage=usage)
+
+    def proposal(self, capacity: int) -> Proposal | None:
+        """Tokens to verify after `token` (speculative decoding), or None: decode one. A verification feeds `token`
+        and the proposal, so it must fit the session (`capacity`) and need not outrun max_new_tokens."""
+        if self.speculator is None:
+            return None
+        cached = self.seen - 1  # the session holds every token but the last sampled
+        limit = min(capacity - cached - 1, self.settings.max_new_tokens - self.generated - 1)
+        return self.speculator.propose(self.history[: self.seen], limit)
 
 
 def stream_tokens(
@@ -239,16 +264,46 @@ def stream_tokens(
     row = RowState(prompt_ids, tokenizer, settings, context_length=context_length)
     # one token on a batch-1 cache: the session's fast path when it has one (logits valid until its next call)
     step = session.step if fast_step else (lambda token: session.forward(np.array([[token]], dtype=np.int64))[0])  # type: ignore[attr-defined]
+    capacity = min(context_length, int(getattr(session, "capacity", context_length)))
     session.reset()
     logits = session.forward(row.prompt[None, :])[0]  # (V,) prefill
+    chunks: Iterator[Chunk | None] = iter((row.advance(logits, session.length),))
     while True:
-        chunk = row.advance(logits, session.length)
-        if chunk is not None:
-            yield chunk
+        for chunk in chunks:
+            if chunk is not None:
+                yield chunk
         if row.done:
             break
-        logits = step(row.token)  # (V,) decode one
+        proposal = row.proposal(capacity)
+        if proposal is None:
+            chunks = iter((row.advance(step(row.token), session.length),))  # decode one
+        else:
+            chunks = verify(session, row, proposal)  # decode several
     yield row.finish()
+
+
+def verify(session: Session, row: RowState, proposal: Proposal) -> Iterator[Chunk | None]:
+    """Feed the row's last token and the proposed ones (k,) in one forward pass, then decide each position in
+    turn, yielding its chunk, up to the first proposed token not chosen (dropped from the session with every one
+    after it) or the end of the row. The last position, after every proposed token, gives one more token."""
+    drafted = proposal.tokens
+    k = drafted.shape[0]
+    base = session.length  # tokens held before this pass
+    ids = np.concatenate([np.array([row.token], np.int64), drafted])[None]  # (1, k + 1)
+    logits = session.forward(ids, all_positions=True)[0]  # (k + 1, V)
+    speculator = row.speculator
+    assert speculator is not None
+    for i in range(k + 1):
+        chunk = row.advance(logits[i], base + i + 1, proposal.offer(i) if i < k else None)
+        yield chunk
+        agreed = i < k and chunk is not None and row.token == drafted[i]
+        if i == k or row.done:
+            speculator.record(k, i + agreed)
+            return
+        if not agreed:
+            session.truncate(base + i + 1)  # type: ignore[attr-defined]  # keeps the row's token and the i accepted
+            speculator.record(k, i)
+            return
 
 
 def join_chunks(chunks: Iterator[Chunk]) -> Completion:

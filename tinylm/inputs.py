@@ -8,8 +8,10 @@ ids, mask, types = inputs.embed_inputs(token_ids, attention_mask, token_type_ids
 inputs.free_rows(live, len(prompts), max_rows)                        # RowSession.add_rows: CapabilityError
 ids = inputs.row_prompt(prompt, spec, capacity)                       # one row's prompt (T,) int64
 rows = inputs.row_ids(rows, live)                                     # step_rows: live rows, none twice
+length = inputs.truncation(length, cached=n, spec=spec)               # Session.truncate: 0 <= length <= n, KV only
 
-A session with one KV cache of its own keeps it in a `CacheSlot` and gets `length`/`reset` from `SlotSession`:
+A session with one KV cache of its own keeps it in a `CacheSlot` and gets `length`/`reset`/`truncate` from
+`SlotSession`:
 slot = inputs.CacheSlot(spec, capacity, make_cache)
 ids, cache = slot.admit(token_ids)  # need_kind + token_ids + same_batch + room; ids (B, T) int64
 """
@@ -35,6 +37,7 @@ __all__ = [
     "row_prompt",
     "row_ids",
     "row_states",
+    "truncation",
     "CacheSlot",
     "SlotSession",
 ]
@@ -162,6 +165,24 @@ def row_ids(rows: Sequence[int], live: Collection[int], what: str = "step_rows()
     return out
 
 
+def truncation(length: int, *, cached: int, spec: ModelSpec) -> int:
+    """`Session.truncate`'s checks: `length` an int in [0, cached], on a model whose every layer state is a KV
+    cache (`CapabilityError` for LFM2's conv states, which fold the whole sequence in and cannot be cut)."""
+    others = sorted(set(spec.state_kinds) - {"kv"})
+    if others:
+        raise CapabilityError(
+            f"truncate(): {spec.family}'s layers keep {', '.join(others)} state, which holds the whole sequence "
+            "folded in and cannot be cut back to a shorter one. Fix: decode this model without speculation "
+            "(speculative=None), or reset() and feed the shorter sequence again."
+        )
+    if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or not 0 <= length <= cached:
+        raise GenerationError(
+            f"truncate() takes a length in [0, {cached}] (the tokens cached), got {length!r}. "
+            "Fix: pass how many of the cached tokens to keep."
+        )
+    return int(length)
+
+
 class _Cache(Protocol):
     batch: int  # sequences it holds
     length: int  # tokens cached per sequence
@@ -209,12 +230,20 @@ class CacheSlot(Generic[C]):
         if self.cache is not None:
             self.cache.reset()
 
+    def truncate(self, length: int) -> None:
+        """Keep the first `length` cached tokens (`Session.truncate`): positions past it are written again
+        before they are read, so only the length changes."""
+        kept = truncation(length, cached=self.length, spec=self.spec)
+        if self.cache is not None:
+            self.cache.length = kept
+
     def clear(self) -> None:
         self.cache = None
 
 
 class SlotSession:
-    """The `Session.length` and `Session.reset` of a session whose KV cache is its `slot` (a `CacheSlot`)."""
+    """The `Session.length`, `Session.reset` and `Session.truncate` of a session whose KV cache is its `slot` (a
+    `CacheSlot`)."""
 
     slot: CacheSlot
 
@@ -224,3 +253,6 @@ class SlotSession:
 
     def reset(self) -> None:
         self.slot.reset()
+
+    def truncate(self, length: int) -> None:
+        self.slot.truncate(length)

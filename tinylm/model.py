@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -34,9 +35,10 @@ from .options import OPTION_NAMES, GenerationOptions
 from .plugins import get_manager
 from .resolve import resolve_model
 from .rope_switch import with_rope_switch
-from .sampling import LogitsProcessor
+from .sampling import LogitsProcessor, SamplingParams
 from .selection import Choice, choose
 from .source import ModelFolder
+from .speculative import Speculator, check_rollback
 from .structured import Constraint, Grammar, ResponseFormat
 from .tokenizer import Tokenizer
 from .tools import ToolPlan, detect_format, plan_tools
@@ -160,7 +162,9 @@ def load(
         PrecisionUnsupported: the backend does not offer the precision.
     """
     folder, choice, request = _prepare(model, backend=backend, device=device, precision=precision, options=options)
-    if choice.backend.capabilities.converts and request.artifact is None:
+    if choice.candidates:
+        choice, request = _keeping_quality(folder, choice, request)
+    elif choice.backend.capabilities.converts and request.artifact is None:
         from .artifacts import ensure_artifact
 
         request = ensure_artifact(choice.backend, request, tokenizer=folder.tokenizer)
@@ -176,6 +180,35 @@ def load(
         choice.reason,
     )
     return Model(folder, choice, session, artifact=request.artifact, request=request)
+
+
+def _keeping_quality(folder: ModelFolder, choice: Choice, request: OpenRequest) -> tuple[Choice, OpenRequest]:
+    """A precision picked automatically (`Choice.candidates`): the first candidate whose built artifact keeps the
+    model kind's quality bar (`tinylm.quality`, measured when the artifact is built), fp32 without measuring (it is
+    the reference). A backend that builds no artifact has nothing measured: its first fp32 candidate, else its last.
+    The choice returned says which precision runs and why."""
+    from .artifacts import ensure_artifact
+    from .quality import verdict
+
+    backend, kind = choice.backend, folder.spec.kind
+    candidates = choice.candidates
+    if not backend.capabilities.converts:
+        candidates = ("fp32",) if "fp32" in candidates else candidates[-1:]
+    missed: list[str] = []
+    for i, precision in enumerate(candidates):
+        at = dataclasses.replace(
+            request, precision=precision, options=dataclasses.replace(request.options, precision=precision)
+        )
+        if backend.capabilities.converts:
+            at = ensure_artifact(backend, at, tokenizer=folder.tokenizer)
+        ok, figure = (True, "lossless") if precision == "fp32" else verdict(at.meta, kind)
+        if ok or i == len(candidates) - 1:
+            why = "; ".join([*missed, f"{precision}: {figure}"])
+            return dataclasses.replace(choice, precision=precision, reason=f"{choice.reason}; {why}"), at
+        log.warning("%s at %s misses the %s quality bar (%s); trying %s", folder.path, precision, kind, figure,
+                    candidates[i + 1])  # fmt: skip
+        missed.append(f"{precision} not kept ({figure})")
+    raise AssertionError("unreachable: candidates is never empty")
 
 
 def convert(
@@ -243,6 +276,13 @@ class Model:
     @property
     def precision(self) -> str:
         return self._choice.precision
+
+    @property
+    def chosen_by(self) -> str:
+        """Why this backend and precision run (`tinylm.selection.Choice.reason`): "argument", "TINYLM_BACKEND",
+        "auto", "bench ranking", "the converted folder", or "auto (...)" naming the per-kind rule that picked the
+        precision and the quality figure its artifact measured (docs/choosing-a-backend.md)."""
+        return self._choice.reason
 
     @property
     def spec(self) -> ModelSpec:
@@ -340,7 +380,49 @@ class Model:
             stop_token_ids=() if ignore_eos else self._folder.stop_token_ids(),
             processors=processors,
             stream_text=stream_text,
+            speculative=self._speculation(options, params),
         )
+
+    def _speculation(self, options: GenerationOptions, params: SamplingParams) -> Callable[[], Speculator] | None:
+        """What `speculative=` asks for, checked now: a maker of one generation's `Speculator`, or None."""
+        from .speculative import DEFAULT_TOKENS, DraftModel, PromptLookup
+
+        chosen = options.speculative
+        if chosen is None:
+            return None
+        check_rollback(self.spec, self._choice.backend.capabilities, self.backend, self.path.name)
+        tokens = options.num_speculative_tokens or DEFAULT_TOKENS
+        if chosen == "lookup":
+            return lambda: Speculator(PromptLookup(), tokens=tokens)
+        if isinstance(chosen, Model):
+            self._check_draft(chosen)
+            return lambda: Speculator(DraftModel(chosen, params), tokens=tokens)
+        return lambda: Speculator(chosen, tokens=tokens)
+
+    def _check_draft(self, draft: Model) -> None:
+        """A draft model: another loaded decoder with this model's vocabulary that can roll back."""
+        if draft is self or draft._session is self._session:
+            raise InvalidArgument(
+                "speculative",
+                "a model cannot be its own draft (they would share one cache). Fix: load a smaller model with the "
+                "same tokenizer as the draft, or use speculative='lookup'.",
+            )
+        draft._live()
+        draft._need("decoder", "a draft model")
+        check_rollback(draft.spec, draft._choice.backend.capabilities, draft.backend, f"the draft {draft.path.name}")
+        ours, theirs = self.tokenizer, draft.tokenizer
+        sample = range(0, ours.vocab_size, max(1, ours.vocab_size // 512))
+        if (
+            draft.spec.vocab_size != self.spec.vocab_size
+            or theirs.vocab_size != ours.vocab_size
+            or any(ours.id_to_token(i) != theirs.id_to_token(i) for i in sample)
+        ):
+            raise InvalidArgument(
+                "speculative",
+                f"the draft {draft.path.name} does not share {self.path.name}'s vocabulary (vocab sizes "
+                f"{draft.spec.vocab_size} and {self.spec.vocab_size}). Fix: use a draft made from this model "
+                "(`tinylm prune` / `tinylm distill`) or one of its family with the same tokenizer.",
+            )
 
     def _prompt_ids(self, prompt: str | Sequence[int], name: str = "prompt") -> list[int]:
         checked = arguments.prompt(prompt, vocab_size=self.spec.vocab_size, name=name)
@@ -363,8 +445,11 @@ class Model:
                 )
         return compile_constraint(response_format, self._constraint_tokenizer, vocab_size=self.spec.vocab_size)
 
-    def _run(self, prompt_ids: list[int], settings: GenerationSettings) -> Iterator[Chunk]:
-        with self._lock:
+    def _run(self, prompt_ids: list[int], settings: GenerationSettings, draft: Model | None = None) -> Iterator[Chunk]:
+        # a draft model's session is this generation's for as long as it runs
+        with self._lock, draft._lock if draft is not None else contextlib.nullcontext():
+            if draft is not None:
+                draft._live()
             yield from stream_tokens(
                 self._live(),
                 prompt_ids,
@@ -397,6 +482,8 @@ class Model:
         logit_bias: dict[int, float] | None = None,
         logprobs: bool | None = None,
         top_logprobs: int | None = None,
+        speculative: Any = None,
+        num_speculative_tokens: int | None = None,
         options: GenerationOptions | None = None,
         logits_processors: Sequence[LogitsProcessor] = (),
         response_format: ResponseFormat | None = None,
@@ -440,7 +527,8 @@ class Model:
                 f"the prompt has {len(ids)} tokens but the model's context is {self.context_length}, leaving no "
                 "room to generate. Fix: shorten the prompt (or the chat history)."
             )
-        return self._run(ids, settings)
+        draft = options.speculative if isinstance(options.speculative, Model) else None
+        return self._run(ids, settings, draft)
 
     def generate(
         self,
@@ -704,6 +792,12 @@ class Model:
         name: str = "prompt",
     ) -> tuple[list[int], GenerationSettings]:
         """One row's prompt ids and settings, checked as `stream` checks them (before anything runs)."""
+        if options.speculative is not None:
+            raise CapabilityError(
+                "speculative decoding runs one sequence at a time; batched calls (generate_batch, chat_batch, "
+                "submit, the batcher) decode one token per row and step. Fix: drop speculative= here, or call "
+                "generate()/stream() per prompt to speculate."
+            )
         if not isinstance(processors, Sequence) or not all(callable(p) for p in processors):
             raise InvalidArgument(
                 "logits_processors",
@@ -829,10 +923,15 @@ class Model:
         batch_size = arguments.positive_int(batch_size, "batch_size", example="batch_size=32")
         pooling = self.spec.pooling
         out: list[np.ndarray] = []
+        # texts of similar lengths batched together, as sentence-transformers does: each batch is padded to its
+        # longest text, so a list of mixed lengths in its own order pays for padding it does not need
+        all_ids, all_types = self.tokenizer.encode_batch(items) if items else ([], [])
+        order = sorted(range(len(items)), key=lambda i: len(all_ids[i]))
         with self._lock:
             session = self._live()
             for start in range(0, len(items), batch_size):
-                ids, types = self.tokenizer.encode_batch(items[start : start + batch_size])
+                batch = order[start : start + batch_size]
+                ids, types = [all_ids[i] for i in batch], [all_types[i] for i in batch]
                 width = max(len(x) for x in ids)
                 pad = self.spec.pad_token_id or 0
                 tokens = np.full((len(ids), width), pad, dtype=np.int64)  # (B, T)
@@ -843,6 +942,7 @@ class Model:
                 hidden = session.embed(tokens, mask, type_ids)  # (B, T, H)
                 out.append(pool(hidden, mask, pooling.mode if pooling else "mean"))
         vectors = np.concatenate(out, axis=0) if out else np.zeros((0, self.spec.hidden_size), np.float32)
+        vectors = vectors[np.argsort(order)] if out else vectors  # back in the texts' order
         if normalize:
             vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
         vectors = vectors.astype(np.float32)

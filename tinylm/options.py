@@ -119,6 +119,24 @@ def _stops(value: Any) -> tuple[str, ...]:
     return tuple(items)
 
 
+def _speculative(value: Any) -> Any:
+    """'lookup', a loaded `tinylm.Model` (the draft) or an object with `propose(history, k)` (a
+    `tinylm.speculative.Proposer`); the model's own checks (rollback, tokenizer) come when it generates."""
+    if isinstance(value, str):
+        if value.strip().lower() == "lookup":
+            return "lookup"
+    else:
+        from .model import Model  # only a Python caller passes an object: the model is imported already
+
+        if isinstance(value, Model) or callable(getattr(value, "propose", None)):
+            return value
+    raise InvalidArgument(
+        "speculative",
+        f"speculative must be 'lookup', a draft tinylm.Model or a proposer, got {show(value)}. "
+        "Fix: pass e.g. speculative='lookup' (or omit it to decode one token at a time).",
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class GenerationOptions:
     """The settings of one generation besides the prompt (None: the model's default). Checked when built."""
@@ -145,6 +163,14 @@ class GenerationOptions:
     )
     logprobs: bool | None = _option("report each generated token's log-probability (Chunk.logprobs)", cli=bool)
     top_logprobs: int | None = _option("with logprobs: also the N most likely tokens at each step (0..20)", cli=int)
+    speculative: str | object | None = _option(
+        "speculative decoding: 'lookup' (n-grams of the prompt and the text so far), or in Python a draft "
+        "tinylm.Model with the same tokenizer or a tinylm.speculative.Proposer; same tokens, fewer passes",
+        cli=str,
+    )
+    num_speculative_tokens: int | None = _option(
+        "with speculative: the most tokens proposed per verifying pass (1..32; default 4)", cli=int
+    )
 
     def __post_init__(self) -> None:
         checks = {
@@ -170,6 +196,10 @@ class GenerationOptions:
             "logit_bias": _logit_bias,
             "logprobs": lambda v: flag(v, "logprobs"),
             "top_logprobs": lambda v: _integer("top_logprobs", v, minimum=0, below=21, example="top_logprobs=5"),
+            "speculative": _speculative,
+            "num_speculative_tokens": lambda v: _integer(
+                "num_speculative_tokens", v, minimum=1, below=33, example="num_speculative_tokens=6"
+            ),
         }
         for name, check in checks.items():
             value = getattr(self, name)
@@ -180,6 +210,12 @@ class GenerationOptions:
                 "top_logprobs",
                 f"top_logprobs={self.top_logprobs} needs logprobs=True (as in OpenAI's API). Fix: pass logprobs=True "
                 "too, or drop top_logprobs.",
+            )
+        if self.num_speculative_tokens is not None and self.speculative is None:
+            raise InvalidArgument(
+                "num_speculative_tokens",
+                f"num_speculative_tokens={self.num_speculative_tokens} needs speculative= too. Fix: pass "
+                "speculative='lookup' (or a draft model), or drop num_speculative_tokens.",
             )
 
     @classmethod

@@ -4,7 +4,9 @@ One measurement for every converting backend, so their figures compare. Decoders
 difference| over 32 teacher-forced positions and greedy agreement over 16 tokens against the
 reference (the backend that declares `Capabilities(reference=True)` — tinylm-torch — when it is
 installed, else the converting backend's own fp32 build); for lossy precisions also the perplexity
-change on `TEXT`. Encoders: max |hidden-state difference| on a padded batch.
+change on `TEXT`. Encoders: max |hidden-state difference| on a padded batch, and the cosine similarity of each
+sentence's embedding of `TEXT` (pooled as the model says) with the reference's: the figure the automatic choice
+holds a lossy precision to (`tinylm.quality`).
 """
 
 from __future__ import annotations
@@ -104,11 +106,38 @@ def _encoder(ours: Session, ref: Session, vocab: int) -> dict[str, Any]:
     return {"max_hidden_diff": float(diff), "positions": int(ids.shape[1])}
 
 
-def measure(ours: Session, ref: Session, request: OpenRequest, reference: str) -> dict[str, Any]:
-    """Parity of `ours` against `ref` (named `reference` in the record)."""
+def sentences_cosine(ours: Session, ref: Session, request: OpenRequest, tokenizer: Tokenizer) -> dict[str, Any]:
+    """Each sentence of `TEXT` embedded by both encoder sessions in one padded batch, pooled as the model says:
+    the least and the mean cosine similarity of the pairs."""
+    from .model import pool
+
+    texts = [t.strip() + "." for t in TEXT.split(".") if t.strip()]
+    rows, type_rows = tokenizer.encode_batch(texts, max_length=min(128, request.spec.max_positions))
+    width = max(len(r) for r in rows)
+    ids = np.full((len(rows), width), request.spec.pad_token_id or 0, np.int64)  # (B, T)
+    mask, types = np.zeros_like(ids), np.zeros_like(ids)
+    for i, (row, trow) in enumerate(zip(rows, type_rows)):
+        ids[i, : len(row)], mask[i, : len(row)], types[i, : len(row)] = row, 1, trow
+    mode = request.spec.pooling.mode if request.spec.pooling else "mean"
+    a, b = (pool(s.embed(ids, mask, types).astype(np.float64), mask, mode) for s in (ours, ref))  # (B, H) each
+    cos = (a * b).sum(-1) / np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), 1e-12)  # (B,)
+    return {"cosine_min": float(cos.min()), "cosine_mean": float(cos.mean()), "cosine_sentences": len(texts)}
+
+
+def measure(
+    ours: Session, ref: Session, request: OpenRequest, reference: str, tokenizer: Tokenizer | None = None
+) -> dict[str, Any]:
+    """Parity of `ours` against `ref` (named `reference` in the record); an encoder's sentence cosines with
+    `tokenizer` (the model's, else read from its folder)."""
     spec = request.spec
-    fn = _decoder if spec.kind == "decoder" else _encoder
-    return {"reference": reference, **fn(ours, ref, spec.vocab_size)}
+    if spec.kind == "decoder":
+        return {"reference": reference, **_decoder(ours, ref, spec.vocab_size)}
+    if tokenizer is None:
+        from .source import ModelFolder
+
+        tokenizer = ModelFolder(request.folder).tokenizer
+    cosine = sentences_cosine(ours, ref, request, tokenizer)
+    return {"reference": reference, **_encoder(ours, ref, spec.vocab_size), **cosine}
 
 
 def heldout_ids(request: OpenRequest, limit: int, tokenizer: Tokenizer | None = None) -> np.ndarray:
@@ -142,7 +171,7 @@ def record(
     if ref is None:
         out["parity"] = {"reference": None, "note": "no reference here: install tinylm-torch to measure"}
     else:
-        out["parity"] = measure(ours, ref, request, name)
+        out["parity"] = measure(ours, ref, request, name, tokenizer)
     if found is not None:
         found[0].close()
     if fp32 is not None and request.spec.kind == "decoder":

@@ -5,8 +5,12 @@ transformers rotates every position of a sequence by longrope's long table once 
 shorter are stale the moment it crosses. Backends pick the table by the total length of each call; this
 wrapper, once, in the core, keeps the token ids of the cached rows and, on the call that crosses the switch,
 empties the cache and runs the whole sequence again. Logits then equal transformers' forward over the
-whole sequence at every step. The cost is one prefill of the sequence, once per sequence (the page
-docs/families.md gives the figure).
+whole sequence at every step; a call of several tokens on top of a cache that crosses the switch (speculative
+decoding's verification) gives its positions up to the switch from a call that stays within it, as decoding them
+one at a time would, and the rest from the whole sequence run again. The cost is one prefill of the sequence,
+once per sequence (the page docs/families.md gives the figure). Where the backend rolls back
+(`Session.truncate`), the wrapper keeps the ids past the switch too: a truncation back below the switch runs the
+kept prefix again with the short table.
 
 A rows session (`Capabilities(rows=True)`) is wrapped the same way, row by row: the wrapper keeps each row's
 token ids until it outgrows the switch, and the step that makes a row cross drops that row from the backend's
@@ -39,6 +43,9 @@ class RopeSwitchSession:
         self._ids = np.zeros((0, 0), np.int64)  # (B, length) while length <= switch; then no longer needed
         if hasattr(inner, "step"):
             self.step = self._step  # only where the backend has the fast path
+        self._keep_all = hasattr(inner, "truncate")  # keep every id: a truncation may go back below the switch
+        if self._keep_all:
+            self.truncate = self._truncate
         self._rows: dict[int, int] = {}  # rows: our id -> the backend session's id
         self._row_ids: dict[int, np.ndarray] = {}  # rows: our id -> (length,) token ids while length <= switch
         if hasattr(inner, "add_rows"):  # only where the backend holds rows
@@ -68,14 +75,30 @@ class RopeSwitchSession:
         # before the cache is emptied, so a refused call loses nothing.
         ids = inputs.token_ids(ids, self.spec, "forward()")
         inputs.room(self.spec, cached=cached, new=new, capacity=int(getattr(self.inner, "capacity", cached + new)))
+        if all_positions and cached < self.switch:
+            # the positions up to the switch are those of a sequence still within it (short table), as one token at
+            # a time gives them (speculative decoding verifies several tokens across the switch)
+            head = self.forward(ids[:, : self.switch - cached], all_positions=True)
+            return np.concatenate([head, self.forward(ids[:, self.switch - cached :], all_positions=True)], axis=1)
         whole = np.concatenate([self._ids, ids.astype(np.int64)], axis=1)  # (B, cached + T)
         self.inner.reset()
         out = self.inner.forward(whole, all_positions=all_positions)
-        self._ids = np.zeros((0, 0), np.int64)
+        self._ids = whole if self._keep_all else np.zeros((0, 0), np.int64)
         return out[:, cached:] if all_positions else out
 
+    def _truncate(self, length: int) -> None:
+        cached = self.inner.length
+        kept = inputs.truncation(length, cached=cached, spec=self.spec)
+        if cached > self.switch >= kept > 0:  # the kept keys were rotated by the long table: run them again
+            prefix = self._ids[:, :kept]
+            self.inner.reset()
+            self.inner.forward(prefix)
+        else:
+            self.inner.truncate(kept)  # type: ignore[attr-defined]
+        self._ids = self._ids[:, :kept]
+
     def _remember(self, ids: np.ndarray, cached: int) -> None:
-        if self.inner.length > self.switch or ids.ndim != 2:
+        if ids.ndim != 2 or (self.inner.length > self.switch and not self._keep_all):
             self._ids = np.zeros((0, 0), np.int64)
         elif cached == 0:
             self._ids = ids.astype(np.int64).copy()
@@ -86,7 +109,7 @@ class RopeSwitchSession:
         if self.inner.length == self.switch:  # this step crosses: the general path
             token = inputs.token_id(token_id, self.spec, "step()")
             return self.forward(np.array([[token]], np.int64))[0]
-        if self.inner.length > self.switch:
+        if self.inner.length > self.switch and not self._keep_all:
             return self.inner.step(token_id)  # type: ignore[attr-defined, no-any-return]
         out = self.inner.step(token_id)  # type: ignore[attr-defined]
         self._remember(np.array([[token_id]], np.int64), self.inner.length - 1)

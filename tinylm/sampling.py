@@ -6,6 +6,10 @@ frequency penalties (as OpenAI documents them), then temperature, top-k, top-p, 
 of 0 means greedy (argmax after the penalties). The log-probabilities reported with each token
 (`logprobs`) are those of the logits after the processors, the bias and the penalties: the model's
 distribution as the penalties left it, before temperature and the truncating warpers.
+
+Speculative decoding (`tinylm.speculative`) passes the token proposed for this position as `draw(..., proposal=)`:
+greedy decoding ignores it (the caller compares the argmax with it); a draw accepts it or draws from the residual
+(standard rejection sampling), so the token still follows the distribution sampled here.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import numpy as np
 
 from .errors import GenerationError
 from .logprobs import TokenLogprob, token_logprob
+from .speculative import Offer, accept_or_resample
 
 __all__ = ["SamplingParams", "LogitsProcessor", "Sampler", "Draw"]
 
@@ -179,8 +184,9 @@ class Sampler:
         """The next token id for `logits` (V,) given the ids seen so far."""
         return self.draw(logits, history).token
 
-    def draw(self, logits: np.ndarray, history: np.ndarray) -> Draw:
-        """The next token for `logits` (V,) given the ids seen so far, with its log-probability when asked for."""
+    def draw(self, logits: np.ndarray, history: np.ndarray, proposal: Offer | None = None) -> Draw:
+        """The next token for `logits` (V,) given the ids seen so far, with its log-probability when asked for.
+        `proposal`: the token speculative decoding proposed here (a draw accepts it or resamples, see above)."""
         p = self.params
         x = logits.astype(np.float32, copy=False)
         if self._plain_greedy:
@@ -191,7 +197,7 @@ class Sampler:
         if p.greedy:
             token = int(np.argmax(x))
         else:
-            token = self._sample(x)
+            token = self._sample(x, proposal)
         return Draw(token, None if p.logprobs is None else token_logprob(x, token, top=p.logprobs))
 
     def process(self, logits: np.ndarray, history: np.ndarray) -> np.ndarray:
@@ -223,11 +229,17 @@ class Sampler:
         self._counted = len(history)
         return self._counts
 
-    def _sample(self, x: np.ndarray) -> int:
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
+        """The distribution (V,) float64 a draw samples from: processed logits `x` after temperature, top-k, top-p
+        and min-p (what a draft model's proposals are drawn from too, see `tinylm.speculative`)."""
         p = self.params
         # Shift before dividing (in float64) so a tiny temperature gives -inf, never inf - inf = NaN.
         with np.errstate(over="ignore"):  # a subnormal temperature overflows to -inf on purpose
             x = (x.astype(np.float64) - np.max(x)) / p.temperature
-        x = min_p(top_p(top_k(x, p.top_k), p.top_p), p.min_p)
-        probs = _softmax(x)
+        return _softmax(min_p(top_p(top_k(x, p.top_k), p.top_p), p.min_p))
+
+    def _sample(self, x: np.ndarray, proposal: Offer | None = None) -> int:
+        probs = self.probabilities(x)
+        if proposal is not None:
+            return accept_or_resample(probs, proposal, self.rng)
         return int(self.rng.choice(probs.shape[-1], p=probs))

@@ -1,10 +1,15 @@
 """Choosing the backend, device and precision — in one place, with one documented precedence.
 
 Backend: the `backend=` argument, else `TINYLM_BACKEND`, else the available backend with the
-highest `capabilities.priority` that runs the model's kind. A backend asked for by name that
-cannot run raises `BackendUnavailable` (with the reason and the fix) — it never falls back.
+highest priority for the model's kind (`capabilities.auto[kind].priority`, else `capabilities.priority`)
+that runs it. A backend asked for by name that cannot run raises `BackendUnavailable` (with the reason
+and the fix) — it never falls back.
 Device: `device=`, else `TINYLM_DEVICE`, else the backend's first device.
-Precision: `precision=`, else the backend's default.
+Precision: `precision=`, else, when the backend was chosen automatically and declares `auto[kind]`, the
+first of its `precisions` that the device computes natively (`native_precisions`) and whose artifact keeps
+the kind's quality bar (`tinylm.quality`; checked by `tinylm.load` once the artifact is built, trying
+`Choice.candidates` in order), else the backend's `default_precision`. A named backend (argument or
+`TINYLM_BACKEND`) keeps its `default_precision`: what a user names runs as documented, never re-tuned.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from .backend import Backend
 from .errors import BackendUnavailable, CapabilityError, DeviceUnavailable, PrecisionUnsupported, UnknownBackend
 from .plugins import PluginManager
 
-__all__ = ["Choice", "choose", "default_device"]
+__all__ = ["Choice", "choose", "default_device", "kind_priority", "auto_precisions"]
 
 
 def _install_hint() -> str:
@@ -28,12 +33,36 @@ def _install_hint() -> str:
 
 @dataclass(frozen=True, kw_only=True)
 class Choice:
-    """What will run, and why it was chosen ("argument", "TINYLM_BACKEND" or "auto")."""
+    """What will run, and why it was chosen ("argument", "TINYLM_BACKEND", "auto", "auto (...)" with the
+    per-kind rule that chose the precision, "bench ranking" or "the converted folder").
+
+    `candidates`: when the precision was picked automatically by a per-kind rule (`Capabilities.auto`), the
+    precisions to try in order (`precision` is the first): `tinylm.load` builds each until one keeps the quality
+    bar (`tinylm.quality`) and records which in `reason`; empty otherwise (nothing to check)."""
 
     backend: Backend
     device: str
     precision: str
     reason: str
+    candidates: tuple[str, ...] = ()
+
+
+def kind_priority(backend: Backend, kind: str) -> int:
+    """The backend's rank in the automatic choice for models of `kind`."""
+    pref = backend.capabilities.auto.get(kind)
+    return backend.capabilities.priority if pref is None else pref.priority
+
+
+def auto_precisions(backend: Backend, kind: str, device: str) -> tuple[str, ...]:
+    """The precisions the automatic choice tries, in order, for a model of `kind` on `device`: the backend's
+    `auto[kind].precisions` that the device computes natively (all of them without `Capabilities(native=True)`);
+    (default_precision,) when it declares none for the kind."""
+    caps = backend.capabilities
+    pref = caps.auto.get(kind)
+    if pref is None:
+        return (caps.default_precision,)
+    native = set(backend.native_precisions(device)) if caps.native else set(caps.precisions)  # type: ignore[attr-defined]
+    return tuple(p for p in pref.precisions if p in native) or (caps.default_precision,)
 
 
 def _summary(manager: PluginManager) -> str:
@@ -104,7 +133,7 @@ def _backend(
         for b in candidates:
             if b.name == name:
                 return b, "bench ranking"
-    candidates.sort(key=lambda b: (-b.capabilities.priority, b.name))
+    candidates.sort(key=lambda b: (-kind_priority(b, kind), b.name))
     return candidates[0], "auto"
 
 
@@ -166,6 +195,12 @@ def choose(
             )
         dev = matches[0]
     caps = chosen.capabilities
+    if precision is None and reason == "auto" and kind in caps.auto:
+        tried = auto_precisions(chosen, kind, dev)
+        pref = caps.auto[kind]
+        native = f"native on {dev}: {', '.join(tried)}" if caps.native else ""
+        why = "; ".join(x for x in (f"{chosen.name} ranks first for {kind} models", pref.why, native) if x)
+        return Choice(backend=chosen, device=dev, precision=tried[0], reason=f"auto ({why})", candidates=tried)
     prec = (precision or caps.default_precision).lower()
     if prec not in caps.precisions:
         raise PrecisionUnsupported(

@@ -219,6 +219,23 @@ def test_embed_batch_size_is_checked_and_batches_agree(encoder):
     assert encoder.embed([]).shape == (0, whole.shape[1])
 
 
+def test_embed_batches_texts_of_similar_lengths_and_keeps_their_order(encoder, monkeypatch):
+    """Each batch is padded to its longest text, so texts are batched by length (as sentence-transformers does)."""
+    texts = ["a much longer sentence about parcels and refunds", "x", "another long sentence about the parcel", "hi"]
+    alone = np.stack([encoder.embed(t) for t in texts])
+    session, widths = encoder._live(), []
+    real = session.embed
+
+    def spy(ids, mask, types):
+        widths.append(ids.shape)
+        return real(ids, mask, types)
+
+    monkeypatch.setattr(session, "embed", spy)
+    got = encoder.embed(texts, batch_size=2)
+    assert [w[0] for w in widths] == [2, 2] and widths[0][1] < widths[1][1]  # the two short texts first
+    np.testing.assert_allclose(got, alone, atol=1e-5)  # in the texts' order
+
+
 @pytest.mark.parametrize(
     "flag,value,name", [("--top-p", "nan", "top_p"), ("--seed", "-1", "seed"), ("--top-k", "-2", "top_k")]
 )

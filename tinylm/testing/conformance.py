@@ -13,7 +13,10 @@ stream == generate, sentence embeddings, and typed errors on bad input. A backen
 `Capabilities(rows=True)` also runs the rows tests (`rows_variants`): each row's logits and greedy tokens equal
 its prompt decoded alone (ragged prompts), rows joining and leaving mid-stream, one row reaching the full context
 while the others continue, and seeded sampling per row reproducible; they use only the `RowSession` contract and
-the public batched API, nothing backend-specific. Override the class
+the public batched API, nothing backend-specific. A backend declaring `Capabilities(rollback=True)` also runs the
+rollback tests (`rollback_variants`): `truncate` then `forward` gives the shorter sequence's logits, and speculative
+decoding (prompt lookup, proposers wrong on purpose, a draft model) gives the tokens of plain decoding, with
+seeded sampling reproducible. Override the class
 attributes to tune tolerances or the families a backend supports. Needs `pytest`, `torch` and
 `transformers` (the test extra: `pip install tinylm[test]`).
 """
@@ -37,7 +40,7 @@ from tinylm.plugins import get_manager
 
 from .models import DECODER_VARIANTS, ENCODER_VARIANTS, build_model
 
-__all__ = ["BackendConformance", "Reference", "reference", "greedy_check"]
+__all__ = ["BackendConformance", "Reference", "reference", "greedy_check", "Spoiler"]
 
 SEQ = 32  # teacher-forced positions and free-running tokens compared
 LONG_TEXT = (
@@ -92,6 +95,23 @@ class Reference:
         return t.nn.functional.normalize(pooled, dim=-1).numpy()
 
 
+class Spoiler:
+    """A proposer that knows the tokens plain decoding gives (`truth`, after `prompt`) and proposes them with one
+    replaced by a wrong id at a place drawn per proposal (past the truth: random ids)."""
+
+    def __init__(self, prompt: list[int], truth: tuple[int, ...], vocab: int, *, seed: int) -> None:
+        self.prompt, self.truth, self.vocab = len(prompt), truth, vocab
+        self.rng = np.random.default_rng(seed)
+
+    def propose(self, history: np.ndarray, k: int) -> list[int]:
+        done = history.shape[0] - self.prompt  # tokens generated so far
+        right = list(self.truth[done : done + k])
+        tokens = right + self.rng.integers(3, self.vocab, k - len(right)).tolist()
+        at = int(self.rng.integers(0, k))
+        tokens[at] = (tokens[at] + 1 + int(self.rng.integers(0, self.vocab - 1))) % self.vocab  # never the right one
+        return tokens
+
+
 @lru_cache(maxsize=4)
 def reference(folder: Path) -> Reference:
     """The (cached) reference for a model folder."""
@@ -127,6 +147,11 @@ class BackendConformance:
     #: the families the rows tests run on (with Capabilities(rows=True)): rotary with grouped KV heads, a sliding
     #: window, learned positions, soft-capped attention, q/k norms
     rows_variants: ClassVar[tuple[str, ...]] = ("llama", "mistral-window5", "gpt2", "gemma2", "qwen3")
+    #: the families the rollback tests run on (with Capabilities(rollback=True)): the rows families, longrope (a
+    #: truncation back below its switch) and LFM2 (conv states: refused)
+    rollback_variants: ClassVar[tuple[str, ...]] = (*rows_variants, "phi3-longrope", "lfm2")
+    #: prompts compared with and without speculation per variant (greedy)
+    speculative_prompts: ClassVar[int] = 40
 
     # fixtures -------------------------------------------------------------------------------
 
@@ -173,13 +198,27 @@ class BackendConformance:
                 pytest.skip(f"{variant}: the core decodes this model's rows one at a time (longrope)")
             yield variant, model
 
+    @pytest.fixture
+    def rollback_decoder(
+        self, request: pytest.FixtureRequest, folders: dict[str, Path]
+    ) -> Iterator[tuple[str, tinylm.Model]]:
+        """A decoder whose backend declares rollback (skipped otherwise)."""
+        if not get_manager().backends()[self.backend].capabilities.rollback:
+            pytest.skip(f"backend {self.backend} declares no rollback (Capabilities(rollback=False))")
+        variant = request.param
+        with self.load(folders[variant]) as model:
+            yield variant, model
+
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
-        """Parametrize the `decoder`/`encoder`/`rows_decoder` fixtures by this class's variants (pytest calls it)."""
+        """Parametrize the `decoder`/`encoder`/`rows_decoder`/`rollback_decoder` fixtures by this class's variants
+        (pytest calls it)."""
         rows = [v for v in self.rows_variants if v in self.decoder_variants]
+        rollback = [v for v in self.rollback_variants if v in self.decoder_variants]
         for name, variants in (
             ("decoder", self.decoder_variants),
             ("encoder", self.encoder_variants),
             ("rows_decoder", tuple(rows)),
+            ("rollback_decoder", tuple(rollback)),
         ):
             if name in metafunc.fixturenames:
                 metafunc.parametrize(name, list(variants), indirect=True, ids=list(variants))
@@ -239,12 +278,20 @@ class BackendConformance:
     def _fed(model: tinylm.Model, ids: np.ndarray, ends: list[int]) -> np.ndarray:
         """The logits (T, V) a sequence fed in chunks ending at `ends` must give: at each chunk's positions, one
         forward over the sequence so far. That is one forward over all of `ids`, except past longrope's switch
-        length, where transformers rotates every position by the long table once a sequence outgrows it."""
+        length, where transformers rotates every position by the long table once a sequence outgrows it: a first
+        chunk takes the table of its own length; a later chunk that crosses the switch gives its positions up to
+        the switch as a sequence still within it would (what decoding them one at a time gives), the rest by the
+        long table."""
         switch = switch_length(model.spec.rope)
         if switch is None or len(ids) <= switch:
             return model.logits(ids)
-        starts = [0, *ends[:-1]]
-        return np.concatenate([model.logits(ids[:e])[a:e] for a, e in zip(starts, ends)])
+        out = []
+        for a, e in zip([0, *ends[:-1]], ends):
+            if a == 0 or e <= switch or a >= switch:
+                out.append(model.logits(ids[:e])[a:e])
+            else:
+                out += [model.logits(ids[:switch])[a:], model.logits(ids[:e])[switch:e]]
+        return np.concatenate(out)
 
     def test_cache_prefill_then_decode_equals_one_forward(self, decoder: tuple[str, tinylm.Model]) -> None:
         variant, model = decoder
@@ -477,7 +524,13 @@ class BackendConformance:
             session.close()  # type: ignore[attr-defined]
 
     def _tokens_alone_or_near_tie(
-        self, model: tinylm.Model, prompt: list[int], ours: tuple[int, ...], alone: tuple[int, ...], what: str
+        self,
+        model: tinylm.Model,
+        prompt: list[int],
+        ours: tuple[int, ...],
+        alone: tuple[int, ...],
+        what: str,
+        names: tuple[str, str] = ("batched", "alone"),
     ) -> None:
         """Equal greedy tokens, or a difference at a near-tie of the single-sequence logits (warned, as the
         reference comparison does)."""
@@ -488,7 +541,8 @@ class BackendConformance:
         top2 = np.sort(logits)[-2:]
         margin = float(top2[1] - top2[0])
         assert margin <= self.logits_atol, (
-            f"{what}: token {at}: batched {ours[at : at + 1]} vs alone {alone[at : at + 1]} (top-2 margin {margin:.3g})"
+            f"{what}: token {at}: {names[0]} {ours[at : at + 1]} vs {names[1]} {alone[at : at + 1]} "
+            f"(top-2 margin {margin:.3g})"
         )
         warnings.warn(f"{what}: near-tie at token {at} (margin {margin:.3g}); the rest is not compared", stacklevel=2)
 
@@ -537,6 +591,160 @@ class BackendConformance:
         assert [c.token_ids for c in first] == [c.token_ids for c in again], f"{variant}: seeded rows differ"
         for prompt, done in zip(prompts, first):  # every row draws as generate(seed=...) alone does
             assert done.token_ids == model.generate(prompt, options=options).token_ids, f"{variant}: {prompt!r}"
+
+    # rollback and speculative decoding (Capabilities(rollback=True)) -------------------------------
+
+    def test_rollback_is_declared_as_the_session_does(self, decoder: tuple[str, tinylm.Model]) -> None:
+        _, model = decoder
+        declared = get_manager().backends()[model.backend].capabilities.rollback
+        assert declared == hasattr(model._live(), "truncate"), (
+            f"backend {self.backend}: Capabilities(rollback={declared}) but its session "
+            f"{'lacks' if declared else 'defines'} truncate(); declare what the session does"
+        )
+        if not declared:
+            with pytest.raises(CapabilityError, match=r"rollback.*Fix"):
+                model.generate([5, 6, 7], max_new_tokens=4, speculative="lookup")
+
+    def test_truncate_then_forward_gives_the_shorter_sequence(self, rollback_decoder: tuple[str, tinylm.Model]) -> None:
+        variant, model = rollback_decoder
+        session = model._live()
+        vocab = model.spec.vocab_size
+        ids = self._ids(vocab, n=20, seed=8)
+        other = self._ids(vocab, n=6, seed=9)
+        if "conv" in model.spec.state_kinds:
+            session.reset()
+            session.forward(ids[None, :12])
+            with pytest.raises(CapabilityError, match=r"conv.*Fix"):
+                session.truncate(10)  # type: ignore[attr-defined]
+            assert session.length == 12
+            with pytest.raises(CapabilityError, match=r"conv.*Fix"):
+                model.generate(ids.tolist(), max_new_tokens=4, speculative="lookup")
+            return
+        session.reset()
+        session.forward(ids[None, :12])
+        session.forward(ids[None, 12:20], all_positions=True)  # as a verification feeds them
+        session.truncate(14)  # type: ignore[attr-defined]
+        assert session.length == 14
+        after = session.forward(other[None], all_positions=True)[0]  # (6, V)
+        shorter = np.concatenate([ids[:14], other])
+        full = self._fed(model, shorter, [14, 20])
+        self.assert_close(after, full[14:], f"{variant}: forward after truncate(14) vs the shorter sequence")
+        session.truncate(15)  # type: ignore[attr-defined]
+        # the fast path after a rollback (a view the next call may rewrite: copied)
+        stepped = session.step(int(ids[3])).copy() if hasattr(session, "step") else None
+        if stepped is not None:
+            again = self._fed(model, np.append(shorter[:15], ids[3]), [16])
+            self.assert_close(stepped[None], again[15:], f"{variant}: step after truncate(15)")
+        for bad in (-1, session.length + 1, 2.0):
+            with pytest.raises(GenerationError, match="Fix"):
+                session.truncate(bad)  # type: ignore[attr-defined]
+        session.truncate(0)  # type: ignore[attr-defined]
+        assert session.length == 0
+        fresh = session.forward(ids[None, :5], all_positions=True)[0]
+        self.assert_close(fresh, model.logits(ids[:5]), f"{variant}: forward after truncate(0)")
+
+    def _speculative_prompts(self, model: tinylm.Model, n: int) -> list[list[int]]:
+        vocab = model.spec.vocab_size
+        # a short random prompt, or one that repeats a few ids (what prompt lookup finds)
+        return [
+            self._ids(vocab, n=6, seed=100 + i).tolist() * (1 + i % 3) + self._ids(vocab, n=2, seed=200 + i).tolist()
+            for i in range(n)
+        ]
+
+    def _same_as_plain(self, model: tinylm.Model, prompt: list[int], plain: Any, spec: Any, what: str) -> None:
+        names = ("speculative", "plain")
+        self._tokens_alone_or_near_tie(model, prompt, spec.token_ids, plain.token_ids, what, names)
+        if spec.token_ids == plain.token_ids:
+            assert spec.text == plain.text and spec.finish_reason == plain.finish_reason, what
+            assert spec.usage.completion_tokens == plain.usage.completion_tokens, what
+
+    def test_speculative_greedy_equals_plain(self, rollback_decoder: tuple[str, tinylm.Model]) -> None:
+        variant, model = rollback_decoder
+        if "conv" in model.spec.state_kinds:
+            pytest.skip(f"{variant}: conv states cannot roll back (refusal tested above)")
+        proposed = accepted = 0
+        for i, prompt in enumerate(self._speculative_prompts(model, self.speculative_prompts)):
+            plain = model.generate(prompt, max_new_tokens=24, ignore_eos=True)
+            spec = model.generate(prompt, max_new_tokens=24, ignore_eos=True, speculative="lookup")
+            self._same_as_plain(model, prompt, plain, spec, f"{variant}: prompt {i}")
+            assert plain.usage.speculative_proposed == 0
+            proposed += spec.usage.speculative_proposed
+            accepted += spec.usage.speculative_accepted
+        # random models repeat themselves: some proposals are kept, some rolled back
+        assert 0 < accepted < proposed, f"{variant}: {accepted} of {proposed} proposed tokens accepted"
+
+    def test_wrong_proposals_still_give_the_plain_tokens(self, rollback_decoder: tuple[str, tinylm.Model]) -> None:
+        """An oracle that knows plain decoding's tokens but spoils one of each proposal at a varying place: every
+        rejection position is exercised (and a truncate that dropped nothing would show in the tokens)."""
+        variant, model = rollback_decoder
+        if "conv" in model.spec.state_kinds:
+            pytest.skip(f"{variant}: conv states cannot roll back (refusal tested above)")
+        vocab = model.spec.vocab_size
+        for i, prompt in enumerate(self._speculative_prompts(model, 6)):
+            plain = model.generate(prompt, max_new_tokens=30, ignore_eos=True)
+            oracle = Spoiler(prompt, plain.token_ids, vocab, seed=i)
+            spec = model.generate(prompt, max_new_tokens=30, ignore_eos=True, speculative=oracle)
+            self._same_as_plain(model, prompt, plain, spec, f"{variant}: spoiled proposals, prompt {i}")
+            assert 0 < spec.usage.speculative_accepted < spec.usage.speculative_proposed
+            junk = Spoiler(prompt, (), vocab, seed=i)  # nothing right: every proposal rejected at once
+            spec = model.generate(prompt, max_new_tokens=30, ignore_eos=True, speculative=junk)
+            self._same_as_plain(model, prompt, plain, spec, f"{variant}: wrong proposals, prompt {i}")
+
+    def test_speculative_sampling_is_reproducible(self, rollback_decoder: tuple[str, tinylm.Model]) -> None:
+        variant, model = rollback_decoder
+        if "conv" in model.spec.state_kinds:
+            pytest.skip(f"{variant}: conv states cannot roll back (refusal tested above)")
+        prompt = self._speculative_prompts(model, 3)[2]
+        vocab = model.spec.vocab_size
+        for proposer in ("lookup", "random"):  # random: a proposal every time, mostly rejected by the draw
+
+            def options(proposer: str = proposer) -> tinylm.GenerationOptions:
+                chosen = "lookup" if proposer == "lookup" else Spoiler(prompt, (), vocab, seed=4)
+                return tinylm.GenerationOptions(
+                    max_new_tokens=24, temperature=0.7, top_k=20, seed=5, ignore_eos=True, speculative=chosen
+                )
+
+            first, again = model.generate(prompt, options=options()), model.generate(prompt, options=options())
+            assert first.token_ids == again.token_ids, f"{variant}: seeded speculative sampling ({proposer}) differs"
+            assert len(first.token_ids) == 24
+            assert proposer == "lookup" or first.usage.speculative_proposed > 0
+            chunks = list(model.stream(prompt, options=options()))
+            assert [t for c in chunks for t in c.token_ids] == list(first.token_ids)
+        options = options()
+        with pytest.raises(CapabilityError, match=r"one sequence at a time.*Fix"):
+            model.generate_batch([prompt, prompt], options=options)
+
+    def test_draft_model_gives_the_plain_tokens(
+        self, rollback_decoder: tuple[str, tinylm.Model], folders: dict[str, Path], tmp_path: Path
+    ) -> None:
+        """A draft with the same tokenizer: the same weights (its proposals mostly kept) and other random weights
+        (mostly rolled back, in the draft's cache too)."""
+        variant, model = rollback_decoder
+        if "conv" in model.spec.state_kinds:
+            pytest.skip(f"{variant}: conv states cannot roll back (refusal tested above)")
+        other = build_model(variant, tmp_path / "draft", seed=1)
+        for folder in (folders[variant], other):
+            with self.load(folder) as draft:
+                accepted = proposed = 0
+                for i, prompt in enumerate(self._speculative_prompts(model, 6)):
+                    plain = model.generate(prompt, max_new_tokens=20, ignore_eos=True)
+                    spec = model.generate(prompt, max_new_tokens=20, ignore_eos=True, speculative=draft)
+                    self._same_as_plain(model, prompt, plain, spec, f"{variant}: draft {folder.name}, prompt {i}")
+                    accepted += spec.usage.speculative_accepted
+                    proposed += spec.usage.speculative_proposed
+                if folder == other:  # random weights of their own: nearly every proposal rolled back
+                    assert 0 <= accepted < proposed
+                else:
+                    assert accepted > 0
+                sampled = tinylm.GenerationOptions(
+                    max_new_tokens=16, temperature=0.8, seed=3, ignore_eos=True, speculative=draft
+                )
+                assert (
+                    model.generate(prompt, options=sampled).token_ids
+                    == model.generate(prompt, options=sampled).token_ids
+                )
+        with pytest.raises(tinylm.InvalidArgument, match=r"own draft.*Fix"):
+            model.generate(prompt, max_new_tokens=4, speculative=model)
 
     # encoders --------------------------------------------------------------------------------
 

@@ -100,7 +100,7 @@ def test_a_cold_load_reads_the_weights_and_parses_the_options_once(model_folder,
 def test_an_option_given_at_its_default_reuses_the_artifact(model_folder, monkeypatch):
     first = tinylm.load(model_folder("llama"), backend="onnx", precision="int4", parity=False)
     monkeypatch.setattr("tinylm_onnx.convert.prepare", lambda *a, **k: pytest.fail("converted again"))
-    same = tinylm.load(model_folder("llama"), backend="onnx", precision="int4", parity=False, block_size=32)
+    same = tinylm.load(model_folder("llama"), backend="onnx", precision="int4", parity=False, accuracy_level=4)
     assert same.artifact == first.artifact
     monkeypatch.undo()
     other = tinylm.load(model_folder("llama"), backend="onnx", precision="int4", parity=False, block_size=16)

@@ -84,14 +84,19 @@ def test_quantized_artifact_records_parity(variant, precision, model_folder):
     meta = read_marker(model.artifact)  # the entry this model loaded (others share its source)
     assert meta["parity"]["max_logit_diff"] > 0 and 0 <= meta["parity"]["greedy_agreement"] <= 1
     assert meta["perplexity"]["fp32"] > 1 and "change" in meta["perplexity"]
-    assert any("MatMulNBits" in op for op in meta["onnx"]["fused_ops"])
+    bits = 8 if precision == "int8" else 4
+    assert f"MatMulNBits (bits={bits}, block=32, accuracy_level=4)" in meta["onnx"]["fused_ops"]  # decoders' default
 
 
 def test_encoder_int8_embeddings_stay_close(model_folder):
+    """Encoders quantize in blocks of 128 by default (int8 then computes faster than fp32; docs/backends/onnx.md)."""
     texts = ["hello world", "café 東京 😀"]
     expected = tinylm.load(model_folder("bert"), backend="onnx").embed(texts)
-    got = tinylm.load(model_folder("bert"), backend="onnx", precision="int8").embed(texts)
-    assert ((got * expected).sum(-1) > 0.99).all()
+    model = tinylm.load(model_folder("bert"), backend="onnx", precision="int8")
+    assert ((model.embed(texts) * expected).sum(-1) > 0.99).all()
+    meta = read_marker(model.artifact)
+    assert "MatMulNBits (bits=8, block=128, accuracy_level=4)" in meta["onnx"]["fused_ops"]
+    assert meta["parity"]["cosine_min"] > 0.99
 
 
 def _continuations(model: tinylm.Model, prompts: list[list[int]]) -> list[list[int]]:
@@ -111,3 +116,30 @@ def test_int8_greedy_agrees_with_fp32_on_a_trained_model(trained_model):
         print(f"{precision}: {same:.0%} of {len(prompts)} continuations identical to fp32, {tokens:.1%} of tokens")
     assert results["int8"][0] >= 0.9, results
     assert results["int4"][1] >= 0.25, results  # reported, not a quality bar: a floor only a broken int4 misses
+
+
+@pytest.mark.parametrize("dot_products", [True, False])
+def test_an_encoder_loaded_with_nothing_named_runs_int8_only_where_the_cpu_has_int8_dot_products(
+    dot_products, model_folder, monkeypatch
+):
+    """Without OpenVINO (ranked above it for encoders), ONNX Runtime's encoder rule: int8 where the CPU has VNNI/AMX/
+    dotprod (injected), kept because its measured embeddings keep the quality bar; else fp32."""
+    import tinylm_onnx.plugin
+
+    from tinylm import plugins
+
+    monkeypatch.setattr(tinylm_onnx.plugin, "dot_product_cpu", lambda: dot_products)
+    monkeypatch.setenv("TINYLM_DISABLE_PLUGINS", "openvino,coreml")
+    monkeypatch.delenv("TINYLM_BACKEND", raising=False)
+    monkeypatch.delenv("TINYLM_AUTO_BENCH", raising=False)
+    plugins.reset()
+    try:
+        model = tinylm.load(model_folder("bert"))
+    finally:
+        monkeypatch.undo()
+        plugins.reset()
+    assert (model.backend, model.precision) == ("onnx", "int8" if dot_products else "fp32")
+    if dot_products:
+        assert "int8: embeddings' least cosine with fp32 0.99" in model.chosen_by
+    else:
+        assert model.chosen_by.endswith("fp32: lossless")

@@ -50,7 +50,7 @@ def _fused_ops(spec: Any, opts: BuildOptions, bits: int) -> list[str]:
     if opts.fused_ops:
         ops.append("SkipSimplifiedLayerNormalization" if spec.norm.kind == "rms" else "SkipLayerNormalization")
     if bits:
-        ops.append(f"MatMulNBits (bits={bits}, block={opts.block_size}, accuracy_level={opts.accuracy_level})")
+        ops.append(f"MatMulNBits (bits={bits}, block={opts.block(spec)}, accuracy_level={opts.accuracy_level})")
     return ops
 
 

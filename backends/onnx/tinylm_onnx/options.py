@@ -4,7 +4,9 @@ Read from `tinylm.load(..., **options)` / `tinylm convert` options (each one set
 default is part of the artifact cache key, so a different choice builds a different artifact; `compiled_cache`
 and `spin_wait` only change how the artifact is opened):
 
-    block_size=32         MatMulNBits block along K (int8/int4)
+    block_size=None       MatMulNBits block along K (int8/int4): None is 32 in a decoder (int8's greedy-agreement
+                          bar) and 128 in an encoder (int8 then computes faster than fp32; blocks of 32 do not:
+                          docs/backends/onnx.md, "Encoders")
     accuracy_level=4      MatMulNBits compute type: 4 = int8 activations (the fast CPU kernels)
     quantize_lm_head=True int8/int4: quantize the LM head too (it is ~1/5 of a 135M model's bytes)
     fused_ops=True        False: plain ONNX ops instead of SkipSimplifiedLayerNormalization/Skip-
@@ -38,11 +40,13 @@ from tinylm.errors import ConfigError
 __all__ = ["BuildOptions", "BITS"]
 
 BITS = {"fp32": 0, "int8": 8, "int4": 4}  # 0: float32 weights
+DECODER_BLOCK = 32
+ENCODER_BLOCK = 128  # divides the hidden and MLP widths of BERT/MiniLM-sized encoders (384, 768, 1536, 3072)
 
 
 @dataclass(frozen=True, kw_only=True)
 class BuildOptions(ConvertOptions):
-    block_size: int = 32
+    block_size: int | None = None
     accuracy_level: int = 4
     quantize_lm_head: bool = True
     fused_ops: bool = True
@@ -57,8 +61,14 @@ class BuildOptions(ConvertOptions):
     def bits(self) -> int:
         return BITS[self.precision]
 
+    def block(self, spec: ModelSpec) -> int:
+        """The MatMulNBits block along K for `spec`: `block_size`, else the kind's default."""
+        if self.block_size is not None:
+            return self.block_size
+        return ENCODER_BLOCK if spec.kind == "encoder" else DECODER_BLOCK
+
     def validate(self) -> None:
-        if self.block_size < 16 or self.block_size & (self.block_size - 1):
+        if self.block_size is not None and (self.block_size < 16 or self.block_size & (self.block_size - 1)):
             raise ConfigError(f"block_size={self.block_size}: Fix: use a power of two >= 16 (e.g. 32).")
         if not isinstance(self.spin_wait, (bool, type(None))):
             raise ConfigError(

@@ -11,6 +11,9 @@ an output costs ONNX Runtime 0.1-0.2 ms; in generation, +0.5-2% decode tokens/s 
 Conv layers (LFM2) keep their state the same way: one buffer (B, H, K - 1) per layer bound as past_conv and
 present_conv, rewritten in place by each call; unlike the KV cache (read only up to the length) it is zeroed on
 `reset()`, since a fresh sequence must see zeros before its first token.
+
+`truncate(length)` (speculative decoding's rollback) only moves the length: the keys past it are overwritten by
+the next call before anything reads them. A model with conv states is refused (they cannot be cut back).
 """
 
 from __future__ import annotations
@@ -160,6 +163,11 @@ class OnnxSession:
         self._length = 0
         for state in self._conv.values():
             state.fill(0.0)  # in place: the buffers stay bound
+
+    def truncate(self, length: int) -> None:
+        """Keep the first `length` cached tokens: GroupQueryAttention reads the buffers up to the length it is
+        given (seqlens_k), and the next call writes its keys from there, so only the length moves."""
+        self._length = inputs.truncation(length, cached=self._length, spec=self.spec)
 
     def forward(self, token_ids: np.ndarray, *, all_positions: bool = False) -> np.ndarray:
         self._live()

@@ -19,6 +19,7 @@ Encoder graph: input_ids, attention_mask (B, T) int64 [, token_type_ids]  ->  hi
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 import numpy as np
 import onnx
@@ -268,6 +269,7 @@ def _window_biases(lw: Lowering, mask: str) -> None:
 
 def build_graph(spec: ModelSpec, weights: Mapping[str, np.ndarray], opts: BuildOptions) -> onnx.ModelProto:
     """The ONNX model for `spec` (decoder or encoder) at `opts.precision`."""
+    opts = replace(opts, block_size=opts.block(spec))  # the kind's default block where none was given
     lw = Lowering(Graph(spec.family), spec, opts, weights)
     (_decoder if spec.kind == "decoder" else _encoder)(lw)
     return lw.g.model()

@@ -107,3 +107,25 @@ def test_compiled_cache_off_writes_no_blob_and_shares_the_artifact(model_folder,
     monkeypatch.setattr("tinylm_openvino.convert.prepare", lambda *a, **k: pytest.fail("converted again"))
     with tinylm.load(model_folder("llama"), backend="openvino", parity=False) as m:
         assert m.artifact == off and len(list((off / "compiled").glob("*.blob"))) == 1
+
+
+@pytest.mark.parametrize(
+    ("capabilities", "flags", "bf16"),
+    [
+        (["BF16", "FP32", "INT8"], {"avx512_bf16", "amx_bf16", "amx_tile"}, True),  # Xeon with AMX
+        (["BF16", "FP32", "INT8"], {"avx512_bf16", "avx512_vnni"}, False),  # Zen 4: bf16 no faster than f32
+        (["FP32", "INT8"], {"avx2"}, False),  # bf16 emulated
+    ],
+)
+def test_bf16_counts_as_native_on_a_cpu_only_with_amx(capabilities, flags, bf16, monkeypatch):
+    from tinylm_openvino import devices
+
+    class Core:
+        def get_property(self, device, name):
+            assert (device, name) == ("CPU", "OPTIMIZATION_CAPABILITIES")
+            return capabilities
+
+    monkeypatch.setattr(devices, "core", lambda: Core())
+    monkeypatch.setattr(devices, "cpu_flags", lambda: flags)
+    assert ("bf16" in devices.native("cpu")) is bf16
+    assert {"fp32", "int8"} <= set(devices.native("cpu"))

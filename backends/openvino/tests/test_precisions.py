@@ -99,3 +99,57 @@ def test_int8_greedy_agrees_on_a_trained_model(trained_model):
     assert results["fp32"][0] == 1.0, results
     assert results["int8"][1] >= 0.9, results  # the issue's bar: >= 90% greedy agreement over 20 x 32 tokens
     assert results["int4"][1] >= 0.25, results  # reported, not a quality bar: a floor only a broken int4 misses
+
+
+@pytest.fixture
+def nothing_named(monkeypatch):
+    """A load that names no backend (nor TINYLM_BACKEND) and no precision: the automatic choice."""
+    monkeypatch.delenv("TINYLM_BACKEND", raising=False)
+    monkeypatch.delenv("TINYLM_AUTO_BENCH", raising=False)
+
+
+def test_an_encoder_loaded_with_nothing_named_runs_at_the_precision_its_cpu_computes_natively(
+    model_folder, nothing_named, monkeypatch
+):
+    """On a CPU without native bf16 (OPTIMIZATION_CAPABILITIES without BF16, injected), int8 weights, kept because
+    the artifact's measured embeddings keep the quality bar; the reason says so. Named choices are not re-tuned."""
+    import tinylm_openvino.devices as devices
+
+    monkeypatch.setattr(devices, "native", lambda device: ["fp32", "int8", "int4"])
+    folder = model_folder("bert")
+    model = tinylm.load(folder)
+    assert (model.backend, model.precision) == ("openvino", "int8")
+    parity = read_marker(model.artifact)["parity"]
+    assert parity["reference"] == "torch fp32" and 0.99 <= parity["cosine_min"] <= parity["cosine_mean"] <= 1.0
+    assert model.chosen_by.startswith("auto (openvino ranks first for encoder models")
+    assert f"int8: embeddings' least cosine with fp32 {parity['cosine_min']:.4f} >= 0.99" in model.chosen_by
+    named = tinylm.load(folder, backend="openvino", parity=False)
+    assert (named.precision, named.chosen_by) == ("fp32", "argument")
+
+
+def test_a_precision_that_misses_the_quality_bar_gives_way_to_the_next(model_folder, nothing_named, monkeypatch):
+    import tinylm_openvino.devices as devices
+
+    import tinylm.quality
+
+    monkeypatch.setattr(devices, "native", lambda device: ["fp32", "int8", "bf16"])
+    monkeypatch.setattr(tinylm.quality, "ENCODER_MIN_COSINE", 1.5)  # no lossy precision can keep it
+    model = tinylm.load(model_folder("bert"))
+    assert model.precision == "fp32"
+    assert "bf16 not kept (embeddings' least cosine with fp32" in model.chosen_by
+    assert "int8 not kept" in model.chosen_by and model.chosen_by.endswith("fp32: lossless")
+    texts = ["hello world", "café 東京 😀"]
+    expected = tinylm.load(model_folder("bert"), backend="torch").embed(texts)
+    np.testing.assert_allclose(model.embed(texts), expected, atol=1e-4)
+
+
+def test_the_recorded_sentence_cosines_are_those_of_embed(model_folder):
+    """The figure the bar reads is what `embed` gives: bf16 against the reference (torch fp32), per sentence."""
+    from tinylm.parity import TEXT
+
+    model = tinylm.load(model_folder("bert"), backend="openvino", precision="bf16")
+    parity = read_marker(model.artifact)["parity"]
+    texts = [t.strip() + "." for t in TEXT.split(".") if t.strip()]
+    cosines = (model.embed(texts) * tinylm.load(model_folder("bert"), backend="torch").embed(texts)).sum(-1)
+    assert parity["cosine_sentences"] == len(texts) and cosines.min() < 1.0
+    assert abs(parity["cosine_min"] - cosines.min()) < 1e-5 and abs(parity["cosine_mean"] - cosines.mean()) < 1e-5

@@ -16,7 +16,7 @@ from tinylm.errors import CapabilityError
 
 from .options import BuildOptions
 
-__all__ = ["core", "present", "default", "compile_properties", "check_device", "execution_type"]
+__all__ = ["core", "present", "default", "native", "compile_properties", "check_device", "execution_type"]
 
 
 @lru_cache(maxsize=1)
@@ -47,6 +47,32 @@ def default() -> str:
     except RuntimeError:  # no CPU plugin in this OpenVINO build
         return present()[0]
     return "CPU"
+
+
+def native(device: str) -> list[str]:
+    """tinylm's precisions that `device` runs at full speed, from its OPTIMIZATION_CAPABILITIES: fp32 and the int8/
+    int4 weight formats (executed in f32) everywhere; fp16 where it lists FP16; bf16 where it lists BF16 and, on a
+    CPU, the CPU has AMX's bf16 tiles: with AVX512-BF16 alone (AMD Zen 4) the CPU plugin's bf16 measured no faster
+    than f32 on an embedder, and without either it is emulated (docs/choosing-a-backend.md, "Embedders"). A device
+    that does not answer (AUTO) gets the ones every device has."""
+    try:
+        caps = set(core().get_property(device.upper(), "OPTIMIZATION_CAPABILITIES"))
+    except RuntimeError:
+        caps = set()
+    bf16 = "BF16" in caps and (not device.upper().startswith("CPU") or "amx_bf16" in cpu_flags())
+    return ["fp32", "int8", "int4"] + (["bf16"] if bf16 else []) + (["fp16"] if "FP16" in caps else [])
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's instruction-set flags (/proc/cpuinfo on Linux; empty where it cannot tell)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
 
 
 def check_device(device: str) -> None:

@@ -5,6 +5,10 @@ with the sequence; `reset()` empties it (`reset_state`). A call sets input_ids (
 position_ids (a view of one arange: every row of a batch at the same positions), the attention masks and
 logits_from, runs, and copies out the logits (B, T or 1, V). `step` (one token, batch 1) sets its own buffers as
 the inputs once, then per token only views of its position and masks, and returns a view of the output.
+
+`truncate(length)` (speculative decoding's rollback) reads each KV state variable, keeps its first `length`
+positions and sets it back: a copy of the kept cache out of the plugin and back in, measured in
+docs/speculative.md. A model with conv states is refused (they cannot be cut back).
 """
 
 from __future__ import annotations
@@ -53,6 +57,22 @@ class OpenVINOSession:
         if self._req is not None and self._length:
             self._req.reset_state()
         self._length = 0
+
+    def truncate(self, length: int) -> None:
+        req = self._live()
+        kept = inputs.truncation(length, cached=self._length, spec=self.spec)
+        if kept == self._length:
+            return
+        if kept == 0:
+            self.reset()
+            return
+        from .runtime import openvino
+
+        ov = openvino()
+        for state in req.query_state():  # every variable is a KV state here: (B, nkv, S, hd)
+            value = state.state.data
+            state.state = ov.Tensor(np.ascontiguousarray(value[:, :, :kept]))
+        self._length = kept
 
     def forward(self, token_ids: np.ndarray, *, all_positions: bool = False) -> np.ndarray:
         req = self._live()

@@ -27,6 +27,7 @@ class TorchBackend:
         options=TorchOptions,
         states=("kv", "conv"),  # KV cache, LFM2's conv states (cache.py)
         rows=True,  # sessions opened with OpenRequest(rows=N) decode N sequences at once (RowSession)
+        rollback=True,  # Session.truncate: the static KV cache only moves its length (KV-only models)
     )
 
     def __init__(self) -> None:

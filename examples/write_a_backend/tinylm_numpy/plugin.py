@@ -34,6 +34,7 @@ class NumpyBackend:
         states=("kv", "conv"),  # the per-layer states its cache keeps: attention's keys and values, LFM2's convs
         rows=True,  # opened with OpenRequest(rows=N), its sessions hold N sequences (add_rows/step_rows/drop_row)
         row_states=("kv", "conv"),  # each row has its own batch-1 cache, conv states included
+        rollback=True,  # Session.truncate (from tinylm.inputs.SlotSession): KV-only models drop tokens past a length
         # options: not declared, so the backend takes none (tinylm.load(..., anything=1) is a ConfigError);
         # a backend with options names a frozen dataclass derived from tinylm.backend.BackendOptions here
     )

@@ -1,0 +1,226 @@
+"""Speculative decoding in the core (tinylm.speculative, the loop's verify step) on a scripted session whose logits
+are a function of the sequence so far; the backends' truncate and the whole path on real models are tested by the
+conformance suite (tinylm.testing.conformance, rollback tests)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.helpers import Decoding, byte_tokenizer
+from tinylm import GenerationOptions, InvalidArgument
+from tinylm.errors import GenerationError
+from tinylm.generation import GenerationSettings, join_chunks, stream_tokens
+from tinylm.sampling import SamplingParams
+from tinylm.speculative import Offer, PromptLookup, Proposal, Speculator, accept_or_resample
+
+VOCAB = 64
+
+
+def next_logits(seq: list[int]) -> np.ndarray:
+    """A peak that follows cycles of 8 ids (prompt lookup finds them) and jumps to another cycle every 11th position
+    (its proposals there are rejected), over a spread that depends on the position (sampling has a real
+    distribution)."""
+    last = seq[-1]
+    rng = np.random.default_rng(len(seq) * 7919 + last)
+    logits = rng.normal(0, 1, VOCAB).astype(np.float32)
+    peak = (last // 8) * 8 + (last + 1) % 8  # cycles of 8 within each block of 8 ids
+    if len(seq) % 11 == 0:  # every 11th position jumps to the next block: proposals there are rejected
+        peak = (last + 8) % VOCAB
+    logits[peak] += 6.0
+    return logits
+
+
+class RollbackSession:
+    """A session over `next_logits` with forward(all_positions) and truncate; `broken` makes truncate a no-op."""
+
+    capacity = 512
+
+    def __init__(self, *, broken: bool = False) -> None:
+        self.seq: list[int] = []
+        self.broken = broken
+        self.calls: list[int] = []
+
+    @property
+    def length(self) -> int:
+        return len(self.seq)
+
+    def reset(self) -> None:
+        self.seq = []
+
+    def forward(self, token_ids: np.ndarray, *, all_positions: bool = False) -> np.ndarray:
+        self.calls.append(token_ids.shape[1])
+        out = []
+        for t in token_ids[0]:
+            self.seq.append(int(t))
+            out.append(next_logits(self.seq))
+        logits = np.stack(out)[None]  # (1, T, V)
+        return logits if all_positions else logits[:, -1]
+
+    def truncate(self, length: int) -> None:
+        if not self.broken:
+            del self.seq[length:]
+
+
+def generate(session, prompt, speculative=None, *, tokens=6, **kw):
+    settings = GenerationSettings(
+        speculative=None if speculative is None else (lambda: Speculator(speculative, tokens=tokens)), **kw
+    )
+    return join_chunks(stream_tokens(session, prompt, Decoding(byte_tokenizer()), settings, context_length=512))
+
+
+PROMPTS = [[5, 9, 13, 2, 40, 9, 13], [1, 2, 3], [7] * 5, list(range(20, 40))]
+
+
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_greedy_with_lookup_gives_the_plain_tokens_in_fewer_passes(prompt):
+    plain = generate(RollbackSession(), prompt, max_new_tokens=60)
+    session = RollbackSession()
+    spec = generate(session, prompt, PromptLookup(), max_new_tokens=60)
+    assert spec.token_ids == plain.token_ids and spec.text == plain.text
+    assert spec.usage.completion_tokens == plain.usage.completion_tokens == 60
+    assert 0 < spec.usage.speculative_accepted < spec.usage.speculative_proposed
+    assert len(session.calls) < 60 and max(session.calls[1:]) > 1  # several tokens verified per pass
+
+
+def test_a_truncate_that_drops_nothing_would_change_the_tokens():
+    """The test above can fail: with rollback broken, the rejected tokens stay in the sequence."""
+    plain = generate(RollbackSession(), PROMPTS[0], max_new_tokens=60)
+    broken = generate(RollbackSession(broken=True), PROMPTS[0], PromptLookup(), max_new_tokens=60)
+    assert broken.token_ids != plain.token_ids
+
+
+def test_processors_penalties_and_logprobs_see_the_plain_sequence():
+    seen: dict[str, list[tuple[int, ...]]] = {"plain": [], "spec": []}
+
+    def recorder(name):
+        def processor(logits, history):
+            seen[name].append(tuple(int(t) for t in history))
+            out = logits.copy()
+            out[(int(history[-1]) * 11) % VOCAB] -= 2.0  # a processor that changes the choice
+            return out
+
+        return processor
+
+    params = SamplingParams(repetition_penalty=1.3, frequency_penalty=0.4, logit_bias=((17, 3.0),), logprobs=2)
+    kw = {"max_new_tokens": 40, "sampling": params}
+    plain = generate(RollbackSession(), PROMPTS[0], processors=(recorder("plain"),), **kw)
+    spec = generate(RollbackSession(), PROMPTS[0], PromptLookup(), processors=(recorder("spec"),), **kw)
+    assert spec.token_ids == plain.token_ids
+    assert seen["spec"] == seen["plain"]  # every processor call, in order, with the same history
+    assert [(lp.token_id, lp.logprob) for lp in spec.logprobs] == [(lp.token_id, lp.logprob) for lp in plain.logprobs]
+
+
+@pytest.mark.parametrize("stop", [(), ("\x0b",)])
+def test_stop_ids_strings_and_length_cut_a_verified_run(stop):
+    plain = generate(RollbackSession(), PROMPTS[2], max_new_tokens=37, stop=stop, stop_token_ids=(63,))
+    spec = generate(RollbackSession(), PROMPTS[2], PromptLookup(), max_new_tokens=37, stop=stop, stop_token_ids=(63,))
+    assert (spec.token_ids, spec.text, spec.finish_reason) == (plain.token_ids, plain.text, plain.finish_reason)
+    assert spec.usage.completion_tokens == plain.usage.completion_tokens
+
+
+def test_a_verification_never_runs_past_the_context():
+    session = RollbackSession()
+    session.capacity = 30
+    prompt = PROMPTS[3]  # 20 tokens: 10 fit after it
+    done = join_chunks(
+        stream_tokens(
+            session,
+            prompt,
+            Decoding(byte_tokenizer()),
+            GenerationSettings(max_new_tokens=50, speculative=lambda: Speculator(PromptLookup(), tokens=8)),
+            context_length=30,
+        )
+    )
+    plain = generate(RollbackSession(), prompt, max_new_tokens=50)
+    assert done.token_ids == plain.token_ids[: len(done.token_ids)] and done.finish_reason == "length"
+    assert max(len(session.seq), 0) <= 30
+
+
+def test_prompt_lookup_proposes_what_followed_the_latest_match():
+    lookup = PromptLookup(max_ngram=3, min_ngram=1)
+    history = np.array([1, 2, 3, 4, 5, 9, 2, 3, 7, 8, 6, 2, 3], np.int64)
+    # "2 3" occurs at 1 and 6 (the trigram "6 2 3" nowhere): the latest one, at 6, was followed by 7 8 6 2
+    assert lookup.propose(history, 4).tokens.tolist() == [7, 8, 6, 2]
+    assert lookup.propose(history, 2).tokens.tolist() == [7, 8]
+    assert PromptLookup(max_ngram=3, min_ngram=3).propose(history, 4) is None
+    assert lookup.propose(np.array([4, 5, 6], np.int64), 3) is None
+    with pytest.raises(InvalidArgument, match="Fix"):
+        PromptLookup(max_ngram=1, min_ngram=2)
+
+
+@pytest.mark.parametrize("draft", [False, True])
+def test_rejection_sampling_follows_p(draft):
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(8))
+    q = rng.dirichlet(np.ones(8)) if draft else None
+    draws = np.zeros(8)
+    for _ in range(40000):
+        x = int(rng.choice(8, p=q)) if draft else 3  # what the proposer offers
+        draws[accept_or_resample(p, Offer(x, q), rng)] += 1
+    assert np.abs(draws / draws.sum() - p).max() < 0.01
+
+
+def test_seeded_speculative_sampling_is_reproducible_and_follows_the_model():
+    """Reproducible per seed; and over seeds, the first token (decided against a fixed proposal) has the model's
+    distribution."""
+    params = lambda seed: SamplingParams(temperature=1.0, seed=seed)  # noqa: E731
+    a = generate(RollbackSession(), PROMPTS[0], PromptLookup(), max_new_tokens=30, sampling=params(4))
+    b = generate(RollbackSession(), PROMPTS[0], PromptLookup(), max_new_tokens=30, sampling=params(4))
+    assert a.token_ids == b.token_ids and a.usage.speculative_proposed > 0
+
+    class Always:  # proposes the same two tokens every time: each position's outcome is a rejection-sampling draw
+        def propose(self, history, k):
+            return [9, 13][:k]
+
+    p1 = np.exp(next_logits(PROMPTS[0]).astype(np.float64))
+    p1 /= p1.sum()
+    firsts = np.zeros(VOCAB)
+    for seed in range(3000):
+        done = generate(RollbackSession(), PROMPTS[0], Always(), max_new_tokens=3, sampling=params(seed))
+        firsts[done.token_ids[0]] += 1
+    assert np.abs(firsts / firsts.sum() - p1).max() < 0.03
+
+
+def test_a_proposal_is_cut_to_the_count_asked_and_empty_means_none():
+    class Many:
+        def propose(self, history, k):
+            return list(range(10))
+
+    speculator = Speculator(Many(), tokens=3)
+    assert speculator.propose(np.array([1, 2]), limit=5).tokens.tolist() == [0, 1, 2]
+    assert speculator.propose(np.array([1, 2]), limit=2).tokens.tolist() == [0, 1]
+    assert speculator.propose(np.array([1, 2]), limit=0) is None
+    speculator.record(3, 1)
+    assert speculator.k == 2  # fewer after a rejection, more after a full acceptance
+    speculator.record(2, 2)
+    assert speculator.k == 3
+    assert Speculator(type("Empty", (), {"propose": lambda self, h, k: []})()).propose(np.array([1]), 4) is None
+    assert isinstance(Proposal(np.array([1])).offer(0), Offer)
+
+
+def test_options_check_speculative_and_its_count():
+    assert GenerationOptions(speculative="Lookup").speculative == "lookup"
+    assert GenerationOptions(speculative="lookup", num_speculative_tokens=4).num_speculative_tokens == 4
+    with pytest.raises(InvalidArgument, match=r"^speculative .*Fix"):
+        GenerationOptions(speculative="ngram")
+    with pytest.raises(InvalidArgument, match=r"^speculative .*Fix"):
+        GenerationOptions(speculative=3)
+    with pytest.raises(InvalidArgument, match=r"needs speculative=.*Fix"):
+        GenerationOptions(num_speculative_tokens=4)
+    for bad in (0, 33, 2.5):
+        with pytest.raises(InvalidArgument, match="num_speculative_tokens"):
+            GenerationOptions(speculative="lookup", num_speculative_tokens=bad)
+
+
+def test_truncate_checks_its_length():
+    from tinylm import inputs
+
+    class Spec:
+        state_kinds = ("kv",)
+        family = "llama"
+
+    assert inputs.truncation(3, cached=5, spec=Spec()) == 3
+    for bad in (-1, 6, True, 1.0):
+        with pytest.raises(GenerationError, match="Fix"):
+            inputs.truncation(bad, cached=5, spec=Spec())

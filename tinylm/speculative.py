@@ -1,0 +1,248 @@
+"""Speculative decoding: propose tokens cheaply, verify them in one forward pass, keep what the model agrees with.
+
+    model.generate(prompt, speculative="lookup")            # prompt lookup: n-grams of the prompt and the text so far
+    model.generate(prompt, speculative=draft_model)         # a smaller loaded tinylm.Model with the same tokenizer
+    model.generate(prompt, speculative=my_proposer)         # any object with propose(history, k) (a `Proposer`)
+
+The one generation loop (`tinylm.generation.stream_tokens`) asks a `Speculator` for up to k tokens after the
+last one sampled, feeds that token and the k proposed in one `Session.forward(..., all_positions=True)`, and
+decides position by position with the same `RowState.advance` plain decoding uses (processors, penalties,
+constraints, stop ids and strings, length), so every processor sees exactly the tokens plain decoding gives it.
+At the first position where the decided token is not the proposed one it stops, and the session drops the
+tokens past it (`Session.truncate`, declared by `Capabilities(rollback=True)`).
+
+Greedy: the decided token is the argmax, as without speculation; a proposal only saves forward passes. The
+verifying forward runs T = k + 1 positions at once, whose float32 rounding may differ from one position at a
+time by the backend's parity tolerance, so at a near-tie of the top two logits the tokens may differ, exactly
+where the conformance suite allows two backends to differ.
+Sampled: standard rejection sampling (`accept_or_resample`): a token proposed from the distribution q is
+accepted with probability min(1, p(x) / q(x)), else a token is drawn from max(p - q, 0) renormalised; for a
+deterministic proposer q is one-hot, so x is accepted with probability p(x), else drawn from p without x. The
+tokens then follow p exactly, reproducibly per seed (though not the same draws as the same seed without
+speculation: the random stream is consumed differently).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
+
+import numpy as np
+
+from .errors import CapabilityError, InvalidArgument
+
+if TYPE_CHECKING:
+    from .arch.spec import ModelSpec
+    from .backend import Capabilities
+    from .sampling import SamplingParams
+
+__all__ = [
+    "Offer",
+    "Proposal",
+    "Proposer",
+    "PromptLookup",
+    "DraftModel",
+    "Speculator",
+    "accept_or_resample",
+    "check_rollback",
+    "DEFAULT_TOKENS",
+]
+
+#: Tokens proposed per verification when `num_speculative_tokens` is not given (the most; see `Speculator`); chosen
+#: by `python -m benchmarks.speculative --tune` (docs/speculative.md): more proposed no more kept tokens.
+DEFAULT_TOKENS = 4
+
+
+class Offer(NamedTuple):
+    """The token proposed for one position and the distribution q (V,) it was drawn from (None: deterministic)."""
+
+    token: int
+    q: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """Tokens proposed after the history, (k,) int64, and for a sampling draft model the distribution each was
+    drawn from, (k, V) float64 (None: a deterministic proposer)."""
+
+    tokens: np.ndarray
+    probs: np.ndarray | None = None
+
+    def offer(self, i: int) -> Offer:
+        return Offer(int(self.tokens[i]), None if self.probs is None else self.probs[i])
+
+
+@runtime_checkable
+class Proposer(Protocol):
+    """Proposes up to `k` tokens to follow `history` (the prompt and the tokens generated so far, (n,) int64; its
+    last token is the one sampled last, not yet fed to the model). Returns the tokens (a `Proposal`, or a sequence
+    of ints, taken as deterministic), or None to propose nothing this time (the loop then decodes one token).
+    A wrong proposal costs time, never correctness: the model verifies every token."""
+
+    def propose(self, history: np.ndarray, k: int) -> Proposal | Sequence[int] | None: ...
+
+
+def accept_or_resample(p: np.ndarray, offer: Offer, rng: np.random.Generator) -> int:
+    """One position of rejection sampling: the offered token, accepted with probability min(1, p(x) / q(x)),
+    else a token drawn from max(p - q, 0) renormalised (`p`, `q` (V,) float). The result follows p exactly."""
+    x, q = offer
+    vocab = p.shape[-1]
+    qx = 1.0 if q is None else float(q[x])
+    px = float(p[x]) if 0 <= x < vocab else 0.0
+    if qx > 0 and rng.random() < min(1.0, px / qx):
+        return x
+    if q is None:
+        residual = p.copy()
+        if 0 <= x < vocab:
+            residual[x] = 0.0
+    else:
+        residual = np.maximum(p - q, 0.0)
+    total = residual.sum()
+    if total <= 0:  # p is all on x (then x was accepted above unless p(x) rounds below 1): draw from p
+        residual, total = p, p.sum()
+    return int(rng.choice(vocab, p=residual / total))
+
+
+class PromptLookup:
+    """Prompt lookup: find the last `n` tokens earlier in the history (the prompt and the text so far), trying
+    n = max_ngram down to min_ngram, and propose the tokens that followed their most recent occurrence.
+
+    Strong where the output quotes its input (a reply restating the customer's details, extraction, a summary,
+    JSON holding the message's fields) or repeats itself; it proposes nothing for text that does neither."""
+
+    def __init__(self, *, max_ngram: int = 3, min_ngram: int = 2) -> None:
+        if not 1 <= min_ngram <= max_ngram:
+            raise InvalidArgument(
+                "speculative",
+                f"PromptLookup needs 1 <= min_ngram <= max_ngram, got {min_ngram}, {max_ngram}. Fix: "
+                "e.g. PromptLookup(max_ngram=3, min_ngram=2).",
+            )
+        self.max_ngram, self.min_ngram = max_ngram, min_ngram
+
+    def propose(self, history: np.ndarray, k: int) -> Proposal | None:
+        size = history.shape[0]
+        for n in range(min(self.max_ngram, size - 1), self.min_ngram - 1, -1):
+            tail = history[size - n :]
+            starts = size - n  # candidate occurrences start at [0, starts): every one has a token after it
+            match = history[:starts] == tail[0]
+            for j in range(1, n):
+                match &= history[j : starts + j] == tail[j]
+            hits = np.flatnonzero(match)
+            if hits.size:
+                after = int(hits[-1]) + n
+                return Proposal(history[after : after + k].copy())
+        return None
+
+
+class DraftModel:
+    """A smaller `tinylm.Model` with the same tokenizer proposes by decoding k tokens itself: greedily for greedy
+    decoding, else drawn from its distribution under the same temperature/top-k/top-p/min-p (`probs` carries it
+    for the acceptance test). Its session is kept in step with the history, rolled back (`truncate`) past
+    the first token the target model rejected. Its backend must declare `Capabilities(rollback=True)`."""
+
+    def __init__(self, model: Any, params: SamplingParams) -> None:
+        from .sampling import Sampler
+
+        self.model = model
+        self.session = model._live()
+        self.capacity = int(getattr(self.session, "capacity", model.context_length))
+        self.greedy = params.greedy
+        plain = replace(
+            params, repetition_penalty=1.0, presence_penalty=0.0, frequency_penalty=0.0, logit_bias=(), logprobs=None
+        )
+        seed = None if params.seed is None else [params.seed, 0x5EC]  # its own stream, reproducible per seed
+        self.sampler = Sampler(replace(plain, seed=None))
+        self.sampler.rng = np.random.default_rng(seed)
+        self.fed = np.zeros(0, np.int64)  # the ids its session holds: a prefix of the history plus its proposals
+        self.session.reset()
+
+    def _pick(self, logits: np.ndarray) -> tuple[int, np.ndarray | None]:
+        if self.greedy:
+            return int(np.argmax(logits)), None
+        q = self.sampler.probabilities(logits.astype(np.float32, copy=False))
+        return int(self.sampler.rng.choice(q.shape[-1], p=q)), q
+
+    def propose(self, history: np.ndarray, k: int) -> Proposal | None:
+        k = min(k, self.capacity - history.shape[0])
+        if k < 1:
+            return None
+        same = min(self.fed.shape[0], history.shape[0] - 1)  # feed at least the last token: its logits propose
+        differs = np.flatnonzero(self.fed[:same] != history[:same])
+        common = int(differs[0]) if differs.size else same
+        if common < self.session.length:
+            self.session.truncate(common)
+        logits = self.session.forward(history[None, common:])[0]  # (V,)
+        tokens, probs = [], []
+        for j in range(k):
+            token, q = self._pick(logits)
+            tokens.append(token)
+            probs.append(q)
+            if j < k - 1:
+                logits = self.session.forward(np.array([[token]], np.int64))[0]
+        self.fed = np.concatenate([history, np.asarray(tokens[:-1], np.int64)])
+        return Proposal(np.asarray(tokens, np.int64), None if self.greedy else np.stack(probs))  # type: ignore[arg-type]
+
+
+class Speculator:
+    """One generation's speculation: its proposer, how many tokens to propose next and the counts for `Usage`.
+
+    The count adapts as Hugging Face's assisted generation does: +2 after a round whose every proposed token was
+    accepted, -1 otherwise, within [1, `tokens`]. A round with nothing accepted also pauses proposing for 1, 2, 4
+    ... (at most `MAX_PAUSE`) decode steps while such rounds follow each other, so text the proposer cannot
+    predict is decoded one token per pass, as without speculation; a proposer that proposes nothing costs one
+    lookup, not a pass.
+    """
+
+    MAX_PAUSE = 16
+
+    def __init__(self, proposer: Proposer, *, tokens: int = DEFAULT_TOKENS) -> None:
+        self.proposer = proposer
+        self.most = tokens
+        self.k = tokens
+        self.proposed = 0
+        self.accepted = 0
+        self.misses = 0  # rounds in a row with nothing accepted
+        self.paused = 0  # decode steps left before the next proposal
+
+    def propose(self, history: np.ndarray, limit: int) -> Proposal | None:
+        """At most min(k, limit) tokens to follow `history` (n,), or None."""
+        k = min(self.k, limit)
+        if self.paused:
+            self.paused -= 1
+            return None
+        if k < 1:
+            return None
+        found = self.proposer.propose(history, k)
+        if found is None:
+            return None
+        proposal = found if isinstance(found, Proposal) else Proposal(np.asarray(list(found), np.int64))
+        if proposal.tokens.shape[0] > k:
+            proposal = Proposal(proposal.tokens[:k], None if proposal.probs is None else proposal.probs[:k])
+        return proposal if proposal.tokens.shape[0] else None
+
+    def record(self, proposed: int, accepted: int) -> None:
+        """A verification's outcome: `accepted` of `proposed` tokens kept."""
+        self.proposed += proposed
+        self.accepted += accepted
+        self.k = min(self.most, self.k + 2) if accepted == proposed else max(1, self.k - 1)
+        self.misses = 0 if accepted else self.misses + 1
+        self.paused = min(2 ** (self.misses - 1), self.MAX_PAUSE) if self.misses else 0
+
+
+def check_rollback(spec: ModelSpec, capabilities: Capabilities, backend: str, name: str) -> None:
+    """`CapabilityError` (with its fix) unless `name`'s session can roll back its cache: the backend declares
+    `Capabilities(rollback=True)` and every layer state of the model is a KV cache."""
+    if not capabilities.rollback:
+        raise CapabilityError(
+            f"speculative decoding needs a session that can drop rejected tokens (Capabilities(rollback=True)), "
+            f"and backend {backend!r} running {name} declares none. Fix: load the model with a backend that does "
+            "(torch, onnx, openvino), or generate without speculative=."
+        )
+    others = sorted(set(spec.state_kinds) - {"kv"})
+    if others:
+        raise CapabilityError(
+            f"speculative decoding cannot roll back {name}: its {spec.family} layers keep {', '.join(others)} "
+            "state, which folds the whole sequence in and cannot be cut back to the accepted tokens. Fix: generate "
+            "without speculative= for this model."
+        )
