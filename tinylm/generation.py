@@ -264,7 +264,6 @@ def stream_tokens(
     row = RowState(prompt_ids, tokenizer, settings, context_length=context_length)
     # one token on a batch-1 cache: the session's fast path when it has one (logits valid until its next call)
     step = session.step if fast_step else (lambda token: session.forward(np.array([[token]], dtype=np.int64))[0])  # type: ignore[attr-defined]
-    capacity = min(context_length, int(getattr(session, "capacity", context_length)))
     session.reset()
     logits = session.forward(row.prompt[None, :])[0]  # (V,) prefill
     chunks: Iterator[Chunk | None] = iter((row.advance(logits, session.length),))
@@ -274,7 +273,7 @@ def stream_tokens(
                 yield chunk
         if row.done:
             break
-        proposal = row.proposal(capacity)
+        proposal = row.proposal(context_length)
         if proposal is None:
             chunks = iter((row.advance(step(row.token), session.length),))  # decode one
         else:
