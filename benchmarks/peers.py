@@ -10,6 +10,10 @@ support embedder. Run from the repository root:
     python -m benchmarks.peers --from-json results.json --write-docs   # re-render a saved run (--json PATH)
     python -m benchmarks.peers --models smollm2 --only tinylm,onnxruntime-genai --backends onnx --rounds 4
                                                         # one comparison, more rounds (a noisy machine)
+    python -m benchmarks.peers --models smollm2 --only tinylm,onnxruntime-genai --backends onnx --precisions int8,int4 \
+        --rounds 5 --convert-once                       # the fresh-process decode comparison (docs/backends/onnx.md)
+    python -m benchmarks.peers --models smollm2 --prompt-tokens 1024 --new-tokens 8 --convert-once
+                                                        # first token of a long prompt
     python -m benchmarks.peers --models minilm --only tinylm,sentence-transformers --backends auto,onnx,openvino
                                                         # embedders: also a load that names nothing ("auto")
     python -m benchmarks.peers --build-model DIR        # only write the SmolLM2-135M-shaped random model to DIR
@@ -293,9 +297,11 @@ def measure_peer(args: argparse.Namespace, peer: Peer, subject: Measured, precis
         "prompt": subject.prompt, "out": str(work / f"{peer.name}-{precision}"), "llama_cpp_src": args.llama_cpp_src,
     }  # fmt: skip
     cold = None
+    keep = args.convert_once and peer.converts
     try:
         if peer.converts:
-            cold, _ = _spawn(python, "convert", job, _env())
+            if not (keep and Path(job["out"]).is_dir()):  # --convert-once: the first round's conversion is reused
+                cold, _ = _spawn(python, "convert", job, _env())
             job["model"] = job["out"]
         _, line = _spawn(python, "child", job, _env())
         figures = json.loads(line)
@@ -305,7 +311,8 @@ def measure_peer(args: argparse.Namespace, peer: Peer, subject: Measured, precis
     except (RuntimeError, ValueError) as e:
         return Row(model=model, runtime=peer.name, precision=precision, error=str(e)[:300])
     finally:
-        shutil.rmtree(job["out"], ignore_errors=True)
+        if not keep:
+            shutil.rmtree(job["out"], ignore_errors=True)
         shutil.rmtree(job["out"] + ".cache", ignore_errors=True)
 
 
@@ -315,7 +322,7 @@ def tinylm_rows(
     """`tinylm bench --json` of one backend at a precision it offers (its progress goes to stderr), with its own
     cache `home`: the first load is a conversion (the cold load)."""
     cmd = [sys.executable, "-m", "tinylm.cli", "bench", str(folder), "--json", "--runs", str(args.runs)]
-    cmd += ["--new-tokens", str(args.new_tokens), "--prompt-tokens", str(PROMPT_TOKENS), "--precisions", precision]
+    cmd += ["--new-tokens", str(args.new_tokens), "--prompt-tokens", str(args.prompt_tokens), "--precisions", precision]
     cmd += ["--backends", backend]
     env = {**_env(), "TINYLM_HOME": str(home)}  # its saved ranking stays out of the user's home
     proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True, check=False)
@@ -371,12 +378,13 @@ def measure_model(args: argparse.Namespace, name: str, work: Path) -> tuple[dict
     count = sum(math.prod(shape) for shape in expected_shapes(spec).values())
     record["weight_bytes"] = {p: weight_bytes(spec, p) for p in PRECISIONS}  # what the roofline divides by
     record["all_weight_bytes"] = {p: int(count * BYTES_PER_WEIGHT[p]) for p in PRECISIONS}  # the RSS goal's base
-    measured = Measured(name, folder, work, prompt_ids(spec.vocab_size, PROMPT_TOKENS))  # the tinylm rows' prompt
+    measured = Measured(name, folder, work, prompt_ids(spec.vocab_size, args.prompt_tokens))  # the tinylm rows' prompt
     peers = [p for p in PEERS.values() if p.kind == subject.kind and {"peers", p.name} & args.only]
     backends = _tinylm_backends(args)
     rows: list[Row] = []
     for turn in range(args.rounds):
-        home = work / f"tinylm-home-{turn}"  # a fresh cache each round: every round converts (its cold load)
+        # a fresh cache each round: every round converts (its cold load); --convert-once: only the first round
+        home = work / f"tinylm-home-{0 if args.convert_once else turn}"
         for precision in args.precisions or PRECISIONS:
             for group in _groups(args, backends, peers, precision):
                 # each tinylm backend back to back with the peers it is compared with, tinylm first in even
@@ -386,7 +394,8 @@ def measure_model(args: argparse.Namespace, name: str, work: Path) -> tuple[dict
                         rows += tinylm_rows(args, name, folder, home, precision, who)
                     else:
                         rows.append(_peer(args, who, measured, precision))
-        shutil.rmtree(home, ignore_errors=True)
+        if not args.convert_once:
+            shutil.rmtree(home, ignore_errors=True)
     return record, _combined(rows)
 
 
@@ -460,7 +469,7 @@ def measure_all(args: argparse.Namespace) -> dict:
     results: dict = {
         "date": dt.date.today().isoformat(), "quick": args.quick, "runs": args.runs, "rounds": args.rounds,
         "new_tokens": args.new_tokens,
-        "prompt_tokens": PROMPT_TOKENS, "threads": THREADS, "load_average": os.getloadavg()[0],
+        "prompt_tokens": args.prompt_tokens, "threads": THREADS, "load_average": os.getloadavg()[0],
         "bandwidth_gbs": memory_bandwidth(),
         "machine": machine_line(", ".join(f"{k} {v}" for k, v in _versions().items())), "models": [], "rows": [],
     }  # fmt: skip
@@ -543,6 +552,14 @@ def _parser() -> argparse.ArgumentParser:
         "--rounds", type=int, help=f"measure everything this many times, report medians (default {ROUNDS}; --quick: 1)"
     )
     parser.add_argument("--new-tokens", type=int, help=f"default {NEW_TOKENS} (--quick: {QUICK_NEW_TOKENS})")
+    parser.add_argument(
+        "--prompt-tokens", type=int, default=PROMPT_TOKENS, help=f"prompt length (default {PROMPT_TOKENS}): first token"
+    )
+    parser.add_argument(
+        "--convert-once",
+        action="store_true",
+        help="convert in the first round only, later rounds reuse it (decode and first-token comparisons in less time)",
+    )
     parser.add_argument("--json", type=Path, help="also save the raw results here")
     parser.add_argument("--from-json", type=Path, help="render saved results instead of measuring")
     parser.add_argument("--setup", action="store_true", help="create the missing peer venvs, then stop")

@@ -1,82 +1,122 @@
 """Speculative decoding on the bundled assistant: decode tokens/s with and without it, and the acceptance rate.
 
-    python -m benchmarks.speculative [--backends onnx openvino torch] [--rounds 3] [--max-new-tokens 128]
+    python -m benchmarks.speculative [--backends onnx openvino torch] [--rounds 2] [--max-new-tokens 128]
 
-Workloads (greedy, so both runs give the same tokens; `ignore_eos` so both decode the same count):
-    triage   the triage JSON of a customer email under the triage system message (examples/triage_email.py)
-    reply    an email reply that restates the customer's details (order number, item, address)
-    summary  a one-line summary of the customer's message
-    story    a free story (nothing to copy: where prompt lookup cannot help and must not slow decoding)
+Workloads, on the hand-written customer messages of recipes/eval (never used for training), sent as the examples
+send them (greedy, so every mode gives the same tokens):
+    reply    the reply to a customer message, routed by intent as examples/support_bot.py does
+    triage   the triage JSON of a message under its schema constraint (examples/triage_email.py)
+    summary  a one-sentence summary of the message
+    story    a free story on a subject picked from the message (nothing to copy: lookup must not slow decoding)
 
-For each backend, workload and mode (off, lookup) the rounds alternate A B / B A; the table gives the median
-decode tokens/s (`Usage.tokens_per_second`), the ratio to plain decoding and the acceptance rate
-(`Usage.speculative_accepted / speculative_proposed`). Public API only: `tinylm.load`, `Model.chat`.
+Modes: `off` (plain decoding), `prompt` (prompt lookup over the prompt and the text so far) and `lookup` (what
+`speculative="lookup"` runs: the same, then the model's memory of its earlier outputs, `NgramMemory`). The memory
+is learnt from the outputs for the first half of the messages (the warm-up half) and frozen; the other half is
+measured, each message with a fresh copy of it, so no measured output is ever in the memory it is measured with.
+For each message the modes run in rotating order; the table gives the median decode tokens/s
+(`Usage.tokens_per_second`) of each mode over the measured messages and rounds, its ratio to plain decoding and
+the acceptance rate (`Usage.speculative_accepted / speculative_proposed`). Public API only, plus the proposer
+classes of `tinylm.speculative`.
 
 `--tune` instead replays prompt lookup's choices (n-gram sizes, most tokens k) over each workload's greedy output,
-without timing anything: tokens decoded per forward pass and tokens proposed per pass, the figures the defaults
-(`tinylm.speculative.PromptLookup`, `DEFAULT_TOKENS`) were chosen from.
+without timing anything: tokens decoded per forward pass and tokens proposed per pass.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import itertools
+import json
 import statistics
 import sys
+from pathlib import Path
 
 import numpy as np
 
 import tinylm
-from tinylm.speculative import PromptLookup, Speculator
+from tinylm.speculative import NgramMemory, PromptLookup, Speculator
 
-TRIAGE_SYSTEM = "Triage the customer's message. Reply with JSON: intent, category, order_number."
-EMAILS = [
-    "Hello, I ordered a lamp two weeks ago (order 4412-889) and it still has not arrived. Can you tell me where it "
-    "is? My address is 14 Harbour Road, Leith, EH6 6LB.",
-    "Hi, I was charged twice for order KX40918 (a blue wool jumper, size M). Please refund the second payment of "
-    "39.90 to my Visa card ending 4417.",
-    "Please change the delivery address of order ORD-77-3310 to Flat 2, 8 Mill Lane, Bristol BS1 4QT before it "
-    "ships. The parcel is a pair of running shoes.",
-]
-WORKLOADS = {
-    "triage": lambda email: [{"role": "system", "content": TRIAGE_SYSTEM}, {"role": "user", "content": email}],
-    "reply": lambda email: [
-        {
-            "role": "user",
-            "content": f"{email}\n\nWrite a reply that restates my order number, the item and my address.",
-        }
-    ],
-    "summary": lambda email: [{"role": "user", "content": f"Summarise this message in one sentence:\n{email}"}],
-    "story": lambda email: [{"role": "user", "content": "Tell me a long story about a lighthouse keeper and a fox."}],
-}
-MODES = {"off": None, "lookup": "lookup"}
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "examples"))  # the examples' router and triage, as a user runs them
+from routing import IntentRouter  # noqa: E402
+from triage_email import TRIAGE_SYSTEM, schema_for  # noqa: E402
+
+MESSAGES = [json.loads(line)["text"] for line in (REPO / "recipes/eval/customer_messages.jsonl").open()]
+STORY = [{"role": "user", "content": "Tell me a long story about a lighthouse keeper and a fox."}]
+SUBJECTS = ("a lighthouse keeper", "a fox", "a baker", "a lost kite", "two sisters", "an old clock", "a river",
+            "a robot gardener", "a snowstorm", "a violin teacher")  # fmt: skip
+MODES = ("off", "prompt", "lookup")
 
 
-def run(model: tinylm.Model, messages: list[dict[str, str]], mode: str, max_new_tokens: int) -> tinylm.Completion:
-    return model.chat(messages, max_new_tokens=max_new_tokens, ignore_eos=True, speculative=MODES[mode])
+class Workload:
+    """One kind of request: its chat messages and generation options for a customer message."""
+
+    def __init__(self, name: str, router: IntentRouter | None) -> None:
+        self.name, self.router = name, router
+
+    def chat(self, message: str) -> tuple[list[dict[str, str]], dict]:
+        if self.name == "reply":
+            assert self.router is not None
+            return self.router.messages([{"role": "user", "content": message}]), {}
+        if self.name == "triage":
+            system = {"role": "system", "content": TRIAGE_SYSTEM}
+            return [system, {"role": "user", "content": message}], {"response_format": schema_for(message)}
+        if self.name == "summary":
+            return [{"role": "user", "content": f"Summarise this message in one sentence:\n{message}"}], {}
+        n = sum(map(ord, message))  # a different story for each message: nothing an earlier output gives away
+        subject = f"{SUBJECTS[n % 10]} and {SUBJECTS[n // 10 % 10]}"
+        return [{"role": "user", "content": f"Tell me a long story about {subject}."}], {}
 
 
-def measure(model: tinylm.Model, workload: str, rounds: int, max_new_tokens: int) -> dict[str, dict[str, float]]:
+def proposer(mode: str, memory: NgramMemory) -> PromptLookup | None:
+    if mode == "off":
+        return None
+    return PromptLookup(memory=copy.deepcopy(memory) if mode == "lookup" else None)
+
+
+def warm_memory(model: tinylm.Model, work: Workload, messages: list[str], max_new_tokens: int) -> NgramMemory:
+    """The memory `speculative="lookup"` would hold after answering `messages` (learnt from plain greedy outputs:
+    the same tokens)."""
+    memory = NgramMemory()
+    lookup = PromptLookup(memory=memory)
+    for message in messages:
+        chat, options = work.chat(message)
+        ids = model.chat_ids(chat)
+        done = model.chat(chat, max_new_tokens=max_new_tokens, **options)
+        lookup.learn(np.asarray(ids + list(done.token_ids), np.int64), len(ids))
+    return memory
+
+
+def measure(model: tinylm.Model, work: Workload, rounds: int, max_new_tokens: int) -> dict[str, float]:
+    half = len(MESSAGES) // 2
+    measured = MESSAGES[half:]
+    memory = warm_memory(model, work, MESSAGES[:half], max_new_tokens)
     speeds: dict[str, list[float]] = {mode: [] for mode in MODES}
-    proposed = accepted = 0
-    for r in range(rounds):
-        for email in EMAILS:
-            order = list(MODES) if r % 2 == 0 else list(reversed(MODES))  # A B / B A
+    counts = {mode: [0, 0] for mode in MODES}  # proposed, accepted
+    turn = 0
+    for _ in range(rounds):
+        for message in measured:
+            chat, options = work.chat(message)
             outputs = {}
+            order = MODES[turn % 3 :] + MODES[: turn % 3]  # rotating: no mode always first or last
+            turn += 1
             for mode in order:
-                done = run(model, WORKLOADS[workload](email), mode, max_new_tokens)
-                speeds[mode].append(done.usage.tokens_per_second)
+                done = model.chat(chat, max_new_tokens=max_new_tokens, speculative=proposer(mode, memory), **options)
+                if done.usage.completion_tokens > 1:
+                    speeds[mode].append(done.usage.tokens_per_second)
                 outputs[mode] = done.token_ids
-                if mode == "lookup":
-                    proposed += done.usage.speculative_proposed
-                    accepted += done.usage.speculative_accepted
-            if outputs["off"] != outputs["lookup"]:
-                print(f"  note: {workload}: tokens differ (a near-tie in the verifying pass)", file=sys.stderr)
-            if workload == "story":
-                break  # one prompt
+                counts[mode][0] += done.usage.speculative_proposed
+                counts[mode][1] += done.usage.speculative_accepted
+            if len(set(outputs.values())) > 1:
+                print(f"  note: {work.name}: tokens differ (a near-tie in the verifying pass)", file=sys.stderr)
     off = statistics.median(speeds["off"])
-    on = statistics.median(speeds["lookup"])
-    return {"off": off, "lookup": on, "ratio": on / off if off else 0.0, "accepted": accepted / max(proposed, 1)}
+    out = {"off": off, "memory": len(memory)}
+    for mode in MODES[1:]:
+        out[mode] = statistics.median(speeds[mode])
+        out[f"{mode}_ratio"] = out[mode] / off
+        out[f"{mode}_accepted"] = counts[mode][1] / max(counts[mode][0], 1)
+    return out
 
 
 def replay(history: np.ndarray, start: int, lookup: PromptLookup, most: int) -> tuple[int, int]:
@@ -98,16 +138,17 @@ def replay(history: np.ndarray, start: int, lookup: PromptLookup, most: int) -> 
     return passes, speculator.proposed
 
 
-def tune(model: tinylm.Model, workloads: list[str], max_new_tokens: int) -> None:
+def tune(model: tinylm.Model, workloads: list[Workload], max_new_tokens: int) -> None:
     runs = []
-    for workload in workloads:
-        for email in EMAILS[: 1 if workload == "story" else None]:
-            ids = model.chat_ids(WORKLOADS[workload](email))
-            done = model.generate(ids, max_new_tokens=max_new_tokens)
-            runs.append((workload, np.asarray(ids + list(done.token_ids), np.int64), len(ids)))
+    for work in workloads:
+        for message in MESSAGES[: 1 if work.name == "story" else 10]:
+            chat, options = work.chat(message)
+            ids = model.chat_ids(chat)
+            done = model.chat(chat, max_new_tokens=max_new_tokens, **options)
+            runs.append((work.name, np.asarray(ids + list(done.token_ids), np.int64), len(ids)))
     print("| workload | n (max..min) | k | tokens per pass | proposed per pass |")
     print("|---|---|---|---|---|")
-    for workload in workloads:
+    for workload in [w.name for w in workloads]:
         for (high, low), most in itertools.product([(3, 1), (3, 2), (4, 2), (2, 2)], [4, 6, 8]):
             passes = proposed = tokens = 0
             for name, history, start in runs:
@@ -122,25 +163,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="support-assistant")
     parser.add_argument("--backends", nargs="+", default=["onnx", "openvino", "torch"])
     parser.add_argument("--precision", default=None, help="e.g. int8 (default: each backend's)")
-    parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
-    parser.add_argument("--rounds", type=int, default=3)
+    names = ["reply", "triage", "summary", "story"]
+    parser.add_argument("--workloads", nargs="+", default=names, choices=names)
+    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--tune", action="store_true", help="replay lookup settings on greedy outputs (no timing)")
     args = parser.parse_args(argv)
+    router = IntentRouter.load() if "reply" in args.workloads else None
+    workloads = [Workload(name, router) for name in args.workloads]
     if args.tune:
         with tinylm.load(args.model, backend=args.backends[0], precision=args.precision) as model:
-            tune(model, args.workloads, args.max_new_tokens)
+            tune(model, workloads, args.max_new_tokens)
         return 0
-    print("| backend | workload | plain tok/s | lookup tok/s | ratio | accepted |")
-    print("|---|---|---|---|---|---|")
+    print("| backend | workload | plain tok/s | prompt lookup tok/s (ratio, accepted) | lookup with memory tok/s "
+          "(ratio, accepted) |")  # fmt: skip
+    print("|---|---|---|---|---|")
     for backend in args.backends:
         with tinylm.load(args.model, backend=backend, precision=args.precision) as model:
-            run(model, WORKLOADS["triage"](EMAILS[0]), "off", 8)  # warm up
-            for workload in args.workloads:
-                m = measure(model, workload, args.rounds, args.max_new_tokens)
+            model.chat(STORY, max_new_tokens=8)  # warm up
+            for work in workloads:
+                m = measure(model, work, args.rounds, args.max_new_tokens)
                 print(
-                    f"| {backend} {model.precision} | {workload} | {m['off']:.1f} | {m['lookup']:.1f} | "
-                    f"{m['ratio']:.2f}x | {m['accepted']:.0%} |",
+                    f"| {backend} {model.precision} | {work.name} | {m['off']:.1f} | {m['prompt']:.1f} "
+                    f"({m['prompt_ratio']:.2f}x, {m['prompt_accepted']:.0%}) | {m['lookup']:.1f} "
+                    f"({m['lookup_ratio']:.2f}x, {m['lookup_accepted']:.0%}) |",
                     flush=True,
                 )
     return 0

@@ -12,7 +12,7 @@ from tinylm import GenerationOptions, InvalidArgument
 from tinylm.errors import GenerationError
 from tinylm.generation import GenerationSettings, join_chunks, stream_tokens
 from tinylm.sampling import SamplingParams
-from tinylm.speculative import Offer, PromptLookup, Proposal, Speculator, accept_or_resample
+from tinylm.speculative import NgramMemory, Offer, PromptLookup, Proposal, Speculator, accept_or_resample
 
 VOCAB = 64
 
@@ -147,6 +147,58 @@ def test_prompt_lookup_proposes_what_followed_the_latest_match():
     assert lookup.propose(np.array([4, 5, 6], np.int64), 3) is None
     with pytest.raises(InvalidArgument, match="Fix"):
         PromptLookup(max_ngram=1, min_ngram=2)
+
+
+def test_the_memory_proposes_what_followed_an_ngram_in_earlier_outputs():
+    memory = NgramMemory(max_ngram=3, min_ngram=2)
+    memory.learn(np.array([1, 2, 3, 4, 5, 6], np.int64))
+    memory.learn(np.array([9, 2, 3, 7, 7], np.int64))
+    memory.learn(np.array([8, 2, 3, 4, 0], np.int64))
+    # "2 3" was followed by 4 twice and 7 once: 4, then "3 4" -> 5 (once) beats 0 (once, learnt later), "4 5" -> 6
+    assert memory.continue_(np.array([11, 2, 3], np.int64), 4) == [4, 5, 6]
+    assert memory.continue_(np.array([9, 2, 3], np.int64), 2) == [7, 7]  # the trigram "9 2 3" decides first
+    assert memory.continue_(np.array([4, 4], np.int64), 3) == []  # never seen
+    lookup = PromptLookup(memory=memory)
+    history = np.array([50, 51, 52, 50, 51], np.int64)
+    assert lookup.propose(history, 2).tokens.tolist() == [52, 50]  # a match in the history comes first
+    assert lookup.propose(np.array([60, 2, 3], np.int64), 2).tokens.tolist() == [4, 5]  # else the memory
+
+
+def test_the_memory_forgets_its_oldest_half_past_its_capacity():
+    memory = NgramMemory(max_ngram=2, min_ngram=2, capacity=8)
+    memory.learn(np.arange(10, dtype=np.int64))  # 8 bigrams with a follower: at capacity, all kept
+    assert len(memory) == 8 and memory.continue_(np.array([0, 1], np.int64), 1) == [2]
+    memory.learn(np.arange(100, 103, dtype=np.int64))  # 9 > 8: down to 4, the newest
+    assert len(memory) == 4
+    assert memory.continue_(np.array([0, 1], np.int64), 1) == []
+    assert memory.continue_(np.array([100, 101], np.int64), 1) == [102]
+
+
+def test_lookup_learns_each_output_and_the_next_generation_keeps_the_plain_tokens():
+    """A generation with `PromptLookup(memory=...)` records its output; the next one, from a prompt whose own
+    history has no match, is proposed the earlier output and keeps exactly the plain tokens."""
+    memory = NgramMemory()
+    first = generate(RollbackSession(), [3, 17, 33], PromptLookup(memory=memory), max_new_tokens=30)
+    assert len(memory) > 0
+    plain = generate(RollbackSession(), [3, 17, 33], max_new_tokens=30)
+    again = generate(RollbackSession(), [3, 17, 33], PromptLookup(memory=memory), max_new_tokens=30)
+    assert first.token_ids == again.token_ids == plain.token_ids
+    assert again.usage.speculative_accepted > first.usage.speculative_accepted
+
+
+def test_a_model_keeps_one_lookup_memory_across_calls(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    import tinylm
+    from tinylm.testing.models import build_model
+
+    with tinylm.load(build_model("llama", tmp_path / "m", seed=0), backend="torch") as model:
+        prompt = [5, 9, 13, 2]
+        plain = model.generate(prompt, max_new_tokens=24, ignore_eos=True)
+        first = model.generate(prompt, max_new_tokens=24, ignore_eos=True, speculative="lookup")
+        again = model.generate(prompt, max_new_tokens=24, ignore_eos=True, speculative="lookup")
+    assert first.token_ids == again.token_ids == plain.token_ids
+    assert again.usage.speculative_accepted > first.usage.speculative_accepted
 
 
 @pytest.mark.parametrize("draft", [False, True])

@@ -227,6 +227,8 @@ class RowState:
                 tail += self.stops.flush()
         end = time.perf_counter()
         n = self.generated
+        if self.speculator is not None:
+            self.speculator.finish(self.history[: self.seen], self.prompt.size)
         decode_time = end - self.first_token_at if n > 1 else 0.0
         usage = Usage(
             prompt_tokens=int(self.prompt.size),

@@ -38,7 +38,7 @@ from .rope_switch import with_rope_switch
 from .sampling import LogitsProcessor, SamplingParams
 from .selection import Choice, choose
 from .source import ModelFolder
-from .speculative import Speculator, check_rollback
+from .speculative import NgramMemory, Speculator, check_rollback
 from .structured import Constraint, Grammar, ResponseFormat
 from .tokenizer import Tokenizer
 from .tools import ToolPlan, detect_format, plan_tools
@@ -260,6 +260,7 @@ class Model:
         self._lock = threading.RLock()
         self._constraint_tokenizer: Any = None
         self._batcher: Scheduler | None = None
+        self._lookup_memory: NgramMemory | None = None  # speculative="lookup": this model's earlier outputs
         self._batcher_lock = threading.Lock()
 
     # what runs -------------------------------------------------------------------------------
@@ -393,7 +394,14 @@ class Model:
         check_rollback(self.spec, self._choice.backend.capabilities, self.backend, self.path.name)
         tokens = options.num_speculative_tokens or DEFAULT_TOKENS
         if chosen == "lookup":
-            return lambda: Speculator(PromptLookup(), tokens=tokens)
+            if self._lookup_memory is None:
+                self._lookup_memory = NgramMemory()
+            memory = self._lookup_memory
+            # Sampling consults only the prompt and the text so far: what the memory proposes changes how the
+            # random stream is consumed, and a seed must give the same text whatever was generated before.
+            # Greedy output is the same whatever is proposed, so it also asks the memory.
+            consult = memory if params.greedy else None
+            return lambda: Speculator(PromptLookup(memory=consult, learns=memory), tokens=tokens)
         if isinstance(chosen, Model):
             self._check_draft(chosen)
             return lambda: Speculator(DraftModel(chosen, params), tokens=tokens)

@@ -42,6 +42,7 @@ __all__ = [
     "Proposal",
     "Proposer",
     "PromptLookup",
+    "NgramMemory",
     "DraftModel",
     "Speculator",
     "accept_or_resample",
@@ -104,21 +105,80 @@ def accept_or_resample(p: np.ndarray, offer: Offer, rng: np.random.Generator) ->
     return int(rng.choice(vocab, p=residual / total))
 
 
+class NgramMemory:
+    """What a model wrote before, for prompt lookup: each n-gram (n = min_ngram..max_ngram) of its earlier outputs
+    and the tokens that followed it, with counts. A support assistant's replies share their phrasing from one
+    customer to the next ("I understand that you would like to ...", the steps of a procedure, the sign-off), which
+    the prompt of a new conversation does not contain but the replies before it did.
+
+    One per `Model` (its tokenizer's ids), fed by every generation that used `speculative="lookup"`, in memory only
+    and bounded: past `capacity` n-grams the older half is forgotten. It only changes what is proposed, never what is
+    generated (every proposed token is verified by the model)."""
+
+    def __init__(self, *, max_ngram: int = 3, min_ngram: int = 2, capacity: int = 1 << 17) -> None:
+        self.max_ngram, self.min_ngram, self.capacity = max_ngram, min_ngram, capacity
+        self._next: dict[tuple[int, ...], dict[int, int]] = {}  # n-gram -> {following token: count}
+
+    def __len__(self) -> int:
+        return len(self._next)
+
+    def learn(self, tokens: np.ndarray) -> None:
+        """Record the n-grams of `tokens` (n,) int64 (an output, after the last prompt tokens that led to it)."""
+        ids = tokens.tolist()
+        table = self._next
+        for n in range(self.min_ngram, self.max_ngram + 1):
+            for i in range(len(ids) - n):
+                after = table.setdefault(tuple(ids[i : i + n]), {})
+                after[ids[i + n]] = after.get(ids[i + n], 0) + 1
+        if len(table) > self.capacity:  # dicts keep insertion order: the oldest n-grams go first
+            for key in list(table)[: len(table) - self.capacity // 2]:
+                del table[key]
+
+    def continue_(self, history: np.ndarray, k: int) -> list[int]:
+        """Up to k tokens after `history` (n,): the most frequent follower of its longest known last n-gram, then
+        of the n-gram that token ends, and so on."""
+        out = history[-self.max_ngram :].tolist()
+        found: list[int] = []
+        while len(found) < k:
+            for n in range(min(self.max_ngram, len(out)), self.min_ngram - 1, -1):
+                after = self._next.get(tuple(out[-n:]))
+                if after:
+                    token = max(after, key=after.__getitem__)
+                    break
+            else:
+                break
+            found.append(token)
+            out.append(token)
+        return found
+
+
 class PromptLookup:
     """Prompt lookup: find the last `n` tokens earlier in the history (the prompt and the text so far), trying
-    n = max_ngram down to min_ngram, and propose the tokens that followed their most recent occurrence.
+    n = max_ngram down to min_ngram, and propose the tokens that followed their most recent occurrence; where the
+    history has no match, ask `memory` (the model's earlier outputs, an `NgramMemory`) when one is given. A
+    finished generation is recorded in `learns` (default: `memory`); `Model` passes a memory to learn in but none
+    to consult when sampling, so a seed gives the same text whatever the model generated before.
 
     Strong where the output quotes its input (a reply restating the customer's details, extraction, a summary,
-    JSON holding the message's fields) or repeats itself; it proposes nothing for text that does neither."""
+    JSON holding the message's fields) or repeats itself, and with a memory where outputs share their phrasing
+    from one request to the next; it proposes nothing for text that does neither."""
 
-    def __init__(self, *, max_ngram: int = 3, min_ngram: int = 2) -> None:
+    def __init__(
+        self,
+        *,
+        max_ngram: int = 3,
+        min_ngram: int = 2,
+        memory: NgramMemory | None = None,
+        learns: NgramMemory | None = None,
+    ) -> None:
         if not 1 <= min_ngram <= max_ngram:
             raise InvalidArgument(
                 "speculative",
                 f"PromptLookup needs 1 <= min_ngram <= max_ngram, got {min_ngram}, {max_ngram}. Fix: "
                 "e.g. PromptLookup(max_ngram=3, min_ngram=2).",
             )
-        self.max_ngram, self.min_ngram = max_ngram, min_ngram
+        self.max_ngram, self.min_ngram, self.memory = max_ngram, min_ngram, memory
+        self.learns = memory if learns is None else learns  # where a finished output is recorded
 
     def propose(self, history: np.ndarray, k: int) -> Proposal | None:
         size = history.shape[0]
@@ -132,7 +192,17 @@ class PromptLookup:
             if hits.size:
                 after = int(hits[-1]) + n
                 return Proposal(history[after : after + k].copy())
+        if self.memory is not None:
+            found = self.memory.continue_(history, k)
+            if found:
+                return Proposal(np.asarray(found, np.int64))
         return None
+
+    def learn(self, history: np.ndarray, prompt_size: int) -> None:
+        """A finished generation: its output, with the last prompt tokens before it, goes into `learns` (by
+        default the memory it consults)."""
+        if self.learns is not None:
+            self.learns.learn(history[max(0, prompt_size - self.max_ngram) :])
 
 
 class DraftModel:
@@ -220,6 +290,13 @@ class Speculator:
         if proposal.tokens.shape[0] > k:
             proposal = Proposal(proposal.tokens[:k], None if proposal.probs is None else proposal.probs[:k])
         return proposal if proposal.tokens.shape[0] else None
+
+    def finish(self, history: np.ndarray, prompt_size: int) -> None:
+        """The generation ended with `history` (n,), whose first `prompt_size` tokens were the prompt: a proposer
+        that learns from what was generated (`PromptLookup` with a memory) records it."""
+        learn = getattr(self.proposer, "learn", None)
+        if callable(learn):
+            learn(history, prompt_size)
 
     def record(self, proposed: int, accepted: int) -> None:
         """A verification's outcome: `accepted` of `proposed` tokens kept."""

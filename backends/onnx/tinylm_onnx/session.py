@@ -28,6 +28,8 @@ from tinylm.errors import GenerationError
 
 __all__ = ["OnnxSession"]
 
+FIRST_ROOM = 256  # positions the KV buffers hold at first (doubled as needed, up to the capacity)
+
 
 def _ptr(a: np.ndarray) -> int:
     return a.ctypes.data
@@ -97,10 +99,10 @@ class OnnxSession:
         self._bound_ids = self._bound_out = None
 
     def _make_room(self, total: int) -> None:
-        """Grow the cache buffers to hold `total` positions (doubling from 256, at most the capacity)."""
+        """Grow the cache buffers to hold `total` positions (doubling from FIRST_ROOM, at most the capacity)."""
         if total <= self._room:
             return
-        room = min(self.capacity, max(256, 2 * self._room, total))
+        room = min(self.capacity, max(FIRST_ROOM, 2 * self._room, total))
         s, n = self.spec, self._length
         shape = (self._batch, s.num_kv_heads, room, s.head_dim)  # (B, nkv, room, hd)
         old, layers = [*self._k, *self._v], len(s.attention_layers)
