@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["THREADS", "SMOLLM2_135M", "build_smollm2", "peak_rss_mb", "CHILDREN", "CONVERTERS", "main"]
+__all__ = ["THREADS", "SMOLLM2_135M", "build_smollm2", "peak_rss_mb", "CHILDREN", "CONVERTERS", "LOOKUPS", "main"]
 
 THREADS = 2
 EMBED_SECONDS = 2.0  # how long each embedding batch size is timed
@@ -279,6 +279,26 @@ def run_sentence_transformers(job: dict[str, Any]) -> dict[str, Any]:
 # conversions: job -> files under job["out"] -------------------------------------------------------------
 
 
+#: config.json's model_type -> the class transformers saves in "architectures", which llama.cpp's converter reads
+#: (the bundled models' configs name only the model_type)
+ARCHITECTURES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}
+
+
+def _with_architectures(folder: str, out: Path) -> str:
+    """`folder`, or where it lacks "architectures", a folder beside `out` of links to its files with them added."""
+    config = json.loads((Path(folder) / "config.json").read_text())
+    if config.get("architectures") or config.get("model_type") not in ARCHITECTURES:
+        return folder
+    named = out.parent / (out.name + ".source")
+    named.mkdir(parents=True, exist_ok=True)
+    for item in Path(folder).iterdir():
+        if item.is_file() and item.name != "config.json" and not (named / item.name).exists():
+            (named / item.name).symlink_to(item.resolve())
+    config["architectures"] = [ARCHITECTURES[config["model_type"]]]
+    (named / "config.json").write_text(json.dumps(config, indent=2))
+    return str(named)
+
+
 def convert_optimum(job: dict[str, Any]) -> None:
     from optimum.onnxruntime import ORTModelForCausalLM, ORTQuantizer
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
@@ -292,7 +312,8 @@ def convert_optimum(job: dict[str, Any]) -> None:
 
 def convert_ort_genai(job: dict[str, Any]) -> None:
     out = job["out"]
-    cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", job["folder"], "-o", out]
+    folder = _with_architectures(job["folder"], Path(out))  # its builder reads the class name from the config
+    cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", folder, "-o", out]
     cmd += ["-p", job["peer_precision"], "-e", "cpu", "-c", out + ".cache"]
     subprocess.run(cmd, check=True, capture_output=True)
     config_path = Path(out) / "genai_config.json"
@@ -323,7 +344,8 @@ def convert_llama(job: dict[str, Any]) -> None:
     script = Path(job["llama_cpp_src"]) / "convert_hf_to_gguf.py"
     if not script.is_file():
         raise SystemExit(f"no {script} (run `python -m benchmarks.peers --setup`, or pass --llama-cpp-src)")
-    _gguf_convert(script, job["folder"], "f16" if quantize else job["peer_precision"], gguf)
+    folder = _with_architectures(job["folder"], out)
+    _gguf_convert(script, folder, "f16" if quantize else job["peer_precision"], gguf)
     if quantize:
         _quantize_q4_0(gguf, out / "model.gguf")
         gguf.unlink()
@@ -361,6 +383,105 @@ def _quantize_q4_0(src: Path, dst: Path) -> None:
         raise SystemExit(f"llama_model_quantize {src} -> q4_0 failed")
 
 
+# prompt lookup side by side (benchmarks/speculative.py --peers) ----------------------------------------------
+
+
+def _lookup_runs(job: dict[str, Any], generate: Any) -> dict[str, Any]:
+    """For each prompt in job["prompts"], greedy decoding plain and with prompt lookup, in alternating order (a
+    warm-up of each first): `generate(mode, prompt)` returns the token ids and the time each arrived. Decode
+    tokens/s after the first token, and the ids (to check both modes give the same tokens)."""
+    out: dict[str, Any] = {"plain": [], "lookup": [], "plain_ids": [], "lookup_ids": []}
+    for mode in ("plain", "lookup"):
+        generate(mode, job["prompts"][0])
+    for i, prompt in enumerate(job["prompts"]):
+        for mode in ("plain", "lookup") if i % 2 == 0 else ("lookup", "plain"):
+            ids, stamps = generate(mode, prompt)
+            if len(stamps) > 1:
+                out[mode].append((len(stamps) - 1) / (stamps[-1] - stamps[0]))
+            out[f"{mode}_ids"].append(ids)
+    return out
+
+
+def lookup_ov_genai(job: dict[str, Any]) -> dict[str, Any]:
+    """openvino-genai's LLMPipeline with prompt_lookup=True (num_assistant_tokens, max_ngram_size) against one
+    without, f32 execution (as tinylm's fp32 rows), greedy until an end id or max_new_tokens."""
+    import numpy as np
+    import openvino as ov
+    import openvino_genai as og
+
+    props = {"INFERENCE_NUM_THREADS": THREADS, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY"}
+    props.update(OV_PROPERTIES["fp32"])
+
+    def scheduler() -> Any:
+        config = og.SchedulerConfig()
+        config.enable_prefix_caching = False  # every run prefills its whole prompt, as tinylm's do
+        return config
+
+    pipes = {
+        "plain": og.LLMPipeline(job["model"], "CPU", scheduler_config=scheduler(), **props),
+        "lookup": og.LLMPipeline(job["model"], "CPU", scheduler_config=scheduler(), prompt_lookup=True, **props),
+    }
+
+    class Clock(og.StreamerBase):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ids: list[int] = []
+            self.times: list[float] = []
+
+        def write(self, token: int | list[int]) -> Any:
+            tokens = token if isinstance(token, list) else [token]
+            self.ids += tokens
+            self.times += [time.perf_counter()] * len(tokens)
+            return og.StreamingStatus.RUNNING
+
+        def end(self) -> None:
+            pass
+
+    def generate(mode: str, prompt: list[int]) -> tuple[list[int], list[float]]:
+        config = og.GenerationConfig()
+        config.max_new_tokens, config.do_sample = job["max_new_tokens"], False
+        config.eos_token_id = job["stop_ids"][0]
+        config.stop_token_ids = set(job["stop_ids"])
+        if mode == "lookup":
+            config.num_assistant_tokens, config.max_ngram_size = job["k"], job["ngram"]
+        ids = np.asarray([prompt], np.int64)
+        clock = Clock()
+        pipes[mode].generate(og.TokenizedInputs(ov.Tensor(ids), ov.Tensor(np.ones_like(ids))), config, clock)
+        return clock.ids, clock.times
+
+    return _lookup_runs(job, generate)
+
+
+def lookup_llama(job: dict[str, Any]) -> dict[str, Any]:
+    """llama-cpp-python with `LlamaPromptLookupDecoding` (num_pred_tokens, max_ngram_size) as its draft model
+    against one without, on an f32 GGUF, greedy until an end id or max_new_tokens."""
+    from llama_cpp import Llama
+    from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
+
+    path = str(Path(job["model"]) / "model.gguf")
+    common = {"n_ctx": job["n_ctx"], "n_threads": THREADS, "n_threads_batch": THREADS, "verbose": False}
+    draft = LlamaPromptLookupDecoding(num_pred_tokens=job["k"], max_ngram_size=job["ngram"])
+    llms = {"plain": Llama(model_path=path, **common), "lookup": Llama(model_path=path, draft_model=draft, **common)}
+
+    def generate(mode: str, prompt: list[int]) -> tuple[list[int], list[float]]:
+        llm = llms[mode]
+        llm.reset()
+        ids: list[int] = []
+        stamps: list[float] = []
+        for token in llm.generate(prompt, temp=0.0, repeat_penalty=1.0, reset=True):
+            if token in job["stop_ids"]:
+                break
+            ids.append(int(token))
+            stamps.append(time.perf_counter())
+            if len(ids) == job["max_new_tokens"]:
+                break
+        return ids, stamps
+
+    return _lookup_runs(job, generate)
+
+
+LOOKUPS = {"openvino-genai": lookup_ov_genai, "llama-cpp-python": lookup_llama}
+
 CHILDREN = {
     "transformers": run_transformers,
     "optimum": run_optimum,
@@ -378,8 +499,9 @@ CONVERTERS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`--child JOB`: measure, print the figures (with the peer's version) as one JSON line. `--convert JOB`:
-    write the peer's converted model to JOB["out"]; a converter's failing command is reported by its last line."""
+    """`--child JOB`: measure, print the figures (with the peer's version) as one JSON line. `--lookup JOB`: the
+    same for greedy decoding with and without prompt lookup (`LOOKUPS`). `--convert JOB`: write the peer's
+    converted model to JOB["out"]; a converter's failing command is reported by its last line."""
     mode, job = (argv or sys.argv[1:])[:2]
     job = json.loads(job)
     if mode == "--convert":
@@ -390,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
             tail = [ln.strip() for ln in err.splitlines() if ln.strip()] or [f"exit {e.returncode}"]
             raise SystemExit(f"{Path(str(e.cmd[0])).name}: {tail[-1]}") from None
         return 0
-    figures = CHILDREN[job["peer"]](job)
+    figures = (LOOKUPS if mode == "--lookup" else CHILDREN)[job["peer"]](job)
     try:
         figures["version"] = importlib.metadata.version(job["dist"])
     except importlib.metadata.PackageNotFoundError:

@@ -313,7 +313,8 @@ def measure_peer(args: argparse.Namespace, peer: Peer, subject: Measured, precis
     finally:
         if not keep:
             shutil.rmtree(job["out"], ignore_errors=True)
-        shutil.rmtree(job["out"] + ".cache", ignore_errors=True)
+        for scratch in (".cache", ".source"):  # the builder's cache; the model with "architectures" (peer_runs)
+            shutil.rmtree(job["out"] + scratch, ignore_errors=True)
 
 
 def tinylm_rows(

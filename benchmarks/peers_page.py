@@ -499,7 +499,8 @@ def page(results: dict, plot_path: Path | None, docs: Path = DOCS) -> str:
         f"Measured {results['date']} with `{COMMAND}` "
         f"(in {results.get('minutes', 0):.0f} min); every figure and every sentence about a result on this page "
         "comes from that run. Every figure in the benchmark pages comes from a script under `benchmarks/` run on "
-        "the machine and date its page names; none comes from a timed assertion in a test.\n",
+        "the machine and date its page names; none comes from a timed assertion in a test. Long prompts (first "
+        "token at 256-4096 tokens): [Long prompts](long-prompts.md).\n",
     ]
     if results["quick"]:
         parts.append(

@@ -18,6 +18,12 @@ For each message the modes run in rotating order; the table gives the median dec
 the acceptance rate (`Usage.speculative_accepted / speculative_proposed`). Public API only, plus the proposer
 classes of `tinylm.speculative`.
 
+`--peers` also runs openvino-genai's prompt lookup (`LLMPipeline(prompt_lookup=True)`) and llama.cpp's
+(llama-cpp-python's `LlamaPromptLookupDecoding`) on the same model and the same prompt ids, each beside its own
+plain decoding, in the peers' interpreters (`python -m benchmarks.peers --setup` makes them): f32 execution, the
+same k (4) and n-gram size (3) as tinylm's defaults, greedy until the end id. Not for triage, whose schema
+constraint the peers' lookup paths do not take.
+
 `--tune` instead replays prompt lookup's choices (n-gram sizes, most tokens k) over each workload's greedy output,
 without timing anything: tokens decoded per forward pass and tokens proposed per pass.
 """
@@ -26,11 +32,15 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import itertools
 import json
+import os
 import statistics
 import sys
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -38,9 +48,21 @@ import tinylm
 from tinylm.speculative import NgramMemory, PromptLookup, Speculator
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "examples"))  # the examples' router and triage, as a user runs them
-from routing import IntentRouter  # noqa: E402
-from triage_email import TRIAGE_SYSTEM, schema_for  # noqa: E402
+
+
+def _example(name: str) -> ModuleType:
+    """An example script as a module, loaded from its file (examples/ is not a package; sys.path is left alone)."""
+    spec = importlib.util.spec_from_file_location(f"tinylm_example_{name}", REPO / "examples" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+routing, triage_email = _example("routing"), _example("triage_email")  # the router and triage a user runs
+IntentRouter = routing.IntentRouter
+TRIAGE_SYSTEM, schema_for = triage_email.TRIAGE_SYSTEM, triage_email.schema_for
 
 MESSAGES = [json.loads(line)["text"] for line in (REPO / "recipes/eval/customer_messages.jsonl").open()]
 STORY = [{"role": "user", "content": "Tell me a long story about a lighthouse keeper and a fox."}]
@@ -52,7 +74,7 @@ MODES = ("off", "prompt", "lookup")
 class Workload:
     """One kind of request: its chat messages and generation options for a customer message."""
 
-    def __init__(self, name: str, router: IntentRouter | None) -> None:
+    def __init__(self, name: str, router: Any) -> None:
         self.name, self.router = name, router
 
     def chat(self, message: str) -> tuple[list[dict[str, str]], dict]:
@@ -158,6 +180,55 @@ def tune(model: tinylm.Model, workloads: list[Workload], max_new_tokens: int) ->
             print(f"| {workload} | {high}..{low} | {most} | {tokens / passes:.2f} | {proposed / passes:.2f} |")
 
 
+def peers_side_by_side(model: tinylm.Model, workloads: list[Workload], max_new_tokens: int) -> None:
+    """openvino-genai's and llama.cpp's prompt lookup on this model's measured prompts (see the module doc)."""
+    import tempfile
+
+    from tinylm.source import ModelFolder
+    from tinylm.speculative import DEFAULT_TOKENS
+
+    from .peers import INTERPRETERS, LLAMA_CPP_SRC, _env, _spawn
+
+    half = len(MESSAGES) // 2
+    stop_ids = list(ModelFolder(model.path).stop_token_ids())
+    peers = {"openvino-genai": ("ovgenai", "fp32"), "llama-cpp-python": ("llama", "f32")}  # the dist's name: its key
+    print("\n| runtime | workload | plain tok/s | prompt lookup tok/s | ratio | same tokens as tinylm |")
+    print("|---|---|---:|---:|---:|---|")
+    with tempfile.TemporaryDirectory(prefix="tinylm-spec-peers-") as tmp:
+        for peer, (key, precision) in peers.items():
+            interp = INTERPRETERS[key]
+            python = os.environ.get(interp.env, interp.default)
+            job = {
+                "peer": peer, "dist": peer, "folder": str(model.path), "out": str(Path(tmp) / peer),
+                "peer_precision": precision, "llama_cpp_src": os.environ.get(LLAMA_CPP_SRC[0], LLAMA_CPP_SRC[1]),
+            }  # fmt: skip
+            try:
+                _spawn(python, "convert", job, _env())
+            except RuntimeError as e:
+                print(f"| {peer} | – | not measured: {e} |||||")
+                continue
+            for work in workloads:
+                if work.name == "triage":
+                    continue
+                prompts = [model.chat_ids(work.chat(message)[0]) for message in MESSAGES[half:]]
+                plain = [model.chat(work.chat(m)[0], max_new_tokens=max_new_tokens).token_ids for m in MESSAGES[half:]]
+                run = {**job, "model": job["out"], "prompts": prompts, "stop_ids": stop_ids, "k": DEFAULT_TOKENS}
+                run.update(ngram=3, max_new_tokens=max_new_tokens, n_ctx=model.context_length)
+                try:
+                    _, line = _spawn(python, "lookup", run, _env())
+                except RuntimeError as e:
+                    print(f"| {peer} | {work.name} | not measured: {e} ||||")
+                    continue
+                got = json.loads(line)
+                same = sum(list(a) == list(b) for a, b in zip(got["lookup_ids"], plain))
+                off, on = statistics.median(got["plain"]), statistics.median(got["lookup"])
+                print(
+                    f"| {peer} {got.get('version', '')} | {work.name} | {off:.1f} | {on:.1f} | {on / off:.2f}x | "
+                    f"{same} of {len(plain)} |",
+                    flush=True,
+                )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="support-assistant")
@@ -168,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--tune", action="store_true", help="replay lookup settings on greedy outputs (no timing)")
+    parser.add_argument("--peers", action="store_true", help="also openvino-genai's and llama.cpp's prompt lookup")
     args = parser.parse_args(argv)
     router = IntentRouter.load() if "reply" in args.workloads else None
     workloads = [Workload(name, router) for name in args.workloads]
@@ -189,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"({m['lookup_ratio']:.2f}x, {m['lookup_accepted']:.0%}) |",
                     flush=True,
                 )
+            if args.peers and backend == args.backends[0]:
+                peers_side_by_side(model, workloads, args.max_new_tokens)
     return 0
 
 

@@ -155,9 +155,9 @@ def test_the_memory_proposes_what_followed_an_ngram_in_earlier_outputs():
     memory.learn(np.array([9, 2, 3, 7, 7], np.int64))
     memory.learn(np.array([8, 2, 3, 4, 0], np.int64))
     # "2 3" was followed by 4 twice and 7 once: 4, then "3 4" -> 5 (once) beats 0 (once, learnt later), "4 5" -> 6
-    assert memory.continue_(np.array([11, 2, 3], np.int64), 4) == [4, 5, 6]
-    assert memory.continue_(np.array([9, 2, 3], np.int64), 2) == [7, 7]  # the trigram "9 2 3" decides first
-    assert memory.continue_(np.array([4, 4], np.int64), 3) == []  # never seen
+    assert memory.continuation(np.array([11, 2, 3], np.int64), 4) == [4, 5, 6]
+    assert memory.continuation(np.array([9, 2, 3], np.int64), 2) == [7, 7]  # the trigram "9 2 3" decides first
+    assert memory.continuation(np.array([4, 4], np.int64), 3) == []  # never seen
     lookup = PromptLookup(memory=memory)
     history = np.array([50, 51, 52, 50, 51], np.int64)
     assert lookup.propose(history, 2).tokens.tolist() == [52, 50]  # a match in the history comes first
@@ -167,11 +167,11 @@ def test_the_memory_proposes_what_followed_an_ngram_in_earlier_outputs():
 def test_the_memory_forgets_its_oldest_half_past_its_capacity():
     memory = NgramMemory(max_ngram=2, min_ngram=2, capacity=8)
     memory.learn(np.arange(10, dtype=np.int64))  # 8 bigrams with a follower: at capacity, all kept
-    assert len(memory) == 8 and memory.continue_(np.array([0, 1], np.int64), 1) == [2]
+    assert len(memory) == 8 and memory.continuation(np.array([0, 1], np.int64), 1) == [2]
     memory.learn(np.arange(100, 103, dtype=np.int64))  # 9 > 8: down to 4, the newest
     assert len(memory) == 4
-    assert memory.continue_(np.array([0, 1], np.int64), 1) == []
-    assert memory.continue_(np.array([100, 101], np.int64), 1) == [102]
+    assert memory.continuation(np.array([0, 1], np.int64), 1) == []
+    assert memory.continuation(np.array([100, 101], np.int64), 1) == [102]
 
 
 def test_lookup_learns_each_output_and_the_next_generation_keeps_the_plain_tokens():

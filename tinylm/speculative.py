@@ -134,7 +134,7 @@ class NgramMemory:
             for key in list(table)[: len(table) - self.capacity // 2]:
                 del table[key]
 
-    def continue_(self, history: np.ndarray, k: int) -> list[int]:
+    def continuation(self, history: np.ndarray, k: int) -> list[int]:
         """Up to k tokens after `history` (n,): the most frequent follower of its longest known last n-gram, then
         of the n-gram that token ends, and so on."""
         out = history[-self.max_ngram :].tolist()
@@ -193,7 +193,7 @@ class PromptLookup:
                 after = int(hits[-1]) + n
                 return Proposal(history[after : after + k].copy())
         if self.memory is not None:
-            found = self.memory.continue_(history, k)
+            found = self.memory.continuation(history, k)
             if found:
                 return Proposal(np.asarray(found, np.int64))
         return None
