@@ -447,6 +447,9 @@ def lookup_ov_genai(job: dict[str, Any]) -> dict[str, Any]:
         ids = np.asarray([prompt], np.int64)
         clock = Clock()
         pipes[mode].generate(og.TokenizedInputs(ov.Tensor(ids), ov.Tensor(np.ones_like(ids))), config, clock)
+        while clock.ids and clock.ids[-1] in job["stop_ids"]:  # its streamer passes the end id on; tinylm does not
+            clock.ids.pop()
+            clock.times.pop()
         return clock.ids, clock.times
 
     return _lookup_runs(job, generate)
