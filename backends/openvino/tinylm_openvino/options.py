@@ -18,7 +18,8 @@ Precision -> weight storage and execution type (`PRECISIONS`):
     fp32  f32 weights, f32 execution, f32 KV cache (exact: the conformance bar of 1e-4)
     bf16  f16 weights, bf16 execution (the CPU plugin's own default on CPUs with AVX512-BF16/AMX)
     fp16  f16 weights, f16 execution where the device has it, else the device's default (bf16 or f32)
-    int8  int8 weights (per channel), f32 execution (activations quantized to int8 on the fly by the CPU plugin)
+    int8  int8 weights (per channel), f32 execution (the CPU plugin's kernels read the int8 weights; its
+          profile shows f32 activations, at least on an AVX-512 CPU without AMX: docs/long-prompts.md)
     int4  int4 weights (per group), int8 LM head, f32 execution
 
 int8/int4 execute in f32 because the loss budget is spent on the weights: on the trained test llama, int8 weights
