@@ -38,6 +38,7 @@ __all__ = [
     "row_ids",
     "row_states",
     "truncation",
+    "rollback_possible",
     "CacheSlot",
     "SlotSession",
 ]
@@ -165,16 +166,22 @@ def row_ids(rows: Sequence[int], live: Collection[int], what: str = "step_rows()
     return out
 
 
-def truncation(length: int, *, cached: int, spec: ModelSpec) -> int:
-    """`Session.truncate`'s checks: `length` an int in [0, cached], on a model whose every layer state is a KV
-    cache (`CapabilityError` for LFM2's conv states, which fold the whole sequence in and cannot be cut)."""
+def rollback_possible(spec: ModelSpec, what: str) -> None:
+    """`CapabilityError` (for `what`) unless every layer state of `spec` is a KV cache: LFM2's conv states fold the
+    whole sequence in and cannot be cut back to a shorter one."""
     others = sorted(set(spec.state_kinds) - {"kv"})
     if others:
         raise CapabilityError(
-            f"truncate(): {spec.family}'s layers keep {', '.join(others)} state, which holds the whole sequence "
-            "folded in and cannot be cut back to a shorter one. Fix: decode this model without speculation "
-            "(speculative=None), or reset() and feed the shorter sequence again."
+            f"{what}: {spec.family}'s layers keep {', '.join(others)} state, which holds the whole sequence folded "
+            "in and cannot be cut back to a shorter one. Fix: generate without speculative= for this model (or "
+            "reset() and feed the shorter sequence again)."
         )
+
+
+def truncation(length: int, *, cached: int, spec: ModelSpec) -> int:
+    """`Session.truncate`'s checks: `length` an int in [0, cached], on a model whose every layer state is a KV
+    cache (`rollback_possible`)."""
+    rollback_possible(spec, "truncate()")
     if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or not 0 <= length <= cached:
         raise GenerationError(
             f"truncate() takes a length in [0, {cached}] (the tokens cached), got {length!r}. "

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 import numpy as np
 
 from .errors import CapabilityError, InvalidArgument
+from .inputs import rollback_possible
 
 if TYPE_CHECKING:
     from .arch.spec import ModelSpec
@@ -216,7 +217,7 @@ class DraftModel:
 
         self.model = model
         self.session = model._live()
-        self.capacity = int(getattr(self.session, "capacity", model.context_length))
+        self.capacity = model.context_length  # the bound the generation loop gives the target model too
         self.greedy = params.greedy
         plain = replace(
             params, repetition_penalty=1.0, presence_penalty=0.0, frequency_penalty=0.0, logit_bias=(), logprobs=None
@@ -316,10 +317,4 @@ def check_rollback(spec: ModelSpec, capabilities: Capabilities, backend: str, na
             f"and backend {backend!r} running {name} declares none. Fix: load the model with a backend that does "
             "(torch, onnx, openvino), or generate without speculative=."
         )
-    others = sorted(set(spec.state_kinds) - {"kv"})
-    if others:
-        raise CapabilityError(
-            f"speculative decoding cannot roll back {name}: its {spec.family} layers keep {', '.join(others)} "
-            "state, which folds the whole sequence in and cannot be cut back to the accepted tokens. Fix: generate "
-            "without speculative= for this model."
-        )
+    rollback_possible(spec, f"speculative decoding cannot roll back {name}")
