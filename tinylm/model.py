@@ -38,7 +38,7 @@ from .rope_switch import with_rope_switch
 from .sampling import LogitsProcessor, SamplingParams
 from .selection import Choice, choose
 from .source import ModelFolder
-from .speculative import NgramMemory, Speculator, check_rollback
+from .speculative import DEFAULT_TOKENS, DraftModel, NgramMemory, PromptLookup, Speculator, check_rollback
 from .structured import Constraint, Grammar, ResponseFormat
 from .tokenizer import Tokenizer
 from .tools import ToolPlan, detect_format, plan_tools
@@ -386,8 +386,6 @@ class Model:
 
     def _speculation(self, options: GenerationOptions, params: SamplingParams) -> Callable[[], Speculator] | None:
         """What `speculative=` asks for, checked now: a maker of one generation's `Speculator`, or None."""
-        from .speculative import DEFAULT_TOKENS, DraftModel, PromptLookup
-
         chosen = options.speculative
         if chosen is None:
             return None
