@@ -9,14 +9,17 @@ send them (greedy, so every mode gives the same tokens):
     summary  a one-sentence summary of the message
     story    a free story on a subject picked from the message (nothing to copy: lookup must not slow decoding)
 
-Modes: `off` (plain decoding), `prompt` (prompt lookup over the prompt and the text so far) and `lookup` (what
-`speculative="lookup"` runs: the same, then the model's memory of its earlier outputs, `NgramMemory`). The memory
-is learnt from the outputs for the first half of the messages (the warm-up half) and frozen; the other half is
-measured, each message with a fresh copy of it, so no measured output is ever in the memory it is measured with.
+Modes: `off` (plain decoding), `prompt` (`speculative="lookup"` with an empty memory: prompt lookup over the
+prompt and the text so far) and `lookup` (`speculative="lookup"` as a model runs it after answering other
+messages: the same, then the model's memory of its earlier outputs, `NgramMemory`). Both keep to the pace they
+measure (`Pace`: what a pass costs here, how often proposals are kept), one pace per mode across the messages,
+as a loaded Model keeps one. The memory is learnt from the outputs for the first half of the messages (the
+warm-up half) and frozen; the other half is measured, each message with a fresh copy of it, so no measured output
+is ever in the memory it is measured with.
 For each message the modes run in rotating order; the table gives the median decode tokens/s
 (`Usage.tokens_per_second`) of each mode over the measured messages and rounds, its ratio to plain decoding and
-the acceptance rate (`Usage.speculative_accepted / speculative_proposed`). Public API only, plus the proposer
-classes of `tinylm.speculative`.
+the acceptance rate (`Usage.speculative_accepted / speculative_proposed`). Public API, plus the classes of
+`tinylm.speculative` and the model's lookup memory and pace (set per mode, see `speculative`).
 
 `--peers` also runs openvino-genai's prompt lookup (`LLMPipeline(prompt_lookup=True)`) and llama.cpp's
 (llama-cpp-python's `LlamaPromptLookupDecoding`) on the same model and the same prompt ids, each beside its own
@@ -45,7 +48,7 @@ from typing import Any
 import numpy as np
 
 import tinylm
-from tinylm.speculative import NgramMemory, PromptLookup, Speculator
+from tinylm.speculative import NgramMemory, Pace, PromptLookup, Speculator
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -91,10 +94,15 @@ class Workload:
         return [{"role": "user", "content": f"Tell me a long story about {subject}."}], {}
 
 
-def proposer(mode: str, memory: NgramMemory) -> PromptLookup | None:
+def speculative(model: tinylm.Model, mode: str, memory: NgramMemory, paces: dict[str, Pace]) -> str | None:
+    """The `speculative=` of `mode`, with the model's lookup state set for it: `speculative="lookup"` as a user runs
+    it, its memory a fresh copy of `memory` ("lookup") or empty ("prompt"), and one `Pace` per mode kept across
+    the messages, as a loaded Model keeps its own (the only private attributes this benchmark touches)."""
     if mode == "off":
         return None
-    return PromptLookup(memory=copy.deepcopy(memory) if mode == "lookup" else None)
+    model._lookup_memory = copy.deepcopy(memory) if mode == "lookup" else NgramMemory()
+    model._lookup_pace = paces[mode]
+    return "lookup"
 
 
 def warm_memory(model: tinylm.Model, work: Workload, messages: list[str], max_new_tokens: int) -> NgramMemory:
@@ -116,6 +124,7 @@ def measure(model: tinylm.Model, work: Workload, rounds: int, max_new_tokens: in
     memory = warm_memory(model, work, MESSAGES[:half], max_new_tokens)
     speeds: dict[str, list[float]] = {mode: [] for mode in MODES}
     counts = {mode: [0, 0] for mode in MODES}  # proposed, accepted
+    paces = {mode: Pace() for mode in MODES}
     turn = 0
     for _ in range(rounds):
         for message in measured:
@@ -124,7 +133,8 @@ def measure(model: tinylm.Model, work: Workload, rounds: int, max_new_tokens: in
             order = MODES[turn % 3 :] + MODES[: turn % 3]  # rotating: no mode always first or last
             turn += 1
             for mode in order:
-                done = model.chat(chat, max_new_tokens=max_new_tokens, speculative=proposer(mode, memory), **options)
+                chosen = speculative(model, mode, memory, paces)
+                done = model.chat(chat, max_new_tokens=max_new_tokens, speculative=chosen, **options)
                 if done.usage.completion_tokens > 1:
                     speeds[mode].append(done.usage.tokens_per_second)
                 outputs[mode] = done.token_ids

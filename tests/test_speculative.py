@@ -12,7 +12,7 @@ from tinylm import GenerationOptions, InvalidArgument
 from tinylm.errors import GenerationError
 from tinylm.generation import GenerationSettings, join_chunks, stream_tokens
 from tinylm.sampling import SamplingParams
-from tinylm.speculative import NgramMemory, Offer, PromptLookup, Proposal, Speculator, accept_or_resample
+from tinylm.speculative import NgramMemory, Offer, Pace, PromptLookup, Proposal, Speculator, accept_or_resample
 
 VOCAB = 64
 
@@ -193,6 +193,7 @@ def test_a_model_keeps_one_lookup_memory_across_calls(tmp_path):
     from tinylm.testing.models import build_model
 
     with tinylm.load(build_model("llama", tmp_path / "m", seed=0), backend="torch") as model:
+        model._lookup_pace = Pace(clock=lambda: 0.0)  # every pass free: whether it proposes depends on tokens only
         prompt = [5, 9, 13, 2]
         plain = model.generate(prompt, max_new_tokens=24, ignore_eos=True)
         first = model.generate(prompt, max_new_tokens=24, ignore_eos=True, speculative="lookup")
@@ -276,3 +277,51 @@ def test_truncate_checks_its_length():
     for bad in (-1, 6, True, 1.0):
         with pytest.raises(GenerationError, match="Fix"):
             inputs.truncation(bad, cached=5, spec=Spec())
+
+
+def test_pace_picks_the_count_with_the_most_tokens_per_second():
+    pace = Pace(clock=lambda: 0.0)
+    assert not pace.measured
+    pace.stepped(1.0)
+    pace.verified(1, 2.0, None)  # a pass of 1 + 1 positions costs two steps
+    pace.verified(4, 2.5, None)  # one of 1 + 4 positions, two and a half
+    assert pace.measured and pace.cost(4) == 2.5 and pace.cost(2) == 3.0  # from k = 1: +1 step per position
+    assert pace.best(0.9, 4) == 4  # 4.1 tokens expected for 2.5 steps
+    assert pace.best(0.9, 2) == 0  # 2.7 tokens for 3 steps: plain decoding is faster
+    assert pace.best(0.3, 4) == 0
+    pace.verified(1, 2.0, cut=5.0)  # a rejection that costs five steps to roll back makes even 0.9 not pay
+    assert pace.best(0.9, 4) == 0
+
+
+class TimedSession(RollbackSession):
+    """A RollbackSession whose clock counts work: a pass costs 1 plus `extra` for each position past the first."""
+
+    def __init__(self, extra: float) -> None:
+        super().__init__()
+        self.extra, self.work = extra, 0.0
+
+    def forward(self, token_ids, *, all_positions=False):
+        self.work += 1 + self.extra * (token_ids.shape[1] - 1)
+        return super().forward(token_ids, all_positions=all_positions)
+
+
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_a_paced_lookup_proposes_only_where_a_pass_pays_and_keeps_the_plain_tokens(prompt):
+    """The pace times passes with the session's own count of work here (not the wall clock), so the test is
+    deterministic: where a position costs four steps, lookup stops proposing after its first pass and costs about
+    what plain decoding costs; where passes are nearly free, it verifies several tokens per pass."""
+    plain = generate(RollbackSession(), prompt, max_new_tokens=200)
+    for extra in (0.05, 4.0):
+        alone = TimedSession(extra)
+        generate(alone, prompt, max_new_tokens=200)
+        session = TimedSession(extra)
+        pace = Pace(clock=lambda session=session: session.work)
+        settings = GenerationSettings(
+            max_new_tokens=200, speculative=lambda pace=pace: Speculator(PromptLookup(), pace=pace)
+        )
+        done = join_chunks(stream_tokens(session, prompt, Decoding(byte_tokenizer()), settings, context_length=512))
+        assert done.token_ids == plain.token_ids
+        if extra > 1:
+            assert done.usage.speculative_proposed < 20 and session.work < 1.1 * alone.work
+        else:
+            assert done.usage.speculative_proposed > 100 and session.work < 0.6 * alone.work

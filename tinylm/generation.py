@@ -276,7 +276,13 @@ def stream_tokens(
         if row.done:
             break
         proposal = row.proposal(context_length)
-        if proposal is None:
+        if proposal is None and row.speculator is not None:  # decode one, timed for the speculator's pace
+            clock = row.speculator.clock
+            began = clock()
+            logits = step(row.token)
+            row.speculator.stepped(clock() - began)
+            chunks = iter((row.advance(logits, session.length),))
+        elif proposal is None:
             chunks = iter((row.advance(step(row.token), session.length),))  # decode one
         else:
             chunks = verify(session, row, proposal)  # decode several
@@ -291,19 +297,23 @@ def verify(session: Session, row: RowState, proposal: Proposal) -> Iterator[Chun
     k = drafted.shape[0]
     base = session.length  # tokens held before this pass
     ids = np.concatenate([np.array([row.token], np.int64), drafted])[None]  # (1, k + 1)
-    logits = session.forward(ids, all_positions=True)[0]  # (k + 1, V)
     speculator = row.speculator
     assert speculator is not None
+    clock = speculator.clock
+    began = clock()
+    logits = session.forward(ids, all_positions=True)[0]  # (k + 1, V)
+    seconds = clock() - began
     for i in range(k + 1):
         chunk = row.advance(logits[i], base + i + 1, proposal.offer(i) if i < k else None)
         yield chunk
         agreed = i < k and chunk is not None and row.token == drafted[i]
         if i == k or row.done:
-            speculator.record(k, i + agreed)
+            speculator.record(k, i + agreed, seconds=seconds)
             return
         if not agreed:
+            began = clock()
             session.truncate(base + i + 1)  # type: ignore[attr-defined]  # keeps the row's token and the i accepted
-            speculator.record(k, i)
+            speculator.record(k, i, seconds=seconds, cut=clock() - began)
             return
 
 

@@ -38,7 +38,7 @@ from .rope_switch import with_rope_switch
 from .sampling import LogitsProcessor, SamplingParams
 from .selection import Choice, choose
 from .source import ModelFolder
-from .speculative import DEFAULT_TOKENS, DraftModel, NgramMemory, PromptLookup, Speculator, check_rollback
+from .speculative import DEFAULT_TOKENS, DraftModel, NgramMemory, Pace, PromptLookup, Speculator, check_rollback
 from .structured import Constraint, Grammar, ResponseFormat
 from .tokenizer import Tokenizer
 from .tools import ToolPlan, detect_format, plan_tools
@@ -261,6 +261,7 @@ class Model:
         self._constraint_tokenizer: Any = None
         self._batcher: Scheduler | None = None
         self._lookup_memory: NgramMemory | None = None  # speculative="lookup": this model's earlier outputs
+        self._lookup_pace: Pace | None = None  # greedy speculative="lookup": what a pass costs, how often it pays
         self._batcher_lock = threading.Lock()
 
     # what runs -------------------------------------------------------------------------------
@@ -399,7 +400,12 @@ class Model:
             # random stream is consumed, and a seed must give the same text whatever was generated before.
             # Greedy output is the same whatever is proposed, so it also asks the memory.
             consult = memory if params.greedy else None
-            return lambda: Speculator(PromptLookup(memory=consult, learns=memory), tokens=tokens)
+            # Greedy lookup also keeps to the pace it measures (what a pass costs here, how often it pays); sampling
+            # cannot: whether a pass is made changes how the random stream is consumed.
+            if params.greedy and self._lookup_pace is None:
+                self._lookup_pace = Pace()
+            pace = self._lookup_pace if params.greedy else None
+            return lambda: Speculator(PromptLookup(memory=consult, learns=memory), tokens=tokens, pace=pace)
         if isinstance(chosen, Model):
             self._check_draft(chosen)
             return lambda: Speculator(DraftModel(chosen, params), tokens=tokens)

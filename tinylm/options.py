@@ -164,8 +164,9 @@ class GenerationOptions:
     logprobs: bool | None = _option("report each generated token's log-probability (Chunk.logprobs)", cli=bool)
     top_logprobs: int | None = _option("with logprobs: also the N most likely tokens at each step (0..20)", cli=int)
     speculative: str | object | None = _option(
-        "speculative decoding: 'lookup' (n-grams of the prompt and the text so far), or in Python a draft "
-        "tinylm.Model with the same tokenizer or a tinylm.speculative.Proposer; same tokens, fewer passes",
+        "speculative decoding: 'lookup' (n-grams of the prompt, the text so far and the model's earlier outputs; "
+        "greedy proposes only where a pass pays, as measured while it runs), or in Python a draft tinylm.Model with "
+        "the same tokenizer or a tinylm.speculative.Proposer; same tokens, fewer passes",
         cli=str,
     )
     num_speculative_tokens: int | None = _option(

@@ -24,7 +24,8 @@ speculation: the random stream is consumed differently).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
@@ -45,6 +46,7 @@ __all__ = [
     "PromptLookup",
     "NgramMemory",
     "DraftModel",
+    "Pace",
     "Speculator",
     "accept_or_resample",
     "check_rollback",
@@ -180,24 +182,38 @@ class PromptLookup:
             )
         self.max_ngram, self.min_ngram, self.memory = max_ngram, min_ngram, memory
         self.learns = memory if learns is None else learns  # where a finished output is recorded
+        self._owner: object = None  # the buffer of the history indexed below
+        self._ids: list[int] = []
+        self._last: dict[tuple[int, ...], int] = {}
 
     def propose(self, history: np.ndarray, k: int) -> Proposal | None:
         size = history.shape[0]
+        ids, last = self._indexed(history)
         for n in range(min(self.max_ngram, size - 1), self.min_ngram - 1, -1):
-            tail = history[size - n :]
-            starts = size - n  # candidate occurrences start at [0, starts): every one has a token after it
-            match = history[:starts] == tail[0]
-            for j in range(1, n):
-                match &= history[j : starts + j] == tail[j]
-            hits = np.flatnonzero(match)
-            if hits.size:
-                after = int(hits[-1]) + n
+            start = last.get(tuple(ids[size - n : size]))
+            if start is not None:
+                after = start + n
                 return Proposal(history[after : after + k].copy())
         if self.memory is not None:
             found = self.memory.continuation(history, k)
             if found:
                 return Proposal(np.asarray(found, np.int64))
         return None
+
+    def _indexed(self, history: np.ndarray) -> tuple[list[int], dict[tuple[int, ...], int]]:
+        """The history as a list and, for each of its n-grams with a token after it, where it last starts. Kept
+        from call to call while the history grows in the same buffer (a generation's), so a step indexes only its
+        new token (a few microseconds, where searching the whole history took tens)."""
+        size = history.shape[0]
+        owner = history.base if history.base is not None else history
+        if owner is not self._owner or size < len(self._ids):
+            self._owner, self._ids, self._last = owner, [], {}
+        ids, last, done = self._ids, self._last, len(self._ids)
+        ids.extend(history[done:size].tolist())
+        for n in range(self.min_ngram, self.max_ngram + 1):
+            for i in range(max(0, done - n), size - n):  # n-grams whose following token is new
+                last[tuple(ids[i : i + n])] = i
+        return ids, last
 
     def learn(self, history: np.ndarray, prompt_size: int) -> None:
         """A finished generation: its output, with the last prompt tokens before it, goes into `learns` (by
@@ -255,19 +271,106 @@ class DraftModel:
         return Proposal(np.asarray(tokens, np.int64), None if self.greedy else np.stack(probs))  # type: ignore[arg-type]
 
 
+def _ema(old: float | None, new: float, weight: float) -> float:
+    return new if old is None else old + weight * (new - old)
+
+
+class Pace:
+    """What verifying costs against decoding one token, measured as a model decodes (one per `Model`, shared by its
+    generations with `speculative="lookup"`), and how often its proposals are kept.
+
+    A verifying pass of k proposed tokens costs `passes[k]` seconds (measured per k: on a CPU the step from one
+    position to two costs more than each position after, as matrix products leave their one-row kernels), plus
+    `cut` when it is rejected somewhere (`Session.truncate`), plus `propose` for asking the proposer; with each
+    proposed token kept with probability alpha, it yields (1 - alpha^(k+1)) / (1 - alpha) tokens on average.
+    `best(alpha, most)` is the k with the most tokens per second, or 0 when plain decoding (`step` seconds a
+    token) is faster: on a small model a pass of several positions costs well over one step, and where proposals
+    are mostly wrong verifying them loses time.
+
+    Times are exponential moving averages of `clock` readings (`time.perf_counter`); they decide only whether and
+    how much to propose, never which tokens are generated. `Pace(clock=lambda: 0.0)` makes every cost nil, so
+    proposing pays whenever anything is kept: the policy then depends on the tokens only (tests).
+    """
+
+    WEIGHT = 0.1  # of each new reading in a moving average
+    MARGIN = 1.03  # a pass must promise this many times plain decoding's rate to be worth proposing for
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.clock = clock
+        self.step: float | None = None  # seconds of a plain decode step
+        self.passes: dict[int, float] = {}  # k -> seconds of a pass verifying k proposed tokens
+        self.cut: float | None = None  # seconds of dropping rejected tokens from the session
+        self.propose: float | None = None  # seconds of asking the proposer
+        self.alpha = 0.5  # the share of proposed tokens kept, over every generation: a new one's first guess
+
+    @property
+    def measured(self) -> bool:
+        return self.step is not None and bool(self.passes)
+
+    def stepped(self, seconds: float) -> None:
+        self.step = _ema(self.step, seconds, self.WEIGHT)
+
+    def asked(self, seconds: float) -> None:
+        self.propose = _ema(self.propose, seconds, self.WEIGHT)
+
+    def verified(self, proposed: int, seconds: float, cut: float | None) -> None:
+        """A pass verifying `proposed` tokens took `seconds`, then `cut` seconds of truncation (None: none)."""
+        self.passes[proposed] = _ema(self.passes.get(proposed), seconds, self.WEIGHT)
+        if cut is not None:
+            self.cut = _ema(self.cut, cut, self.WEIGHT)
+
+    def cost(self, k: int) -> float:
+        """Seconds of a pass verifying k tokens: measured, else from the nearest measured count (below if any), as
+        if each position cost what the positions beyond one step cost there (an overestimate above it, since the
+        first extra position costs most; a count below is tried and then measured). Needs `measured`."""
+        assert self.step is not None and self.passes
+        if k in self.passes:
+            return self.passes[k]
+        near = max((j for j in self.passes if j < k), default=min(self.passes))
+        return self.passes[near] + (k - near) * max(0.0, self.passes[near] - self.step) / near
+
+    def best(self, alpha: float, most: int) -> int:
+        """The count to propose (1..most) with the most tokens per second at acceptance `alpha`, or 0 where
+        plain decoding is expected to be faster (by less than `MARGIN`). Needs `measured`."""
+        assert self.step is not None
+        step = max(self.step, 1e-9)
+        c, p = (self.cut or 0.0) / step, (self.propose or 0.0) / step
+        chosen, best = 0, self.MARGIN
+        kept = 1.0  # alpha^k
+        tokens = 1.0  # expected tokens of a pass of k: 1 + alpha + ... + alpha^k
+        for k in range(1, most + 1):
+            kept *= alpha
+            tokens += kept
+            spent = self.cost(k) / step + (1.0 - kept) * c + p  # in plain steps' time
+            rate = tokens / max(spent, 1e-9)
+            if rate > best:
+                chosen, best = k, rate
+        return chosen
+
+
 class Speculator:
     """One generation's speculation: its proposer, how many tokens to propose next and the counts for `Usage`.
 
-    The count adapts as Hugging Face's assisted generation does: +2 after a round whose every proposed token was
-    accepted, -1 otherwise, within [1, `tokens`]. A round with nothing accepted also pauses proposing for 1, 2, 4
-    ... (at most `MAX_PAUSE`) decode steps while such rounds follow each other, so text the proposer cannot
-    predict is decoded one token per pass, as without speculation; a proposer that proposes nothing costs one
-    lookup, not a pass.
+    Without a `Pace` the count adapts as Hugging Face's assisted generation does: +2 after a round whose every
+    proposed token was accepted, -1 otherwise, within [1, `tokens`]. A round with nothing accepted also pauses
+    proposing for 1, 2, 4 ... (at most `MAX_PAUSE`) decode steps while such rounds follow each other, so text the
+    proposer cannot predict is decoded one token per pass, as without speculation; a proposer that proposes nothing
+    costs one lookup, not a pass. This policy depends only on the tokens, so a seeded sampled generation is
+    reproducible.
+
+    With a `Pace` (greedy `speculative="lookup"`: the tokens are the same whatever is proposed), the count is the
+    one `Pace.best` expects to be fastest at this generation's acceptance so far (a moving average, starting from
+    the model's), 0 meaning none: then every `PROBE`-th step (doubling while these checks miss, up to `MAX_PROBE`)
+    the proposer is still asked, and its first token compared with the token decoded there, so the acceptance
+    keeps being measured without paying for a pass.
     """
 
     MAX_PAUSE = 16
+    PROBE = 8  # decode steps between free checks of the proposer while proposing does not pay ...
+    MAX_PROBE = 64  # ... doubled after each check that missed, up to this
+    WEIGHT = 0.2  # of each checked position in this generation's acceptance
 
-    def __init__(self, proposer: Proposer, *, tokens: int = DEFAULT_TOKENS) -> None:
+    def __init__(self, proposer: Proposer, *, tokens: int = DEFAULT_TOKENS, pace: Pace | None = None) -> None:
         self.proposer = proposer
         self.most = tokens
         self.k = tokens
@@ -275,22 +378,88 @@ class Speculator:
         self.accepted = 0
         self.misses = 0  # rounds in a row with nothing accepted
         self.paused = 0  # decode steps left before the next proposal
+        self.pace = pace
+        self.alpha = pace.alpha if pace is not None else 0.5  # share of proposed tokens kept, this generation
+        self._probe: tuple[int, int] | None = None  # (history length, token) proposed but not verified
+        self._pending: tuple[int, float, float | None] | None = None  # the last pass's (proposed, seconds, cut)
+        self._chosen: tuple[tuple[float, int], int, int] | None = None  # ((alpha, most), Pace.best, uses left)
+        self._probe_every = self.PROBE
+        self.clock = pace.clock if pace is not None else time.perf_counter  # what the generation loop times with
 
-    def propose(self, history: np.ndarray, limit: int) -> Proposal | None:
-        """At most min(k, limit) tokens to follow `history` (n,), or None."""
-        k = min(self.k, limit)
-        if self.paused:
-            self.paused -= 1
-            return None
-        if k < 1:
-            return None
+    def _ask(self, history: np.ndarray, k: int) -> Proposal | None:
+        pace = self.pace
+        began = pace.clock() if pace is not None else 0.0
         found = self.proposer.propose(history, k)
+        if pace is not None:
+            pace.asked(pace.clock() - began)
         if found is None:
             return None
         proposal = found if isinstance(found, Proposal) else Proposal(np.asarray(list(found), np.int64))
         if proposal.tokens.shape[0] > k:
             proposal = Proposal(proposal.tokens[:k], None if proposal.probs is None else proposal.probs[:k])
         return proposal if proposal.tokens.shape[0] else None
+
+    def _checked(self, kept: int, tested: int) -> None:
+        """`tested` proposed positions were decided, the first `kept` of them as proposed."""
+        for i in range(tested):
+            hit = 1.0 if i < kept else 0.0
+            self.alpha += self.WEIGHT * (hit - self.alpha)
+            if self.pace is not None:
+                self.pace.alpha += 0.02 * (hit - self.pace.alpha)
+
+    def propose(self, history: np.ndarray, limit: int) -> Proposal | None:
+        """At most min(k, limit) tokens to follow `history` (n,), or None."""
+        if self._probe is not None:
+            at, token = self._probe
+            if history.shape[0] > at:
+                self._probe = None
+                hit = int(history[at] == token)
+                self._checked(hit, 1)
+                # checks that keep missing come less often: every PROBE, 2 PROBE ... (at most MAX_PROBE) steps
+                self._probe_every = self.PROBE if hit else min(2 * self._probe_every, self.MAX_PROBE)
+        if self.pace is not None and self.pace.measured:
+            return self._paced(history, limit)
+        if self.pace is not None and self.pace.step is None and (self.pace.passes or self._pending):
+            return None  # a pass timed but no plain step yet: decode one to time it
+        k = min(self.k, limit)
+        if self.paused:
+            self.paused -= 1
+            return None
+        if k < 1:
+            return None
+        return self._ask(history, k)
+
+    def _paced(self, history: np.ndarray, limit: int) -> Proposal | None:
+        assert self.pace is not None
+        if self.paused:  # proposing did not pay at the last check
+            self.paused -= 1
+            return None
+        most = min(self.most, limit)
+        if self._chosen is None or self._chosen[0] != (self.alpha, most) or not self._chosen[2]:
+            self._chosen = ((self.alpha, most), self.pace.best(self.alpha, most), self.PROBE)  # again when these change
+        key, k, uses = self._chosen
+        self._chosen = (key, k, uses - 1)
+        if k:
+            return self._ask(history, k)
+        self.paused = self._probe_every - 1  # not worth a pass: check what would be proposed against what is decoded
+        if limit >= 1:
+            probe = self._ask(history, 1)
+            if probe is not None:
+                self._probe = (history.shape[0], int(probe.tokens[0]))
+        return None
+
+    def stepped(self, seconds: float) -> None:
+        """A plain decode step took `seconds`. The first step after a pass is charged to the pass: what the pass
+        leaves to redo (a backend re-binding its step buffers, say) is part of its cost, not of decoding one."""
+        pace = self.pace
+        if pace is None:
+            return
+        if self._pending is None:
+            pace.stepped(seconds)
+            return
+        proposed, took, cut = self._pending
+        self._pending = None
+        pace.verified(proposed, took + (max(0.0, seconds - pace.step) if pace.step is not None else 0.0), cut)
 
     def finish(self, history: np.ndarray, prompt_size: int) -> None:
         """The generation ended with `history` (n,), whose first `prompt_size` tokens were the prompt: a proposer
@@ -299,10 +468,18 @@ class Speculator:
         if callable(learn):
             learn(history, prompt_size)
 
-    def record(self, proposed: int, accepted: int) -> None:
-        """A verification's outcome: `accepted` of `proposed` tokens kept."""
+    def record(self, proposed: int, accepted: int, *, seconds: float = 0.0, cut: float | None = None) -> None:
+        """A verification's outcome: `accepted` of `proposed` tokens kept, its pass took `seconds` and dropping the
+        rejected ones `cut` seconds (None: nothing dropped)."""
         self.proposed += proposed
         self.accepted += accepted
+        self._checked(accepted, accepted + (accepted < proposed))
+        if self.pace is not None:
+            if self._pending is not None:  # a pass right after a pass: nothing of it left to a step
+                self.pace.verified(*self._pending)
+            self._pending = (proposed, seconds, cut)  # charged with the surplus of the step that follows it
+            if self.pace.measured:  # the pace decides what comes next
+                return
         self.k = min(self.most, self.k + 2) if accepted == proposed else max(1, self.k - 1)
         self.misses = 0 if accepted else self.misses + 1
         self.paused = min(2 ** (self.misses - 1), self.MAX_PAUSE) if self.misses else 0
