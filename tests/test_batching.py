@@ -208,3 +208,50 @@ def test_closing_the_model_ends_its_batcher(tmp_path):
     m.close()
     with pytest.raises(GenerationError, match="closed"):
         m.generate_batch(["a"], max_new_tokens=2)
+
+
+class RecordingSink:
+    """A `RowSink` that records what the scheduler hands it, and in which thread."""
+
+    def __init__(self, log: list) -> None:
+        self.log, self.items, self.ended = log, [], threading.Event()
+
+    def put(self, item):
+        self.items.append(item)
+        self.log.append(("put", self))
+
+    def end(self):
+        self.log.append(("end", self))
+        self.ended.set()
+
+    def flush(self):
+        self.log.append(("flush", self))
+
+
+def test_rows_with_sinks_hand_their_items_over_once_per_turn(model):
+    """A server's rows: each sink gets its row's chunks (those `generate` gives alone) and its end, and at the end
+    of every turn the scheduler flushes each sink that got anything once, not once per item."""
+    scheduler = model.batcher(max_rows=4)
+    log: list = []
+    sinks = [RecordingSink(log) for _ in PROMPTS[:3]]
+    options = tinylm.GenerationOptions(max_new_tokens=9, ignore_eos=True)
+    rows = [model._row(p, options, (), None, True) for p in PROMPTS[:3]]  # (ids, settings), as the server makes
+    streams = scheduler.submit_many([(i, s, None) for i, s in rows], bounded=False, sinks=sinks)
+    for sink in sinks:
+        assert sink.ended.wait(30), "a row with a sink never ended"
+    for prompt, sink in zip(PROMPTS[:3], sinks):
+        alone = model.generate(prompt, max_new_tokens=9, ignore_eos=True)
+        assert tuple(t for c in sink.items for t in c.token_ids) == alone.token_ids
+        assert sink.items[-1].finish_reason == "length"
+    puts = sum(1 for kind, _ in log if kind == "put")
+    blocks: list[list] = []  # runs of flushes: the end of a turn
+    for (kind, sink), (before, _) in zip(log, [("", None), *log]):
+        if kind == "flush":
+            (blocks[-1].append(sink) if before == "flush" else blocks.append([sink]))
+    assert all(len(set(map(id, block))) == len(block) for block in blocks)  # each sink once per turn
+    assert len(blocks) <= puts / 2  # a turn's items of all three rows, then their flushes: not flush per item
+    assert log[-1][0] == "flush"  # nothing is left unflushed
+    with pytest.raises(TypeError, match="sink"):
+        next(streams[0])
+    with pytest.raises(ValueError, match="one per row"):
+        scheduler.submit_many([(*rows[0], None)], sinks=[])

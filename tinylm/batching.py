@@ -29,7 +29,7 @@ import queue
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -37,26 +37,53 @@ from .backend import RowSession, Session
 from .errors import GenerationError, QueueFull
 from .generation import Chunk, GenerationSettings, RowState
 
-__all__ = ["Scheduler", "RowStream", "SerialRows"]
+__all__ = ["Scheduler", "RowStream", "RowSink", "SerialRows"]
 
 log = logging.getLogger("tinylm.batching")
 
 _END = object()  # the last item a row's stream receives
 
 
+class RowSink(Protocol):
+    """Where a row's items go instead of its stream (a server handing them to its event loop), called in the
+    scheduler's thread: `put` for each chunk or the exception that ended the row, `end` after its last item, and
+    `flush` once at the end of every turn in which the sink got anything (one hand-over per decode step for all
+    of a consumer's rows, instead of a thread woken per token)."""
+
+    def put(self, item: Chunk | BaseException) -> None: ...
+
+    def end(self) -> None: ...
+
+    def flush(self) -> None: ...
+
+
 class _Row:
-    """A submitted row as the scheduler holds it: its state, the items for its consumer, its cancel flag."""
+    """A submitted row as the scheduler holds it: its state, the items for its consumer (its queue, or its sink),
+    its cancel flag."""
 
-    __slots__ = ("cancelled", "items", "on_end", "state")
+    __slots__ = ("cancelled", "items", "on_end", "sink", "state", "touched")
 
-    def __init__(self, state: RowState, on_end: Callable[[], None] | None) -> None:
+    def __init__(
+        self,
+        state: RowState,
+        on_end: Callable[[], None] | None,
+        sink: RowSink | None = None,
+        touched: set[Any] | None = None,
+    ) -> None:
         self.state = state
         self.items: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.cancelled = False
         self.on_end = on_end
+        self.sink = sink
+        self.touched = touched  # the scheduler's sinks to flush at the end of this turn
 
     def put(self, item: Any) -> None:
-        self.items.put(item)
+        if self.sink is None:
+            self.items.put(item)
+        else:
+            self.sink.end() if item is _END else self.sink.put(item)
+            assert self.touched is not None
+            self.touched.add(self.sink)
         if item is _END and self.on_end is not None:
             self.on_end()
 
@@ -80,6 +107,8 @@ class RowStream(Iterator[Chunk]):
     def __next__(self) -> Chunk:
         if self.ended:
             raise StopIteration
+        if self._row.sink is not None:
+            raise TypeError("this row delivers its chunks to its sink; its stream only cancels it (close())")
         item = self._row.items.get()
         if item is _END:
             self.ended = True
@@ -184,6 +213,7 @@ class Scheduler:
         self._live: dict[int, _Row] = {}  # row id -> the row
         self._worker: threading.Thread | None = None
         self._closed = False
+        self._touched: set[RowSink] = set()  # sinks given items in this turn (the worker's own)
         #: decode steps run and rows stepped in them (for benchmarks: rows / steps is the mean batch)
         self.steps = 0
         self.stepped_rows = 0
@@ -212,12 +242,21 @@ class Scheduler:
         rows: Sequence[tuple[Sequence[int] | np.ndarray, GenerationSettings, Callable[[], None] | None]],
         *,
         bounded: bool = True,
+        sinks: Sequence[RowSink] | None = None,
     ) -> list[RowStream]:
         """`submit` for several rows (prompt ids, settings, on_end) at once: all are checked first, then queued
-        together, so the scheduler admits them in one `add_rows` while it has room."""
+        together, so the scheduler admits them in one `add_rows` while it has room. `sinks`: one per row, which
+        then receives the row's items instead of its stream (the streams only cancel their rows)."""
+        if sinks is not None and len(sinks) != len(rows):
+            raise ValueError(f"{len(sinks)} sinks for {len(rows)} rows: give one per row")
         made = [
-            _Row(RowState(ids, self.tokenizer, settings, context_length=self.context_length), on_end)
-            for ids, settings, on_end in rows
+            _Row(
+                RowState(ids, self.tokenizer, settings, context_length=self.context_length),
+                on_end,
+                None if sinks is None else sinks[i],
+                self._touched,
+            )
+            for i, (ids, settings, on_end) in enumerate(rows)
         ]
         with self._cond:
             if self._closed:
@@ -262,11 +301,12 @@ class Scheduler:
     def _run(self) -> None:
         try:
             while self._turn():
-                pass
+                self._flush()
         except BaseException as e:  # a backend failure: every row learns of it, none hangs
             log.exception("the batch worker failed")
             self._fail_all(e)
         finally:
+            self._flush()
             with self._cond:
                 self._worker = None
                 if self._queue and not self._closed:  # rows that came while it was ending
@@ -288,6 +328,18 @@ class Scheduler:
         if self._live:
             self._step()
         return True
+
+    def _flush(self) -> None:
+        """Hand this turn's items over: `flush` once per sink that got any."""
+        if not self._touched:
+            return
+        sinks = list(self._touched)
+        self._touched.clear()
+        for sink in sinks:
+            try:
+                sink.flush()
+            except Exception:  # a consumer's hand-over must not stop the other rows
+                log.exception("a row sink failed to flush")
 
     def _take(self, free: int) -> list[_Row]:
         taken: list[_Row] = []

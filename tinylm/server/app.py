@@ -25,10 +25,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .. import arguments
 from ..choices import check_n, row_seed, stream_choices
 from ..errors import CapabilityError, ChatTemplateError, GenerationError, InvalidArgument, TinyLMError
-from ..generation import Chunk, GenerationSettings
+from ..generation import Chunk
 from ..model import Model
 from ..tools import CallStream, ToolPlan
 from .errors import APIError, error_response
+from .loop_rows import BatchedRows
 from .schemas import OPENAI_NAMES, ChatRequest, CompletionRequest, EmbeddingRequest, SamplingFields
 from .shapes import Choice, chat_logprobs, text_logprobs, tool_call_deltas, usage
 from .slots import Lease, Slots, stream_blocking
@@ -240,7 +241,9 @@ def create_app(models: Mapping[str, Model], config: ServerConfig | None = None) 
             )
         return ids
 
-    Rows = Iterator[tuple[int, Chunk]]  # (choice index, chunk) of the request's n choices
+    # (choice index, chunk) of the request's n choices: a blocking iterator (run in a worker thread) or rows of
+    # the model's continuous batch (delivered to the loop by the scheduler)
+    Rows = Iterator[tuple[int, Chunk]] | BatchedRows
 
     def generation(model: Model, ids: list[int], req: SamplingFields, plan: ToolPlan | None = None) -> Rows:
         """The request's n choices, with everything that can refuse them checked now (a 400 before any byte):
@@ -264,12 +267,20 @@ def create_app(models: Mapping[str, Model], config: ServerConfig | None = None) 
                 model._row(ids, dataclasses.replace(options, seed=row_seed(options.seed, i)), (), constraint, True)
                 for i in range(check_n(req.n))
             ]
-            rows = _batched(model, parallel, choices)
+            rows = BatchedRows(model, parallel, choices)
         if plan is None:
             return rows
-        return with_calls(rows, [CallStream(plan) for _ in range(req.n)])
+        calls = [CallStream(plan) for _ in range(req.n)]
+        if isinstance(rows, BatchedRows):
+            rows.calls = calls
+            return rows
+        return with_calls(rows, calls)
 
-    def with_calls(rows: Rows, calls: list[CallStream]) -> Rows:
+    def opened(lease: Lease, rows: Rows) -> AsyncIterator[tuple[int, Chunk]]:
+        """The rows' chunks in the loop; from the first, the lease is theirs to release."""
+        return rows.open(lease) if isinstance(rows, BatchedRows) else stream_blocking(lease, executor, rows)
+
+    def with_calls(rows: Iterator[tuple[int, Chunk]], calls: list[CallStream]) -> Iterator[tuple[int, Chunk]]:
         """The rows with each choice's calls parsed by its own parser (rows may come interleaved)."""
         try:
             for i, chunk in rows:
@@ -285,7 +296,7 @@ def create_app(models: Mapping[str, Model], config: ServerConfig | None = None) 
         gone = asyncio.ensure_future(disconnected(request))
         choices = [Choice() for _ in range(n)]
         try:
-            async with aclosing(stream_blocking(lease, executor, rows)) as items:
+            async with aclosing(opened(lease, rows)) as items:
                 async for index, chunk in items:
                     if gone.done():
                         raise APIError(499, "the client closed the request", code="client_closed_request")
@@ -321,7 +332,7 @@ def create_app(models: Mapping[str, Model], config: ServerConfig | None = None) 
             yield _sse(error.body())
 
     async def relay(lease: Lease, chunks: Rows) -> AsyncIterator[tuple[int, Chunk]]:
-        async with aclosing(stream_blocking(lease, executor, chunks)) as items:
+        async with aclosing(opened(lease, chunks)) as items:
             async for chunk in items:
                 yield chunk
 
@@ -460,24 +471,6 @@ def create_app(models: Mapping[str, Model], config: ServerConfig | None = None) 
         }
 
     return app
-
-
-def _batched(
-    model: Model, parallel: int, choices: list[tuple[list[int], GenerationSettings]]
-) -> Iterator[tuple[int, Chunk]]:
-    """A request's choices as (index, chunk) pairs from the model's batcher: every choice is submitted when the
-    pairs are first iterated (in the worker thread that holds the request's slot), so the n choices decode
-    together as rows of the batch; they are read out one after another. Closing it (the client went away)
-    cancels the rows and frees them."""
-    batcher = model.batcher(max_rows=parallel)
-    streams = [batcher.submit(ids, settings, bounded=False) for ids, settings in choices]  # admission: the slot's
-    try:
-        for index, stream in enumerate(streams):
-            for chunk in stream:
-                yield index, chunk
-    finally:
-        for stream in streams:
-            stream.close()
 
 
 class _Embedder:
