@@ -360,14 +360,17 @@ class Speculator:
 
     With a `Pace` (greedy `speculative="lookup"`: the tokens are the same whatever is proposed), the count is the
     one `Pace.best` expects to be fastest at this generation's acceptance so far (a moving average, starting from
-    the model's), 0 meaning none: then every `PROBE`-th step (doubling while these checks miss, up to `MAX_PROBE`)
-    the proposer is still asked, and its first token compared with the token decoded there, so the acceptance
-    keeps being measured without paying for a pass.
+    the model's), 0 meaning none: then the proposer is still asked at the next step, and at steps further apart
+    while these checks miss (1, 2, 4 ... up to `MAX_PROBE` steps), its first token compared with the token decoded
+    there, so the acceptance keeps being measured without paying for a pass, and a stretch the proposer predicts
+    again is taken up within a step or two. A lookup that finds nothing to propose is likewise asked again after
+    1, 2, 4 ... (at most `MAX_QUIET`) steps: on a small model a lookup is a few percent of a step.
     """
 
     MAX_PAUSE = 16
-    PROBE = 8  # decode steps between free checks of the proposer while proposing does not pay ...
-    MAX_PROBE = 64  # ... doubled after each check that missed, up to this
+    MAX_PROBE = 64  # most decode steps between free checks of the proposer while proposing does not pay
+    MAX_QUIET = 2  # most decode steps between lookups that found nothing to propose while proposing pays
+    RECHECK = 8  # proposals made on one `Pace.best` answer before asking it again (sooner when alpha changes)
     WEIGHT = 0.2  # of each checked position in this generation's acceptance
 
     def __init__(self, proposer: Proposer, *, tokens: int = DEFAULT_TOKENS, pace: Pace | None = None) -> None:
@@ -383,7 +386,8 @@ class Speculator:
         self._probe: tuple[int, int] | None = None  # (history length, token) proposed but not verified
         self._pending: tuple[int, float, float | None] | None = None  # the last pass's (proposed, seconds, cut)
         self._chosen: tuple[tuple[float, int], int, int] | None = None  # ((alpha, most), Pace.best, uses left)
-        self._probe_every = self.PROBE
+        self._probe_every = 1  # decode steps to the next free check (doubled after each that missed)
+        self._quiet_every = 1  # decode steps to the next lookup after one that found nothing (doubled likewise)
         self.clock = pace.clock if pace is not None else time.perf_counter  # what the generation loop times with
 
     def _ask(self, history: np.ndarray, k: int) -> Proposal | None:
@@ -415,8 +419,7 @@ class Speculator:
                 self._probe = None
                 hit = int(history[at] == token)
                 self._checked(hit, 1)
-                # checks that keep missing come less often: every PROBE, 2 PROBE ... (at most MAX_PROBE) steps
-                self._probe_every = self.PROBE if hit else min(2 * self._probe_every, self.MAX_PROBE)
+                self._probe_every = 1 if hit else min(2 * self._probe_every, self.MAX_PROBE)
         if self.pace is not None and self.pace.measured:
             return self._paced(history, limit)
         if self.pace is not None and self.pace.step is None and (self.pace.passes or self._pending):
@@ -436,16 +439,21 @@ class Speculator:
             return None
         most = min(self.most, limit)
         if self._chosen is None or self._chosen[0] != (self.alpha, most) or not self._chosen[2]:
-            self._chosen = ((self.alpha, most), self.pace.best(self.alpha, most), self.PROBE)  # again when these change
+            self._chosen = ((self.alpha, most), self.pace.best(self.alpha, most), self.RECHECK)
         key, k, uses = self._chosen
         self._chosen = (key, k, uses - 1)
         if k:
-            return self._ask(history, k)
+            proposal = self._ask(history, k)
+            # nothing to propose here (the text so far matches nothing): ask again after 1, 2, 4 ... steps
+            self.paused = 0 if proposal is not None else self._quiet_every - 1
+            self._quiet_every = 1 if proposal is not None else min(2 * self._quiet_every, self.MAX_QUIET)
+            return proposal
         self.paused = self._probe_every - 1  # not worth a pass: check what would be proposed against what is decoded
-        if limit >= 1:
-            probe = self._ask(history, 1)
-            if probe is not None:
-                self._probe = (history.shape[0], int(probe.tokens[0]))
+        probe = self._ask(history, 1) if limit >= 1 else None
+        if probe is None:
+            self._probe_every = min(2 * self._probe_every, self.MAX_PROBE)  # nothing to check: look less often
+        else:
+            self._probe = (history.shape[0], int(probe.tokens[0]))
         return None
 
     def stepped(self, seconds: float) -> None:
@@ -478,6 +486,7 @@ class Speculator:
             if self._pending is not None:  # a pass right after a pass: nothing of it left to a step
                 self.pace.verified(*self._pending)
             self._pending = (proposed, seconds, cut)  # charged with the surplus of the step that follows it
+            self._probe_every = 1  # if passes stop paying now, check again from the next step
             if self.pace.measured:  # the pace decides what comes next
                 return
         self.k = min(self.most, self.k + 2) if accepted == proposed else max(1, self.k - 1)
