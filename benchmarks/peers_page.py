@@ -33,6 +33,9 @@ OTHER_PAGES = (  # (page, title, command, the commit it ran at when its script i
      "python benchmarks/openvino_nncf.py --write-docs", RETIRED),
     ("structured-output.md", "Structured output overhead", "python -m benchmarks.structured_overhead --write-docs", ""),
     ("server-load.md", "Server load test", "python -m benchmarks.serve_load --write-docs", ""),
+    ("speculative.md",
+     "Speculative decoding beside openvino-genai's and llama.cpp's lookup (tables copied from its output)",
+     "python -m benchmarks.speculative --backends onnx openvino --rounds 2 --peers", ""),
 )  # fmt: skip
 # what each runtime's warm load covers (the figure is the child's own timer)
 LOAD_SCOPE = {
