@@ -6,9 +6,11 @@ position_ids (a view of one arange: every row of a batch at the same positions),
 logits_from, runs, and copies out the logits (B, T or 1, V). `step` (one token, batch 1) sets its own buffers as
 the inputs once, then per token only views of its position and masks, and returns a view of the output.
 
-`truncate(length)` (speculative decoding's rollback) reads each KV state variable, keeps its first `length`
-positions and sets it back: a copy of the kept cache out of the plugin and back in, measured in
-docs/speculative.md. A model with conv states is refused (they cannot be cut back).
+`truncate(length)` (speculative decoding's rollback) copies nothing: the dropped keys stay in the state as holes,
+which the masks of every later call leave out (the session keeps at which position each key of the state sits,
+HOLE for a dropped one; the query's rotary position is the sequence's own length). The state is compacted (each
+variable read, its kept keys moved to the front, set back) only once holes are half of it. A model with conv
+states is refused (they cannot be cut back).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import numpy as np
 from tinylm import inputs
 from tinylm.arch.spec import ModelSpec
 from tinylm.errors import GenerationError
+
+from .masks import HOLE, LOWEST, StepMasks, biases
 
 __all__ = ["OpenVINOSession"]
 
@@ -43,6 +47,12 @@ class OpenVINOSession:
         self._step_ids = np.zeros((1, 1), np.int64)
         self._step_bound = False  # whether the request's inputs are step()'s buffers (forward() sets its own)
         self.held: Any = None  # what keeps a compiled model shared between sessions alive (opening.py)
+        # the single sequence's state, key by key: its position (HOLE: dropped by truncate) and its mask value
+        # (0 attended, LOWEST not), so a step's mask over a state with holes is still a view
+        self._where = np.zeros(0, np.int64)  # (entries,) grown as needed
+        self._open = np.zeros(0, np.float32)
+        self._entries = 0  # keys in the state, holes included
+        self._holes = 0
 
     def _live(self) -> Any:
         if self._req is None:
@@ -54,25 +64,49 @@ class OpenVINOSession:
         return self._length
 
     def reset(self) -> None:
-        if self._req is not None and self._length:
+        if self._req is not None and self._entries:
             self._req.reset_state()
-        self._length = 0
+        self._length = self._entries = self._holes = 0
 
     def truncate(self, length: int) -> None:
-        req = self._live()
+        self._live()
         kept = inputs.truncation(length, cached=self._length, spec=self.spec)
         if kept == self._length:
             return
         if kept == 0:
             self.reset()
             return
+        where = self._where[: self._entries]
+        dropped = where >= kept  # the keys past the kept positions (holes already are)
+        self._holes = int(np.count_nonzero(dropped))  # every key at or past `kept` is a hole now
+        where[dropped] = HOLE
+        self._open[: self._entries][dropped] = LOWEST
+        self._length = kept
+        if self._holes * 2 > self._entries:
+            self._drop_holes()
+
+    def _drop_holes(self) -> None:
+        """Move the kept keys of every state variable to the front (a copy out of the plugin and back in)."""
         from .runtime import openvino
 
         ov = openvino()
-        for state in req.query_state():  # every variable is a KV state here: (B, nkv, S, hd)
+        live = np.flatnonzero(self._where[: self._entries] != HOLE)
+        for state in self._live().query_state():  # every variable is a KV state here: (B, nkv, S, hd)
             value = state.state.data
-            state.state = ov.Tensor(np.ascontiguousarray(value[:, :, :kept]))
-        self._length = kept
+            state.state = ov.Tensor(np.ascontiguousarray(value[:, :, live]))
+        n = live.size
+        self._where[:n] = self._where[live]
+        self._open[:n] = 0.0
+        self._entries, self._holes = n, 0
+
+    def _room_for_keys(self, new: int) -> None:
+        """Room in the key bookkeeping for `new` more keys."""
+        need = self._entries + new
+        if need <= self._where.size:
+            return
+        size = max(need, 2 * self._where.size, 64)
+        self._where = np.concatenate([self._where[: self._entries], np.zeros(size - self._entries, np.int64)])
+        self._open = np.concatenate([self._open[: self._entries], np.zeros(size - self._entries, np.float32)])
 
     def forward(self, token_ids: np.ndarray, *, all_positions: bool = False) -> np.ndarray:
         req = self._live()
@@ -84,10 +118,11 @@ class OpenVINOSession:
             self._batch, self._beam = batch, np.arange(batch, dtype=np.int32)
         inputs.room(self.spec, cached=self._length, new=new, capacity=self.capacity)
         end = self._length + new
-        from .masks import biases
-
         positions = np.ascontiguousarray(np.broadcast_to(self._at[:, self._length : end], (batch, new)))  # (B, T)
-        keys = np.broadcast_to(self._at[:, :end], (batch, end))  # (B, S)
+        self._room_for_keys(new)
+        self._where[self._entries : self._entries + new] = self._at[0, self._length : end]
+        self._open[self._entries : self._entries + new] = 0.0
+        keys = np.broadcast_to(self._where[: self._entries + new], (batch, self._entries + new))  # (B, S)
         self._from[0] = 0 if all_positions else new - 1
         feeds = {
             "input_ids": ids,
@@ -101,6 +136,7 @@ class OpenVINOSession:
         self._step_bound = False
         out = np.array(req.get_tensor("logits").data, dtype=np.float32)  # a copy: the next call reuses the buffer
         self._length += new
+        self._entries += new
         return out if all_positions else out[:, 0]  # (B, T, V) or (B, V)
 
     def step(self, token_id: int) -> np.ndarray:
@@ -108,10 +144,10 @@ class OpenVINOSession:
         valid until the next call (the generation loop's fast path: inputs set once, read in place)."""
         req = self._live()
         token = inputs.token_id(token_id, self.spec, "step()")
-        if self._batch != 1 or self._length >= self.capacity:  # the general path, with its typed errors
+        windowed = self._holes and self.spec.windows != (None,)  # a sliding window's mask moves with each step
+        if self._batch != 1 or self._length >= self.capacity or windowed:  # the general path, its typed errors
             return self.forward(np.array([[token]], np.int64))[0]
         if not self._step_bound:
-            from .masks import StepMasks
             from .runtime import openvino
 
             ov = openvino()
@@ -122,14 +158,21 @@ class OpenVINOSession:
             for name, array in feeds.items():
                 req.set_tensor(name, ov.Tensor(array, shared_memory=True))
             self._step_bound = True
-        n = self._length
+        n, e = self._length, self._entries
         self._step_ids[0, 0] = token
         self._from[0] = 0
+        self._room_for_keys(1)
+        self._where[e], self._open[e] = n, 0.0
         req.set_tensor("position_ids", self._tensor(self._at[:, n : n + 1], shared_memory=True))  # (1, 1)
-        for name, mask in self._masks.at(n).items():  # (1, 1, 1, n + 1) views: nothing computed
-            req.set_tensor(name, self._tensor(mask, shared_memory=True))
+        if self._holes:  # every kept key is before this one: its mask is which keys are kept, (1, 1, 1, e + 1)
+            (name,) = self._masks.at(n)
+            req.set_tensor(name, self._tensor(self._open[: e + 1].reshape(1, 1, 1, e + 1), shared_memory=True))
+        else:
+            for name, mask in self._masks.at(n).items():  # (1, 1, 1, n + 1) views: nothing computed
+                req.set_tensor(name, self._tensor(mask, shared_memory=True))
         req.infer()
         self._length += 1
+        self._entries += 1
         return req.get_tensor("logits").data[0, 0]
 
     def embed(self, token_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray) -> np.ndarray:
