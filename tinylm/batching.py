@@ -81,7 +81,10 @@ class _Row:
         if self.sink is None:
             self.items.put(item)
         else:
-            self.sink.end() if item is _END else self.sink.put(item)
+            if item is _END:
+                self.sink.end()
+            else:
+                self.sink.put(item)
             assert self.touched is not None
             self.touched.add(self.sink)
         if item is _END and self.on_end is not None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from ..generation import Chunk, GenerationSettings
@@ -70,7 +70,7 @@ class LoopSink:
     """One row's `tinylm.batching.RowSink`: its items go to `queue` as (index, item) in the loop's thread; once
     the row has ended, `ended()` is called there too (whether or not anyone still reads the queue)."""
 
-    def __init__(self, hub: _Hub, index: int, queue: asyncio.Queue[tuple[int, Any]], ended: Any) -> None:
+    def __init__(self, hub: _Hub, index: int, queue: asyncio.Queue[tuple[int, Any]], ended: Callable[[], None]) -> None:
         self.hub, self.index, self.queue, self.ended = hub, index, queue, ended
 
     def put(self, item: Chunk | BaseException) -> None:
