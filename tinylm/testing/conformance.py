@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
@@ -41,7 +41,7 @@ from tinylm.speculative import Pace
 
 from .models import DECODER_VARIANTS, ENCODER_VARIANTS, build_model
 
-__all__ = ["BackendConformance", "Reference", "reference", "greedy_check", "Spoiler"]
+__all__ = ["BackendConformance", "Reference", "reference", "greedy_check", "Spoiler", "replay_speculation"]
 
 SEQ = 32  # teacher-forced positions and free-running tokens compared
 LONG_TEXT = (
@@ -111,6 +111,49 @@ class Spoiler:
         at = int(self.rng.integers(0, k))
         tokens[at] = (tokens[at] + 1 + int(self.rng.integers(0, self.vocab - 1))) % self.vocab  # never the right one
         return tokens
+
+
+def replay_speculation(
+    session: Any,
+    vocab: int,
+    *,
+    rounds: int,
+    sizes: Sequence[int],
+    keep: Callable[[int, int], int],
+    steps: Callable[[int], int] = lambda i: 1,
+    seed: int = 0,
+    after_truncate: Callable[[int], None] | None = None,
+) -> tuple[int, list[tuple[np.ndarray, np.ndarray]]]:
+    """Drive a rollback session as speculative decoding does: a prompt, then `rounds` verifying passes (all
+    positions) of `sizes[i % len(sizes)]` random tokens, each truncated to `keep(i, size)` of them
+    (`after_truncate(tokens dropped)` called then), each followed by `steps(i)` one-token steps. Returns the sequence's
+    length and, for every call, (the logits it gave for the positions kept, those the whole sequence run at once
+    gives there)."""
+    rng = np.random.default_rng(seed)
+    fed = rng.integers(3, min(vocab, 400), 12).tolist()
+    session.reset()
+    session.forward(np.asarray([fed], np.int64))
+    calls = []  # (first position, logits (T, V)) of each call, for the positions kept
+    for i in range(rounds):
+        size = sizes[i % len(sizes)]
+        ids = rng.integers(3, min(vocab, 400), size)
+        at = session.length
+        logits = session.forward(ids[None], all_positions=True)[0]  # (size, V)
+        kept = keep(i, size)
+        session.truncate(at + kept)
+        if after_truncate is not None:
+            after_truncate(size - kept)
+        fed += ids[:kept].tolist()
+        calls.append((at, logits[:kept]))
+        for _ in range(steps(i)):
+            token = int(rng.integers(3, min(vocab, 400)))
+            one = session.step(token) if hasattr(session, "step") else session.forward(np.array([[token]]))[0]
+            calls.append((session.length - 1, np.array(one)[None]))  # a copy: the next step may rewrite a view
+            fed.append(token)
+    assert session.length == len(fed)
+    session.reset()
+    whole = session.forward(np.asarray([fed], np.int64), all_positions=True)[0]  # (T, V)
+    return len(fed), [(logits, whole[at : at + logits.shape[0]]) for at, logits in calls]
 
 
 @lru_cache(maxsize=4)
@@ -643,6 +686,26 @@ class BackendConformance:
         assert session.length == 0
         fresh = session.forward(ids[None, :5], all_positions=True)[0]
         self.assert_close(fresh, model.logits(ids[:5]), f"{variant}: forward after truncate(0)")
+
+    def test_passes_truncations_and_steps_give_the_whole_sequence(
+        self, rollback_decoder: tuple[str, tinylm.Model]
+    ) -> None:
+        """Speculative decoding's pattern, most of each pass rolled back: every call's logits are those of the
+        sequence kept, run at once (a dropped key that a later call still attends shows here)."""
+        variant, model = rollback_decoder
+        if "conv" in model.spec.state_kinds:
+            pytest.skip(f"{variant}: conv states cannot roll back (refusal tested above)")
+        if switch_length(model.spec.rope) is not None:
+            pytest.skip(
+                f"{variant}: longrope rotates every position by its long table once a sequence outgrows "
+                f"{switch_length(model.spec.rope)} tokens, so a sequence fed in parts past that is not one forward of "
+                "the whole (the truncate test above compares it part by part)"
+            )
+        _, calls = replay_speculation(
+            model._live(), model.spec.vocab_size, rounds=20, sizes=(3, 6, 4, 7), keep=lambda i, size: 1 + (i % 7 == 0)
+        )
+        for n, (ours, whole) in enumerate(calls):
+            self.assert_close(ours, whole, f"{variant}: call {n} of the replay vs the whole sequence")
 
     def _speculative_prompts(self, model: tinylm.Model, n: int) -> list[list[int]]:
         vocab = model.spec.vocab_size
