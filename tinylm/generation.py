@@ -276,14 +276,9 @@ def stream_tokens(
         if row.done:
             break
         proposal = row.proposal(context_length)
-        if proposal is None and row.speculator is not None:  # decode one, timed for the speculator's pace
-            clock = row.speculator.clock
-            began = clock()
-            logits = step(row.token)
-            row.speculator.stepped(clock() - began)
+        if proposal is None:  # decode one (timed by the speculator, for its pace)
+            logits = step(row.token) if row.speculator is None else row.speculator.step(step, row.token)
             chunks = iter((row.advance(logits, session.length),))
-        elif proposal is None:
-            chunks = iter((row.advance(step(row.token), session.length),))  # decode one
         else:
             chunks = verify(session, row, proposal)  # decode several
     yield row.finish()

@@ -396,16 +396,16 @@ class Model:
             if self._lookup_memory is None:
                 self._lookup_memory = NgramMemory()
             memory = self._lookup_memory
-            # Sampling consults only the prompt and the text so far: what the memory proposes changes how the
-            # random stream is consumed, and a seed must give the same text whatever was generated before.
-            # Greedy output is the same whatever is proposed, so it also asks the memory.
-            consult = memory if params.greedy else None
-            # Greedy lookup also keeps to the pace it measures (what a pass costs here, how often it pays); sampling
-            # cannot: whether a pass is made changes how the random stream is consumed.
-            if params.greedy and self._lookup_pace is None:
+            if not params.greedy:
+                # What is proposed, and whether a pass is made, changes how a sampled call's random stream is
+                # consumed, and a seed must give the same text whatever the model generated before or the machine's
+                # timings: sampling consults only the prompt and the text so far, with the token-only policy.
+                return lambda: Speculator(PromptLookup(learns=memory), tokens=tokens)
+            # greedy output is the same whatever is proposed: it also asks the memory, and keeps to the model's pace
+            if self._lookup_pace is None:
                 self._lookup_pace = Pace()
-            pace = self._lookup_pace if params.greedy else None
-            return lambda: Speculator(PromptLookup(memory=consult, learns=memory), tokens=tokens, pace=pace)
+            pace = self._lookup_pace
+            return lambda: Speculator(PromptLookup(memory=memory), tokens=tokens, pace=pace)
         if isinstance(chosen, Model):
             self._check_draft(chosen)
             return lambda: Speculator(DraftModel(chosen, params), tokens=tokens)

@@ -281,7 +281,7 @@ class Pace:
 
     A verifying pass of k proposed tokens costs `passes[k]` seconds (measured per k: on a CPU the step from one
     position to two costs more than each position after, as matrix products leave their one-row kernels), plus
-    `cut` when it is rejected somewhere (`Session.truncate`), plus `propose` for asking the proposer; with each
+    `cut` when it is rejected somewhere (`Session.truncate`), plus `asking` for asking the proposer; with each
     proposed token kept with probability alpha, it yields (1 - alpha^(k+1)) / (1 - alpha) tokens on average.
     `best(alpha, most)` is the k with the most tokens per second, or 0 when plain decoding (`step` seconds a
     token) is faster: on a small model a pass of several positions costs well over one step, and where proposals
@@ -293,6 +293,7 @@ class Pace:
     """
 
     WEIGHT = 0.1  # of each new reading in a moving average
+    ALPHA_WEIGHT = 0.02  # of each decided proposal in the model's long-run acceptance
     MARGIN = 1.03  # a pass must promise this many times plain decoding's rate to be worth proposing for
 
     def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
@@ -300,7 +301,7 @@ class Pace:
         self.step: float | None = None  # seconds of a plain decode step
         self.passes: dict[int, float] = {}  # k -> seconds of a pass verifying k proposed tokens
         self.cut: float | None = None  # seconds of dropping rejected tokens from the session
-        self.propose: float | None = None  # seconds of asking the proposer
+        self.asking: float | None = None  # seconds of asking the proposer
         self.alpha = 0.5  # the share of proposed tokens kept, over every generation: a new one's first guess
 
     @property
@@ -311,7 +312,11 @@ class Pace:
         self.step = _ema(self.step, seconds, self.WEIGHT)
 
     def asked(self, seconds: float) -> None:
-        self.propose = _ema(self.propose, seconds, self.WEIGHT)
+        self.asking = _ema(self.asking, seconds, self.WEIGHT)
+
+    def decided(self, hit: bool) -> None:
+        """A proposed token was decided: kept (`hit`) or not."""
+        self.alpha += self.ALPHA_WEIGHT * (hit - self.alpha)
 
     def verified(self, proposed: int, seconds: float, cut: float | None) -> None:
         """A pass verifying `proposed` tokens took `seconds`, then `cut` seconds of truncation (None: none)."""
@@ -334,7 +339,7 @@ class Pace:
         plain decoding is expected to be faster (by less than `MARGIN`). Needs `measured`."""
         assert self.step is not None
         step = max(self.step, 1e-9)
-        c, p = (self.cut or 0.0) / step, (self.propose or 0.0) / step
+        c, p = (self.cut or 0.0) / step, (self.asking or 0.0) / step
         chosen, best = 0, self.MARGIN
         kept = 1.0  # alpha^k
         tokens = 1.0  # expected tokens of a pass of k: 1 + alpha + ... + alpha^k
@@ -370,7 +375,6 @@ class Speculator:
     MAX_PAUSE = 16
     MAX_PROBE = 64  # most decode steps between free checks of the proposer while proposing does not pay
     MAX_QUIET = 2  # most decode steps between lookups that found nothing to propose while proposing pays
-    RECHECK = 8  # proposals made on one `Pace.best` answer before asking it again (sooner when alpha changes)
     WEIGHT = 0.2  # of each checked position in this generation's acceptance
 
     def __init__(self, proposer: Proposer, *, tokens: int = DEFAULT_TOKENS, pace: Pace | None = None) -> None:
@@ -385,7 +389,7 @@ class Speculator:
         self.alpha = pace.alpha if pace is not None else 0.5  # share of proposed tokens kept, this generation
         self._probe: tuple[int, int] | None = None  # (history length, token) proposed but not verified
         self._pending: tuple[int, float, float | None] | None = None  # the last pass's (proposed, seconds, cut)
-        self._chosen: tuple[tuple[float, int], int, int] | None = None  # ((alpha, most), Pace.best, uses left)
+        self._chosen: tuple[float, int, int] | None = None  # (alpha, most, Pace.best's count for them)
         self._probe_every = 1  # decode steps to the next free check (doubled after each that missed)
         self._quiet_every = 1  # decode steps to the next lookup after one that found nothing (doubled likewise)
         self.clock = pace.clock if pace is not None else time.perf_counter  # what the generation loop times with
@@ -406,10 +410,10 @@ class Speculator:
     def _checked(self, kept: int, tested: int) -> None:
         """`tested` proposed positions were decided, the first `kept` of them as proposed."""
         for i in range(tested):
-            hit = 1.0 if i < kept else 0.0
+            hit = i < kept
             self.alpha += self.WEIGHT * (hit - self.alpha)
             if self.pace is not None:
-                self.pace.alpha += 0.02 * (hit - self.pace.alpha)
+                self.pace.decided(hit)
 
     def propose(self, history: np.ndarray, limit: int) -> Proposal | None:
         """At most min(k, limit) tokens to follow `history` (n,), or None."""
@@ -438,10 +442,9 @@ class Speculator:
             self.paused -= 1
             return None
         most = min(self.most, limit)
-        if self._chosen is None or self._chosen[0] != (self.alpha, most) or not self._chosen[2]:
-            self._chosen = ((self.alpha, most), self.pace.best(self.alpha, most), self.RECHECK)
-        key, k, uses = self._chosen
-        self._chosen = (key, k, uses - 1)
+        if self._chosen is None or self._chosen[:2] != (self.alpha, most):  # alpha moves at each decided proposal
+            self._chosen = (self.alpha, most, self.pace.best(self.alpha, most))
+        k = self._chosen[2]
         if k:
             proposal = self._ask(history, k)
             # nothing to propose here (the text so far matches nothing): ask again after 1, 2, 4 ... steps
@@ -456,12 +459,20 @@ class Speculator:
             self._probe = (history.shape[0], int(probe.tokens[0]))
         return None
 
+    def step(self, step: Callable[[int], np.ndarray], token: int) -> np.ndarray:
+        """`step(token)`, a plain decode step, timed for the pace when there is one (`stepped`)."""
+        if self.pace is None:
+            return step(token)
+        began = self.clock()
+        logits = step(token)
+        self.stepped(self.clock() - began)
+        return logits
+
     def stepped(self, seconds: float) -> None:
         """A plain decode step took `seconds`. The first step after a pass is charged to the pass: what the pass
         leaves to redo (a backend re-binding its step buffers, say) is part of its cost, not of decoding one."""
         pace = self.pace
-        if pace is None:
-            return
+        assert pace is not None
         if self._pending is None:
             pace.stepped(seconds)
             return
