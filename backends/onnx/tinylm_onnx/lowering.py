@@ -42,7 +42,7 @@ class Lowering:
     opts: BuildOptions
     weights: Mapping[str, np.ndarray]
     frame: Frame = field(default_factory=Frame)
-    head_table: str | None = None  # (H, V) initializer shared by the embedding lookup and the LM head
+    head_table: str | None = None  # (V, H) initializer shared by the embedding lookup and the LM head
     head_stored: Stored | None = None  # int4 tied: the quantized table the lookup and the LM head share
 
     def w(self, name: str) -> np.ndarray:

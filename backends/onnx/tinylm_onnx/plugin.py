@@ -21,8 +21,8 @@ __all__ = ["OnnxBackend", "register_backends"]
 
 # Part of the version (so of the artifact cache key), bumped whenever the graphs this backend builds change
 # (3: tied int4 embeddings read the LM head's codes; 4: each row's positions from its own seqlens_k, for rows;
-# 5: encoders' int8/int4 blocks of 128 by default).
-GRAPH_REVISION = 5
+# 5: encoders' int8/int4 blocks of 128 by default; 6: fp32 tied tables row-major, the LM head a Gemm).
+GRAPH_REVISION = 6
 
 
 class OnnxBackend:
