@@ -6,9 +6,9 @@ driven through the rows contract (`tinylm.testing.row_check`) against the same m
 
 Variants cover rotary (llama; qwen3 with per-head q/k norms; phi3-partial-rotary, whose 8 rotary dims run
 outside fused attention ops), learned positions (gpt2), a sliding window (mistral-window5) and longrope's switch
-(phi3-longrope: the core's wrapper re-runs a row that crosses it), plus rows joining and leaving, steps that
-leave rows out, one row at full context, int8/int4 rows against the same precision alone, greedy tokens against
-transformers and typed errors. The `model_folder` fixture comes from `tinylm.testing.fixtures`.
+(phi3-longrope: the core's wrapper re-runs a row that crosses it), plus rows joining and leaving, prompts sharing
+prefixes, steps that leave rows out, one row at full context, int8/int4 rows against the same precision alone,
+greedy tokens against transformers and typed errors. The `model_folder` fixture comes from `tinylm.testing.fixtures`.
 """
 
 from __future__ import annotations
@@ -86,6 +86,28 @@ class RowsSuite:
             driver.step()
         driver.drop(d)
         driver.drop(b)
+        driver.step()
+        driver.check(model._live())
+
+    @pytest.mark.parametrize("variant", ROWS_VARIANTS)
+    def test_prompts_sharing_a_prefix_equal_each_alone(self, variant, loaded):
+        """Prompts sharing a head (a system prompt), one extending another, one asked again after its row was
+        dropped, one shorter than every held prefix: a backend may copy the keys of a prefix a slot already holds
+        (`RowSlots.shared_prefix`) instead of running it again; every row still equals its prompt alone."""
+        model = loaded(variant)
+        v = model.spec.vocab_size
+        head = _prompt(v, 9, 70)
+        p = [np.concatenate([head, _prompt(v, n, 71 + n)]) for n in (4, 7, 2)]
+        driver = RowsDriver(open_rows(model, 3))
+        a, b = driver.add([p[0], p[1]])  # b shares a's head
+        driver.step()
+        driver.drop(a)  # b moves into a's slot; its own slot still holds it
+        _, d = driver.add([p[2], np.concatenate([p[1], _prompt(v, 3, 80)])])  # a third sharer; one extending b
+        driver.step()
+        driver.step()
+        driver.drop(d)
+        driver.drop(b)
+        driver.add([p[0], head[:5]])  # asked again (held by a dropped row); shorter than every held prefix
         driver.step()
         driver.check(model._live())
 

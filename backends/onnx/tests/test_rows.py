@@ -9,8 +9,10 @@ a placeholder past its end.
 
 from __future__ import annotations
 
-from tinylm.testing.row_check import open_rows
-from tinylm.testing.rows_suite import RowsSuite
+import numpy as np
+
+from tinylm.testing.row_check import RowsDriver, open_rows
+from tinylm.testing.rows_suite import RowsSuite, prompt_ids
 
 
 class TestOnnxRows(RowsSuite):
@@ -20,3 +22,22 @@ class TestOnnxRows(RowsSuite):
         model = loaded("llama")
         rows = open_rows(model, 2)
         assert rows._sess is model._live()._sess  # one InferenceSession: the weights are loaded once
+
+    def test_a_held_prefix_is_copied_not_run_again(self, loaded):
+        model = loaded("llama")
+        v = model.spec.vocab_size
+        head = prompt_ids(v, 20, 1)
+        rows = open_rows(model, 2)
+        driver = RowsDriver(rows)
+        (a,) = driver.add([np.concatenate([head, prompt_ids(v, 3, 2)])])
+        (b,) = driver.add([np.concatenate([head, prompt_ids(v, 5, 3)])])  # a's head copied
+        assert rows.prefilled == 23 + 5
+        driver.step()
+        driver.drop(a)
+        driver.drop(b)
+        driver.add([np.concatenate([head, prompt_ids(v, 4, 4)])])  # the dropped rows' slots still hold it
+        assert rows.prefilled == 23 + 5 + 4
+        driver.add([head])  # all of it held: the last token runs again, for its logits
+        assert rows.prefilled == 23 + 5 + 4 + 1
+        driver.step()
+        driver.check(model._live())

@@ -13,7 +13,9 @@ too), so rows of different lengths decode in one run with a batch dimension:
                   dropped, its length stays. A row at the full context (no position to scribble on), or on the
                   other side of longrope's switch (the table is chosen per run), splits the span.
     add_rows      one run per prompt on its slot's (1, ...) view (measured against one right-padded run in
-                  docs/backends/onnx.md, "Rows")
+                  docs/backends/onnx.md, "Rows"), of the tokens after the longest prefix a slot already holds
+                  (`RowSlots.shared_prefix`: a live row's, or a dropped row's left in its slot), whose keys are
+                  copied instead (not across longrope's switch: its prefix keys depend on the whole length)
 
 Each span [a, b) gets its own IOBinding (bound once: 4 buffers per layer, the step's ids, lengths and logits),
 kept until the buffers grow; a steady step binds nothing.
@@ -71,14 +73,15 @@ class _Span:
         sess.run_with_iobinding(self.io)
         return self.logits[:, 0]
 
-    def prefill(self, sess: Any, ids: np.ndarray) -> np.ndarray:
-        """A one-slot span: run the prompt ids (1, T) from position 0; last-position logits (1, V)."""
+    def prefill(self, sess: Any, ids: np.ndarray, start: int = 0) -> np.ndarray:
+        """A one-slot span: run the prompt ids (1, T) from position `start` (the slot already holds the keys
+        before it); last-position logits (1, V)."""
         t = ids.shape[1]
         out = np.empty((1, 1, self.logits.shape[-1]), np.float32)
         self._bind("input_ids", ids)
         self._bind("logits", out, output=True)
         self.stepping = False
-        self.seqlens[0], self.total[()], self.first[0] = t - 1, t, t - 1
+        self.seqlens[0], self.total[()], self.first[0] = start + t - 1, start + t, t - 1
         sess.run_with_iobinding(self.io)
         return out[:, 0]
 
@@ -93,6 +96,7 @@ class OnnxRowSession(OnnxSession):
         self._buffers: list[tuple[np.ndarray, np.ndarray]] = []  # per layer (max_rows, nkv, room, hd) K, V
         self._row_room = 0
         self._spans: dict[tuple[int, int], _Span] = {}
+        self.prefilled = 0  # prompt tokens run by add_rows (the rest were copied from a held prefix)
         switch = switch_length(spec.rope) if spec.kind == "decoder" else None
         self._switch = switch if switch is not None and switch < capacity else None
 
@@ -117,6 +121,7 @@ class OnnxRowSession(OnnxSession):
             grown.append((pair[0], pair[1]))
         self._buffers = grown
         self._row_room = room
+        self._rows.forget_free()  # only the live rows' caches were copied
         self._spans.clear()  # bound to the old buffers
 
     def _span(self, a: int, b: int) -> _Span:
@@ -156,7 +161,15 @@ class OnnxRowSession(OnnxSession):
         ids, out = [], np.empty((len(checked), self.spec.vocab_size), np.float32)  # (R, V)
         for i, prompt in enumerate(checked):
             row, slot = self._rows.add(len(prompt))
-            out[i] = self._span(slot, slot + 1).prefill(self._sess, prompt[None])
+            source, start = self._rows.shared_prefix(prompt, slot)
+            if self._switch is not None:  # a prefix's keys depend on the table its whole prompt's length chose
+                start = 0
+            if source != slot and start:
+                for k, v in self._buffers:  # (max_rows, nkv, room, hd)
+                    k[slot, :, :start] = k[source, :, :start]
+                    v[slot, :, :start] = v[source, :, :start]
+            self.prefilled += len(prompt) - start
+            out[i] = self._span(slot, slot + 1).prefill(self._sess, prompt[None, start:], start)
             ids.append(row)
         return ids, out
 
