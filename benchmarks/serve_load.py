@@ -1,7 +1,7 @@
 """Load test of `tinylm serve`: concurrent streaming clients on loopback, the continuous batch against one slot.
 
     python -m benchmarks.serve_load [--model DIR | --smollm] [--backend onnx --precision int8]
-        [--clients 1 4 16 32] [--parallel 1 16] [--max-tokens 32] [--write-docs]
+        [--clients 1 4 16 32] [--parallel 1 16] [--max-tokens 32] [--option KEY=VALUE] [--write-docs]
 
 For each --parallel value (1 is the single-slot server: requests for a model run one after another on its one KV
 cache) a `tinylm serve --parallel N` process is started, as a user starts it, and measured, then stopped. For each
@@ -59,6 +59,7 @@ def serve(args: argparse.Namespace, folder: str, parallel: int, queue: int) -> t
     cmd = [sys.executable, "-m", "tinylm.cli", "serve", f"m={folder}", "--port", str(port)]
     cmd += ["--parallel", str(parallel), "--max-queue", str(queue)]
     cmd += [f"--{k}={v}" for k, v in (("backend", args.backend), ("precision", args.precision)) if v]
+    cmd += [f"--option={option}" for option in args.option]
     process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     for _ in range(1200):
@@ -177,6 +178,7 @@ def main() -> int:
     parser.add_argument("--parallel", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--option", action="append", default=[], help="KEY=VALUE, passed to `tinylm serve --option`")
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
     os.environ["TINYLM_NUM_THREADS"] = str(args.threads)

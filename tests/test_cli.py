@@ -96,3 +96,36 @@ def test_backends_table(capsys):
     out = capsys.readouterr().out
     for name in ("torch", "onnx", "openvino", "coreml"):
         assert name in out
+
+
+def test_serve_passes_load_options_to_every_model(models, monkeypatch):
+    pytest.importorskip("fastapi", reason="the server needs FastAPI (pip install tinylm[serve])")
+    import tinylm.model
+    import tinylm.server
+
+    served, given, load = {}, [], tinylm.model.load
+    monkeypatch.setattr(tinylm.server, "serve", lambda models, **kw: served.update(models))
+    monkeypatch.setattr(tinylm.model, "load", lambda ref, **kw: given.append(kw) or load(ref, **kw))
+    folder = str(models["decoder"])
+    assert main(["serve", f"a={folder}", f"b={folder}", "--backend", "torch", "--option", "share_memory=false"]) == 0
+    assert sorted(served) == ["a", "b"] and [kw["share_memory"] for kw in given] == [False, False]
+
+
+def test_serve_option_errors_say_how_to_fix(models, capsys):
+    pytest.importorskip("fastapi", reason="the server needs FastAPI (pip install tinylm[serve])")
+    with pytest.raises(SystemExit):
+        main(["serve", str(models["decoder"]), "--option", "spin_wait"])  # not KEY=VALUE
+    assert "KEY=VALUE" in capsys.readouterr().err
+    assert main(["serve", str(models["decoder"]), "--backend", "torch", "--option", "no_such_option=1"]) != 0
+    assert "Fix" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [("spin_wait=true", ("spin_wait", True)), ("a=False", ("a", False)), ("a=none", ("a", None)),
+     ("block_size=64", ("block_size", 64)), ("x=0.5", ("x", 0.5)), ("name=abc", ("name", "abc"))],
+)  # fmt: skip
+def test_load_option_values(text, parsed):
+    from tinylm.cli import _load_option
+
+    assert _load_option(text) == parsed

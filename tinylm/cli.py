@@ -102,6 +102,23 @@ def _positive(text: str) -> int:
     return value
 
 
+def _load_option(text: str) -> tuple[str, Any]:
+    """KEY=VALUE, a backend's load option (`tinylm.load(..., KEY=VALUE)`): true/false, none, an integer or a
+    number, else the text."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE (e.g. --option spin_wait=true)")
+    words = {"true": True, "false": False, "none": None}
+    if raw.lower() in words:
+        return key, words[raw.lower()]
+    for kind in (int, float):
+        try:
+            return key, kind(raw)
+        except ValueError:
+            pass
+    return key, raw
+
+
 # commands ----------------------------------------------------------------------------------------
 
 
@@ -346,6 +363,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         raise TinyLMError(f"the server needs FastAPI and uvicorn ({e}). Fix: {install_command('serve')}.") from None
     if args.ray_replicas is not None:
+        if args.option:
+            from .errors import ConfigError
+
+            raise ConfigError("--option is not passed to Ray replicas. Fix: leave --option out with --ray-replicas.")
         return _serve_on_ray(args)
     from .model import load
 
@@ -354,7 +375,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         name, sep, ref = item.partition("=")
         if not sep:
             name, ref = "", item
-        model = load(ref, backend=args.backend, device=args.device, precision=args.precision)
+        model = load(ref, backend=args.backend, device=args.device, precision=args.precision, **dict(args.option))
         models[name or (ref if "/" not in ref else model.path.name)] = model
     if args.host not in ("127.0.0.1", "localhost", "::1") and not args.api_key:
         logging.getLogger("tinylm").warning(
@@ -558,6 +579,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve N replicas behind Ray Serve's router (pip install tinylm[ray]; RAY_ADDRESS picks a cluster)",
     )
     p.add_argument("--threads", type=_positive, default=1, help="with --ray-replicas: threads (CPUs) per replica")
+    p.add_argument(
+        "--option",
+        type=_load_option,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a backend's load option for every model, as tinylm.load takes it (e.g. spin_wait=true); repeatable",
+    )
     _add_common(p)
     p.set_defaults(func=cmd_serve)
 
