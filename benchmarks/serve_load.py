@@ -1,7 +1,7 @@
 """Load test of `tinylm serve`: concurrent streaming clients on loopback, the continuous batch against one slot.
 
     python -m benchmarks.serve_load [--model DIR | --smollm] [--backend onnx --precision int8]
-        [--clients 1 4 16 32] [--parallel 1 16] [--max-tokens 32] [--option KEY=VALUE] [--write-docs]
+        [--clients 1 4 16 32] [--parallel 1 16] [--max-tokens 32] [--rounds 3] [--option KEY=VALUE] [--write-docs]
 
 For each --parallel value (1 is the single-slot server: requests for a model run one after another on its one KV
 cache) a `tinylm serve --parallel N` process is started, as a user starts it, and measured, then stopped. For each
@@ -9,7 +9,10 @@ client count C, C clients each send --per-client streaming chat requests (4; eac
 clients at once; distinct customer messages, greedy); reported: errors, generated tokens/s over the wall time,
 time-to-first-token p50/p95 (the first event carrying text), and whether every streamed text equals its message's
 non-stream greedy text (asked first, one request at a time). "One at a time" sends the requests of the largest C
-one after another, streaming, the baseline of the speed-up. The clients are one asyncio loop in this process
+one after another, streaming, the baseline of the speed-up, on the server of the largest --parallel. Each server
+runs --rounds rounds of its measurements in alternating order; the table gives the median tokens/s and first-text
+times over the rounds, and for the largest --parallel the median of each round's ratio to that round's one at a
+time (the other servers: their median over the baseline's). The clients are one asyncio loop in this process
 reading the raw event stream (a load generator's work, kept light: it shares the machine with the server). Default
 model: the bundled support-assistant; --model DIR any folder; --smollm the SmolLM2-135M-shaped random model (its
 random tokens may decode to empty text). Loopback only; bounded in count.
@@ -23,6 +26,7 @@ import json
 import os
 import platform
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -178,6 +182,7 @@ def main() -> int:
     parser.add_argument("--parallel", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of every measurement, in alternating order")
     parser.add_argument("--option", action="append", default=[], help="KEY=VALUE, passed to `tinylm serve --option`")
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
@@ -191,16 +196,19 @@ def main() -> int:
         build = [sys.executable, "-m", "benchmarks.peers", "--build-model", folder]
         subprocess.run(build, check=True, cwd=Path(__file__).resolve().parents[1])
     most = max(args.clients) * args.per_client
-    runs: dict[tuple[int, int], dict] = {}
+    top = max(args.parallel)
+    runs: dict[tuple[int, int], list[dict]] = {}  # (clients, parallel; 0: one at a time) -> one dict per round
     for parallel in sorted(args.parallel, reverse=True):
         process, url = serve(args, folder, parallel, queue=most)
         try:
             request(url, 0, 4)  # warm up: the model's first run
-            if parallel == max(args.parallel):
+            if parallel == top:
                 reference = {i: request(url, i, args.max_tokens) for i in range(most)}
-                runs[(1, 0)] = load(url, list(range(most)), 1, args.max_tokens, reference)  # one at a time
-            for c in args.clients:
-                runs[(c, parallel)] = load(url, list(range(c * args.per_client)), c, args.max_tokens, reference)
+            plan = [(c, parallel) for c in args.clients] + ([(1, 0)] if parallel == top else [])
+            for r in range(args.rounds):  # alternating order: a machine whose speed drifts favours no row
+                for c, p in plan if r % 2 else plan[::-1]:
+                    ids = list(range(most if p == 0 else c * args.per_client))
+                    runs.setdefault((c, p), []).append(load(url, ids, c, args.max_tokens, reference))
         finally:
             process.terminate()
             process.wait(30)
@@ -210,12 +218,19 @@ def main() -> int:
         "| streamed text = non-stream greedy |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    base = runs[(1, 0)]["tok/s"]
-    for (c, p), r in sorted(runs.items()):
-        clients, parallel = ("1, one request at a time", max(args.parallel)) if p == 0 else (str(c), p)
+    alone = runs[(1, 0)]
+    base = statistics.median(r["tok/s"] for r in alone)
+    for (c, p), rounds in sorted(runs.items()):
+        clients, parallel = ("1, one request at a time", top) if p == 0 else (str(c), p)
+        rate = statistics.median(r["tok/s"] for r in rounds)
+        ratio = rate / base  # other servers: the medians; the same server's rounds: each against its own round's
+        if p in (0, top):
+            ratio = statistics.median(r["tok/s"] / a["tok/s"] for r, a in zip(rounds, alone))
+        p50, p95 = (statistics.median(r[q] for r in rounds) for q in ("p50", "p95"))
+        n, equal, errors = (sum(r[k] for r in rounds) for k in ("n", "equal", "errors"))
         lines.append(
-            f"| {clients} | {parallel} | {r['n']} | {r['errors']} | {r['tok/s']:.0f} | {r['tok/s'] / base:.2f}x | "
-            f"{r['p50']:.0f} / {r['p95']:.0f} | {r['equal']} of {r['n']} |"
+            f"| {clients} | {parallel} | {n} | {errors} | {rate:.0f} | {ratio:.2f}x | {p50:.0f} / {p95:.0f} | "
+            f"{equal} of {n} |"
         )
     command = " ".join(["python -m benchmarks.serve_load", *sys.argv[1:]]).replace(" --write-docs", "")
     head = (
@@ -230,7 +245,7 @@ def main() -> int:
         after = rest.partition(MARK)[2]
         DOCS.write_text(f"{before}{MARK}\n{table}\n{MARK}{after}", encoding="utf-8")
         print(f"wrote {DOCS}")
-    return 1 if any(r["errors"] for r in runs.values()) else 0
+    return 1 if any(r["errors"] for rounds in runs.values() for r in rounds) else 0
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ def open_session(request: OpenRequest) -> OnnxSession:
         )
     opts: BuildOptions = request.options
     cap = int(request.meta.get("onnx", {}).get("capacity") or request.spec.max_positions)
-    spin = bool(opts.spin_wait)  # None: block (docs/backends/onnx.md, "Threads")
+    spin = request.spec.kind == "decoder" if opts.spin_wait is None else opts.spin_wait
     stat = (folder / MODEL_FILE).stat()
     key = (str(folder.resolve()), stat.st_mtime_ns, stat.st_size, request.num_threads, spin, opts.compiled_cache)
     with _lock:  # a rows session reuses the InferenceSession a session of the same artifact and threads holds

@@ -20,11 +20,11 @@ and `spin_wait` only change how the artifact is opened):
                           (session creation on SmolLM2-135M: 0.31 s instead of 0.54 s at fp32, 0.15 instead of
                           0.23 at int8; docs/backends/onnx.md, "Loading"); costs disk, the weights again and
                           their packed copies
-    spin_wait=None        after a run, ONNX Runtime's pool threads spin-wait for the next one (about 25 ms;
-                          True) or block at once (None, False). Blocking by default: a server's event loop
-                          and batch thread need the cores between steps, and spinning threads took them
-                          (`tinylm serve`, bundled assistant, 16 clients: 2,850 tok/s spinning against 3,440
-                          blocking, medians of 12 loads); what spinning gives `generate` alone is within noise
+    spin_wait=None        after a run, ONNX Runtime's pool threads spin-wait for the next one (about 25 ms)
+                          or block at once: None spins in a decoder (a generation's steps come back to back:
+                          +1.4-2.5% decode tokens/s at int4, nothing measurable at int8) and blocks in an encoder
+                          (an embedding is one run; its pool spinning would hold a core through the prefill that
+                          follows); True/False for any model
                           (docs/backends/onnx.md, "Threads")
 """
 
@@ -73,7 +73,7 @@ class BuildOptions(ConvertOptions):
         if not isinstance(self.spin_wait, (bool, type(None))):
             raise ConfigError(
                 f"spin_wait={self.spin_wait!r}: Fix: pass True (pool threads spin-wait between runs), False (they "
-                "block) or leave it out (they block)."
+                "block) or leave it out (spin in a decoder, block in an encoder)."
             )
 
     def capacity(self, spec: ModelSpec) -> int:
