@@ -51,7 +51,7 @@ def main() -> int:
             times[mode].append(1e3 * (time.perf_counter() - start))
             for row in reversed(rows):
                 session.drop_row(row)
-            session._rows.held = [None] * session.max_rows
+            session._rows.held_length[:] = 0
     RowSlots.shared_prefix = share  # type: ignore[method-assign]
     for mode, ms in times.items():
         print(f"{mode}: " + ", ".join(f"{t:.1f}" for t in ms) + f" ms; median {statistics.median(ms):.1f}")

@@ -5,10 +5,11 @@ over every live row runs on one contiguous (n, ...) view of them. `RowSlots` han
 id is reused), maps ids to slots, keeps each row's length, validates what the contract's methods receive, and
 says which slot moves into a dropped row's place; the backend moves that slot's cache.
 
-It also remembers which prompt each slot's cache starts with (`held`), live or not: a dropped row's keys stay in
-its slot until something overwrites them. A backend that can copy a prefix of one slot's cache into another
-(`shared_prefix`) then prefills only what a new prompt does not share with one already held: the system prompt
-every request of a chat server starts with, a conversation asked again with one more turn.
+It also remembers which token ids each slot's cache holds (`held_ids`, `held_length`: the prompt and every token
+fed after it), live or not: a dropped row's keys stay in its slot until something overwrites them. A backend that
+can copy a prefix of one slot's cache into another (`shared_prefix`) then prefills only what a new prompt does
+not share with one already held: the system prompt every request of a chat server starts with, a conversation
+sent again with the reply it got and one more turn.
 """
 
 from __future__ import annotations
@@ -38,8 +39,10 @@ class RowSlots:
         self.lengths = np.zeros(max_rows, np.int64)  # (max_rows,) tokens held, by slot
         self.row_at: list[int] = []  # slot -> row id, for the live slots 0..n-1
         self._slot: dict[int, int] = {}  # row id -> slot
-        # slot -> the prompt ids whose keys its cache holds at positions 0..len-1 (live or free slots), or None
-        self.held: list[np.ndarray | None] = [None] * max_rows
+        # the ids whose keys each slot's cache holds at positions 0..held_length-1 (live or free slots; pages of
+        # the (max_rows, capacity) table are only touched as far as rows reach)
+        self.held_ids = np.zeros((max_rows, capacity), np.int32)
+        self.held_length = np.zeros(max_rows, np.int64)
 
     @property
     def live(self) -> int:
@@ -75,29 +78,32 @@ class RowSlots:
         return row, slot
 
     def shared_prefix(self, prompt: np.ndarray, slot: int) -> tuple[int, int]:
-        """(source slot, P): the slot whose held prompt shares the longest prefix with `prompt`, P tokens of it, at
-        most len(prompt) - 1 (a prefill runs at least one token, whose logits it returns); `slot` itself wins a tie
-        (nothing to copy). (slot, 0) when none shares anything. Then `held[slot]` is `prompt`, as the backend's
+        """(source slot, P): the slot whose held ids share the longest prefix with `prompt`, P tokens of it, at most
+        len(prompt) - 1 (a prefill runs at least one token, whose logits it returns); `slot` itself wins a tie
+        (nothing to copy). (slot, 0) when none shares anything. Then `slot` holds `prompt`, as the backend's
         prefill is about to make it."""
         best, most = slot, 0
         for s in [slot, *range(self.max_rows)]:
-            ids = self.held[s]
-            if ids is None:
-                continue
-            n = min(len(ids), len(prompt) - 1)
+            n = min(int(self.held_length[s]), len(prompt) - 1)
             if n <= most:
                 continue
-            differ = np.flatnonzero(ids[:n] != prompt[:n])
+            differ = np.flatnonzero(self.held_ids[s, :n] != prompt[:n])
             same = int(differ[0]) if len(differ) else n
             if same > most:
                 best, most = s, same
-        self.held[slot] = prompt
+        self.held_ids[slot, : len(prompt)] = prompt
+        self.held_length[slot] = len(prompt)
         return best, most
+
+    def fed(self, slots: np.ndarray, tokens: np.ndarray) -> None:
+        """A step ran: `tokens` (R,) went into `slots` (R,), each at its row's length, which grows by one."""
+        self.held_ids[slots, self.lengths[slots]] = tokens
+        self.lengths[slots] += 1
+        self.held_length[slots] = self.lengths[slots]
 
     def forget_free(self) -> None:
         """The free slots' caches are gone (the buffers were replaced by ones holding only the live rows)."""
-        for s in range(self.live, self.max_rows):
-            self.held[s] = None
+        self.held_length[self.live :] = 0
 
     def slot(self, row: int) -> int:
         try:
@@ -140,7 +146,9 @@ class RowSlots:
             return None
         self.row_at[slot] = moved
         self._slot[moved] = slot
-        self.held[slot] = self.held[last]  # the cache moves; the last slot's own copy stays intact
+        held = int(self.held_length[last])  # the cache moves; the last slot's own copy stays intact
+        self.held_ids[slot, :held] = self.held_ids[last, :held]
+        self.held_length[slot] = held
         self.lengths[slot] = self.lengths[last]
         self.lengths[last] = 0
         return last, slot

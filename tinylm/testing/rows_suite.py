@@ -92,8 +92,9 @@ class RowsSuite:
     @pytest.mark.parametrize("variant", ROWS_VARIANTS)
     def test_prompts_sharing_a_prefix_equal_each_alone(self, variant, loaded):
         """Prompts sharing a head (a system prompt), one extending another, one asked again after its row was
-        dropped, one shorter than every held prefix: a backend may copy the keys of a prefix a slot already holds
-        (`RowSlots.shared_prefix`) instead of running it again; every row still equals its prompt alone."""
+        dropped, one shorter than every held prefix, a conversation's next turn (a row's prompt, the tokens it was
+        fed, more): a backend may copy the keys of a prefix a slot already holds (`RowSlots.shared_prefix`)
+        instead of running it again; every row still equals its prompt alone."""
         model = loaded(variant)
         v = model.spec.vocab_size
         head = _prompt(v, 9, 70)
@@ -107,7 +108,12 @@ class RowsSuite:
         driver.step()
         driver.drop(d)
         driver.drop(b)
-        driver.add([p[0], head[:5]])  # asked again (held by a dropped row); shorter than every held prefix
+        (e, f) = driver.add([p[0], head[:5]])  # asked again (held by a dropped row); shorter than every held one
+        driver.step()
+        driver.step()
+        driver.drop(f)
+        again = driver.live[e]
+        driver.add([np.concatenate([again.prompt, again.fed, _prompt(v, 4, 81)])])  # its next turn: prompt, reply
         driver.step()
         driver.check(model._live())
 

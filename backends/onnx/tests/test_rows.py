@@ -35,9 +35,15 @@ class TestOnnxRows(RowsSuite):
         driver.step()
         driver.drop(a)
         driver.drop(b)
-        driver.add([np.concatenate([head, prompt_ids(v, 4, 4)])])  # the dropped rows' slots still hold it
+        (x,) = driver.add([np.concatenate([head, prompt_ids(v, 4, 4)])])  # the dropped rows' slots still hold it
         assert rows.prefilled == 23 + 5 + 4
-        driver.add([head])  # all of it held: the last token runs again, for its logits
+        (c,) = driver.add([head])  # all of it held: the last token runs again, for its logits
         assert rows.prefilled == 23 + 5 + 4 + 1
+        driver.step()
+        driver.step()
+        driver.drop(x)
+        record = driver.live[c]
+        driver.add([np.concatenate([head, record.fed, prompt_ids(v, 6, 5)])])  # its next turn: the fed tokens held
+        assert rows.prefilled == 23 + 5 + 4 + 1 + 6
         driver.step()
         driver.check(model._live())

@@ -14,8 +14,9 @@ too), so rows of different lengths decode in one run with a batch dimension:
                   other side of longrope's switch (the table is chosen per run), splits the span.
     add_rows      one run per prompt on its slot's (1, ...) view (measured against one right-padded run in
                   docs/backends/onnx.md, "Rows"), of the tokens after the longest prefix a slot already holds
-                  (`RowSlots.shared_prefix`: a live row's, or a dropped row's left in its slot), whose keys are
-                  copied instead (not across longrope's switch: its prefix keys depend on the whole length)
+                  (`RowSlots.shared_prefix`: a live row's prompt and the tokens it was fed, or a dropped row's
+                  left in its slot), whose keys are copied instead (not across longrope's switch: its prefix
+                  keys depend on the whole length)
 
 Each span [a, b) gets its own IOBinding (bound once: 4 buffers per layer, the step's ids, lengths and logits),
 kept until the buffers grow; a steady step binds nothing.
@@ -191,7 +192,7 @@ class OnnxRowSession(OnnxSession):
             span.total[()] = int(lengths[a:b].max()) + 1
             logits = span.step(sess)  # (b - a, V)
             out[picked[listed]] = logits[listed]
-        lengths[slots] += 1
+        self._rows.fed(slots, tokens)
         return out
 
     def drop_row(self, row: int) -> None:
