@@ -5,11 +5,12 @@ over every live row runs on one contiguous (n, ...) view of them. `RowSlots` han
 id is reused), maps ids to slots, keeps each row's length, validates what the contract's methods receive, and
 says which slot moves into a dropped row's place; the backend moves that slot's cache.
 
-It also remembers which token ids each slot's cache holds (`held_ids`, `held_length`: the prompt and every token
-fed after it), live or not: a dropped row's keys stay in its slot until something overwrites them. A backend that
-can copy a prefix of one slot's cache into another (`shared_prefix`) then prefills only what a new prompt does
-not share with one already held: the system prompt every request of a chat server starts with, a conversation
-sent again with the reply it got and one more turn.
+It also remembers which prompt each slot's cache starts with (`held_ids`, `held_length`), live or not: a dropped
+row's keys stay in its slot until something overwrites them. A backend that can copy a prefix of one slot's cache
+into another (`shared_prefix`) then prefills only what a new prompt does not share with one already held: the
+system prompt every request of a chat server starts with, a conversation's earlier turns. Only a prompt's keys
+are held, not those of the tokens decoded after it: a prefill computes keys with the same bits however it is cut
+(two tokens or more at a time), a decode step's may differ in the last bits (int8 products of one row).
 """
 
 from __future__ import annotations
@@ -77,14 +78,14 @@ class RowSlots:
         self.lengths[slot] = length
         return row, slot
 
-    def shared_prefix(self, prompt: np.ndarray, slot: int) -> tuple[int, int]:
-        """(source slot, P): the slot whose held ids share the longest prefix with `prompt`, P tokens of it, at most
-        len(prompt) - 1 (a prefill runs at least one token, whose logits it returns); `slot` itself wins a tie
-        (nothing to copy). (slot, 0) when none shares anything. Then `slot` holds `prompt`, as the backend's
-        prefill is about to make it."""
+    def shared_prefix(self, prompt: np.ndarray, slot: int, *, run: int = 1) -> tuple[int, int]:
+        """(source slot, P): the slot whose held ids share the longest prefix with `prompt`, P tokens of it, leaving
+        at least `run` tokens to run (a prefill runs at least the last token, whose logits it returns); `slot`
+        itself wins a tie (nothing to copy). (slot, 0) when none shares anything. Then `slot` holds `prompt`, as
+        the backend's prefill is about to make it."""
         best, most = slot, 0
         for s in [slot, *range(self.max_rows)]:
-            n = min(int(self.held_length[s]), len(prompt) - 1)
+            n = min(int(self.held_length[s]), len(prompt) - run)  # <= 0: nothing to share
             if n <= most:
                 continue
             differ = np.flatnonzero(self.held_ids[s, :n] != prompt[:n])
@@ -95,11 +96,11 @@ class RowSlots:
         self.held_length[slot] = len(prompt)
         return best, most
 
-    def fed(self, slots: np.ndarray, tokens: np.ndarray) -> None:
-        """A step ran: `tokens` (R,) went into `slots` (R,), each at its row's length, which grows by one."""
-        self.held_ids[slots, self.lengths[slots]] = tokens
+    def fed(self, slots: np.ndarray) -> None:
+        """A step ran: one token went into each of `slots` (R,), at its row's length, which grows by one (over the
+        held prompt's keys, when a row had been truncated into them)."""
+        self.held_length[slots] = np.minimum(self.held_length[slots], self.lengths[slots])
         self.lengths[slots] += 1
-        self.held_length[slots] = self.lengths[slots]
 
     def forget_free(self) -> None:
         """The free slots' caches are gone (the buffers were replaced by ones holding only the live rows)."""

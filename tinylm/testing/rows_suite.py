@@ -93,7 +93,7 @@ class RowsSuite:
     def test_prompts_sharing_a_prefix_equal_each_alone(self, variant, loaded):
         """Prompts sharing a head (a system prompt), one extending another, one asked again after its row was
         dropped, one shorter than every held prefix, a conversation's next turn (a row's prompt, the tokens it was
-        fed, more): a backend may copy the keys of a prefix a slot already holds (`RowSlots.shared_prefix`)
+        fed, more): a backend may copy the keys of a prompt prefix a slot already holds (`RowSlots.shared_prefix`)
         instead of running it again; every row still equals its prompt alone."""
         model = loaded(variant)
         v = model.spec.vocab_size

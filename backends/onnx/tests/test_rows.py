@@ -37,13 +37,13 @@ class TestOnnxRows(RowsSuite):
         driver.drop(b)
         (x,) = driver.add([np.concatenate([head, prompt_ids(v, 4, 4)])])  # the dropped rows' slots still hold it
         assert rows.prefilled == 23 + 5 + 4
-        (c,) = driver.add([head])  # all of it held: the last token runs again, for its logits
-        assert rows.prefilled == 23 + 5 + 4 + 1
+        (c,) = driver.add([head])  # all of it held: the last two run again (MIN_RUN), the same bits as alone
+        assert rows.prefilled == 23 + 5 + 4 + 2
         driver.step()
         driver.step()
         driver.drop(x)
         record = driver.live[c]
-        driver.add([np.concatenate([head, record.fed, prompt_ids(v, 6, 5)])])  # its next turn: the fed tokens held
-        assert rows.prefilled == 23 + 5 + 4 + 1 + 6
+        driver.add([np.concatenate([head, record.fed, prompt_ids(v, 6, 5)])])  # its next turn: its prompt held
+        assert rows.prefilled == 23 + 5 + 4 + 2 + len(record.fed) + 6
         driver.step()
         driver.check(model._live())

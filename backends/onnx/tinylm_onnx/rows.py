@@ -14,8 +14,8 @@ too), so rows of different lengths decode in one run with a batch dimension:
                   other side of longrope's switch (the table is chosen per run), splits the span.
     add_rows      one run per prompt on its slot's (1, ...) view (measured against one right-padded run in
                   docs/backends/onnx.md, "Rows"), of the tokens after the longest prefix a slot already holds
-                  (`RowSlots.shared_prefix`: a live row's prompt and the tokens it was fed, or a dropped row's
-                  left in its slot), whose keys are copied instead (not across longrope's switch: its prefix
+                  (`RowSlots.shared_prefix`: a live row's prompt, or a dropped row's left in its slot), whose
+                  keys are copied instead (not across longrope's switch: its prefix
                   keys depend on the whole length)
 
 Each span [a, b) gets its own IOBinding (bound once: 4 buffers per layer, the step's ids, lengths and logits),
@@ -34,7 +34,7 @@ from tinylm.arch.rope import switch_length
 from tinylm.arch.spec import ModelSpec
 from tinylm.row_slots import RowSlots
 
-from .session import OnnxSession, _ptr
+from .session import MIN_RUN, OnnxSession, _ptr
 
 __all__ = ["OnnxRowSession"]
 
@@ -97,7 +97,6 @@ class OnnxRowSession(OnnxSession):
         self._buffers: list[tuple[np.ndarray, np.ndarray]] = []  # per layer (max_rows, nkv, room, hd) K, V
         self._row_room = 0
         self._spans: dict[tuple[int, int], _Span] = {}
-        self.prefilled = 0  # prompt tokens run by add_rows (the rest were copied from a held prefix)
         switch = switch_length(spec.rope) if spec.kind == "decoder" else None
         self._switch = switch if switch is not None and switch < capacity else None
 
@@ -162,7 +161,7 @@ class OnnxRowSession(OnnxSession):
         ids, out = [], np.empty((len(checked), self.spec.vocab_size), np.float32)  # (R, V)
         for i, prompt in enumerate(checked):
             row, slot = self._rows.add(len(prompt))
-            source, start = self._rows.shared_prefix(prompt, slot)
+            source, start = self._rows.shared_prefix(prompt, slot, run=MIN_RUN)
             if self._switch is not None:  # a prefix's keys depend on the table its whole prompt's length chose
                 start = 0
             if source != slot and start:
@@ -192,7 +191,7 @@ class OnnxRowSession(OnnxSession):
             span.total[()] = int(lengths[a:b].max()) + 1
             logits = span.step(sess)  # (b - a, V)
             out[picked[listed]] = logits[listed]
-        self._rows.fed(slots, tokens)
+        self._rows.fed(slots)
         return out
 
     def drop_row(self, row: int) -> None:

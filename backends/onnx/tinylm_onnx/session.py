@@ -14,6 +14,15 @@ present_conv, rewritten in place by each call; unlike the KV cache (read only up
 
 `truncate(length)` (speculative decoding's rollback) only moves the length: the keys past it are overwritten by
 the next call before anything reads them. A model with conv states is refused (they cannot be cut back).
+
+`reset()` keeps the keys too, and a batch-1 session remembers the ids of those its prefills computed: the next
+prompt runs only from where it differs from them, or its last MIN_RUN tokens, the rest of its keys being in place.
+A conversation's next turn, or a prompt with the same system prompt, prefills only what is new. A prefill of two
+tokens or more computes keys and logits with the same bits however the prompt is cut (its matrix products run
+the same kernels row by row), where one token at a time runs the decode kernels (at int8 up to ~1e-6 off): so
+only prefilled keys are held, at least MIN_RUN tokens run, and a prompt's logits never depend on what ran before.
+Not with conv states (zeroed by reset), across longrope's switch (a prefix's keys depend on the table the whole
+length picks), or for all-position logits.
 """
 
 from __future__ import annotations
@@ -23,12 +32,14 @@ from typing import Any
 import numpy as np
 
 from tinylm import inputs
+from tinylm.arch.rope import switch_length
 from tinylm.arch.spec import ModelSpec
 from tinylm.errors import GenerationError
 
-__all__ = ["OnnxSession"]
+__all__ = ["OnnxSession", "MIN_RUN"]
 
 FIRST_ROOM = 256  # positions the KV buffers hold at first (doubled as needed, up to the capacity)
+MIN_RUN = 2  # tokens of a prompt that run even when their keys are held: the prefill kernels, the same bits
 
 
 def _ptr(a: np.ndarray) -> int:
@@ -56,6 +67,11 @@ class OnnxSession:
         self._step_out = np.zeros((0, 1, spec.vocab_size), np.float32)  # (B, 1, V): every decode step's logits
         self._bound_out: np.ndarray | None = None
         self._room = 0
+        self.prefilled = 0  # tokens `forward` (and a rows session's add_rows) ran: what held keys saved shows here
+        self._held = np.zeros(0, np.int64)  # batch 1: the ids whose keys the buffers hold at 0..held_n - 1
+        self._held_n = 0
+        switch = switch_length(spec.rope) if spec.kind == "decoder" else None
+        self._reuses = spec.kind == "decoder" and not spec.conv_layers and (switch is None or switch >= capacity)
 
     # helpers --------------------------------------------------------------------------------
 
@@ -89,7 +105,7 @@ class OnnxSession:
         for i in self.spec.conv_layers:
             (state,) = self.spec.states(i)
             self._conv[i] = np.zeros((batch, state.channels, state.width), np.float32)  # (B, H, K - 1)
-        self._batch, self._room = batch, 0
+        self._batch, self._room, self._held_n = batch, 0, 0
         self._seqlens = np.zeros(batch, np.int32)
         self._step_ids = np.zeros((batch, 1), np.int64)
         self._step_out = np.zeros((batch, 1, self.spec.vocab_size), np.float32)
@@ -111,6 +127,7 @@ class OnnxSession:
             new[:, :, :n] = before[:, :, :n]
         self._k, self._v = grown[:layers], grown[layers:]
         self._room = room
+        self._held_n = min(self._held_n, n)  # only what was cached came along
         self._bind_cache()
 
     def _run(self, ids: np.ndarray, all_positions: bool) -> np.ndarray:
@@ -171,19 +188,45 @@ class OnnxSession:
         given (seqlens_k), and the next call writes its keys from there, so only the length moves."""
         self._length = inputs.truncation(length, cached=self._length, spec=self.spec)
 
+    def _held_prefix(self, prompt: np.ndarray) -> int:
+        """How many first ids of `prompt` the buffers hold the keys of (leaving at least MIN_RUN to run)."""
+        n = max(0, min(self._held_n, len(prompt) - MIN_RUN))
+        differ = np.flatnonzero(self._held[:n] != prompt[:n])
+        return int(differ[0]) if len(differ) else n
+
+    def _hold(self, ids: np.ndarray, start: int) -> None:
+        """ids (B, T) were just run from position `start`: remember a batch-1 prefill's, forget what they
+        overwrote otherwise."""
+        end = start + ids.shape[1]
+        if ids.shape[0] != 1 or ids.shape[1] < MIN_RUN or start > self._held_n:
+            # a decode step, another batch, or a prefill after decoded keys: held only up to where this wrote
+            self._held_n = min(self._held_n, start) if ids.shape[0] == 1 else 0
+            return
+        if end > len(self._held):
+            grown = np.zeros(min(self.capacity, max(end, 2 * len(self._held), FIRST_ROOM)), np.int64)
+            grown[: self._held_n] = self._held[: self._held_n]
+            self._held = grown
+        self._held[start:end] = ids[0]
+        self._held_n = end
+
     def forward(self, token_ids: np.ndarray, *, all_positions: bool = False) -> np.ndarray:
         self._live()
         inputs.need_kind(self.spec, "decoder", "forward()")
         ids = inputs.token_ids(token_ids, self.spec, "forward()")
         batch, new = ids.shape
         self._cache_for(batch)
+        if self._length == 0 and batch == 1 and not all_positions and self._reuses:
+            self._length = self._held_prefix(ids[0])  # their keys are in place
+            ids, new = ids[:, self._length :], new - self._length
         inputs.room(self.spec, cached=self._length, new=new, capacity=self.capacity)
         self._make_room(self._length + new)
         if batch > 1 and new > 1 and self._length:
             out = self._run_rows(ids, all_positions)
         else:
             out = self._run(ids, all_positions)
+        self._hold(ids, self._length)
         self._length += new
+        self.prefilled += batch * new
         return out if all_positions else out[:, 0]  # (B, T, V) or (B, V)
 
     def step(self, token_id: int) -> np.ndarray:
@@ -201,6 +244,7 @@ class OnnxSession:
         self._from[0] = 0
         self._live().run_with_iobinding(self._io)
         self._length = n
+        self._held_n = min(self._held_n, n - 1)  # a decode step's key is not held (see the module's docstring)
         return self._step_out[0, 0]
 
     def embed(self, token_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray) -> np.ndarray:

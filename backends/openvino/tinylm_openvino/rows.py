@@ -162,7 +162,7 @@ class OpenVINORowSession(OpenVINOSession):
         self._rreq.infer(feeds, share_inputs=False)
         self._keys = keys
         self._beam = np.arange(n, dtype=np.int32)
-        self._rows.fed(slots, tokens)
+        self._rows.fed(slots)
         return np.array(self._rreq.get_tensor("logits").data[slots, 0], np.float32)  # (R, V) in `rows` order
 
     def drop_row(self, row: int) -> None:
