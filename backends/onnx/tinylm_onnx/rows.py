@@ -15,8 +15,9 @@ too), so rows of different lengths decode in one run with a batch dimension:
     add_rows      one run per prompt on its slot's (1, ...) view (measured against one right-padded run in
                   docs/backends/onnx.md, "Rows"), of the tokens after the longest prefix a slot already holds
                   (`RowSlots.shared_prefix`: a live row's prompt, or a dropped row's left in its slot), whose
-                  keys are copied instead (not across longrope's switch: its prefix
-                  keys depend on the whole length)
+                  keys are copied instead; at least MIN_RUN tokens run, so the logits are a whole prefill's,
+                  bit for bit (`session.py`). Not across longrope's switch (its prefix keys depend on the table
+                  the whole length picks)
 
 Each span [a, b) gets its own IOBinding (bound once: 4 buffers per layer, the step's ids, lengths and logits),
 kept until the buffers grow; a steady step binds nothing.
