@@ -353,7 +353,8 @@ class RowSession(Protocol):
 
     def step_rows(self, rows: Sequence[int], token_ids: np.ndarray) -> np.ndarray:
         """Append token_ids[i] (int64 (R,)) to row rows[i] for every listed live row, in one forward pass;
-        return next-token logits (R, V) float32 in the order of `rows`. Rows not listed are untouched."""
+        return next-token logits (R, V) float32 in the order of `rows` (possibly a view of the session's own
+        buffer, valid until its next call: copy what you keep). Rows not listed are untouched."""
         ...
 
     def drop_row(self, row: int) -> None:

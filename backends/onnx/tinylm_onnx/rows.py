@@ -98,6 +98,7 @@ class OnnxRowSession(OnnxSession):
         self._buffers: list[tuple[np.ndarray, np.ndarray]] = []  # per layer (max_rows, nkv, room, hd) K, V
         self._row_room = 0
         self._spans: dict[tuple[int, int], _Span] = {}
+        self._out = np.empty((0, spec.vocab_size), np.float32)  # (max_rows, V): step_rows' answer when reordered
         switch = switch_length(spec.rope) if spec.kind == "decoder" else None
         self._switch = switch if switch is not None and switch < capacity else None
 
@@ -178,10 +179,16 @@ class OnnxRowSession(OnnxSession):
         sess = self._live()
         slots, tokens = self._rows.step(rows, token_ids)
         lengths = self._rows.lengths
-        out = np.empty((len(slots), self.spec.vocab_size), np.float32)  # (R, V) in the order of `rows`
+        runs = self._runs(slots)
+        if len(runs) == 1 and np.array_equal(slots, np.arange(*runs[0])):  # every row of the span, in slot order
+            out = None  # the span's own logits buffer is the answer
+        else:
+            if len(self._out) < len(slots):
+                self._out = np.empty((self.max_rows, self.spec.vocab_size), np.float32)
+            out = self._out[: len(slots)]  # (R, V) in the order of `rows`
         where = np.full(self.max_rows, -1, np.int64)  # slot -> index in `rows`
         where[slots] = np.arange(len(slots))
-        for a, b in self._runs(slots):
+        for a, b in runs:
             self._room_for(int(lengths[a:b].max()) + 1)
             span = self._span(a, b)
             picked = where[a:b]
@@ -191,9 +198,12 @@ class OnnxRowSession(OnnxSession):
             span.seqlens[:] = lengths[a:b]  # the new token's position: each row's length
             span.total[()] = int(lengths[a:b].max()) + 1
             logits = span.step(sess)  # (b - a, V)
-            out[picked[listed]] = logits[listed]
+            if out is None:
+                out = logits
+            else:
+                out[picked[listed]] = logits[listed]
         self._rows.fed(slots)
-        return out
+        return out  # a view of a buffer of this session's, valid until its next call (RowSession.step_rows)
 
     def drop_row(self, row: int) -> None:
         moved = self._rows.drop(row)
