@@ -23,7 +23,14 @@ from . import inputs
 from .arch.spec import ModelSpec
 from .errors import CapabilityError, GenerationError, PromptTooLong
 
-__all__ = ["RowSlots"]
+__all__ = ["RowSlots", "shared_length"]
+
+
+def shared_length(held: np.ndarray, prompt: np.ndarray, most: int) -> int:
+    """How many first ids `held` and `prompt` have in common, at most `most` (0 when `most` <= 0)."""
+    n = max(0, min(most, len(held), len(prompt)))
+    differ = np.flatnonzero(held[:n] != prompt[:n])
+    return int(differ[0]) if len(differ) else n
 
 
 class RowSlots:
@@ -85,11 +92,7 @@ class RowSlots:
         the backend's prefill is about to make it."""
         best, most = slot, 0
         for s in [slot, *range(self.max_rows)]:
-            n = min(int(self.held_length[s]), len(prompt) - run)  # <= 0: nothing to share
-            if n <= most:
-                continue
-            differ = np.flatnonzero(self.held_ids[s, :n] != prompt[:n])
-            same = int(differ[0]) if len(differ) else n
+            same = shared_length(self.held_ids[s, : self.held_length[s]], prompt, len(prompt) - run)
             if same > most:
                 best, most = s, same
         self.held_ids[slot, : len(prompt)] = prompt

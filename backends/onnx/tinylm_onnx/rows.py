@@ -164,7 +164,7 @@ class OnnxRowSession(OnnxSession):
         for i, prompt in enumerate(checked):
             row, slot = self._rows.add(len(prompt))
             source, start = self._rows.shared_prefix(prompt, slot, run=MIN_RUN)
-            if self._switch is not None:  # a prefix's keys depend on the table its whole prompt's length chose
+            if not self._reuses:  # longrope: a prefix's keys depend on the table its whole prompt's length chose
                 start = 0
             if source != slot and start:
                 for k, v in self._buffers:  # (max_rows, nkv, room, hd)

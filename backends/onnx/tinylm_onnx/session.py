@@ -35,6 +35,7 @@ from tinylm import inputs
 from tinylm.arch.rope import switch_length
 from tinylm.arch.spec import ModelSpec
 from tinylm.errors import GenerationError
+from tinylm.row_slots import shared_length
 
 __all__ = ["OnnxSession", "MIN_RUN"]
 
@@ -190,9 +191,7 @@ class OnnxSession:
 
     def _held_prefix(self, prompt: np.ndarray) -> int:
         """How many first ids of `prompt` the buffers hold the keys of (leaving at least MIN_RUN to run)."""
-        n = max(0, min(self._held_n, len(prompt) - MIN_RUN))
-        differ = np.flatnonzero(self._held[:n] != prompt[:n])
-        return int(differ[0]) if len(differ) else n
+        return shared_length(self._held[: self._held_n], prompt, len(prompt) - MIN_RUN)
 
     def _hold(self, ids: np.ndarray, start: int) -> None:
         """ids (B, T) were just run from position `start`: remember a batch-1 prefill's, forget what they
