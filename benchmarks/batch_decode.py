@@ -7,7 +7,8 @@
 Without --model it builds the SmolLM2-135M-shaped random model (`python -m benchmarks.peers --build-model`, in its
 own interpreter so this one never imports torch unless the backend does). Prompts: --prompt-tokens token ids each;
 every row decodes --new-tokens (greedy, EOS ignored). Decode time only, on every side: tokens after each row's first
-over the time after the first token (every prefill excluded, as `Usage.tokens_per_second` does for one).
+over the time after the (last) first token (every prefill excluded, as `Usage.tokens_per_second` does for one, and
+the opening of a rows session for a new batch size, as onnxruntime-genai's Generator is made before its timer).
 
 Each round runs every measurement once, in alternating order, so a machine whose speed drifts favours no side:
 "one after another" generates --serial prompts with `Model.generate` (each prompt is the same work, so their rate is
@@ -54,12 +55,16 @@ def in_thread(fn):
 
 
 def batched(model, rows: list[list[int]], new_tokens: int) -> float:
-    """Aggregate decode tokens/s of `rows` through `generate_batch`, all rows decoded together."""
-    start = time.perf_counter()
+    """Aggregate decode tokens/s of `rows` through `generate_batch`, all rows decoded together.
+
+    The rows are submitted together, so each one's usage counts from the same moment: decoding is the span from
+    the last first token to the last row's end. Opening a rows session of this size (once per batch size, as
+    onnxruntime-genai's Generator is made before its timer) and every prefill are outside it."""
+    model.batcher(max_rows=len(rows))  # made now, not inside the timed call
     done = model.generate_batch(rows, batch_size=len(rows), max_new_tokens=new_tokens, ignore_eos=True)
-    elapsed = time.perf_counter() - start
     first = max(c.usage.time_to_first_token for c in done)  # the last prefill done (batched: all at once)
-    return len(rows) * (new_tokens - 1) / max(elapsed - first, 1e-9)
+    end = max(c.usage.total_time for c in done)
+    return len(rows) * (new_tokens - 1) / max(end - first, 1e-9)
 
 
 def serial(model, rows: list[list[int]], new_tokens: int) -> float:
