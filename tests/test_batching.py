@@ -63,6 +63,24 @@ def test_rows_run_together(model):
     assert rows == 4 * 7 and steps == 7  # 7 decode steps after the prefill, 4 rows in each
 
 
+def test_a_smaller_batch_reuses_the_idle_rows_session_a_larger_one_opens_another(model):
+    """Asking the idle batcher for fewer rows keeps its rows session (nothing to open, its held prompt heads stay)
+    and admits only that many; asking for more opens a session of that size."""
+    big = model.batcher(max_rows=4)
+    small = model.batcher(max_rows=2)
+    assert small is big and small.session is big.session and small.max_rows == 2
+    before_steps, before_rows = small.steps, small.stepped_rows
+    done = model.generate_batch(PROMPTS[:4], max_new_tokens=6, ignore_eos=True, batch_size=2)
+    assert [c.token_ids for c in done] == [
+        model.generate(p, max_new_tokens=6, ignore_eos=True).token_ids for p in PROMPTS[:4]
+    ]
+    steps, rows = small.steps - before_steps, small.stepped_rows - before_rows
+    assert rows == 4 * 5 and steps == 2 * 5  # two rows a step, never four: 5 decode steps per row after its prefill
+    assert model.batcher(max_rows=4) is big and big.max_rows == 4
+    larger = model.batcher(max_rows=6)
+    assert larger is not big and larger.session.max_rows == 6 and larger.max_rows == 6
+
+
 def test_seeded_sampling_per_row_is_that_of_generate(model):
     options = tinylm.GenerationOptions(max_new_tokens=10, temperature=0.9, top_k=40, seed=3, ignore_eos=True)
     batched = model.generate_batch(PROMPTS, options=options, batch_size=3)

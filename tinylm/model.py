@@ -726,7 +726,9 @@ class Model:
         needs; `submit()` below takes the options of `stream`).
 
         Made at the first call, with a rows session of `max_rows` rows (default `DEFAULT_BATCH_SIZE`) opened
-        then; later calls return it, or, when it is idle and another `max_rows` is asked, a new one of that size.
+        then; later calls return it. When it is idle and another `max_rows` is asked, a smaller one reuses its
+        rows session (the scheduler then admits at most `max_rows` rows: no session to open, and the prompt heads
+        it holds stay), a larger one replaces it with a new scheduler and rows session of that size.
         `max_queue`: rows that may wait for a slot before `submit` raises `QueueFull` (None: no bound).
         On a backend without rows (see `batches_rows`) the scheduler runs the rows one after another on the
         model's own session: correct, not faster.
@@ -744,6 +746,11 @@ class Model:
             if not self.batches_rows:
                 wanted = 1
             if current is not None and (current.max_rows == wanted or current.live or current.waiting):
+                if max_queue is not None:
+                    current.max_queue = max_queue
+                return current
+            if current is not None and wanted <= current.session.max_rows:  # idle, and its session has the room
+                current.max_rows = wanted
                 if max_queue is not None:
                     current.max_queue = max_queue
                 return current
