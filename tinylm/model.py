@@ -745,12 +745,10 @@ class Model:
             wanted = max_rows or (current.max_rows if current is not None else DEFAULT_BATCH_SIZE)
             if not self.batches_rows:
                 wanted = 1
-            if current is not None and (current.max_rows == wanted or current.live or current.waiting):
-                if max_queue is not None:
-                    current.max_queue = max_queue
-                return current
-            if current is not None and wanted <= current.session.max_rows:  # idle, and its session has the room
-                current.max_rows = wanted
+            busy = current is not None and bool(current.live or current.waiting)
+            if current is not None and (busy or wanted <= current.session.max_rows):
+                if not busy:  # a size its rows session holds: only how many rows it admits changes
+                    current.max_rows = wanted
                 if max_queue is not None:
                     current.max_queue = max_queue
                 return current
