@@ -9,6 +9,10 @@
     batch_decode         generate_batch's aggregate decode tokens/s against one after another and against
                          onnxruntime-genai's own batches (docs/batching.md)
     batch_scaling        `tinylm batch` / `tinylm serve` in one process and on Ray (docs/scale-out.md)
+    prefix_reuse         held prompt heads: admitting chats and a chat's first token with and without them
+                         (docs/batching.md)
+    speculative          speculative decoding on the bundled assistant, with the peers' lookup (docs/speculative.md)
+    verify_cost          a verifying pass of k tokens in plain decode steps (docs/speculative.md)
     families_quantized   int8/int4 agreement with fp32 per family and backend (docs/families.md)
     ab_commits.sh        two checkouts side by side, interleaved: warm load and decode on onnx/openvino
                          (docs/architecture.md, "Cost of the conversion pipeline")
