@@ -263,7 +263,8 @@ class OpenRequest:
         rows: how many rows (independent sequences) the session must hold at once, for a backend declaring
             `Capabilities(rows=True)`: it allocates KV for that many (`RowSession.max_rows`). The core opens
             such a session lazily, at the first batched call (`Model.generate_batch`, the server's
-            `--parallel`); 1 for the single-sequence session every load opens. Where the runtime allows, the
+            `--parallel`), and replaces it only when a later call asks for more rows; 1 for the
+            single-sequence session every load opens. Where the runtime allows, the
             sessions a backend opens for one artifact share the loaded weights.
     """
 

@@ -726,9 +726,10 @@ class Model:
         needs; `submit()` below takes the options of `stream`).
 
         Made at the first call, with a rows session of `max_rows` rows (default `DEFAULT_BATCH_SIZE`) opened
-        then; later calls return it. When it is idle and another `max_rows` is asked, a smaller one reuses its
-        rows session (the scheduler then admits at most `max_rows` rows: no session to open, and the prompt heads
-        it holds stay), a larger one replaces it with a new scheduler and rows session of that size.
+        then; later calls return it. When it is idle and another `max_rows` is asked, one its rows session holds
+        reuses that session (the scheduler then admits at most `max_rows` rows: no session to open, and the
+        prompt heads it holds stay), one larger than it replaces it with a new scheduler and rows session of that
+        size. A busy batcher (rows live or waiting) is returned at its current size.
         `max_queue`: rows that may wait for a slot before `submit` raises `QueueFull` (None: no bound).
         On a backend without rows (see `batches_rows`) the scheduler runs the rows one after another on the
         model's own session: correct, not faster.
@@ -845,7 +846,8 @@ class Model:
         """`generate` for many prompts at once: the completions in the order of `prompts`.
 
         Up to `batch_size` rows (default `DEFAULT_BATCH_SIZE`) are decoded together in one forward pass per
-        token, and a finished row's slot goes to the next prompt at once (continuous batching). The settings
+        token, and a finished row's slot goes to the next prompt at once (continuous batching). While the model's
+        batcher already runs rows (a server, `submit`), these join them at its current size. The settings
         (those of `generate`, as keywords or `options=`) apply to every row; each row has its own sampler, so
         with a `seed` every row samples as `generate(prompt, seed=...)` alone would, and each row yields exactly
         the tokens `generate` gives it. `on_result(index, completion)` is called as each row finishes (in
