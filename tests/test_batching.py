@@ -66,7 +66,7 @@ def test_rows_run_together(model):
 def test_a_smaller_batch_reuses_the_idle_rows_session_a_larger_one_opens_another(model):
     """Asking the idle batcher for fewer rows keeps its rows session (nothing to open, its held prompt heads stay)
     and admits only that many; asking for more opens a session of that size."""
-    big = model.batcher(max_rows=4)
+    big = model.batcher(max_rows=12)  # more rows than any other test here asks: a session of its own
     small = model.batcher(max_rows=2)
     assert small is big and small.session is big.session and small.max_rows == 2
     before_steps, before_rows = small.steps, small.stepped_rows
@@ -76,9 +76,9 @@ def test_a_smaller_batch_reuses_the_idle_rows_session_a_larger_one_opens_another
     ]
     steps, rows = small.steps - before_steps, small.stepped_rows - before_rows
     assert rows == 4 * 5 and steps == 2 * 5  # two rows a step, never four: 5 decode steps per row after its prefill
-    assert model.batcher(max_rows=4) is big and big.max_rows == 4
-    larger = model.batcher(max_rows=6)
-    assert larger is not big and larger.session.max_rows == 6 and larger.max_rows == 6
+    assert model.batcher(max_rows=12) is big and big.max_rows == 12
+    larger = model.batcher(max_rows=13)
+    assert larger is not big and larger.session.max_rows == 13 and larger.max_rows == 13
 
 
 def test_seeded_sampling_per_row_is_that_of_generate(model):
@@ -202,6 +202,103 @@ def test_a_row_error_ends_that_row_only(model):
     with pytest.raises(GenerationError, match="no token is allowed"):
         list(failing)
     assert sum(len(c.token_ids) for c in kept) == 6
+
+
+def test_a_failing_on_end_callback_ends_nothing_else(model):
+    scheduler = model.batcher(max_rows=2)
+    ids = model.tokenizer.encode(PROMPTS[0])
+
+    def broken() -> None:
+        raise RuntimeError("a consumer's bug")
+
+    settings = GenerationSettings(max_new_tokens=20, stop_token_ids=())
+    long = scheduler.submit(ids, settings)
+    short = scheduler.submit(ids, GenerationSettings(max_new_tokens=1, stop_token_ids=()), on_end=broken)
+    assert list(short)[-1].finish_reason == "length"
+    assert [c.finish_reason for c in long][-1] == "length"  # not the other row's RuntimeError
+
+
+def test_a_larger_batcher_waits_for_rows_being_admitted(model, monkeypatch):
+    """Rows taken from the queue whose prefill is still running are neither live nor waiting: the scheduler is
+    busy all the same, so a call asking for more rows gets it as it is instead of closing it under them."""
+    scheduler = model.batcher(max_rows=2)
+    entered, release = threading.Event(), threading.Event()
+    add_rows = scheduler.session.add_rows
+
+    def slow_add_rows(prompts):  # a long prefill
+        entered.set()
+        release.wait(10)
+        return add_rows(prompts)
+
+    monkeypatch.setattr(scheduler.session, "add_rows", slow_add_rows)
+    stream = model.submit(PROMPTS[1], max_new_tokens=4, ignore_eos=True)
+    assert entered.wait(10)
+    assert model.batcher(max_rows=4) is scheduler and scheduler.busy
+    release.set()
+    assert sum(len(c.token_ids) for c in stream) == 4
+
+
+def test_a_larger_batcher_never_closes_the_one_a_call_is_submitting_to(model, monkeypatch):
+    """Choosing the batcher and queueing the rows is one step: a call asking for more rows meanwhile waits until
+    the rows are queued (before, it closed the batcher and the rows failed with "closed")."""
+    scheduler = model.batcher(max_rows=2)
+    entered, release = threading.Event(), threading.Event()
+    submit_many = scheduler.submit_many
+
+    def paused(*args, **kwargs):
+        entered.set()
+        release.wait(10)
+        return submit_many(*args, **kwargs)
+
+    monkeypatch.setattr(scheduler, "submit_many", paused)
+    done: dict[str, object] = {}
+
+    def batch() -> None:
+        try:
+            done["out"] = model.generate_batch([PROMPTS[0]], batch_size=2, max_new_tokens=3, ignore_eos=True)
+        except BaseException as e:  # for the main thread's assertion
+            done["out"] = e
+
+    caller = threading.Thread(target=batch)
+    caller.start()
+    assert entered.wait(10)
+    other = threading.Thread(target=lambda: done.setdefault("larger", model.batcher(max_rows=30)))
+    other.start()
+    time.sleep(0.2)  # the other call's chance to run before the rows are queued (it waits for them instead)
+    release.set()
+    caller.join(60)
+    other.join(60)
+    assert isinstance(done["out"], list) and len(done["out"][0].token_ids) == 3, done["out"]
+
+
+def test_batches_of_different_sizes_from_many_threads_all_finish(model):
+    """generate_batch calls of different sizes at once: one may replace the idle batcher with a larger one, never
+    one another caller has chosen and not yet submitted to."""
+    expected = model.generate(PROMPTS[0], max_new_tokens=2, ignore_eos=True).token_ids
+    errors: list[BaseException] = []
+
+    def calls(size: int) -> None:
+        for _ in range(6):
+            try:
+                out = model.generate_batch([PROMPTS[0]], batch_size=size, max_new_tokens=2, ignore_eos=True)
+                assert out[0].token_ids == expected
+            except BaseException as e:  # collected for the main thread's assertion
+                errors.append(e)
+
+    threads = [threading.Thread(target=calls, args=(size,)) for size in (1, 2, 3, 5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, repr(errors[0])
+
+
+def test_the_queue_bound_survives_a_larger_batcher(model):
+    model.batcher(max_rows=2, max_queue=3)
+    larger = model.batcher(max_rows=20)  # more rows than any session opened here: a new scheduler and session
+    assert larger.session.max_rows == 20 and larger.max_queue == 3
+    assert model.batcher(max_queue=None).max_queue == 3  # None keeps the bound
+    model.batcher(max_queue=64)
 
 
 def test_without_rows_the_rows_run_one_after_another_with_the_same_results(serial_model):

@@ -88,7 +88,10 @@ class _Row:
             assert self.touched is not None
             self.touched.add(self.sink)
         if item is _END and self.on_end is not None:
-            self.on_end()
+            try:
+                self.on_end()
+            except Exception:  # a consumer's callback must not end the other rows
+                log.exception("a row's on_end callback failed")
 
 
 class RowStream(Iterator[Chunk]):
@@ -216,6 +219,8 @@ class Scheduler:
         self._live: dict[int, _Row] = {}  # row id -> the row
         self._worker: threading.Thread | None = None
         self._closed = False
+        self._closed_why = "the model was closed. Fix: load it again with tinylm.load()."
+        self._admitting = 0  # rows taken from the queue whose add_rows has not returned yet
         self._touched: set[RowSink] = set()  # sinks given items in this turn (the worker's own)
         #: decode steps run and rows stepped in them (for benchmarks: rows / steps is the mean batch)
         self.steps = 0
@@ -263,7 +268,7 @@ class Scheduler:
         ]
         with self._cond:
             if self._closed:
-                raise GenerationError("this model's batcher was closed. Fix: load the model again with tinylm.load().")
+                raise GenerationError(self._closed_why)
             if bounded and self.max_queue is not None and len(self._queue) + len(made) > self.max_queue:
                 raise QueueFull(
                     f"{len(self._queue)} rows are already waiting for one of {self.max_rows} slots. "
@@ -286,9 +291,18 @@ class Scheduler:
         """Rows waiting for a slot."""
         return len(self._queue)
 
-    def close(self) -> None:
-        """Cancel every row (their streams end with a `GenerationError`) and stop the worker."""
+    @property
+    def busy(self) -> bool:
+        """Whether any row is live, being admitted or waiting (an idle scheduler has none)."""
         with self._cond:
+            return bool(self._live or self._admitting or self._queue)
+
+    def close(self, why: str | None = None) -> None:
+        """Cancel every row (their streams end with a `GenerationError` saying `why`, by default that the model
+        was closed) and stop the worker; a later `submit` raises the same."""
+        with self._cond:
+            if why is not None:
+                self._closed_why = why
             self._closed = True
             self._cond.notify()
             worker = self._worker
@@ -320,14 +334,19 @@ class Scheduler:
         """One turn of the loop; False once there is nothing left to do (the worker then ends)."""
         with self._cond:
             if self._closed:
-                self._fail_all(GenerationError("the model was closed. Fix: load it again with tinylm.load()."))
+                self._fail_all(GenerationError(self._closed_why))
                 return False
             self._retire_cancelled()
             if not self._live and not self._queue:
                 return False
             admitted = self._take(self.max_rows - len(self._live))
+            self._admitting = len(admitted)
         if admitted:
-            self._admit(admitted)
+            try:
+                self._admit(admitted)
+            finally:
+                with self._cond:
+                    self._admitting = 0
         if self._live:
             self._step()
         return True

@@ -19,7 +19,7 @@ from . import arguments, settings
 from .arch.rope import switch_length
 from .arch.spec import ModelSpec
 from .backend import OpenRequest, RowSession, Session, WeightsOnce
-from .batching import RowStream, Scheduler, SerialRows
+from .batching import RowSink, RowStream, Scheduler, SerialRows
 from .errors import (
     ArtifactError,
     BackendUnavailable,
@@ -263,6 +263,7 @@ class Model:
         self._lookup_memory: NgramMemory | None = None  # speculative="lookup": this model's earlier outputs
         self._lookup_pace: Pace | None = None  # greedy speculative="lookup": what a pass costs, how often it pays
         self._batcher_lock = threading.Lock()
+        self._constraint_lock = threading.Lock()
 
     # what runs -------------------------------------------------------------------------------
 
@@ -448,7 +449,7 @@ class Model:
         """
         from .structured import compile_constraint, constraint_tokenizer
 
-        with self._lock:
+        with self._constraint_lock:  # not the model's lock: a running generation holds that one
             if self._constraint_tokenizer is None:
                 tokenizer_json = (self.path / "tokenizer.json").read_text(encoding="utf-8")
                 eos = self._folder.stop_token_ids()
@@ -729,8 +730,9 @@ class Model:
         then; later calls return it. When it is idle and another `max_rows` is asked, one its rows session holds
         reuses that session (the scheduler then admits at most `max_rows` rows: no session to open, and the
         prompt heads it holds stay), one larger than it replaces it with a new scheduler and rows session of that
-        size. A busy batcher (rows live or waiting) is returned at its current size.
-        `max_queue`: rows that may wait for a slot before `submit` raises `QueueFull` (None: no bound).
+        size. A busy batcher (rows live, being admitted or waiting) is returned at its current size.
+        `max_queue`: rows that may wait for a slot before `submit` raises `QueueFull` (None: keep the bound set
+        before, none at first).
         On a backend without rows (see `batches_rows`) the scheduler runs the rows one after another on the
         model's own session: correct, not faster.
         """
@@ -742,26 +744,49 @@ class Model:
                 "max_queue", f"max_queue must be an integer >= 0 or None, got {max_queue!r}. Fix: pass e.g. 32."
             )
         with self._batcher_lock:
-            current = self._batcher
-            wanted = max_rows or (current.max_rows if current is not None else DEFAULT_BATCH_SIZE)
-            if not self.batches_rows:
-                wanted = 1
-            busy = current is not None and bool(current.live or current.waiting)
-            if current is not None and (busy or wanted <= current.session.max_rows):
-                if not busy:  # a size its rows session holds: only how many rows it admits changes
-                    current.max_rows = wanted
-                if max_queue is not None:
-                    current.max_queue = max_queue
-                return current
-            if current is not None:
-                current.close()
-                if not isinstance(current.session, SerialRows):
-                    current.session.close()  # type: ignore[attr-defined]
-                self._batcher = None
-            self._batcher = Scheduler(
-                self._rows_session(wanted), self.tokenizer, context_length=self.context_length, max_queue=max_queue
+            return self._batcher_for(max_rows, max_queue)
+
+    def _batcher_for(self, max_rows: int | None, max_queue: int | None) -> Scheduler:
+        """`batcher`'s choice, with `_batcher_lock` held (callers that submit hold it until they have)."""
+        current = self._batcher
+        wanted = max_rows or (current.max_rows if current is not None else DEFAULT_BATCH_SIZE)
+        if not self.batches_rows:
+            wanted = 1
+        busy = current is not None and current.busy
+        if current is not None and (busy or wanted <= current.session.max_rows):
+            if not busy:  # a size its rows session holds: only how many rows it admits changes
+                current.max_rows = wanted
+            if max_queue is not None:
+                current.max_queue = max_queue
+            return current
+        if current is not None:
+            if max_queue is None:
+                max_queue = current.max_queue
+            current.close(
+                "this batcher was replaced by one of more rows (model.batcher(max_rows=...)). "
+                "Fix: submit through model.batcher() (or model.submit), which returns the current one."
             )
-            return self._batcher
+            if not isinstance(current.session, SerialRows):
+                current.session.close()  # type: ignore[attr-defined]
+            self._batcher = None
+        self._batcher = Scheduler(
+            self._rows_session(wanted), self.tokenizer, context_length=self.context_length, max_queue=max_queue
+        )
+        return self._batcher
+
+    def _submit_rows(
+        self,
+        rows: Sequence[tuple[Sequence[int], GenerationSettings, Callable[[], None] | None]],
+        *,
+        max_rows: int | None = None,
+        bounded: bool = True,
+        sinks: Sequence[RowSink] | None = None,
+    ) -> list[RowStream]:
+        """Submit `rows` to the batcher of `max_rows` (see `batcher`) in one step: no other call can replace the
+        batcher between choosing it and queueing them."""
+        self._need("decoder", "batched generation")
+        with self._batcher_lock:
+            return self._batcher_for(max_rows, None).submit_many(rows, bounded=bounded, sinks=sinks)
 
     def _rows_session(self, rows: int) -> RowSession:
         if not self.batches_rows:
@@ -798,7 +823,7 @@ class Model:
             raise TypeError(f"submit() got an unexpected keyword argument {unknown[0]!r}")
         checked = GenerationOptions.of(options, **settings)
         ids, row_settings = self._row(prompt, checked, logits_processors, self._compile(response_format), stream_text)
-        return self.batcher().submit(ids, row_settings)
+        return self._submit_rows([(ids, row_settings, None)])[0]
 
     def _row(
         self,
@@ -883,10 +908,10 @@ class Model:
         ]
         if not rows:
             return []
-        scheduler = self.batcher(max_rows=batch_size or DEFAULT_BATCH_SIZE)
         finished: queue.SimpleQueue[int] = queue.SimpleQueue()
-        streams = scheduler.submit_many(
+        streams = self._submit_rows(
             [(ids, row_settings, functools.partial(finished.put, i)) for i, (ids, row_settings) in enumerate(rows)],
+            max_rows=batch_size or DEFAULT_BATCH_SIZE,
             bounded=False,
         )
         results: list[Completion | None] = [None] * len(streams)

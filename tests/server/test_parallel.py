@@ -187,3 +187,33 @@ def test_concurrent_embedding_requests_give_the_vectors_of_each_alone(parallel_s
         got = list(pool.map(one, range(len(inputs))))
     for g, e in zip(got, expected):
         assert g.shape == e.shape and float(np.abs(g - e).max()) <= 1e-5
+
+
+def test_a_constrained_request_does_not_stall_the_server_while_a_generation_holds_the_model(server, served_models):
+    """Compiling a request's response_format waits for nothing a generation holds: a one-slot server, or a backend
+    without rows, holds the model's lock for a whole generation, and the event loop must not wait for it."""
+    model = served_models["chat"]
+    model.constraint({"type": "json_object"})  # its tokenizer index built: what is left is the locking
+    held, release = threading.Event(), threading.Event()
+
+    def generation() -> None:  # what a generation on the model's own session does (Model._run)
+        with model._lock:
+            held.set()
+            release.wait(20)
+
+    running = threading.Thread(target=generation)
+    running.start()
+    assert held.wait(10)
+    body = {"model": "chat", "prompt": "Hi", "max_tokens": 2, "response_format": {"type": "json_object"}}
+    constrained = threading.Thread(
+        target=lambda: httpx.post(f"{server.url}/v1/completions", json=body, headers=AUTH, timeout=60)
+    )
+    try:
+        constrained.start()
+        time.sleep(0.3)  # the constrained request reaches its handler
+        health = httpx.get(f"{server.url}/health", timeout=10)  # times out if the loop waits for the lock
+        assert health.status_code == 200 and not release.is_set()
+    finally:
+        release.set()
+        running.join(30)
+        constrained.join(60)

@@ -100,8 +100,6 @@ class BatchedRows:
         """(choice index, chunk) pairs as the rows decode, interleaved. The lease is released once every row has
         ended; leaving early (the client went away) cancels the rows still running, which frees their slots."""
         loop = asyncio.get_running_loop()
-        # made (its rows session opened) in a worker thread the first time, not on the loop
-        batcher = await loop.run_in_executor(None, functools.partial(self.model.batcher, max_rows=self.parallel))
         queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
         left = len(self.choices)
 
@@ -114,7 +112,9 @@ class BatchedRows:
         hub = _hub(loop)
         sinks = [LoopSink(hub, i, queue, ended) for i in range(len(self.choices))]
         rows = [(ids, settings, None) for ids, settings in self.choices]
-        streams = batcher.submit_many(rows, bounded=False, sinks=sinks)  # admission: the request's lease
+        # in a worker thread: the first call opens the batcher's rows session (admission: the request's lease)
+        submit = functools.partial(self.model._submit_rows, rows, max_rows=self.parallel, bounded=False, sinks=sinks)
+        streams = await loop.run_in_executor(None, submit)
         lease.handed_over = True
         try:
             running = len(streams)
