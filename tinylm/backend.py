@@ -349,7 +349,8 @@ class RowSession(Protocol):
     def add_rows(self, prompts: Sequence[np.ndarray]) -> tuple[list[int], np.ndarray]:
         """Start one new row per prompt (int64 (T_i,), ragged; T_i >= 1), prefill them (in one run where the
         runtime allows, else one after another), return their ids and the last-position logits (R, V) float32.
-        Raises `CapabilityError` (Fix: ...) when more than `max_rows` would be live."""
+        Raises `CapabilityError` (Fix: ...) when more than `max_rows` would be live. All or nothing: when it raises,
+        no row of the call stays live and nothing of its prompts is reused later."""
         ...
 
     def step_rows(self, rows: Sequence[int], token_ids: np.ndarray) -> np.ndarray:

@@ -23,12 +23,14 @@ attributes to tune tolerances or the families a backend supports. Needs `pytest`
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -41,7 +43,35 @@ from tinylm.speculative import Pace
 
 from .models import DECODER_VARIANTS, ENCODER_VARIANTS, build_model
 
-__all__ = ["BackendConformance", "Reference", "reference", "greedy_check", "Spoiler", "replay_speculation"]
+__all__ = [
+    "BackendConformance",
+    "Reference",
+    "reference",
+    "greedy_check",
+    "Spoiler",
+    "replay_speculation",
+    "fail_after",
+]
+
+
+@contextlib.contextmanager
+def fail_after(owner: Any, name: str, calls: int) -> Iterator[None]:
+    """While active, `owner.name` (a method, on an object or a class) runs its first `calls` calls, then raises
+    RuntimeError: a runtime failing in the middle of a call (memory, a lost device), for
+    `BackendConformance.failing_prefill`."""
+    original = getattr(owner, name)
+    made = 0
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        nonlocal made
+        made += 1
+        if made > calls:
+            raise RuntimeError(f"{name} failed on purpose (tinylm.testing.conformance.fail_after)")
+        return original(*args, **kwargs)
+
+    with mock.patch.object(owner, name, failing):
+        yield
+
 
 SEQ = 32  # teacher-forced positions and free-running tokens compared
 LONG_TEXT = (
@@ -635,6 +665,39 @@ class BackendConformance:
         assert [c.token_ids for c in first] == [c.token_ids for c in again], f"{variant}: seeded rows differ"
         for prompt, done in zip(prompts, first):  # every row draws as generate(seed=...) alone does
             assert done.token_ids == model.generate(prompt, options=options).token_ids, f"{variant}: {prompt!r}"
+
+    def failing_prefill(self, session: Any, after: int) -> contextlib.AbstractContextManager[None] | None:
+        """Backend hook: a context manager under which `session.add_rows` (a rows session of this backend) runs the
+        prefills of its first `after` prompts and then fails with RuntimeError, e.g. `fail_after(<what runs one
+        prompt's prefill>, <its method name>, after)`; None (the default) skips the test that needs it."""
+        return None
+
+    def test_rows_a_failed_add_rows_leaves_no_row(self, rows_decoder: tuple[str, tinylm.Model]) -> None:
+        """`add_rows` is all or nothing: when a prefill fails in the middle of a call, no row of that call stays
+        live (their slots are free again: the scheduler never learnt their ids) and nothing of the failed prompts
+        is reused (a backend that copies held prompt prefixes must not copy keys that were never written)."""
+        variant, model = rows_decoder
+        vocab = model.spec.vocab_size
+        session = model._rows_session(3)
+        try:
+            broken = self.failing_prefill(session, after=1)
+            if broken is None:
+                pytest.skip(f"{self.backend}: its conformance class gives no failing_prefill (no way to fail one)")
+            head = self._ids(vocab, 6, seed=80)
+            prompts = [np.concatenate([head, self._ids(vocab, n, seed=81 + n)]) for n in (3, 4, 5)]
+            (live,), _ = session.add_rows([prompts[0]])
+            with broken, pytest.raises(RuntimeError, match="on purpose"):
+                session.add_rows([prompts[1], prompts[2]])  # the first prompt's prefill runs, the second's fails
+            assert session.row_length(live) == len(prompts[0])
+            rows, logits = session.add_rows([prompts[2], prompts[1]])  # both slots free again
+            for i, out in zip((2, 1), logits):
+                alone = self._alone(model, prompts[i], [])
+                self.assert_close(out[None], alone, f"{variant}: prompt {i} after a failed add_rows")
+            fed = self._ids(vocab, 3, seed=90)
+            stepped = session.step_rows([live, *rows], fed)
+            self.assert_close(stepped[:1], self._alone(model, prompts[0], [int(fed[0])])[1:], f"{variant}: live row")
+        finally:
+            session.close()  # type: ignore[attr-defined]
 
     # rollback and speculative decoding (Capabilities(rollback=True)) -------------------------------
 

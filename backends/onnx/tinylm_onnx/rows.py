@@ -161,19 +161,30 @@ class OnnxRowSession(OnnxSession):
         if checked:
             self._room_for(max(len(p) for p in checked))
         ids, out = [], np.empty((len(checked), self.spec.vocab_size), np.float32)  # (R, V)
-        for i, prompt in enumerate(checked):
-            row, slot = self._rows.add(len(prompt))
-            source, start = self._rows.shared_prefix(prompt, slot, run=MIN_RUN)
-            if not self._reuses:  # longrope: a prefix's keys depend on the table its whole prompt's length chose
-                start = 0
-            if source != slot and start:
-                for k, v in self._buffers:  # (max_rows, nkv, room, hd)
-                    k[slot, :, :start] = k[source, :, :start]
-                    v[slot, :, :start] = v[source, :, :start]
-            self.prefilled += len(prompt) - start
-            out[i] = self._span(slot, slot + 1).prefill(self._sess, prompt[None, start:], start)
-            ids.append(row)
+        try:
+            for i, prompt in enumerate(checked):
+                row, slot = self._rows.add(len(prompt))
+                ids.append(row)
+                source, start = self._rows.shared_prefix(prompt, slot, run=MIN_RUN)
+                if not self._reuses:  # longrope: a prefix's keys depend on the table its whole length chose
+                    start = 0
+                if source != slot and start:
+                    for k, v in self._buffers:  # (max_rows, nkv, room, hd)
+                        k[slot, :, :start] = k[source, :, :start]
+                        v[slot, :, :start] = v[source, :, :start]
+                self.prefilled += len(prompt) - start
+                out[i] = self._span(slot, slot + 1).prefill(self._sess, prompt[None, start:], start)
+        except BaseException:
+            self._unadd(ids)
+            raise
         return ids, out
+
+    def _unadd(self, rows: list[int]) -> None:
+        """Drop the rows a failed `add_rows` added (all or nothing), newest first, so none moves; their slots hold
+        no prompt (a failed prefill's keys may be partly written)."""
+        for row in reversed(rows):
+            self._rows.held_length[self._rows.slot(row)] = 0
+            self.drop_row(row)
 
     def step_rows(self, rows: Sequence[int], token_ids: np.ndarray) -> np.ndarray:
         sess = self._live()

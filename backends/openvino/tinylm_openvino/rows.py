@@ -55,12 +55,18 @@ class OpenVINORowSession(OpenVINOSession):
         """Every state variable and its value with the pending beam applied: (n, nkv, S, hd)."""
         return [(st, np.asarray(st.state.data)[self._beam]) for st in self._states()]
 
-    def _write(self, values: list[tuple[Any, np.ndarray]]) -> None:
+    @staticmethod
+    def _tensors(values: list[tuple[Any, np.ndarray]]) -> list[tuple[Any, Any]]:
+        """Every state variable's new value as an OpenVINO tensor (made before any is set)."""
         from .runtime import openvino
 
         ov = openvino()
-        for st, value in values:
-            st.state = ov.Tensor(np.ascontiguousarray(value))
+        return [(st, ov.Tensor(np.ascontiguousarray(value))) for st, value in values]
+
+    def _write(self, tensors: list[tuple[Any, Any]]) -> None:
+        """Set every state variable (tensors from `_tensors`); the next run's beam is the identity."""
+        for st, tensor in tensors:
+            st.state = tensor
         self._beam = np.arange(self._rows.live, dtype=np.int32)
 
     def _compact(self) -> None:
@@ -78,7 +84,7 @@ class OpenVINORowSession(OpenVINOSession):
         keys = np.full((n, longest), HOLE, np.int64)
         for b in range(n):
             keys[b, : len(picked[b])] = self._keys[b, picked[b]]
-        self._write(values)
+        self._write(self._tensors(values))
         self._keys = keys
 
     def _prefill(self, prompt: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -108,34 +114,45 @@ class OpenVINORowSession(OpenVINOSession):
         if self._rreq is None:
             self._rreq = self._compiled.create_infer_request()
         ids, out = [], np.empty((len(checked), self.spec.vocab_size), np.float32)  # (R, V)
-        for i, prompt in enumerate(checked):
-            out[i], joined = self._prefill(prompt)
-            t = len(prompt)
-            if self._rows.live == 0:
-                self._rreq.reset_state()
-                old: list[tuple[Any, np.ndarray | None]] = [(st, None) for st in self._states()]
-                s = t
-            else:
-                old = list(self._read())
-                s = max(self._keys.shape[1], t)
-            values = []
-            for (st, before), new in zip(old, joined):
-                if before is None:
-                    values.append((st, new))
-                    continue
-                n, nkv, held, hd = before.shape
-                both = np.zeros((n + 1, nkv, s, hd), np.float32)  # (n + 1, nkv, S, hd)
-                both[:n, :, :held] = before
-                both[n, :, :t] = new[0]
-                values.append((st, both))
-            keys = np.full((self._rows.live + 1, s), HOLE, np.int64)
-            keys[:-1, : self._keys.shape[1]] = self._keys
-            keys[-1, :t] = np.arange(t)
-            row, _ = self._rows.add(t)
-            self._write(values)  # after add: the beam covers the new row too
-            self._keys = keys
-            ids.append(row)
+        try:
+            for i, prompt in enumerate(checked):
+                ids.append(self._add(prompt, out[i]))
+        except BaseException:
+            for row in reversed(ids):  # all or nothing: no row of a failed call stays live (newest first: none moves)
+                self.drop_row(row)
+            raise
         return ids, out
+
+    def _add(self, prompt: np.ndarray, logits: np.ndarray) -> int:
+        """One prompt prefilled alone and spliced into the rows' state; its last logits into `logits` (V,). Whatever
+        can fail (the prefill, the new state's arrays and tensors) runs before the row is added."""
+        logits[:], joined = self._prefill(prompt)
+        t = len(prompt)
+        if self._rows.live == 0:
+            self._rreq.reset_state()
+            old: list[tuple[Any, np.ndarray | None]] = [(st, None) for st in self._states()]
+            s = t
+        else:
+            old = list(self._read())
+            s = max(self._keys.shape[1], t)
+        values = []
+        for (st, before), new in zip(old, joined):
+            if before is None:
+                values.append((st, new))
+                continue
+            n, nkv, held, hd = before.shape
+            both = np.zeros((n + 1, nkv, s, hd), np.float32)  # (n + 1, nkv, S, hd)
+            both[:n, :, :held] = before
+            both[n, :, :t] = new[0]
+            values.append((st, both))
+        tensors = self._tensors(values)
+        keys = np.full((self._rows.live + 1, s), HOLE, np.int64)
+        keys[:-1, : self._keys.shape[1]] = self._keys
+        keys[-1, :t] = np.arange(t)
+        row, _ = self._rows.add(t)
+        self._write(tensors)  # after add: the beam covers the new row too
+        self._keys = keys
+        return row
 
     def step_rows(self, rows: Sequence[int], token_ids: np.ndarray) -> np.ndarray:
         self._live()

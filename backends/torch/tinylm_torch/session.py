@@ -112,16 +112,21 @@ class TorchSession(inputs.SlotSession):
         checked = [inputs.row_prompt(p, self.spec, self.capacity) for p in prompts]  # all checked before any runs
         free = [slot for slot in range(self.max_rows) if slot not in cache.lengths]
         rows, logits = [], []
-        with torch.inference_mode():
-            for slot, prompt in zip(free, checked):
-                cache.lengths[slot] = 0
-                view = cache.slot(slot)  # (1, nkv, capacity, hd) views of the slot: the single-sequence prefill
-                logits.append(model.step(self._tensor(prompt[None, :]), view)[0])  # (V,)
-                cache.lengths[slot] = view.length
-                cache.written[slot] = max(cache.written[slot], view.length)
-                rows.append(slot)
-            out = torch.stack(logits) if logits else torch.zeros(0, self.spec.vocab_size)  # (R, V)
-            return rows, out.to(device="cpu", dtype=torch.float32).numpy()
+        try:
+            with torch.inference_mode():
+                for slot, prompt in zip(free, checked):
+                    cache.lengths[slot] = 0
+                    rows.append(slot)
+                    view = cache.slot(slot)  # (1, nkv, capacity, hd) views of the slot: the single-sequence prefill
+                    logits.append(model.step(self._tensor(prompt[None, :]), view)[0])  # (V,)
+                    cache.lengths[slot] = view.length
+                    cache.written[slot] = max(cache.written[slot], view.length)
+                out = torch.stack(logits) if logits else torch.zeros(0, self.spec.vocab_size)  # (R, V)
+                return rows, out.to(device="cpu", dtype=torch.float32).numpy()
+        except BaseException:
+            for slot in rows:  # all or nothing: no row of a failed call stays live
+                cache.lengths.pop(slot, None)
+            raise
 
     def step_rows(self, rows: Sequence[int], token_ids: np.ndarray) -> np.ndarray:
         model = self._live()

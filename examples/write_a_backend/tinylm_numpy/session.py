@@ -80,11 +80,16 @@ class NumpySession(inputs.SlotSession):
         checked = [inputs.row_prompt(p, self.spec, self.capacity) for p in prompts]  # all checked before any runs
         free = (row for row in range(self.max_rows) if row not in self._rows)
         rows, logits = [], []
-        for row, prompt in zip(free, checked):
-            cache = KVCache(self.spec, batch=1, capacity=self.capacity)
-            logits.append(model.step(prompt[None, :], cache, last_only=True)[0])  # (V,)
-            self._rows[row] = cache
-            rows.append(row)
+        try:
+            for row, prompt in zip(free, checked):
+                cache = KVCache(self.spec, batch=1, capacity=self.capacity)
+                logits.append(model.step(prompt[None, :], cache, last_only=True)[0])  # (V,)
+                self._rows[row] = cache
+                rows.append(row)
+        except BaseException:
+            for row in rows:  # all or nothing: no row of a failed call stays live
+                self._rows.pop(row, None)
+            raise
         return rows, np.stack(logits).astype(np.float32) if logits else np.zeros((0, self.spec.vocab_size), np.float32)
 
     def step_rows(self, rows: Sequence[int], token_ids: np.ndarray) -> np.ndarray:
