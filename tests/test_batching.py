@@ -193,6 +193,53 @@ def test_a_full_queue_is_a_typed_error(model):
         scheduler.session.close()
 
 
+def test_a_cancelled_waiting_row_leaves_the_queue_at_once(model):
+    """A consumer that goes away while its row waits for a slot frees its place in the queue at the next turn
+    (not when a slot frees): it stops counting against max_queue and its stream ends."""
+    scheduler = Scheduler(model._rows_session(1), model.tokenizer, context_length=model.context_length, max_queue=1)
+    settings = GenerationSettings(max_new_tokens=200, stop_token_ids=())
+    try:
+        running = scheduler.submit([5, 6, 7], settings)
+        next(running)  # admitted: the one slot is taken
+        waiting = scheduler.submit([5, 6], settings)
+        waiting.close()
+        deadline = time.monotonic() + 30
+        while scheduler.waiting:
+            assert time.monotonic() < deadline, "the cancelled row still waits"
+            time.sleep(0.01)
+        assert scheduler.live == 1
+        again = scheduler.submit([5], settings)  # the queue has room again: no QueueFull
+        again.close()
+        running.close()
+    finally:
+        scheduler.close()
+        scheduler.session.close()
+
+
+def test_a_row_whose_drop_fails_still_ends(model, monkeypatch):
+    """A backend failing to drop a finished row fails the batch (every other row learns of it), but the finished
+    row's consumer still gets its last chunk and its end: no stream waits forever."""
+    scheduler = model.batcher(max_rows=2)
+    drop_row = scheduler.session.drop_row
+    failed: list[int] = []
+
+    def broken_drop(row):
+        if not failed:
+            failed.append(row)
+            raise RuntimeError("drop_row failed")
+        return drop_row(row)
+
+    monkeypatch.setattr(scheduler.session, "drop_row", broken_drop)
+    stream = model.submit(PROMPTS[0], max_new_tokens=2, ignore_eos=True)
+    got: list = []
+    reader = threading.Thread(target=lambda: got.extend(stream))
+    reader.start()
+    reader.join(60)
+    assert not reader.is_alive(), "the finished row's stream never ended"
+    assert got[-1].finish_reason == "length"
+    drop_row(failed[0])  # the row the backend kept: free its slot for the other tests
+
+
 def test_a_row_error_ends_that_row_only(model):
     def forbid_all(logits, history):
         return np.full_like(logits, -np.inf)

@@ -374,9 +374,18 @@ class Scheduler:
         return taken
 
     def _retire_cancelled(self) -> None:
+        """End the rows whose consumers went away: live ones are dropped, queued ones leave the queue (they no
+        longer count against `max_queue`, and a server's request ends now, not when a slot frees)."""
         for row, stream in list(self._live.items()):
             if stream.cancelled:
-                self._drop(row)
+                try:
+                    self._drop(row)
+                finally:
+                    stream.put(_END)
+        if any(stream.cancelled for stream in self._queue):
+            gone = [stream for stream in self._queue if stream.cancelled]
+            self._queue = deque(stream for stream in self._queue if not stream.cancelled)
+            for stream in gone:
                 stream.put(_END)
 
     def _admit(self, streams: list[_Row]) -> None:
@@ -414,9 +423,11 @@ class Scheduler:
         except Exception as e:  # this row's own failure (e.g. a constraint that allows no token): it alone ends
             last, state.done = e, True
         if state.done:
-            self._drop(row)
-            stream.put(last)
-            stream.put(_END)
+            try:
+                self._drop(row)
+            finally:  # its consumer gets its end even when the backend failed to drop it (that error ends the rest)
+                stream.put(last)
+                stream.put(_END)
 
     def _drop(self, row: int) -> None:
         self._live.pop(row, None)

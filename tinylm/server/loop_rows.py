@@ -56,14 +56,16 @@ class _Hub:
 
 
 _hubs: dict[asyncio.AbstractEventLoop, _Hub] = {}
+_hubs_lock = threading.Lock()  # servers on other loops (threads) of the same process register theirs too
 
 
 def _hub(loop: asyncio.AbstractEventLoop) -> _Hub:
-    if loop not in _hubs:
-        for closed in [other for other in _hubs if other.is_closed()]:  # loops of servers that have stopped
-            del _hubs[closed]
-        _hubs[loop] = _Hub(loop)
-    return _hubs[loop]
+    with _hubs_lock:
+        if loop not in _hubs:
+            for closed in [other for other in _hubs if other.is_closed()]:  # loops of servers that have stopped
+                del _hubs[closed]
+            _hubs[loop] = _Hub(loop)
+        return _hubs[loop]
 
 
 class LoopSink:
