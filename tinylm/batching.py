@@ -319,9 +319,10 @@ class Scheduler:
         try:
             while self._turn():
                 self._flush()
-        except BaseException as e:  # a backend failure: every row learns of it, none hangs
+        except BaseException as e:  # a backend failure: every row in flight learns of it, none hangs
             log.exception("the batch worker failed")
-            self._fail_all(e)
+            with self._cond:  # rows submitted after this stay queued, for the next worker
+                self._fail_all(e)
         finally:
             self._flush()
             with self._cond:
