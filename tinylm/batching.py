@@ -219,7 +219,7 @@ class Scheduler:
         self._live: dict[int, _Row] = {}  # row id -> the row
         self._worker: threading.Thread | None = None
         self._closed = False
-        self._closed_why = "the model was closed. Fix: load it again with tinylm.load()."
+        self._closed_why = ("the model was closed.", "load it again with tinylm.load().")  # (what, its fix)
         self._admitting = 0  # rows taken from the queue whose add_rows has not returned yet
         self._touched: set[RowSink] = set()  # sinks given items in this turn (the worker's own)
         #: decode steps run and rows stepped in them (for benchmarks: rows / steps is the mean batch)
@@ -268,7 +268,8 @@ class Scheduler:
         ]
         with self._cond:
             if self._closed:
-                raise GenerationError(self._closed_why)
+                what, fix = self._closed_why
+                raise GenerationError(f"{what} Fix: {fix}")
             if bounded and self.max_queue is not None and len(self._queue) + len(made) > self.max_queue:
                 raise QueueFull(
                     f"{len(self._queue)} rows are already waiting for one of {self.max_rows} slots. "
@@ -297,12 +298,12 @@ class Scheduler:
         with self._cond:
             return bool(self._live or self._admitting or self._queue)
 
-    def close(self, why: str | None = None) -> None:
-        """Cancel every row (their streams end with a `GenerationError` saying `why`, by default that the model
-        was closed) and stop the worker; a later `submit` raises the same."""
+    def close(self, why: str | None = None, fix: str | None = None) -> None:
+        """Cancel every row (their streams end with a `GenerationError` saying `why` and its `fix`, by default
+        that the model was closed) and stop the worker; a later `submit` raises the same."""
         with self._cond:
-            if why is not None:
-                self._closed_why = why
+            if why is not None and fix is not None:
+                self._closed_why = (why, fix)
             self._closed = True
             self._cond.notify()
             worker = self._worker
@@ -335,7 +336,8 @@ class Scheduler:
         """One turn of the loop; False once there is nothing left to do (the worker then ends)."""
         with self._cond:
             if self._closed:
-                self._fail_all(GenerationError(self._closed_why))
+                what, fix = self._closed_why
+                self._fail_all(GenerationError(f"{what} Fix: {fix}"))
                 return False
             self._retire_cancelled()
             if not self._live and not self._queue:

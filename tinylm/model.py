@@ -763,8 +763,8 @@ class Model:
             if max_queue is None:
                 max_queue = current.max_queue
             current.close(
-                "this batcher was replaced by one of more rows (model.batcher(max_rows=...)). "
-                "Fix: submit through model.batcher() (or model.submit), which returns the current one."
+                "this batcher was replaced by one of more rows (model.batcher(max_rows=...)).",
+                "submit through model.batcher() (or model.submit), which returns the current one.",
             )
             if not isinstance(current.session, SerialRows):
                 current.session.close()  # type: ignore[attr-defined]
