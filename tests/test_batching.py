@@ -370,6 +370,17 @@ def test_without_rows_the_rows_run_one_after_another_with_the_same_results(seria
     assert (*first.token_ids, *rest) == alone[1].token_ids
 
 
+def test_a_batch_from_inside_an_open_stream_is_refused_where_rows_share_its_session(serial_model):
+    """Without rows the batch runs on the model's own session, which an open stream of the same thread holds: the
+    batch would wait for it forever (the stream waits for the batch); it is refused instead."""
+    stream = serial_model.stream(PROMPTS[0], max_new_tokens=4, ignore_eos=True)
+    next(stream)
+    with pytest.raises(GenerationError, match=r"still running in this thread.*Fix"):
+        serial_model.generate_batch([PROMPTS[1]], max_new_tokens=2)
+    stream.close()
+    assert len(serial_model.generate_batch([PROMPTS[1]], max_new_tokens=2)[0].token_ids) >= 1
+
+
 def test_closing_the_model_ends_its_batcher(tmp_path):
     m = tinylm.load(build_model("llama", tmp_path / "m", seed=0), backend="torch")
     m.generate_batch(["a", "b"], max_new_tokens=2)

@@ -264,6 +264,7 @@ class Model:
         self._lookup_pace: Pace | None = None  # greedy speculative="lookup": what a pass costs, how often it pays
         self._batcher_lock = threading.Lock()
         self._constraint_lock = threading.Lock()
+        self._generating: int | None = None  # the thread whose generation holds the session (while it runs)
 
     # what runs -------------------------------------------------------------------------------
 
@@ -458,19 +459,35 @@ class Model:
                 )
         return compile_constraint(response_format, self._constraint_tokenizer, vocab_size=self.spec.vocab_size)
 
+    def _not_inside_own_generation(self, what: str) -> None:
+        """Refuse a call that needs this model's session from the thread whose generation holds it (a stream not
+        finished yet, or a logits processor calling back): the model's lock would let it in and it would overwrite
+        that generation's cache (or, for rows run one after another, wait for it forever)."""
+        if self._generating == threading.get_ident():
+            raise GenerationError(
+                f"{what} was called while a generation of this model is still running in this thread (an open "
+                "stream, or a logits processor calling back): it would overwrite that generation's cache. Fix: "
+                "finish or close() the stream first, or load the model a second time for the other call."
+            )
+
     def _run(self, prompt_ids: list[int], settings: GenerationSettings, draft: Model | None = None) -> Iterator[Chunk]:
+        self._not_inside_own_generation("a generation")
         # a draft model's session is this generation's for as long as it runs
         with self._lock, draft._lock if draft is not None else contextlib.nullcontext():
             if draft is not None:
                 draft._live()
-            yield from stream_tokens(
-                self._live(),
-                prompt_ids,
-                self.tokenizer,
-                settings,
-                context_length=self.context_length,
-                fast_step=self._choice.backend.capabilities.step,
-            )
+            self._generating = threading.get_ident()
+            try:
+                yield from stream_tokens(
+                    self._live(),
+                    prompt_ids,
+                    self.tokenizer,
+                    settings,
+                    context_length=self.context_length,
+                    fast_step=self._choice.backend.capabilities.step,
+                )
+            finally:
+                self._generating = None
 
     def _compile(self, response_format: ResponseFormat | Constraint | None) -> Constraint | None:
         if response_format is None or isinstance(response_format, Constraint):
@@ -785,6 +802,8 @@ class Model:
         """Submit `rows` to the batcher of `max_rows` (see `batcher`) in one step: no other call can replace the
         batcher between choosing it and queueing them."""
         self._need("decoder", "batched generation")
+        if not self.batches_rows:  # its rows run on the model's own session, which that generation holds
+            self._not_inside_own_generation("a batched call")
         with self._batcher_lock:
             return self._batcher_for(max_rows, None).submit_many(rows, bounded=bounded, sinks=sinks)
 
@@ -951,6 +970,7 @@ class Model:
             raise GenerationError(
                 f"logits() needs 1..{self.context_length} token ids, got {ids.size}. Fix: pass a shorter sequence."
             )
+        self._not_inside_own_generation("logits()")
         with self._lock:
             session = self._live()
             session.reset()

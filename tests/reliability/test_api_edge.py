@@ -244,3 +244,24 @@ def test_the_cli_checks_options_before_loading(capsys, flag, value, name):
     assert main(["generate", "no-such-model-anywhere", "hi", flag, value]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"error: {name} must be") and "Fix: " in err
+
+
+def test_a_call_from_inside_its_own_generation_is_refused_not_mixed_in(decoder):
+    """The model's lock is re-entrant, so a call from the thread whose stream is still open (or from a logits
+    processor) used to reset the session under it: the stream then went on from the other call's cache."""
+    expected = decoder.generate("Hello", max_new_tokens=8, ignore_eos=True).token_ids
+    stream = decoder.stream("Hello", max_new_tokens=8, ignore_eos=True)
+    first = next(stream)
+    with pytest.raises(GenerationError, match=r"still running in this thread.*Fix"):
+        decoder.generate("Something else entirely", max_new_tokens=4)
+    with pytest.raises(GenerationError, match=r"still running in this thread.*Fix"):
+        decoder.logits([5, 6, 7])
+    assert (*first.token_ids, *(t for c in stream for t in c.token_ids)) == expected  # the stream is untouched
+
+    def calls_back(logits, history):
+        decoder.logits([5, 6])
+        return logits
+
+    with pytest.raises(GenerationError, match="logits processor calling back"):
+        decoder.generate("Hi", max_new_tokens=2, logits_processors=[calls_back])
+    assert decoder.generate("Hello", max_new_tokens=8, ignore_eos=True).token_ids == expected  # and after it
