@@ -800,8 +800,7 @@ class Model:
         sinks: Sequence[RowSink] | None = None,
     ) -> list[RowStream]:
         """Submit `rows` to the batcher of `max_rows` (see `batcher`) in one step: no other call can replace the
-        batcher between choosing it and queueing them."""
-        self._need("decoder", "batched generation")
+        batcher between choosing it and queueing them (its callers have checked that this model decodes)."""
         if not self.batches_rows:  # its rows run on the model's own session, which that generation holds
             self._not_inside_own_generation("a batched call")
         with self._batcher_lock:
